@@ -1,0 +1,34 @@
+//! The CLI's error type and its one exhaustive mapping to the exit-code contract.
+
+use crate::core::exit::Failure;
+
+/// Everything a command can fail with. Messages are lowercase, specific, and never hold a
+/// secret value or an API key.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The command exists in the tree but is not built in this version.
+    #[error("`latch {0}` is not built in this version yet")]
+    NotBuilt(&'static str),
+    /// The async runtime could not start.
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] std::io::Error),
+}
+
+impl Error {
+    /// The failure class, hence the exit code.
+    #[must_use]
+    pub const fn failure(&self) -> Failure {
+        match self {
+            Self::NotBuilt(_) | Self::Runtime(_) => Failure::Internal,
+        }
+    }
+
+    /// A line telling the person what to do, where there is one.
+    #[must_use]
+    pub const fn remedy(&self) -> Option<&'static str> {
+        match self {
+            Self::NotBuilt(_) => Some("see README.md for what this version provides"),
+            Self::Runtime(_) => None,
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! The command-line interface: the clap command tree, and the one place that wires the IO
+//! modules together for each command.
+//!
+//! Doc comments on the argument types are the help text. Printing is kept pure (strings built
+//! from data, written by the caller) so it can be tested without a terminal.
+
+// Doc comments here are help text read in a terminal, where backticks would show literally.
+#![allow(clippy::doc_markdown)]
+
+mod api_key;
+mod env;
+mod error;
+mod identity;
+mod member;
+mod run;
+mod runs;
+mod scrub;
+mod secret;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use error::Error;
+
+/// latch runs AI agents and any command with exactly the credentials each run is entitled to,
+/// and masks those credentials in the command's output as it streams.
+///
+/// `latch serve` is the platform that stores secrets and resolves runs; `latch run -- CMD`
+/// launches a command with its resolved secrets; the other commands manage the platform.
+#[derive(Debug, Parser)]
+#[command(
+    name = "latch",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command accepts.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The platform's URL (`https://` required except for loopback addresses).
+    #[arg(long, env = "LATCH_URL", global = true, value_name = "URL")]
+    pub url: Option<String>,
+    /// Read the API key from this file (mode 0600 recommended).
+    #[arg(long, env = "LATCH_API_KEY_FILE", global = true, value_name = "PATH")]
+    pub api_key_file: Option<PathBuf>,
+    /// The API key. Prefer the LATCH_API_KEY variable: arguments are visible to other users in
+    /// process lists and stay in shell history.
+    #[arg(
+        long,
+        env = "LATCH_API_KEY",
+        hide_env_values = true,
+        global = true,
+        value_name = "KEY"
+    )]
+    pub api_key: Option<String>,
+    /// Machine-readable JSON output on every listing and every create.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output on stderr (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+/// The command tree.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a command with its resolved secrets, masking them in its output.
+    Run(run::RunArgs),
+    /// Mask secret values in a stream (stdin to stdout).
+    Scrub(scrub::ScrubArgs),
+    /// Start the platform: the HTTP server that stores secrets and resolves runs.
+    Serve(serve::ServeArgs),
+    /// Create, update, delete and list secrets (values are write-only).
+    #[command(subcommand)]
+    Secret(secret::SecretCommand),
+    /// Create, list and revoke API keys.
+    #[command(subcommand)]
+    ApiKey(api_key::ApiKeyCommand),
+    /// Manage environments: named lists of secret names used as a run's default allowlist.
+    #[command(subcommand)]
+    Env(env::EnvCommand),
+    /// Manage agent identities and the team secrets reserved for them.
+    #[command(subcommand)]
+    Identity(identity::IdentityCommand),
+    /// Add, list and remove team members and change their roles.
+    #[command(subcommand)]
+    Member(member::MemberCommand),
+    /// List runs and show one run's record.
+    #[command(subcommand)]
+    Runs(runs::RunsCommand),
+    /// Show the audit log.
+    Audit(runs::AuditArgs),
+    /// Show who the API key acts as: team, user, role, key kind, identity.
+    Whoami,
+}
+
+/// Carries out the parsed command line. Returns the process exit code on success (a child's
+/// status for `latch run`).
+///
+/// # Errors
+/// [`Error`], which `main` maps to an exit code and one line on stderr.
+#[allow(clippy::unused_async)] // the commands built in later issues await
+pub async fn run(cli: Cli) -> Result<u8, Error> {
+    let name = match &cli.command {
+        Command::Run(_) => "run",
+        Command::Scrub(_) => "scrub",
+        Command::Serve(_) => "serve",
+        Command::Secret(c) => c.name(),
+        Command::ApiKey(c) => c.name(),
+        Command::Env(c) => c.name(),
+        Command::Identity(c) => c.name(),
+        Command::Member(c) => c.name(),
+        Command::Runs(c) => c.name(),
+        Command::Audit(_) => "audit",
+        Command::Whoami => "whoami",
+    };
+    Err(Error::NotBuilt(name))
+}

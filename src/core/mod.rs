@@ -1,0 +1,13 @@
+//! The pure core: names and values, the API key format, run resolution, durations and the
+//! exit-code contract.
+//!
+//! Nothing in here performs I/O or needs an async runtime: no tokio, reqwest, sqlx, nix,
+//! `std::process`, `std::fs`, `std::net` or `std::env`. Randomness and time come in as
+//! arguments. Everything here is tested inline with table-driven and property tests.
+
+pub mod apikey;
+pub mod duration;
+pub mod exit;
+pub mod name;
+pub mod resolve;
+pub mod value;

@@ -1,0 +1,187 @@
+//! Secret values: validated, zeroized on drop, never printed.
+//!
+//! A value lives in a [`secrecy::SecretString`], whose memory is wiped when it is dropped and
+//! whose `Debug` prints nothing of it. The only way out is [`SecretValue::expose`], to be called
+//! where bytes must leave: the child's environment, an HTTP body, the scrubber's build, the
+//! cipher. Values are UTF-8 text (they travel in JSON and end up in environment variables);
+//! binary material is stored base64-encoded by the user.
+
+use std::fmt;
+
+use secrecy::{ExposeSecret, SecretString};
+use zeroize::Zeroizing;
+
+/// Largest secret value, in bytes (DESIGN §5).
+pub const MAX_VALUE_LEN: usize = 64 * 1024;
+
+/// Why a value was refused. Never holds or prints any part of the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    /// The value is empty.
+    #[error("the secret value is empty")]
+    Empty,
+    /// The value is larger than 64 KiB.
+    #[error("the secret value is {len} bytes long; at most {max} are allowed")]
+    TooLong {
+        /// Length of the refused value.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The value holds a NUL byte, which no environment variable can carry.
+    #[error(
+        "the secret value holds a NUL byte at byte {at}; environment variables cannot carry one"
+    )]
+    Nul {
+        /// Offset of the first NUL.
+        at: usize,
+    },
+    /// The value is not UTF-8 text.
+    #[error(
+        "the secret value is not UTF-8 text (invalid byte at {at}); encode binary material, e.g. \
+         as base64"
+    )]
+    NotUtf8 {
+        /// Offset of the first invalid byte.
+        at: usize,
+    },
+}
+
+/// A secret value: at most 64 KiB of UTF-8 without NUL, wiped from memory on drop.
+pub struct SecretValue(SecretString);
+
+impl SecretValue {
+    /// Validates and takes `value`. The string is moved, not copied, into the zeroizing box;
+    /// on refusal it is wiped before the error returns.
+    ///
+    /// # Errors
+    /// [`ValueError`] says which rule the value breaks, never what it holds.
+    pub fn new(value: String) -> Result<Self, ValueError> {
+        let value = Zeroizing::new(value);
+        check(value.as_bytes())?;
+        Ok(Self(SecretString::from(value.as_str())))
+    }
+
+    /// Validates and takes `bytes` (for example a file's content), wiping them in every case.
+    ///
+    /// # Errors
+    /// [`ValueError`] says which rule the value breaks, never what it holds.
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, ValueError> {
+        let bytes = Zeroizing::new(bytes);
+        check(&bytes)?;
+        let text = std::str::from_utf8(&bytes).map_err(|e| ValueError::NotUtf8 {
+            at: e.valid_up_to(),
+        })?;
+        Ok(Self(SecretString::from(text)))
+    }
+
+    /// The value, for the few places where bytes must leave.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    /// Length in bytes (part of a secret's metadata).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.expose().len()
+    }
+
+    /// Always false: an empty value is refused at construction.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.expose().is_empty()
+    }
+}
+
+fn check(bytes: &[u8]) -> Result<(), ValueError> {
+    if bytes.is_empty() {
+        return Err(ValueError::Empty);
+    }
+    if bytes.len() > MAX_VALUE_LEN {
+        return Err(ValueError::TooLong {
+            len: bytes.len(),
+            max: MAX_VALUE_LEN,
+        });
+    }
+    if let Some(at) = bytes.iter().position(|&b| b == 0) {
+        return Err(ValueError::Nul { at });
+    }
+    Ok(())
+}
+
+impl Clone for SecretValue {
+    fn clone(&self) -> Self {
+        Self(SecretString::from(self.expose()))
+    }
+}
+
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretValue([REDACTED])")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "sk-live-4f9a8b7c6d5e";
+
+    #[test]
+    fn accepts_text_up_to_64_kib() {
+        let v = SecretValue::new(SAMPLE.to_owned()).expect("valid");
+        assert_eq!(v.expose(), SAMPLE);
+        assert_eq!(v.len(), SAMPLE.len());
+        assert!(!v.is_empty());
+        let max = "x".repeat(MAX_VALUE_LEN);
+        assert_eq!(
+            SecretValue::new(max).expect("64 KiB is allowed").len(),
+            MAX_VALUE_LEN
+        );
+        let multi_line = "-----BEGIN KEY-----\nabc\r\n-----END KEY-----\n".to_owned();
+        assert!(SecretValue::new(multi_line).is_ok());
+        assert!(SecretValue::new("päßwörd ✓".to_owned()).is_ok());
+    }
+
+    #[test]
+    fn refuses_bad_values_without_quoting_them() {
+        let cases: Vec<(Vec<u8>, ValueError)> = vec![
+            (vec![], ValueError::Empty),
+            (
+                vec![b'x'; MAX_VALUE_LEN + 1],
+                ValueError::TooLong {
+                    len: 65537,
+                    max: 65536,
+                },
+            ),
+            (b"abc\0def".to_vec(), ValueError::Nul { at: 3 }),
+            (b"\0".to_vec(), ValueError::Nul { at: 0 }),
+            (b"ok\xff\xfe".to_vec(), ValueError::NotUtf8 { at: 2 }),
+        ];
+        for (bytes, want) in cases {
+            let shown = String::from_utf8_lossy(&bytes).into_owned();
+            let err = SecretValue::from_bytes(bytes).expect_err("refused");
+            assert_eq!(err, want);
+            let msg = err.to_string();
+            if shown.len() > 2 {
+                assert!(!msg.contains(&shown), "message quotes the value: {msg}");
+            }
+        }
+        assert_eq!(
+            SecretValue::new("a\0b".to_owned())
+                .expect_err("nul")
+                .to_string(),
+            "the secret value holds a NUL byte at byte 1; environment variables cannot carry one"
+        );
+    }
+
+    #[test]
+    fn debug_redacts() {
+        let v = SecretValue::new(SAMPLE.to_owned()).expect("valid");
+        let shown = format!("{v:?} {:?} {:#?}", v.clone(), Some(&v));
+        assert!(!shown.contains(SAMPLE), "{shown}");
+        assert!(!shown.contains("4f9a"), "{shown}");
+        assert!(shown.contains("REDACTED"));
+    }
+}

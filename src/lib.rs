@@ -1,0 +1,31 @@
+//! latch: run AI agents (and any command) with exactly the credentials each run is entitled
+//! to, without those credentials leaking into logs.
+//!
+//! One library crate behind one binary with three faces: the launcher (`latch run`), the
+//! management CLI (`latch secret|api-key|env|identity|member|runs|audit|whoami`) and the
+//! platform (`latch serve`). The contract is DESIGN.md; this crate map says who owns what.
+//!
+//! # Crate map
+//!
+//! | module | owns | may use |
+//! |---|---|---|
+//! | [`core`] | pure logic: [`core::name`] (secret names, labels), [`core::value`] (zeroizing secret values), [`core::apikey`] (key format), [`core::resolve`] (DESIGN §2), [`core::duration`], [`core::exit`] (exit-code contract) | nothing with I/O |
+//! | [`cli`] | the command tree; wires IO modules together per command | everything |
+//!
+//! Modules still to come, each owning one edge: `api` (wire types shared by client and
+//! server), `client` (the one HTTP client), `launcher` (the supervisor), `server` (axum),
+//! `store` (the `Store` trait and its `SQLite` and `PostgreSQL` backends).
+//!
+//! # Dependency rule
+//!
+//! ```text
+//! main → cli → {launcher, client, server, store} → api → core
+//! ```
+//!
+//! Arrows point at what a module may use; nothing points back. Only `cli` wires IO modules
+//! together: the launcher never calls the HTTP client itself and the server never calls it.
+//! `core` performs no I/O, needs no async runtime and is where the rules live, so it is tested
+//! exhaustively and cheaply.
+
+pub mod cli;
+pub mod core;
