@@ -10,4 +10,5 @@ pub mod duration;
 pub mod exit;
 pub mod name;
 pub mod resolve;
+pub mod scrub;
 pub mod value;

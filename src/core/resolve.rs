@@ -462,14 +462,13 @@ fn missing_reason(
     user_context: Option<UserId>,
     name: &SecretName,
 ) -> MissingReason {
-    if let (Caller::Personal { user }, None) = (caller, user_context) {
-        if snapshot
+    if let (Caller::Personal { user }, None) = (caller, user_context)
+        && snapshot
             .personal
             .iter()
             .any(|s| s.owner == *user && s.name == *name)
-        {
-            return MissingReason::PersonalUnavailable;
-        }
+    {
+        return MissingReason::PersonalUnavailable;
     }
     if snapshot
         .team

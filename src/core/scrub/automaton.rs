@@ -1,0 +1,431 @@
+//! The scrubber's multi-pattern automaton: Aho–Corasick with the per-state facts that the
+//! streaming rules need.
+//!
+//! Written here rather than taken from the `aho-corasick` crate because the scrubber needs what
+//! that crate does not expose: each state's depth and failure link (to hold back exactly the
+//! bytes that may still start an occurrence), and for each state whether a strong or a weak
+//! pattern may still complete from it (weak patterns only count after a token boundary).
+//!
+//! Layout: states are numbered in breadth-first order. The first `num_dense` states (all of
+//! them for small sets) have a full transition row over byte classes, so scanning text that
+//! stays near the root costs one table lookup per byte. Deeper states keep sparse edges and a
+//! failure link. Every transition target carries [`OUT`] when the target state ends a pattern.
+//!
+//! No pattern is stored contiguously: dense rows hold only state numbers, and sparse edges
+//! interleave one byte with a four-byte target.
+
+use std::collections::VecDeque;
+
+use zeroize::Zeroize;
+
+use super::patterns::Pattern;
+
+/// Set on a transition target whose state ends at least one pattern.
+pub(crate) const OUT: u32 = 1 << 31;
+const NONE: u32 = u32::MAX;
+const ROOT: u32 = 0;
+/// Most dense-table entries (4 bytes each): 16 MiB.
+const DENSE_BUDGET: usize = 1 << 22;
+/// Most pattern bytes accepted in one set: keeps the build bounded (fail closed beyond).
+pub(crate) const MAX_PATTERN_BYTES: usize = 64 << 20;
+
+/// Why an automaton cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    /// The patterns are too large in total.
+    #[error("the secrets' patterns total {bytes} bytes; at most {max} are supported")]
+    TooLarge {
+        /// Total bytes asked for.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// A sparse edge: the byte in the low 8 bits, the (flagged) target above. Packing them into one
+/// word keeps pattern bytes eight bytes apart in memory, and lets [`Zeroize`] wipe them.
+#[derive(Clone, Copy, Default, Zeroize)]
+struct Edge(u64);
+
+impl Edge {
+    const fn new(byte: u8, target: u32) -> Self {
+        Self(((target as u64) << 8) | byte as u64)
+    }
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "the low 8 bits are the byte"
+    )]
+    const fn byte(self) -> u8 {
+        (self.0 & 0xff) as u8
+    }
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "a target was a u32 shifted by 8"
+    )]
+    const fn target(self) -> u32 {
+        (self.0 >> 8) as u32
+    }
+}
+
+/// What the streaming layer needs to know of a pattern.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PatInfo {
+    pub(crate) len: u32,
+    pub(crate) secret: u32,
+    pub(crate) weak: bool,
+}
+
+#[derive(Clone, Copy)]
+struct Node {
+    fail: u32,
+    depth: u32,
+    /// Next state on the failure chain that ends a pattern.
+    dict: u32,
+    edges: (u32, u32),
+    out: (u32, u32),
+    /// Lowest secret index of a strong pattern strictly longer than this state's string that
+    /// begins with it; `NONE` if there is none.
+    strong_proper: u32,
+    /// Same for weak patterns, including one that ends exactly here.
+    weak_incl: u32,
+    /// Same for weak patterns strictly longer.
+    weak_proper: u32,
+}
+
+/// The automaton. Immutable once built; shared by every stream.
+pub(crate) struct Automaton {
+    class: [u16; 256],
+    nclasses: usize,
+    num_dense: u32,
+    dense: Vec<u32>,
+    nodes: Vec<Node>,
+    sparse: Vec<Edge>,
+    outputs: Vec<u32>,
+    pats: Vec<PatInfo>,
+    longest: usize,
+}
+
+/// A trie under construction.
+struct Trie {
+    children: Vec<Vec<(u8, u32)>>,
+    ends: Vec<Vec<u32>>,
+    depth: Vec<u32>,
+}
+
+impl Trie {
+    fn child(&self, node: u32, byte: u8) -> Option<u32> {
+        let kids = &self.children[node as usize];
+        kids.iter().find(|(b, _)| *b == byte).map(|&(_, t)| t)
+    }
+}
+
+/// Checked conversion of an index that the size limits keep far below `u32::MAX`.
+fn idx(n: usize) -> u32 {
+    u32::try_from(n).expect("bounded by MAX_PATTERN_BYTES")
+}
+
+impl Trie {
+    /// Inserts every pattern; returns the trie, the patterns' facts and the bytes used.
+    fn of(patterns: &[Pattern]) -> (Self, Vec<PatInfo>, [bool; 256]) {
+        let mut trie = Self {
+            children: vec![Vec::new()],
+            ends: vec![Vec::new()],
+            depth: vec![0],
+        };
+        let mut pats: Vec<PatInfo> = Vec::new();
+        let mut used = [false; 256];
+        for p in patterns {
+            let mut node = ROOT;
+            for &b in p.bytes.iter() {
+                used[usize::from(b)] = true;
+                node = if let Some(next) = trie.child(node, b) {
+                    next
+                } else {
+                    let next = idx(trie.children.len());
+                    trie.children.push(Vec::new());
+                    trie.ends.push(Vec::new());
+                    trie.depth.push(trie.depth[node as usize] + 1);
+                    trie.children[node as usize].push((b, next));
+                    next
+                };
+            }
+            let same = |id: &u32| {
+                let q = pats[*id as usize];
+                q.secret == p.secret && q.weak == p.weak
+            };
+            if node != ROOT && !trie.ends[node as usize].iter().any(same) {
+                trie.ends[node as usize].push(idx(pats.len()));
+                pats.push(PatInfo {
+                    len: idx(p.bytes.len()),
+                    secret: p.secret,
+                    weak: p.weak,
+                });
+            }
+        }
+        (trie, pats, used)
+    }
+
+    /// Lays the trie out in breadth-first order (so a failure link always points to a lower
+    /// number and the dense states are a prefix) with failure links, sparse edges and outputs.
+    fn freeze(mut self) -> (Vec<Node>, Vec<Edge>, Vec<u32>) {
+        let n = self.children.len();
+        let mut order = Vec::with_capacity(n);
+        let mut renumber = vec![NONE; n];
+        let mut queue = VecDeque::from([ROOT]);
+        while let Some(old) = queue.pop_front() {
+            renumber[old as usize] = idx(order.len());
+            order.push(old);
+            let kids = &mut self.children[old as usize];
+            kids.sort_unstable_by_key(|&(b, _)| b);
+            queue.extend(kids.iter().map(|&(_, t)| t));
+        }
+        let mut fail = vec![ROOT; n];
+        for &u in order.iter().filter(|&&u| u != ROOT) {
+            for &(b, v) in &self.children[u as usize] {
+                let mut f = fail[u as usize];
+                fail[v as usize] = loop {
+                    if let Some(t) = self.child(f, b) {
+                        break t;
+                    }
+                    if f == ROOT {
+                        break ROOT;
+                    }
+                    f = fail[f as usize];
+                };
+            }
+        }
+        let mut nodes = Vec::with_capacity(n);
+        let mut sparse = Vec::new();
+        let mut outputs = Vec::new();
+        for &old in &order {
+            let o = old as usize;
+            let edges_lo = idx(sparse.len());
+            let edges = self.children[o]
+                .iter()
+                .map(|&(b, t)| Edge::new(b, renumber[t as usize]));
+            sparse.extend(edges);
+            let out_lo = idx(outputs.len());
+            outputs.extend_from_slice(&self.ends[o]);
+            nodes.push(Node {
+                fail: renumber[fail[o] as usize],
+                depth: self.depth[o],
+                dict: NONE,
+                edges: (edges_lo, idx(sparse.len())),
+                out: (out_lo, idx(outputs.len())),
+                strong_proper: NONE,
+                weak_incl: NONE,
+                weak_proper: NONE,
+            });
+        }
+        (nodes, sparse, outputs)
+    }
+}
+
+/// Fills each node's dictionary link and which patterns may still complete from it.
+fn annotate(nodes: &mut [Node], sparse: &[Edge], outputs: &[u32], pats: &[PatInfo]) {
+    // Breadth-first order: the failure target is already done.
+    for id in 1..nodes.len() {
+        let f = nodes[id].fail as usize;
+        nodes[id].dict = if nodes[f].out.0 < nodes[f].out.1 {
+            idx(f)
+        } else {
+            nodes[f].dict
+        };
+    }
+    let ending_here = |node: &Node, weak: bool| {
+        outputs[node.out.0 as usize..node.out.1 as usize]
+            .iter()
+            .map(|&p| pats[p as usize])
+            .filter(|p| p.weak == weak)
+            .map(|p| p.secret)
+            .min()
+            .unwrap_or(NONE)
+    };
+    // Children (higher numbers) before parents.
+    for id in (0..nodes.len()).rev() {
+        let (lo, hi) = nodes[id].edges;
+        let (mut strong, mut weak) = (NONE, NONE);
+        for e in &sparse[lo as usize..hi as usize] {
+            let child = &nodes[e.target() as usize];
+            strong = strong
+                .min(child.strong_proper)
+                .min(ending_here(child, false));
+            weak = weak.min(child.weak_incl);
+        }
+        let weak_here = ending_here(&nodes[id], true);
+        let node = &mut nodes[id];
+        node.strong_proper = strong;
+        node.weak_proper = weak;
+        node.weak_incl = weak.min(weak_here);
+    }
+}
+
+/// The dense part: byte classes (each byte used by a pattern is its own class, the rest share
+/// class 0) and full transition rows for the first states within [`DENSE_BUDGET`].
+fn dense_table(
+    nodes: &[Node],
+    sparse: &[Edge],
+    used: &[bool; 256],
+) -> ([u16; 256], usize, Vec<u32>) {
+    let mut class = [0u16; 256];
+    let mut representative = vec![0u8];
+    for b in 0..=255u8 {
+        if used[usize::from(b)] {
+            class[usize::from(b)] = u16::try_from(representative.len()).expect("at most 257");
+            representative.push(b);
+        }
+    }
+    let nclasses = representative.len();
+    let num_dense = nodes.len().min((DENSE_BUDGET / nclasses).max(1));
+    let mut dense = vec![0u32; num_dense * nclasses];
+    for id in 0..num_dense {
+        let (lo, hi) = nodes[id].edges;
+        for (c, &b) in representative.iter().enumerate() {
+            let child = if c == 0 {
+                None
+            } else {
+                sparse[lo as usize..hi as usize]
+                    .iter()
+                    .find(|e| e.byte() == b)
+            };
+            dense[id * nclasses + c] = match child {
+                Some(e) => flagged(nodes, e.target()),
+                None if id == 0 => ROOT,
+                None => dense[nodes[id].fail as usize * nclasses + c],
+            };
+        }
+    }
+    (class, nclasses, dense)
+}
+
+/// `target` with [`OUT`] set when its state ends a pattern.
+fn flagged(nodes: &[Node], target: u32) -> u32 {
+    let node = &nodes[target as usize];
+    if node.out.0 < node.out.1 || node.dict != NONE {
+        target | OUT
+    } else {
+        target
+    }
+}
+
+impl Automaton {
+    /// Builds the automaton over `patterns` (their order only breaks ties between names).
+    pub(crate) fn build(patterns: &[Pattern]) -> Result<Self, BuildError> {
+        let total: usize = patterns.iter().map(|p| p.bytes.len()).sum();
+        if total > MAX_PATTERN_BYTES {
+            return Err(BuildError::TooLarge {
+                bytes: total,
+                max: MAX_PATTERN_BYTES,
+            });
+        }
+        let (trie, pats, used) = Trie::of(patterns);
+        let (mut nodes, mut sparse, outputs) = trie.freeze();
+        annotate(&mut nodes, &sparse, &outputs, &pats);
+        let (class, nclasses, dense) = dense_table(&nodes, &sparse, &used);
+        for e in &mut sparse {
+            *e = Edge::new(e.byte(), flagged(&nodes, e.target()));
+        }
+        let longest = pats.iter().map(|p| p.len as usize).max().unwrap_or(0);
+        Ok(Self {
+            class,
+            nclasses,
+            num_dense: idx(dense.len() / nclasses),
+            dense,
+            nodes,
+            sparse,
+            outputs,
+            pats,
+            longest,
+        })
+    }
+
+    /// The start state.
+    pub(crate) const fn start() -> u32 {
+        ROOT
+    }
+
+    /// The state after reading `byte` in `state` (either may carry [`OUT`]).
+    #[inline]
+    pub(crate) fn next(&self, state: u32, byte: u8) -> u32 {
+        let mut s = state & !OUT;
+        loop {
+            if s < self.num_dense {
+                return self.dense
+                    [s as usize * self.nclasses + usize::from(self.class[usize::from(byte)])];
+            }
+            let node = &self.nodes[s as usize];
+            let (lo, hi) = node.edges;
+            if let Some(e) = self.sparse[lo as usize..hi as usize]
+                .iter()
+                .find(|e| e.byte() == byte)
+            {
+                return e.target();
+            }
+            s = node.fail;
+        }
+    }
+
+    /// Calls `f` with every pattern that ends in `state`.
+    #[inline]
+    pub(crate) fn for_each_match(&self, state: u32, mut f: impl FnMut(PatInfo)) {
+        let mut s = state & !OUT;
+        while s != NONE {
+            let node = &self.nodes[s as usize];
+            for &p in &self.outputs[node.out.0 as usize..node.out.1 as usize] {
+                f(self.pats[p as usize]);
+            }
+            s = node.dict;
+        }
+    }
+
+    /// The length of the longest suffix of the input read so far that may still become an
+    /// occurrence, and the secret it would belong to. `boundary_ok(d)` tells whether a weak
+    /// pattern may start `d` bytes back; `complete_weak` counts a complete weak pattern still
+    /// waiting for its right boundary.
+    pub(crate) fn live_tail(
+        &self,
+        state: u32,
+        complete_weak: bool,
+        boundary_ok: impl Fn(usize) -> bool,
+    ) -> Option<(usize, u32)> {
+        let mut s = state & !OUT;
+        while s != ROOT {
+            let node = &self.nodes[s as usize];
+            let depth = node.depth as usize;
+            let weak = if complete_weak {
+                node.weak_incl
+            } else {
+                node.weak_proper
+            };
+            let weak = if weak != NONE && boundary_ok(depth) {
+                weak
+            } else {
+                NONE
+            };
+            let secret = node.strong_proper.min(weak);
+            if secret != NONE {
+                return Some((depth, secret));
+            }
+            s = node.fail;
+        }
+        None
+    }
+
+    /// Length of the longest pattern.
+    pub(crate) const fn longest(&self) -> usize {
+        self.longest
+    }
+
+    /// Number of states (for tests and diagnostics).
+    #[cfg(test)]
+    pub(crate) fn states(&self) -> usize {
+        self.nodes.len()
+    }
+}
+
+impl Drop for Automaton {
+    fn drop(&mut self) {
+        // The sparse edges hold pattern bytes (spread out, but bytes all the same): wipe them.
+        self.sparse.zeroize();
+    }
+}

@@ -1,0 +1,445 @@
+//! The scrubber (DESIGN §7): masks secret values, and their common encodings, in a byte stream.
+//!
+//! Pure and synchronous: [`Scrubber::push`] takes the next bytes and returns what may be written
+//! now, [`Scrubber::idle`] is called by the driver after 25 ms without input, and
+//! [`Scrubber::finish`] at end of stream. It never sees a file descriptor or a clock.
+//!
+//! Hand-written because no crate has these semantics: every occurrence of every pattern is
+//! found (overlaps included), overlapping occurrences merge into one masked region while
+//! touching ones stay apart, and the output depends only on the concatenated input — never on
+//! how it was split — while holding back only the bytes that could still start or continue an
+//! occurrence. A chunk with nothing pending at its end is returned whole by the same `push`.
+//!
+//! Positions below are absolute byte offsets in the stream. `emitted` is how far output has
+//! been decided; `buf` holds the input from `base` (up to 16 bytes before `emitted`, kept to
+//! check a weak pattern's left boundary) to the current position.
+
+mod automaton;
+mod patterns;
+
+use std::fmt;
+use std::sync::Arc;
+
+pub use automaton::BuildError;
+use automaton::{Automaton, OUT};
+pub use patterns::{Class, MIN_LINE_LEN, MIN_MASKED_LEN, STRONG_LEN, classify};
+use patterns::{Pattern, is_word};
+
+/// Bytes of context kept before `emitted` (longer than any weak pattern).
+const CONTEXT: u64 = 16;
+/// A held tail at most this long is released raw by `idle` and `finish`.
+const RAW_TAIL: usize = 3;
+
+/// How a masked region is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MaskStyle {
+    /// `[MASKED:NAME]`, `[MASKED:A,B]`, `[MASKED:NAME:partial]`.
+    #[default]
+    Name,
+    /// `***`.
+    Stars,
+    /// `[MASKED]`.
+    Anon,
+}
+
+/// The compiled patterns of a set of secrets. Build once, then make a [`Scrubber`] per stream.
+#[derive(Clone)]
+pub struct PatternSet {
+    automaton: Arc<Automaton>,
+    names: Arc<[String]>,
+    unmasked: Vec<String>,
+}
+
+impl fmt::Debug for PatternSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PatternSet")
+            .field("secrets", &self.names)
+            .field("unmasked", &self.unmasked)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PatternSet {
+    /// Builds the pattern set of `secrets` (name, value). The derived patterns live in
+    /// zeroizing buffers that are wiped when this returns; the automaton keeps transitions,
+    /// not plaintext.
+    ///
+    /// # Errors
+    /// [`BuildError`] if the patterns are too large; the caller must then fail closed.
+    pub fn build<'a, I>(secrets: I) -> Result<Self, BuildError>
+    where
+        I: IntoIterator<Item = (&'a str, &'a [u8])>,
+    {
+        let mut names = Vec::new();
+        let mut unmasked = Vec::new();
+        let mut patterns: Vec<Pattern> = Vec::new();
+        for (name, value) in secrets {
+            let index = u32::try_from(names.len()).map_err(|_| BuildError::TooLarge {
+                bytes: usize::MAX,
+                max: automaton::MAX_PATTERN_BYTES,
+            })?;
+            names.push(name.to_owned());
+            if classify(value) == Class::Unmasked {
+                unmasked.push(name.to_owned());
+            }
+            patterns::patterns_of(index, value, &mut patterns);
+        }
+        let automaton = Automaton::build(&patterns)?;
+        drop(patterns);
+        Ok(Self {
+            automaton: Arc::new(automaton),
+            names: names.into(),
+            unmasked,
+        })
+    }
+
+    /// Names of the secrets too short to mask (under 4 bytes): the launcher warns about each.
+    #[must_use]
+    pub fn unmasked(&self) -> &[String] {
+        &self.unmasked
+    }
+
+    /// The secrets' names, in the order given.
+    #[must_use]
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Length of the longest pattern.
+    #[must_use]
+    pub fn longest_pattern(&self) -> usize {
+        self.automaton.longest()
+    }
+
+    /// A scrubber for one stream.
+    #[must_use]
+    pub fn scrubber(&self, style: MaskStyle) -> Scrubber {
+        Scrubber::new(self.clone(), style)
+    }
+}
+
+/// A masked region not yet written.
+#[derive(Debug)]
+struct Region {
+    start: u64,
+    end: u64,
+    partial: bool,
+    /// (first start, secret) for each secret in the region.
+    names: Vec<(u64, u32)>,
+}
+
+/// A weak occurrence waiting for its right boundary.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    start: u64,
+    end: u64,
+    secret: u32,
+}
+
+/// How `settle` treats the held tail.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tail {
+    /// End of `push`: hold what may still match.
+    Hold,
+    /// `idle`: release a short tail raw, mask a longer one as partial.
+    Idle,
+    /// `finish`: as idle, after confirming pending weak matches at end of stream.
+    Finish,
+}
+
+/// The streaming scrubber of one output stream.
+pub struct Scrubber {
+    set: PatternSet,
+    style: MaskStyle,
+    state: u32,
+    pos: u64,
+    emitted: u64,
+    base: u64,
+    buf: Vec<u8>,
+    regions: Vec<Region>,
+    pending: Vec<Pending>,
+    counts: Vec<u64>,
+    region_cap: u64,
+    /// Reused for the matches found at one position.
+    scratch: Vec<(u64, u32, bool)>,
+}
+
+impl fmt::Debug for Scrubber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scrubber")
+            .field("style", &self.style)
+            .field("position", &self.pos)
+            .field("held", &self.held())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Scrubber {
+    /// A scrubber over `set` writing markers in `style`.
+    #[must_use]
+    pub fn new(set: PatternSet, style: MaskStyle) -> Self {
+        let counts = vec![0; set.names.len()];
+        let region_cap = set.automaton.longest() as u64 + 256;
+        Self {
+            set,
+            style,
+            state: Automaton::start(),
+            pos: 0,
+            emitted: 0,
+            base: 0,
+            buf: Vec::new(),
+            regions: Vec::new(),
+            pending: Vec::new(),
+            counts,
+            region_cap,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Scrubs the next bytes of the stream; returns what may be written now.
+    #[must_use]
+    pub fn push(&mut self, input: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(input.len() + 32);
+        self.push_into(input, &mut out);
+        out
+    }
+
+    /// As [`Scrubber::push`], appending to `out` (no allocation when `out` has room).
+    pub fn push_into(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        let automaton = Arc::clone(&self.set.automaton);
+        self.buf.extend_from_slice(input);
+        let start = self.pos;
+        let mut state = self.state;
+        for (i, &b) in input.iter().enumerate() {
+            if !self.pending.is_empty() {
+                self.pos = start + i as u64;
+                self.resolve_pending(!is_word(b), out);
+            }
+            state = automaton.next(state, b);
+            if state & OUT != 0 {
+                self.pos = start + i as u64 + 1;
+                self.on_match(&automaton, state, out);
+            }
+        }
+        self.pos = start + input.len() as u64;
+        self.state = state;
+        self.settle(Tail::Hold, out);
+    }
+
+    /// Called after a quiet spell: releases the held tail (raw if at most 3 bytes, else as a
+    /// partial marker). Matching state is kept: if a secret continues, the rest is masked.
+    #[must_use]
+    pub fn idle(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.settle(Tail::Idle, &mut out);
+        out
+    }
+
+    /// End of stream: writes everything still held and makes the scrubber ready for a new
+    /// stream (the masked counts are kept).
+    #[must_use]
+    pub fn finish(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.settle(Tail::Finish, &mut out);
+        self.state = Automaton::start();
+        self.pos = 0;
+        self.emitted = 0;
+        self.base = 0;
+        self.buf.clear();
+        self.pending.clear();
+        out
+    }
+
+    /// Bytes currently held back.
+    #[must_use]
+    pub fn held(&self) -> usize {
+        usize::try_from(self.pos - self.emitted).unwrap_or(usize::MAX)
+    }
+
+    /// How many masked regions named each secret so far, by secret name.
+    #[must_use]
+    pub fn counts(&self) -> Vec<(&str, u64)> {
+        self.set
+            .names
+            .iter()
+            .map(String::as_str)
+            .zip(self.counts.iter().copied())
+            .collect()
+    }
+
+    fn byte_at(&self, at: u64) -> u8 {
+        self.buf[usize::try_from(at - self.base).expect("held bytes fit in memory")]
+    }
+
+    /// Whether a weak pattern may start at `start`: the byte before it is not a token byte.
+    fn boundary_ok(&self, start: u64) -> bool {
+        start == 0 || !is_word(self.byte_at(start - 1))
+    }
+
+    fn on_match(&mut self, automaton: &Automaton, state: u32, out: &mut Vec<u8>) {
+        let pos = self.pos;
+        let mut found = std::mem::take(&mut self.scratch);
+        automaton.for_each_match(state, |p| {
+            found.push((pos - u64::from(p.len), p.secret, p.weak));
+        });
+        // Longest first: the merged region's start is settled before the cap check.
+        found.sort_unstable();
+        for &(start, secret, weak) in &found {
+            if !weak {
+                self.add(start, pos, secret, false, out);
+            } else if self.boundary_ok(start) {
+                self.pending.push(Pending {
+                    start,
+                    end: pos,
+                    secret,
+                });
+            }
+        }
+        found.clear();
+        self.scratch = found;
+    }
+
+    /// The byte after pending weak matches arrived (or the stream ended): keep them if it is a
+    /// boundary.
+    fn resolve_pending(&mut self, boundary: bool, out: &mut Vec<u8>) {
+        let pending = std::mem::take(&mut self.pending);
+        if boundary {
+            for p in &pending {
+                self.add(p.start, p.end, p.secret, false, out);
+            }
+        }
+    }
+
+    /// Records an occurrence `[start, end)` of `secret`, merging it with the regions it
+    /// overlaps. Ends arrive in non-decreasing order, so those are at the back of the list.
+    fn add(&mut self, start: u64, end: u64, secret: u32, partial: bool, out: &mut Vec<u8>) {
+        if end <= self.emitted {
+            return; // already written as part of an earlier marker
+        }
+        // Bytes before `emitted` were already masked (idle, cap): the rest is its own region.
+        let (start, partial) = if start < self.emitted {
+            (self.emitted, true)
+        } else {
+            (start, partial)
+        };
+        let mut region = Region {
+            start,
+            end,
+            partial,
+            names: vec![(start, secret)],
+        };
+        while let Some(last) = self.regions.pop_if(|r| r.end > region.start) {
+            region.start = region.start.min(last.start);
+            region.end = region.end.max(last.end);
+            region.partial |= last.partial;
+            for (first, s) in last.names {
+                match region.names.iter_mut().find(|(_, t)| *t == s) {
+                    Some(entry) => entry.0 = entry.0.min(first),
+                    None => region.names.push((first, s)),
+                }
+            }
+        }
+        let too_long = region.end - region.start > self.region_cap;
+        if too_long {
+            region.partial = true;
+        }
+        let region_end = region.end;
+        self.regions.push(region);
+        if too_long {
+            // Hold cap: write the growing region's marker now; matching goes on.
+            self.emit_upto(region_end, out);
+        }
+    }
+
+    fn settle(&mut self, tail: Tail, out: &mut Vec<u8>) {
+        if tail == Tail::Finish {
+            self.resolve_pending(true, out);
+        }
+        let automaton = Arc::clone(&self.set.automaton);
+        let live = automaton.live_tail(self.state, tail != Tail::Finish, |depth| {
+            self.boundary_ok(self.pos - depth as u64)
+        });
+        match tail {
+            Tail::Hold => {
+                let hold_from = live.map_or(self.pos, |(depth, _)| self.pos - depth as u64);
+                let hold_from = hold_from.max(self.emitted);
+                let open = self
+                    .regions
+                    .iter()
+                    .find(|r| r.end > hold_from)
+                    .map(|r| r.start);
+                self.emit_upto(open.map_or(hold_from, |s| s.min(hold_from)), out);
+            }
+            Tail::Idle | Tail::Finish => {
+                if let Some((depth, secret)) = live.filter(|&(d, _)| d > RAW_TAIL) {
+                    self.add(self.pos - depth as u64, self.pos, secret, true, out);
+                }
+                self.emit_upto(self.pos, out);
+            }
+        }
+    }
+
+    /// Writes the input up to `upto`, each region before it as its marker.
+    fn emit_upto(&mut self, upto: u64, out: &mut Vec<u8>) {
+        let mut cursor = self.emitted;
+        let mut done = 0;
+        for region in self.regions.iter().take_while(|r| r.start < upto) {
+            out.extend_from_slice(self.slice(cursor, region.start));
+            write_marker(region, self.style, &self.set.names, out);
+            for &(_, s) in &region.names {
+                self.counts[s as usize] += 1;
+            }
+            cursor = region.end;
+            done += 1;
+        }
+        self.regions.drain(..done);
+        if cursor < upto {
+            out.extend_from_slice(self.slice(cursor, upto));
+            cursor = upto;
+        }
+        self.emitted = self.emitted.max(cursor);
+        let keep_from = self.emitted.saturating_sub(CONTEXT).max(self.base);
+        let drop = usize::try_from(keep_from - self.base).expect("held bytes fit in memory");
+        if drop > 0 {
+            self.buf.drain(..drop);
+            self.base = keep_from;
+        }
+    }
+
+    fn slice(&self, from: u64, to: u64) -> &[u8] {
+        let at = |p: u64| usize::try_from(p - self.base).expect("held bytes fit in memory");
+        &self.buf[at(from)..at(to)]
+    }
+}
+
+fn write_marker(region: &Region, style: MaskStyle, names: &[String], out: &mut Vec<u8>) {
+    match style {
+        MaskStyle::Stars => out.extend_from_slice(b"***"),
+        MaskStyle::Anon => out.extend_from_slice(b"[MASKED]"),
+        MaskStyle::Name => {
+            let mut order = region.names.clone();
+            order.sort_unstable();
+            out.extend_from_slice(b"[MASKED:");
+            for (i, (_, s)) in order.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(names[*s as usize].as_bytes());
+            }
+            if region.partial {
+                out.extend_from_slice(b":partial");
+            }
+            out.push(b']');
+        }
+    }
+}
+
+impl Drop for Scrubber {
+    fn drop(&mut self) {
+        // Held bytes may be part of a secret.
+        zeroize::Zeroize::zeroize(&mut self.buf);
+    }
+}
+
+#[cfg(test)]
+mod tests;
