@@ -22,6 +22,12 @@ use super::patterns::Pattern;
 
 /// Set on a transition target whose state ends at least one pattern.
 pub(crate) const OUT: u32 = 1 << 31;
+/// Set on a state value that is a sparse state's number; a dense state's value is its number
+/// times the number of byte classes (its row's offset), so the hot path needs no multiply.
+const SPARSE: u32 = 1 << 30;
+/// Skip-ahead by first-byte pairs is used while at most this many pairs start a pattern:
+/// beyond that too many text positions pass the test for it to pay.
+const MAX_SKIP_PAIRS: usize = 4096;
 const NONE: u32 = u32::MAX;
 const ROOT: u32 = 0;
 /// Most dense-table entries (4 bytes each): 16 MiB.
@@ -103,6 +109,8 @@ pub(crate) struct Automaton {
     outputs: Vec<u32>,
     pats: Vec<PatInfo>,
     longest: usize,
+    /// Bit `(a << 8) | b` is set when some pattern starts with bytes `a, b`.
+    pairs: Option<Box<[u64; 1024]>>,
 }
 
 /// A trie under construction.
@@ -289,7 +297,7 @@ fn dense_table(
                     .find(|e| e.byte() == b)
             };
             dense[id * nclasses + c] = match child {
-                Some(e) => flagged(nodes, e.target()),
+                Some(e) => e.target(),
                 None if id == 0 => ROOT,
                 None => dense[nodes[id].fail as usize * nclasses + c],
             };
@@ -298,14 +306,34 @@ fn dense_table(
     (class, nclasses, dense)
 }
 
-/// `target` with [`OUT`] set when its state ends a pattern.
-fn flagged(nodes: &[Node], target: u32) -> u32 {
-    let node = &nodes[target as usize];
-    if node.out.0 < node.out.1 || node.dict != NONE {
-        target | OUT
+/// The state value of node `id`: its row offset when dense, else [`SPARSE`] and its number;
+/// with [`OUT`] when it ends a pattern.
+fn state_value(nodes: &[Node], id: u32, num_dense: u32, nclasses: usize) -> u32 {
+    let node = &nodes[id as usize];
+    let value = if id < num_dense {
+        id * idx(nclasses)
     } else {
-        target
+        SPARSE | id
+    };
+    if node.out.0 < node.out.1 || node.dict != NONE {
+        value | OUT
+    } else {
+        value
     }
+}
+
+/// The patterns' first-two-byte pairs, when few enough to make skipping pay.
+fn pairs(patterns: &[Pattern]) -> Option<Box<[u64; 1024]>> {
+    let mut bits = Box::new([0u64; 1024]);
+    let mut count = 0;
+    for p in patterns {
+        let key = (usize::from(p.bytes[0]) << 8) | usize::from(p.bytes[1]);
+        if bits[key >> 6] & (1 << (key & 63)) == 0 {
+            bits[key >> 6] |= 1 << (key & 63);
+            count += 1;
+        }
+    }
+    (count <= MAX_SKIP_PAIRS).then_some(bits)
 }
 
 impl Automaton {
@@ -321,21 +349,29 @@ impl Automaton {
         let (trie, pats, used) = Trie::of(patterns);
         let (mut nodes, mut sparse, outputs) = trie.freeze();
         annotate(&mut nodes, &sparse, &outputs, &pats);
-        let (class, nclasses, dense) = dense_table(&nodes, &sparse, &used);
+        let (class, nclasses, mut dense) = dense_table(&nodes, &sparse, &used);
+        let num_dense = idx(dense.len() / nclasses);
+        for target in &mut dense {
+            *target = state_value(&nodes, *target, num_dense, nclasses);
+        }
         for e in &mut sparse {
-            *e = Edge::new(e.byte(), flagged(&nodes, e.target()));
+            *e = Edge::new(
+                e.byte(),
+                state_value(&nodes, e.target(), num_dense, nclasses),
+            );
         }
         let longest = pats.iter().map(|p| p.len as usize).max().unwrap_or(0);
         Ok(Self {
             class,
             nclasses,
-            num_dense: idx(dense.len() / nclasses),
+            num_dense,
             dense,
             nodes,
             sparse,
             outputs,
             pats,
             longest,
+            pairs: pairs(patterns),
         })
     }
 
@@ -344,16 +380,27 @@ impl Automaton {
         ROOT
     }
 
+    /// The node number of a state value.
+    fn node(&self, state: u32) -> u32 {
+        let s = state & !OUT;
+        if s & SPARSE == 0 {
+            s / idx(self.nclasses)
+        } else {
+            s & !SPARSE
+        }
+    }
+
     /// The state after reading `byte` in `state` (either may carry [`OUT`]).
     #[inline]
     pub(crate) fn next(&self, state: u32, byte: u8) -> u32 {
-        let mut s = state & !OUT;
+        let class = usize::from(self.class[usize::from(byte)]);
+        let s = state & !OUT;
+        if s & SPARSE == 0 {
+            return self.dense[s as usize + class];
+        }
+        let mut id = s & !SPARSE;
         loop {
-            if s < self.num_dense {
-                return self.dense
-                    [s as usize * self.nclasses + usize::from(self.class[usize::from(byte)])];
-            }
-            let node = &self.nodes[s as usize];
+            let node = &self.nodes[id as usize];
             let (lo, hi) = node.edges;
             if let Some(e) = self.sparse[lo as usize..hi as usize]
                 .iter()
@@ -361,14 +408,61 @@ impl Automaton {
             {
                 return e.target();
             }
-            s = node.fail;
+            id = node.fail;
+            if id < self.num_dense {
+                return self.dense[id as usize * self.nclasses + class];
+            }
         }
+    }
+
+    /// Reads `input` from `at` until a state that ends a pattern, a return to the start state
+    /// (where [`Automaton::skip`] takes over), or the end. Returns the state and the position
+    /// after the last byte read.
+    #[inline]
+    pub(crate) fn run(&self, mut state: u32, input: &[u8], mut at: usize) -> (u32, usize) {
+        for &b in &input[at..] {
+            state = self.next(state, b);
+            at += 1;
+            if state & OUT != 0 || state == ROOT {
+                break;
+            }
+        }
+        (state, at)
+    }
+
+    /// From position `at` of `input`, read in the start state, the first position where an
+    /// occurrence may begin: a byte whose pair with the next byte starts no pattern cannot
+    /// start an occurrence, so reading it would leave the automaton in its start state. The
+    /// last byte cannot be paired and is never skipped.
+    #[inline]
+    pub(crate) fn skip(&self, input: &[u8], at: usize) -> usize {
+        let Some(bits) = &self.pairs else { return at };
+        let hit = |a: u8, b: u8| {
+            let key = (usize::from(a) << 8) | usize::from(b);
+            bits[key >> 6] & (1 << (key & 63)) != 0
+        };
+        let rest = &input[at..];
+        let mut k = 0;
+        // Four independent tests per step let the lookups overlap.
+        while let Some(w) = rest.get(k..k + 5) {
+            if hit(w[0], w[1]) | hit(w[1], w[2]) | hit(w[2], w[3]) | hit(w[3], w[4]) {
+                break;
+            }
+            k += 4;
+        }
+        while let Some(w) = rest.get(k..k + 2) {
+            if hit(w[0], w[1]) {
+                break;
+            }
+            k += 1;
+        }
+        at + k
     }
 
     /// Calls `f` with every pattern that ends in `state`.
     #[inline]
     pub(crate) fn for_each_match(&self, state: u32, mut f: impl FnMut(PatInfo)) {
-        let mut s = state & !OUT;
+        let mut s = self.node(state);
         while s != NONE {
             let node = &self.nodes[s as usize];
             for &p in &self.outputs[node.out.0 as usize..node.out.1 as usize] {
@@ -388,7 +482,7 @@ impl Automaton {
         complete_weak: bool,
         boundary_ok: impl Fn(usize) -> bool,
     ) -> Option<(usize, u32)> {
-        let mut s = state & !OUT;
+        let mut s = self.node(state);
         while s != ROOT {
             let node = &self.nodes[s as usize];
             let depth = node.depth as usize;

@@ -210,14 +210,23 @@ impl Scrubber {
         self.buf.extend_from_slice(input);
         let start = self.pos;
         let mut state = self.state;
-        for (i, &b) in input.iter().enumerate() {
-            if !self.pending.is_empty() {
+        let mut i = 0;
+        while i < input.len() {
+            if self.pending.is_empty() {
+                // Fast path: skip what cannot start a pattern, then run to the next event.
+                if state == Automaton::start() {
+                    i = automaton.skip(input, i);
+                }
+                (state, i) = automaton.run(state, input, i);
+            } else {
+                // The byte after a weak match decides it.
                 self.pos = start + i as u64;
-                self.resolve_pending(!is_word(b), out);
+                self.resolve_pending(!is_word(input[i]), out);
+                state = automaton.next(state, input[i]);
+                i += 1;
             }
-            state = automaton.next(state, b);
             if state & OUT != 0 {
-                self.pos = start + i as u64 + 1;
+                self.pos = start + i as u64;
                 self.on_match(&automaton, state, out);
             }
         }
