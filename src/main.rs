@@ -17,7 +17,11 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return report(&cli::Error::Runtime(e)),
     };
-    match runtime.block_on(cli::run(cli)) {
+    let outcome = runtime.block_on(cli::run(cli));
+    // A read of stdin may still block in tokio's blocking pool (e.g. after the reader of our
+    // stdout went away): do not wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    match outcome {
         Ok(code) => ExitCode::from(code),
         Err(e) => report(&e),
     }

@@ -1,6 +1,10 @@
 //! Drives the real `latch` binary: the command tree, usage errors and the exit-code contract.
 
-use std::process::{Command, Output};
+#![allow(clippy::format_collect, clippy::cast_possible_truncation)]
+
+use std::io::{Read, Write};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 const KEY_LOOKALIKE: &str = "latch_p_AbCd1234ABCDEFGHIJKLMNOPQRSTUVWXYZ0123450xY9z2";
 
@@ -81,7 +85,7 @@ fn commands_not_built_yet_say_so_and_exit_70() {
         &["runs", "list"],
         &["serve"],
         &["run", "--", "true"],
-        &["scrub", "--secret-env", "X"],
+        &["scrub", "--run"],
     ] {
         let out = latch(args);
         assert_eq!(out.status.code(), Some(70), "{args:?}");
@@ -185,4 +189,170 @@ fn version_is_printed() {
     let out = latch(&["--version"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(text(&out.stdout).starts_with("latch "));
+}
+
+// latch scrub ------------------------------------------------------------------------------
+
+const TOKEN: &str = "sk-live-4f9a8b7c6d5e";
+
+fn scrub(args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_latch"));
+    cmd.arg("scrub").args(args).env_remove("LATCH_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd.spawn().expect("latch scrub starts")
+}
+
+/// Reads from `out` on a thread until `want` bytes arrived or 10 s passed.
+fn read_some(out: std::process::ChildStdout, want: usize) -> (Vec<u8>, std::process::ChildStdout) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut out = out;
+        let mut got = vec![0u8; want];
+        let ok = out.read_exact(&mut got).is_ok();
+        let _ = tx.send((ok, got, out));
+    });
+    let (ok, got, out) = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("output within 10 s");
+    assert!(ok, "stream ended early");
+    (got, out)
+}
+
+#[test]
+fn scrub_masks_values_of_named_variables_and_their_encodings() {
+    let mut child = scrub(
+        &["--secret-env", "TOK", "--secret-env", "OTHER"],
+        &[("TOK", TOKEN), ("OTHER", "another-secret-value")],
+    );
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = format!(
+        "token={TOKEN} hex={} json={{\"k\":\"another-secret-value\"}}\n",
+        TOKEN
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    stdin.write_all(input.as_bytes()).expect("write");
+    drop(stdin);
+    let out = child.wait_with_output().expect("waits");
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        text(&out.stdout),
+        "token=[MASKED:TOK] hex=[MASKED:TOK] json={\"k\":\"[MASKED:OTHER]\"}\n"
+    );
+}
+
+#[test]
+fn scrub_releases_a_prompt_at_once_and_masks_a_secret_written_in_two_halves() {
+    let mut child = scrub(&["--secret-env", "TOK"], &[("TOK", TOKEN)]);
+    let pid = child.id();
+    let mut stdin = child.stdin.take().expect("stdin");
+    let stdout = child.stdout.take().expect("stdout");
+    stdin.write_all(b"Password: sk-live-").expect("write");
+    stdin.flush().expect("flush");
+    // The prompt arrives while the secret's first half is still held back.
+    let (got, stdout) = read_some(stdout, 10);
+    assert_eq!(got, b"Password: ");
+    std::thread::sleep(Duration::from_millis(200));
+    stdin.write_all(b"4f9a8b7c6d5e\n").expect("write");
+    drop(stdin);
+    let mut rest = Vec::new();
+    let mut stdout = stdout;
+    stdout.read_to_end(&mut rest).expect("reads");
+    let status = child.wait().expect("waits");
+    assert_eq!(status.code(), Some(0), "pid {pid}");
+    let rest = text(&rest);
+    assert!(
+        !rest.contains("sk-live") && !rest.contains("4f9a8b7c6d5e"),
+        "{rest}"
+    );
+    assert_eq!(rest, "[MASKED:TOK:partial][MASKED:TOK:partial]\n");
+}
+
+#[test]
+fn scrub_passes_binary_input_through_byte_exact() {
+    let mut child = scrub(&["--secret-env", "TOK"], &[("TOK", TOKEN)]);
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input: Vec<u8> = (0..2_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let expected = input.clone();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().expect("waits");
+    writer.join().expect("joins").expect("writes");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout == expected, "binary output differs");
+}
+
+#[test]
+fn scrub_refuses_unset_or_empty_variables_with_78() {
+    for env in [&[][..], &[("TOK", "")]] {
+        let mut child = scrub(&["--secret-env", "TOK"], env);
+        drop(child.stdin.take());
+        let out = child.wait_with_output().expect("waits");
+        assert_eq!(out.status.code(), Some(78));
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("TOK") && err.contains("unset or empty"),
+            "{err}"
+        );
+    }
+    let out = latch(&["scrub", "--secret-env", "A=B"]);
+    assert_eq!(out.status.code(), Some(78));
+    let out = latch(&["scrub"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "nothing to mask is a usage error"
+    );
+}
+
+#[test]
+fn scrub_warns_about_values_too_short_to_mask() {
+    let mut child = scrub(&["--secret-env", "PIN"], &[("PIN", "123")]);
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"pin 123\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("waits");
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(text(&out.stdout), "pin 123\n");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("PIN") && err.contains("shorter than 4 bytes"),
+        "{err}"
+    );
+    assert!(!err.contains("123"), "the warning shows the value: {err}");
+}
+
+#[test]
+fn scrub_stops_quietly_when_its_reader_goes_away() {
+    let mut child = scrub(&["--secret-env", "TOK"], &[("TOK", TOKEN)]);
+    let mut stdin = child.stdin.take().expect("stdin");
+    drop(child.stdout.take());
+    // Writes until latch exits (its stdout reader is gone): bounded by the 10 s wait below.
+    let writer = std::thread::spawn(move || {
+        for _ in 0..10_000 {
+            if stdin.write_all(&[b'x'; 4096]).is_err() {
+                break;
+            }
+        }
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let status = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("exits within 10 s")
+        .expect("waits");
+    assert_eq!(status.code(), Some(0));
+    writer.join().expect("joins");
 }

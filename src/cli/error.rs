@@ -1,6 +1,7 @@
 //! The CLI's error type and its one exhaustive mapping to the exit-code contract.
 
 use crate::core::exit::Failure;
+use crate::core::scrub::BuildError;
 
 /// Everything a command can fail with. Messages are lowercase, specific, and never hold a
 /// secret value or an API key.
@@ -12,6 +13,15 @@ pub enum Error {
     /// The async runtime could not start.
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
+    /// A setting, file or variable is missing or malformed.
+    #[error("{0}")]
+    Config(String),
+    /// The scrubber's patterns cannot be built: fail closed.
+    #[error("cannot build the masking patterns; refusing to pass output unmasked")]
+    Patterns(#[from] BuildError),
+    /// Reading input or writing output failed.
+    #[error("i/o error")]
+    Io(#[source] std::io::Error),
 }
 
 impl Error {
@@ -19,7 +29,8 @@ impl Error {
     #[must_use]
     pub const fn failure(&self) -> Failure {
         match self {
-            Self::NotBuilt(_) | Self::Runtime(_) => Failure::Internal,
+            Self::NotBuilt(_) | Self::Runtime(_) | Self::Io(_) => Failure::Internal,
+            Self::Config(_) | Self::Patterns(_) => Failure::Config,
         }
     }
 
@@ -28,7 +39,8 @@ impl Error {
     pub const fn remedy(&self) -> Option<&'static str> {
         match self {
             Self::NotBuilt(_) => Some("see README.md for what this version provides"),
-            Self::Runtime(_) => None,
+            Self::Patterns(_) => Some("mask fewer or shorter secrets"),
+            Self::Runtime(_) | Self::Config(_) | Self::Io(_) => None,
         }
     }
 }

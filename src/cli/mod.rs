@@ -111,11 +111,10 @@ pub enum Command {
 ///
 /// # Errors
 /// [`Error`], which `main` maps to an exit code and one line on stderr.
-#[allow(clippy::unused_async)] // the commands built in later issues await
 pub async fn run(cli: Cli) -> Result<u8, Error> {
-    let name = match &cli.command {
+    let name = match cli.command {
+        Command::Scrub(args) => return scrub::run(args).await,
         Command::Run(_) => "run",
-        Command::Scrub(_) => "scrub",
         Command::Serve(_) => "serve",
         Command::Secret(c) => c.name(),
         Command::ApiKey(c) => c.name(),

@@ -22,6 +22,16 @@ pub enum MaskStyle {
     Anon,
 }
 
+impl From<MaskStyle> for crate::core::scrub::MaskStyle {
+    fn from(style: MaskStyle) -> Self {
+        match style {
+            MaskStyle::Name => Self::Name,
+            MaskStyle::Stars => Self::Stars,
+            MaskStyle::Anon => Self::Anon,
+        }
+    }
+}
+
 /// `latch run [OPTIONS] -- CMD [ARGS...]`
 #[derive(Debug, Args)]
 #[allow(clippy::struct_excessive_bools)] // each flag is a documented, independent switch
