@@ -9,12 +9,13 @@
 //!
 //! | module | owns | may use |
 //! |---|---|---|
-//! | [`core`] | pure logic: [`core::name`] (secret names, labels), [`core::value`] (zeroizing secret values), [`core::apikey`] (key format), [`core::resolve`] (DESIGN §2), [`core::duration`], [`core::exit`] (exit-code contract) | nothing with I/O |
+//! | [`core`] | pure logic: [`core::name`] (secret names, labels), [`core::value`] (zeroizing secret values), [`core::apikey`] (key format), [`core::resolve`] (DESIGN §2), [`core::scrub`] (the streaming scrubber, DESIGN §7), [`core::duration`], [`core::exit`] (exit-code contract) | nothing with I/O |
+//! | [`launcher`] | the supervisor's IO: so far [`launcher::pump`], a stream through the scrubber | `core` |
 //! | [`cli`] | the command tree; wires IO modules together per command | everything |
 //!
 //! Modules still to come, each owning one edge: `api` (wire types shared by client and
-//! server), `client` (the one HTTP client), `launcher` (the supervisor), `server` (axum),
-//! `store` (the `Store` trait and its `SQLite` and `PostgreSQL` backends).
+//! server), `client` (the one HTTP client), `server` (axum), `store` (the `Store` trait and its
+//! `SQLite` and `PostgreSQL` backends); `launcher` grows the supervisor itself.
 //!
 //! # Dependency rule
 //!

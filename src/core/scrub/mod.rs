@@ -16,6 +16,8 @@
 
 mod automaton;
 mod patterns;
+#[cfg(any(test, feature = "reference"))]
+pub mod reference;
 
 use std::fmt;
 use std::sync::Arc;

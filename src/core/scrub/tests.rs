@@ -7,79 +7,8 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use proptest::prelude::*;
 
-use super::patterns::{Pattern, is_word, patterns_of};
+use super::reference::reference;
 use super::*;
-
-/// The reference: DESIGN §7 applied to the whole input at once (no idle, no hold cap).
-pub(crate) fn reference(secrets: &[(&str, &[u8])], input: &[u8], style: MaskStyle) -> Vec<u8> {
-    let mut patterns: Vec<Pattern> = Vec::new();
-    for (i, (_, value)) in secrets.iter().enumerate() {
-        patterns_of(u32::try_from(i).expect("few"), value, &mut patterns);
-    }
-    let n = input.len();
-    let before_ok = |start: usize| start == 0 || !is_word(input[start - 1]);
-    // (start, end, secret, partial)
-    let mut occurrences: Vec<(usize, usize, u32, bool)> = Vec::new();
-    for p in &patterns {
-        let len = p.bytes.len();
-        for start in 0..=n.saturating_sub(len) {
-            if n < len || input[start..start + len] != p.bytes[..] {
-                continue;
-            }
-            let after_ok = start + len == n || !is_word(input[start + len]);
-            if !p.weak || (before_ok(start) && after_ok) {
-                occurrences.push((start, start + len, p.secret, false));
-            }
-        }
-    }
-    // End of stream: the longest suffix that is a proper prefix of a pattern that could still
-    // match; over 3 bytes it is masked as partial.
-    for depth in (1..=n).rev() {
-        let suffix = &input[n - depth..];
-        let candidates = patterns.iter().filter(|p| {
-            p.bytes.len() > depth
-                && p.bytes[..depth] == *suffix
-                && (!p.weak || before_ok(n - depth))
-        });
-        if let Some(secret) = candidates.map(|p| p.secret).min() {
-            if depth > 3 {
-                occurrences.push((n - depth, n, secret, true));
-            }
-            break;
-        }
-    }
-    occurrences.sort_unstable();
-    let mut regions: Vec<Region> = Vec::new();
-    for (start, end, secret, partial) in occurrences {
-        let start = start as u64;
-        let end = end as u64;
-        match regions.last_mut() {
-            Some(r) if start < r.end => {
-                r.end = r.end.max(end);
-                r.partial |= partial;
-                if !r.names.iter().any(|&(_, s)| s == secret) {
-                    r.names.push((start, secret));
-                }
-            }
-            _ => regions.push(Region {
-                start,
-                end,
-                partial,
-                names: vec![(start, secret)],
-            }),
-        }
-    }
-    let names: Vec<String> = secrets.iter().map(|(n, _)| (*n).to_owned()).collect();
-    let mut out = Vec::new();
-    let mut cursor = 0usize;
-    for r in &regions {
-        out.extend_from_slice(&input[cursor..r.start as usize]);
-        write_marker(r, style, &names, &mut out);
-        cursor = r.end as usize;
-    }
-    out.extend_from_slice(&input[cursor..]);
-    out
-}
 
 fn set(secrets: &[(&str, &[u8])]) -> PatternSet {
     PatternSet::build(secrets.iter().copied()).expect("builds")
