@@ -22,6 +22,8 @@ pub mod reference;
 use std::fmt;
 use std::sync::Arc;
 
+use zeroize::Zeroize;
+
 pub use automaton::BuildError;
 use automaton::{Automaton, OUT};
 pub use patterns::{Class, MIN_LINE_LEN, MIN_MASKED_LEN, STRONG_LEN, classify};
@@ -209,7 +211,7 @@ impl Scrubber {
     /// As [`Scrubber::push`], appending to `out` (no allocation when `out` has room).
     pub fn push_into(&mut self, input: &[u8], out: &mut Vec<u8>) {
         let automaton = Arc::clone(&self.set.automaton);
-        self.buf.extend_from_slice(input);
+        append_wiping(&mut self.buf, input);
         let start = self.pos;
         let mut state = self.state;
         let mut i = 0;
@@ -256,7 +258,7 @@ impl Scrubber {
         self.pos = 0;
         self.emitted = 0;
         self.base = 0;
-        self.buf.clear();
+        self.buf.zeroize();
         self.pending.clear();
         out
     }
@@ -412,7 +414,12 @@ impl Scrubber {
         let keep_from = self.emitted.saturating_sub(CONTEXT).max(self.base);
         let drop = usize::try_from(keep_from - self.base).expect("held bytes fit in memory");
         if drop > 0 {
-            self.buf.drain(..drop);
+            // Not `drain`: it would leave the moved bytes' old copies in the spare capacity,
+            // and those may be a secret. Move, then wipe what is vacated.
+            let len = self.buf.len();
+            self.buf.copy_within(drop.., 0);
+            self.buf[len - drop..].zeroize();
+            self.buf.truncate(len - drop);
             self.base = keep_from;
         }
     }
@@ -421,6 +428,18 @@ impl Scrubber {
         let at = |p: u64| usize::try_from(p - self.base).expect("held bytes fit in memory");
         &self.buf[at(from)..at(to)]
     }
+}
+
+/// Appends `input` to `buf`; when `buf` must grow, its old block is wiped before it is freed
+/// (a plain reallocation would free a copy of whatever secret it held).
+fn append_wiping(buf: &mut Vec<u8>, input: &[u8]) {
+    if buf.capacity() - buf.len() < input.len() {
+        let mut grown = Vec::with_capacity((buf.len() + input.len()).next_power_of_two());
+        grown.extend_from_slice(buf);
+        buf.zeroize();
+        *buf = grown;
+    }
+    buf.extend_from_slice(input);
 }
 
 fn write_marker(region: &Region, style: MaskStyle, names: &[String], out: &mut Vec<u8>) {
@@ -448,7 +467,7 @@ fn write_marker(region: &Region, style: MaskStyle, names: &[String], out: &mut V
 impl Drop for Scrubber {
     fn drop(&mut self) {
         // Held bytes may be part of a secret.
-        zeroize::Zeroize::zeroize(&mut self.buf);
+        self.buf.zeroize();
     }
 }
 
