@@ -6,9 +6,11 @@
 //! arguments. Everything here is tested inline with table-driven and property tests.
 
 pub mod apikey;
+pub mod crypto;
 pub mod duration;
 pub mod exit;
 pub mod name;
+pub mod perm;
 pub mod resolve;
 pub mod scrub;
 pub mod value;

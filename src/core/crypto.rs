@@ -1,0 +1,444 @@
+//! Encryption at rest (DESIGN §5): the root key, per-team data keys wrapped by it, and secret
+//! values sealed with XChaCha20-Poly1305 under their team's data key.
+//!
+//! Every ciphertext carries associated data that binds it to where it belongs (a data key to
+//! its team; a value to its team, scope, owner, secret id, name, version and key version), so a
+//! ciphertext copied onto another row fails its integrity check instead of decrypting.
+//! Sealed blobs are `format byte (1) ‖ nonce (24) ‖ ciphertext ‖ tag (16)`.
+//!
+//! Pure: randomness comes in as an argument; reading the key file is the server's job.
+
+use std::fmt;
+
+use chacha20poly1305::aead::{AeadInOut, KeyInit};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use rand_core::TryCryptoRng;
+use zeroize::Zeroizing;
+
+use super::resolve::Scope;
+use super::value::SecretValue;
+
+const FORMAT: u8 = 1;
+const NONCE_LEN: usize = 24;
+const TAG_LEN: usize = 16;
+const CHECK_PLAINTEXT: &[u8] = b"latch root key check v1";
+
+/// Why a key or ciphertext was refused. Never holds key material or plaintext.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CryptoError {
+    /// The root key file's content is not 64 hex characters.
+    #[error(
+        "the root key must be 64 hexadecimal characters (32 bytes), optionally followed by a \
+         newline; `openssl rand -hex 32` makes one"
+    )]
+    RootKeyFormat,
+    /// The root key does not match the database.
+    #[error("the root key does not match this database (its check value does not decrypt)")]
+    WrongRootKey,
+    /// A stored ciphertext failed authentication: altered, or moved to another row.
+    #[error(
+        "a stored ciphertext failed its integrity check: it was altered or moved to another row"
+    )]
+    Integrity,
+    /// A stored blob is not in the sealed format.
+    #[error("a stored ciphertext is malformed")]
+    Malformed,
+    /// The random number generator failed.
+    #[error("the operating system's random number generator failed")]
+    Rng,
+}
+
+/// The 32-byte root key. Wiped on drop; `Debug` prints nothing of it.
+pub struct RootKey(Zeroizing<[u8; 32]>);
+
+/// A team's 32-byte data key. Wiped on drop; `Debug` prints nothing of it.
+pub struct DataKey(Zeroizing<[u8; 32]>);
+
+impl fmt::Debug for RootKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RootKey(..)")
+    }
+}
+
+impl fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DataKey(..)")
+    }
+}
+
+fn random<R: TryCryptoRng + ?Sized>(rng: &mut R) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+    let mut key = Zeroizing::new([0u8; 32]);
+    rng.try_fill_bytes(key.as_mut())
+        .map_err(|_| CryptoError::Rng)?;
+    Ok(key)
+}
+
+/// Seals `plaintext` under `key` with `aad`.
+fn seal<R: TryCryptoRng + ?Sized>(
+    key: &[u8; 32],
+    aad: &[u8],
+    plaintext: &[u8],
+    rng: &mut R,
+) -> Result<Vec<u8>, CryptoError> {
+    let cipher = XChaCha20Poly1305::new_from_slice(key).map_err(|_| CryptoError::Malformed)?;
+    let mut nonce = [0u8; NONCE_LEN];
+    rng.try_fill_bytes(&mut nonce)
+        .map_err(|_| CryptoError::Rng)?;
+    let mut buffer = Zeroizing::new(Vec::with_capacity(plaintext.len() + TAG_LEN));
+    buffer.extend_from_slice(plaintext);
+    cipher
+        .encrypt_in_place(&XNonce::from(nonce), aad, &mut *buffer)
+        .map_err(|_| CryptoError::Malformed)?;
+    let mut sealed = Vec::with_capacity(1 + NONCE_LEN + buffer.len());
+    sealed.push(FORMAT);
+    sealed.extend_from_slice(&nonce);
+    sealed.extend_from_slice(&buffer);
+    Ok(sealed)
+}
+
+/// Opens a blob made by [`seal`]; the plaintext comes back in a zeroizing buffer.
+fn open(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    if sealed.len() < 1 + NONCE_LEN + TAG_LEN || sealed[0] != FORMAT {
+        return Err(CryptoError::Malformed);
+    }
+    let cipher = XChaCha20Poly1305::new_from_slice(key).map_err(|_| CryptoError::Malformed)?;
+    let nonce: [u8; NONCE_LEN] = sealed[1..=NONCE_LEN]
+        .try_into()
+        .map_err(|_| CryptoError::Malformed)?;
+    let mut buffer = Zeroizing::new(sealed[1 + NONCE_LEN..].to_vec());
+    cipher
+        .decrypt_in_place(&XNonce::from(nonce), aad, &mut *buffer)
+        .map_err(|_| CryptoError::Integrity)?;
+    Ok(buffer)
+}
+
+fn data_key_aad(team: i64) -> Vec<u8> {
+    let mut aad = b"latch/data-key/v1\0".to_vec();
+    aad.extend_from_slice(&team.to_be_bytes());
+    aad
+}
+
+impl RootKey {
+    /// Parses a key file's content: 64 hex characters, optionally followed by `\n` or `\r\n`.
+    ///
+    /// # Errors
+    /// [`CryptoError::RootKeyFormat`] for anything else.
+    pub fn parse_hex(content: &[u8]) -> Result<Self, CryptoError> {
+        let text = content
+            .strip_suffix(b"\n")
+            .map_or(content, |t| t.strip_suffix(b"\r").unwrap_or(t));
+        if text.len() != 64 {
+            return Err(CryptoError::RootKeyFormat);
+        }
+        let mut key = Zeroizing::new([0u8; 32]);
+        for (i, pair) in text.chunks_exact(2).enumerate() {
+            let hi = hex_digit(pair[0]).ok_or(CryptoError::RootKeyFormat)?;
+            let lo = hex_digit(pair[1]).ok_or(CryptoError::RootKeyFormat)?;
+            key[i] = (hi << 4) | lo;
+        }
+        Ok(Self(key))
+    }
+
+    /// A new random root key.
+    ///
+    /// # Errors
+    /// [`CryptoError::Rng`] if the RNG fails.
+    pub fn generate<R: TryCryptoRng + ?Sized>(rng: &mut R) -> Result<Self, CryptoError> {
+        random(rng).map(Self)
+    }
+
+    /// The key as 64 lower-case hex characters and a newline: the key file's content.
+    #[must_use]
+    pub fn to_hex(&self) -> Zeroizing<String> {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut text = Zeroizing::new(String::with_capacity(65));
+        for &b in self.0.iter() {
+            text.push(char::from(DIGITS[usize::from(b >> 4)]));
+            text.push(char::from(DIGITS[usize::from(b & 0xf)]));
+        }
+        text.push('\n');
+        text
+    }
+
+    /// The check value stored at first start: a known text sealed under this key.
+    ///
+    /// # Errors
+    /// [`CryptoError::Rng`] if the RNG fails.
+    pub fn check_value<R: TryCryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+    ) -> Result<Vec<u8>, CryptoError> {
+        seal(&self.0, b"latch/check/v1", CHECK_PLAINTEXT, rng)
+    }
+
+    /// Whether this key made `check`.
+    ///
+    /// # Errors
+    /// [`CryptoError::WrongRootKey`] when it did not.
+    pub fn verify(&self, check: &[u8]) -> Result<(), CryptoError> {
+        match open(&self.0, b"latch/check/v1", check) {
+            Ok(plain) if plain.as_slice() == CHECK_PLAINTEXT => Ok(()),
+            _ => Err(CryptoError::WrongRootKey),
+        }
+    }
+
+    /// Wraps `key`, the data key of team `team`.
+    ///
+    /// # Errors
+    /// [`CryptoError::Rng`] if the RNG fails.
+    pub fn wrap<R: TryCryptoRng + ?Sized>(
+        &self,
+        team: i64,
+        key: &DataKey,
+        rng: &mut R,
+    ) -> Result<Vec<u8>, CryptoError> {
+        seal(&self.0, &data_key_aad(team), key.0.as_ref(), rng)
+    }
+
+    /// Unwraps team `team`'s data key.
+    ///
+    /// # Errors
+    /// [`CryptoError::Integrity`] if `wrapped` was altered or belongs to another team.
+    pub fn unwrap(&self, team: i64, wrapped: &[u8]) -> Result<DataKey, CryptoError> {
+        let plain = open(&self.0, &data_key_aad(team), wrapped)?;
+        let key: [u8; 32] = plain
+            .as_slice()
+            .try_into()
+            .map_err(|_| CryptoError::Malformed)?;
+        Ok(DataKey(Zeroizing::new(key)))
+    }
+}
+
+fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Where a secret value belongs: all of it is bound into the ciphertext.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Binding<'a> {
+    /// Team id.
+    pub team: i64,
+    /// Team or personal.
+    pub scope: Scope,
+    /// The owning user, for a personal secret.
+    pub owner: Option<i64>,
+    /// The secret's row id.
+    pub secret: i64,
+    /// Its name as stored.
+    pub name: &'a str,
+    /// The value's version.
+    pub version: u32,
+    /// The data key's version.
+    pub key_version: u32,
+}
+
+impl Binding<'_> {
+    /// Length-prefixed, so no two bindings encode alike.
+    fn aad(&self) -> Vec<u8> {
+        let mut aad = b"latch/secret/v1\0".to_vec();
+        aad.extend_from_slice(&self.team.to_be_bytes());
+        aad.push(match self.scope {
+            Scope::Team => 0,
+            Scope::Personal => 1,
+        });
+        match self.owner {
+            None => aad.push(0),
+            Some(owner) => {
+                aad.push(1);
+                aad.extend_from_slice(&owner.to_be_bytes());
+            }
+        }
+        aad.extend_from_slice(&self.secret.to_be_bytes());
+        aad.extend_from_slice(&(self.name.len() as u64).to_be_bytes());
+        aad.extend_from_slice(self.name.as_bytes());
+        aad.extend_from_slice(&self.version.to_be_bytes());
+        aad.extend_from_slice(&self.key_version.to_be_bytes());
+        aad
+    }
+}
+
+impl DataKey {
+    /// A new random data key.
+    ///
+    /// # Errors
+    /// [`CryptoError::Rng`] if the RNG fails.
+    pub fn generate<R: TryCryptoRng + ?Sized>(rng: &mut R) -> Result<Self, CryptoError> {
+        random(rng).map(Self)
+    }
+
+    /// Seals `value` for the row described by `binding`.
+    ///
+    /// # Errors
+    /// [`CryptoError::Rng`] if the RNG fails.
+    pub fn seal<R: TryCryptoRng + ?Sized>(
+        &self,
+        binding: &Binding<'_>,
+        value: &SecretValue,
+        rng: &mut R,
+    ) -> Result<Vec<u8>, CryptoError> {
+        seal(&self.0, &binding.aad(), value.expose().as_bytes(), rng)
+    }
+
+    /// Opens a value sealed for the row described by `binding`.
+    ///
+    /// # Errors
+    /// [`CryptoError::Integrity`] if the ciphertext was altered or belongs to another row;
+    /// [`CryptoError::Malformed`] if it is not a sealed value.
+    pub fn open(&self, binding: &Binding<'_>, sealed: &[u8]) -> Result<SecretValue, CryptoError> {
+        let mut plain = open(&self.0, &binding.aad(), sealed)?;
+        SecretValue::from_bytes(std::mem::take(&mut *plain)).map_err(|_| CryptoError::Malformed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    fn rng() -> StdRng {
+        StdRng::seed_from_u64(42)
+    }
+
+    fn binding(name: &str) -> Binding<'_> {
+        Binding {
+            team: 1,
+            scope: Scope::Team,
+            owner: None,
+            secret: 7,
+            name,
+            version: 1,
+            key_version: 1,
+        }
+    }
+
+    const VALUE: &str = "sk-live-4f9a8b7c6d5e";
+
+    #[test]
+    fn root_key_file_format() {
+        let hex = "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF";
+        for content in [hex.to_owned(), format!("{hex}\n"), format!("{hex}\r\n")] {
+            let key = RootKey::parse_hex(content.as_bytes()).expect("valid");
+            assert_eq!(key.to_hex().as_str(), format!("{}\n", hex.to_lowercase()));
+        }
+        for bad in [
+            String::new(),
+            hex[..62].to_owned(),
+            format!("{hex}00"),
+            format!(" {hex}"),
+            format!("{hex}\n\n"),
+            hex.replace('0', "g"),
+        ] {
+            assert_eq!(
+                RootKey::parse_hex(bad.as_bytes()).err(),
+                Some(CryptoError::RootKeyFormat)
+            );
+        }
+        let key = RootKey::generate(&mut rng()).expect("generates");
+        let again = RootKey::parse_hex(key.to_hex().as_bytes()).expect("round trip");
+        assert_eq!(again.to_hex(), key.to_hex());
+    }
+
+    #[test]
+    fn check_value_tells_the_right_root_key() {
+        let mut rng = rng();
+        let key = RootKey::generate(&mut rng).expect("generates");
+        let other = RootKey::generate(&mut rng).expect("generates");
+        let check = key.check_value(&mut rng).expect("seals");
+        assert_eq!(key.verify(&check), Ok(()));
+        assert_eq!(other.verify(&check), Err(CryptoError::WrongRootKey));
+        assert_eq!(key.verify(b"garbage"), Err(CryptoError::WrongRootKey));
+    }
+
+    #[test]
+    fn data_keys_are_bound_to_their_team() {
+        let mut rng = rng();
+        let root = RootKey::generate(&mut rng).expect("generates");
+        let data = DataKey::generate(&mut rng).expect("generates");
+        let wrapped = root.wrap(1, &data, &mut rng).expect("wraps");
+        let unwrapped = root.unwrap(1, &wrapped).expect("unwraps");
+        let value = SecretValue::new(VALUE.to_owned()).expect("valid");
+        let sealed = data.seal(&binding("A"), &value, &mut rng).expect("seals");
+        assert_eq!(
+            unwrapped
+                .open(&binding("A"), &sealed)
+                .expect("opens")
+                .expose(),
+            VALUE
+        );
+        assert_eq!(root.unwrap(2, &wrapped).err(), Some(CryptoError::Integrity));
+    }
+
+    #[test]
+    fn a_ciphertext_moved_to_another_row_does_not_decrypt() {
+        let mut rng = rng();
+        let key = DataKey::generate(&mut rng).expect("generates");
+        let value = SecretValue::new(VALUE.to_owned()).expect("valid");
+        let here = binding("API_KEY");
+        let sealed = key.seal(&here, &value, &mut rng).expect("seals");
+        assert_eq!(key.open(&here, &sealed).expect("opens").expose(), VALUE);
+        let elsewhere = [
+            Binding { team: 2, ..here },
+            Binding {
+                scope: Scope::Personal,
+                owner: Some(3),
+                ..here
+            },
+            Binding {
+                owner: Some(3),
+                ..here
+            },
+            Binding { secret: 8, ..here },
+            Binding {
+                name: "OTHER",
+                ..here
+            },
+            Binding { version: 2, ..here },
+            Binding {
+                key_version: 2,
+                ..here
+            },
+        ];
+        for b in elsewhere {
+            assert_eq!(
+                key.open(&b, &sealed).err(),
+                Some(CryptoError::Integrity),
+                "{b:?}"
+            );
+        }
+        let mut flipped = sealed.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        assert_eq!(
+            key.open(&here, &flipped).err(),
+            Some(CryptoError::Integrity)
+        );
+        assert_eq!(
+            key.open(&here, &sealed[..20]).err(),
+            Some(CryptoError::Malformed)
+        );
+        let other_key = DataKey::generate(&mut rng).expect("generates");
+        assert_eq!(
+            other_key.open(&here, &sealed).err(),
+            Some(CryptoError::Integrity)
+        );
+    }
+
+    #[test]
+    fn sealing_twice_differs_and_hides_the_value() {
+        let mut rng = rng();
+        let key = DataKey::generate(&mut rng).expect("generates");
+        let value = SecretValue::new(VALUE.to_owned()).expect("valid");
+        let a = key.seal(&binding("A"), &value, &mut rng).expect("seals");
+        let b = key.seal(&binding("A"), &value, &mut rng).expect("seals");
+        assert_ne!(a, b, "random nonces");
+        assert!(!a.windows(VALUE.len()).any(|w| w == VALUE.as_bytes()));
+        assert_eq!(a.len(), 1 + NONCE_LEN + VALUE.len() + TAG_LEN);
+        assert_eq!(format!("{key:?}"), "DataKey(..)");
+    }
+}
