@@ -9,13 +9,14 @@
 //!
 //! | module | owns | may use |
 //! |---|---|---|
-//! | [`core`] | pure logic: [`core::name`] (secret names, labels), [`core::value`] (zeroizing secret values), [`core::apikey`] (key format), [`core::resolve`] (DESIGN §2), [`core::scrub`] (the streaming scrubber, DESIGN §7), [`core::duration`], [`core::exit`] (exit-code contract) | nothing with I/O |
+//! | [`core`] | pure logic: [`core::name`] (secret names, labels), [`core::value`] (zeroizing secret values), [`core::apikey`] (key format), [`core::resolve`] (DESIGN §2), [`core::perm`] (DESIGN §3), [`core::crypto`] (DESIGN §5), [`core::scrub`] (the streaming scrubber, DESIGN §7), [`core::duration`], [`core::exit`] (exit-code contract) | nothing with I/O |
+//! | [`store`] | the [`store::Store`] trait, its SQLite backend and the contract suite every backend passes | `core` |
 //! | [`launcher`] | the supervisor's IO: so far [`launcher::pump`], a stream through the scrubber | `core` |
 //! | [`cli`] | the command tree; wires IO modules together per command | everything |
 //!
 //! Modules still to come, each owning one edge: `api` (wire types shared by client and
-//! server), `client` (the one HTTP client), `server` (axum), `store` (the `Store` trait and its
-//! `SQLite` and `PostgreSQL` backends); `launcher` grows the supervisor itself.
+//! server), `client` (the one HTTP client), `server` (axum); `store` gains its PostgreSQL
+//! backend and `launcher` the supervisor itself.
 //!
 //! # Dependency rule
 //!
@@ -31,3 +32,4 @@
 pub mod cli;
 pub mod core;
 pub mod launcher;
+pub mod store;

@@ -1,0 +1,638 @@
+//! The store contract: one suite that every backend must pass (SQLite always; PostgreSQL when
+//! a test database is configured). It checks behaviour handlers rely on, not SQL.
+
+#![allow(
+    clippy::too_many_lines,
+    reason = "a contract reads best as one story per area"
+)]
+
+use crate::core::apikey::{ApiKey, KeyKind};
+use crate::core::name::{Label, SecretName};
+use crate::core::perm::Role;
+use crate::core::resolve::{Scope, SecretId, UserId};
+
+use super::{
+    AuditEvent, Bootstrap, ListKind, NamedList, NewKey, NewSecret, RunPlan, SecretUpdate, Store,
+    StoreError, TeamRow,
+};
+
+const TEAM: i64 = 4242;
+
+fn l(s: &str) -> Label {
+    Label::new(s).expect("label")
+}
+fn n(s: &str) -> SecretName {
+    SecretName::new(s).expect("name")
+}
+
+fn new_key(kind: KeyKind, seed: u64, role: Option<Role>, identity: Option<&str>) -> NewKey {
+    use rand::SeedableRng;
+    let Ok(key) = ApiKey::generate(kind, &mut rand::rngs::StdRng::seed_from_u64(seed));
+    NewKey {
+        key_id: key.id(),
+        digest: key.digest(),
+        last4: key.last4().to_owned(),
+        kind,
+        role_at_creation: role,
+        identity: identity.map(l),
+        name: format!("key {seed}"),
+        created_at: 1_000,
+        expires_at: None,
+    }
+}
+
+fn event(action: &str) -> AuditEvent {
+    AuditEvent {
+        team: TEAM,
+        at: 2_000,
+        actor_user: None,
+        actor_key: None,
+        action: action.to_owned(),
+        target: "t".to_owned(),
+        outcome: "ok".to_owned(),
+        detail: serde_json::json!({}),
+    }
+}
+
+fn secret(id: i64, scope: Scope, owner: Option<UserId>, name: &str, actor: UserId) -> NewSecret {
+    NewSecret {
+        id: SecretId(id),
+        team: TEAM,
+        scope,
+        owner,
+        name: n(name),
+        description: format!("about {name}"),
+        key_version: 1,
+        ciphertext: vec![1, 2, 3, u8::try_from(id % 200).expect("small")],
+        value_len: 10,
+        actor,
+        at: 3_000,
+    }
+}
+
+/// Runs every contract check against `store`, which must be empty.
+pub(crate) async fn run_all(store: &dyn Store) {
+    let owner = bootstrap(store).await;
+    let alice = keys_and_members(store, owner).await;
+    secrets(store, owner, alice).await;
+    lists(store).await;
+    runs(store, owner, alice).await;
+    audit(store).await;
+}
+
+async fn bootstrap(store: &dyn Store) -> UserId {
+    store.ping().await.expect("pings");
+    let first = Bootstrap {
+        team: TeamRow {
+            id: TEAM,
+            name: l("default"),
+            data_key: vec![9; 73],
+            key_version: 1,
+        },
+        owner: l("owner"),
+        key: new_key(KeyKind::Personal, 1, None, None),
+        at: 1_000,
+    };
+    let owner = store
+        .bootstrap(first.clone())
+        .await
+        .expect("bootstraps")
+        .expect("empty database");
+    assert_eq!(
+        store.bootstrap(first).await.expect("runs"),
+        None,
+        "only once"
+    );
+    let team = store.team(TEAM).await.expect("reads").expect("exists");
+    assert_eq!(
+        (team.name.as_str(), team.data_key.len(), team.key_version),
+        ("default", 73, 1)
+    );
+    assert!(store.team(1).await.expect("reads").is_none());
+    let members = store.members(TEAM).await.expect("lists");
+    assert_eq!(members.len(), 1);
+    assert_eq!(
+        (members[0].name.as_str(), members[0].role),
+        ("owner", Role::Owner)
+    );
+    owner
+}
+
+async fn keys_and_members(store: &dyn Store, owner: UserId) -> UserId {
+    let first = new_key(KeyKind::Personal, 1, None, None);
+    let auth = store
+        .key_for_auth(&first.key_id)
+        .await
+        .expect("reads")
+        .expect("found");
+    assert!(auth.key.digest.matches(&first.digest));
+    assert_eq!(auth.member, Some(("owner".to_owned(), Role::Owner)));
+    assert_eq!(auth.key.user, Some(owner));
+
+    let alice_key = new_key(KeyKind::Personal, 2, None, None);
+    let alice = store
+        .add_member(
+            TEAM,
+            &l("alice"),
+            Role::Builder,
+            alice_key.clone(),
+            owner,
+            event("member.add"),
+        )
+        .await
+        .expect("adds");
+    let again = store
+        .add_member(
+            TEAM,
+            &l("alice"),
+            Role::Admin,
+            new_key(KeyKind::Personal, 3, None, None),
+            owner,
+            event("member.add"),
+        )
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    assert_eq!(
+        store
+            .member(TEAM, &l("alice"))
+            .await
+            .expect("reads")
+            .expect("found")
+            .role,
+        Role::Builder
+    );
+
+    let team_key = new_key(KeyKind::Team, 4, Some(Role::Admin), Some("deployer"));
+    store
+        .create_key(TEAM, None, owner, team_key.clone(), event("key.create"))
+        .await
+        .expect("creates");
+    let duplicate = store
+        .create_key(TEAM, None, owner, team_key.clone(), event("key.create"))
+        .await;
+    assert!(matches!(duplicate, Err(StoreError::Conflict(_))));
+    let auth = store
+        .key_for_auth(&team_key.key_id)
+        .await
+        .expect("reads")
+        .expect("found");
+    assert_eq!(auth.key.role_at_creation, Some(Role::Admin));
+    assert_eq!(auth.key.identity, Some(l("deployer")));
+    assert_eq!(auth.member, None, "team keys have no user");
+    assert_eq!(auth.key.created_by_name, "owner");
+
+    assert_eq!(store.keys(TEAM, None).await.expect("lists").len(), 3);
+    let own = store.keys(TEAM, Some(alice)).await.expect("lists");
+    assert_eq!(own.len(), 1, "alice sees her own key only");
+    assert!(
+        !store
+            .revoke_key(TEAM, &team_key.key_id, Some(alice), event("key.revoke"))
+            .await
+            .expect("runs")
+    );
+    assert!(
+        store
+            .revoke_key(TEAM, &team_key.key_id, None, event("key.revoke"))
+            .await
+            .expect("revokes")
+    );
+    assert!(
+        !store
+            .revoke_key(TEAM, &team_key.key_id, None, event("key.revoke"))
+            .await
+            .expect("once")
+    );
+    let revoked = store
+        .key_for_auth(&team_key.key_id)
+        .await
+        .expect("reads")
+        .expect("found");
+    assert_eq!(revoked.key.revoked_at, Some(2_000));
+
+    store
+        .touch_keys(&[(auth.key.row, 5_000)])
+        .await
+        .expect("touches");
+    store
+        .touch_keys(&[(auth.key.row, 4_000)])
+        .await
+        .expect("touches");
+    let touched = store
+        .key_for_auth(&team_key.key_id)
+        .await
+        .expect("reads")
+        .expect("found");
+    assert_eq!(touched.key.last_used_at, Some(5_000), "never goes back");
+
+    // Roles, and the last owner.
+    assert!(
+        store
+            .set_role(TEAM, alice, Role::Admin, event("member.role"))
+            .await
+            .expect("sets")
+    );
+    let auth = store
+        .key_for_auth(&alice_key.key_id)
+        .await
+        .expect("reads")
+        .expect("found");
+    assert_eq!(
+        auth.member,
+        Some(("alice".to_owned(), Role::Admin)),
+        "current role"
+    );
+    let demote = store
+        .set_role(TEAM, owner, Role::Admin, event("member.role"))
+        .await;
+    assert!(matches!(demote, Err(StoreError::Conflict(_))), "{demote:?}");
+    let remove = store
+        .remove_member(TEAM, owner, event("member.remove"))
+        .await;
+    assert!(matches!(remove, Err(StoreError::Conflict(_))), "{remove:?}");
+    assert_eq!(
+        store
+            .member(TEAM, &l("owner"))
+            .await
+            .expect("reads")
+            .expect("still there")
+            .role,
+        Role::Owner
+    );
+
+    // A removed member's key no longer carries a role.
+    let bob_key = new_key(KeyKind::Personal, 5, None, None);
+    let bob = store
+        .add_member(
+            TEAM,
+            &l("bob"),
+            Role::Builder,
+            bob_key.clone(),
+            owner,
+            event("member.add"),
+        )
+        .await
+        .expect("adds");
+    assert!(
+        store
+            .remove_member(TEAM, bob, event("member.remove"))
+            .await
+            .expect("removes")
+    );
+    assert!(
+        !store
+            .remove_member(TEAM, bob, event("member.remove"))
+            .await
+            .expect("once")
+    );
+    let auth = store
+        .key_for_auth(&bob_key.key_id)
+        .await
+        .expect("reads")
+        .expect("key row stays");
+    assert_eq!(auth.member, None);
+    alice
+}
+
+async fn secrets(store: &dyn Store, owner: UserId, alice: UserId) {
+    store
+        .create_secret(
+            secret(101, Scope::Team, None, "DB_URL", owner),
+            event("secret.create"),
+        )
+        .await
+        .expect("creates");
+    let dup = store
+        .create_secret(
+            secret(102, Scope::Team, None, "db_url", owner),
+            event("secret.create"),
+        )
+        .await;
+    assert!(
+        matches!(dup, Err(StoreError::Conflict(_))),
+        "unique ignoring case: {dup:?}"
+    );
+    store
+        .create_secret(
+            secret(103, Scope::Personal, Some(alice), "DB_URL", alice),
+            event("secret.create"),
+        )
+        .await
+        .expect("same name, other scope");
+    store
+        .create_secret(
+            secret(104, Scope::Personal, Some(owner), "OWNER_ONLY", owner),
+            event("secret.create"),
+        )
+        .await
+        .expect("creates");
+
+    let row = store
+        .secret(TEAM, Scope::Team, None, &n("db_url"))
+        .await
+        .expect("reads")
+        .expect("found by any case");
+    assert_eq!(
+        (row.id, row.version, row.name.as_str()),
+        (SecretId(101), 1, "DB_URL")
+    );
+    assert_eq!((row.created_by.as_str(), row.value_len), ("owner", 10));
+    let mine = store
+        .secret(TEAM, Scope::Personal, Some(alice), &n("DB_URL"))
+        .await
+        .expect("reads")
+        .expect("found");
+    assert_eq!(mine.owner_name.as_deref(), Some("alice"));
+
+    let seen: Vec<i64> = store
+        .secrets(TEAM, alice, false)
+        .await
+        .expect("lists")
+        .iter()
+        .map(|s| s.id.0)
+        .collect();
+    assert_eq!(seen, vec![101, 103], "team and own personal");
+    let all = store.secrets(TEAM, alice, true).await.expect("lists");
+    assert_eq!(all.len(), 3, "--all adds every member's personal secrets");
+
+    let update = SecretUpdate {
+        id: SecretId(101),
+        expected_version: 1,
+        value: Some((vec![7, 7, 7], 12)),
+        description: None,
+        actor: alice,
+        at: 4_000,
+    };
+    store
+        .update_secret(update.clone(), event("secret.update"))
+        .await
+        .expect("updates");
+    let stale = store.update_secret(update, event("secret.update")).await;
+    assert!(
+        matches!(stale, Err(StoreError::Conflict(_))),
+        "optimistic version check"
+    );
+    let row = store
+        .secret(TEAM, Scope::Team, None, &n("DB_URL"))
+        .await
+        .expect("reads")
+        .expect("found");
+    assert_eq!(
+        (row.version, row.value_len, row.updated_by.as_str()),
+        (2, 12, "alice")
+    );
+    let described = SecretUpdate {
+        id: SecretId(101),
+        expected_version: 2,
+        value: None,
+        description: Some("new".into()),
+        actor: owner,
+        at: 5_000,
+    };
+    store
+        .update_secret(described, event("secret.update"))
+        .await
+        .expect("updates");
+    let row = store
+        .secret(TEAM, Scope::Team, None, &n("DB_URL"))
+        .await
+        .expect("reads")
+        .expect("found");
+    assert_eq!(
+        (row.version, row.description.as_str()),
+        (2, "new"),
+        "description alone keeps the version"
+    );
+
+    assert!(
+        store
+            .delete_secret(SecretId(104), event("secret.delete"))
+            .await
+            .expect("deletes")
+    );
+    assert!(
+        !store
+            .delete_secret(SecretId(104), event("secret.delete"))
+            .await
+            .expect("once")
+    );
+}
+
+async fn lists(store: &dyn Store) {
+    for kind in [ListKind::Environment, ListKind::Identity] {
+        let list = NamedList {
+            name: l("ci"),
+            description: "d".into(),
+            secrets: Some(vec![n("DB_URL")]),
+            updated_at: 1,
+        };
+        store
+            .put_list(kind, TEAM, list.clone(), event("list.put"))
+            .await
+            .expect("puts");
+        assert_eq!(
+            store.list(kind, TEAM, &l("ci")).await.expect("reads"),
+            Some(list.clone())
+        );
+        let replaced = NamedList {
+            secrets: Some(vec![]),
+            updated_at: 2,
+            ..list
+        };
+        store
+            .put_list(kind, TEAM, replaced.clone(), event("list.put"))
+            .await
+            .expect("replaces");
+        assert_eq!(
+            store.lists(kind, TEAM).await.expect("lists"),
+            vec![replaced]
+        );
+        assert!(
+            store
+                .delete_list(kind, TEAM, &l("ci"), event("list.delete"))
+                .await
+                .expect("deletes")
+        );
+        assert!(
+            !store
+                .delete_list(kind, TEAM, &l("ci"), event("list.delete"))
+                .await
+                .expect("once")
+        );
+        assert_eq!(store.list(kind, TEAM, &l("ci")).await.expect("reads"), None);
+    }
+    let open = NamedList {
+        name: l("open"),
+        description: String::new(),
+        secrets: None,
+        updated_at: 3,
+    };
+    store
+        .put_list(ListKind::Environment, TEAM, open.clone(), event("env.put"))
+        .await
+        .expect("puts");
+    assert_eq!(
+        store
+            .list(ListKind::Environment, TEAM, &l("open"))
+            .await
+            .expect("reads"),
+        Some(open),
+        "no list ≠ empty list"
+    );
+}
+
+async fn runs(store: &dyn Store, owner: UserId, alice: UserId) {
+    store
+        .create_secret(
+            secret(105, Scope::Team, None, "DEPLOY_KEY", owner),
+            event("secret.create"),
+        )
+        .await
+        .expect("creates");
+    let deployer = NamedList {
+        name: l("deployer"),
+        description: String::new(),
+        secrets: Some(vec![n("deploy_key")]),
+        updated_at: 1,
+    };
+    store
+        .put_list(ListKind::Identity, TEAM, deployer, event("identity.put"))
+        .await
+        .expect("puts");
+
+    let open = l("open");
+    let (started, sealed) = store
+        .resolve_run(
+            TEAM,
+            Some(alice),
+            Some(&open),
+            Box::new(move |snapshot| {
+                let team: Vec<(&str, Vec<&str>)> = snapshot
+                    .team
+                    .iter()
+                    .map(|s| {
+                        (
+                            s.name.as_str(),
+                            s.reserved_for.iter().map(Label::as_str).collect(),
+                        )
+                    })
+                    .collect();
+                assert_eq!(
+                    team,
+                    vec![("DB_URL", vec![]), ("DEPLOY_KEY", vec!["deployer"])]
+                );
+                let personal: Vec<&str> =
+                    snapshot.personal.iter().map(|s| s.name.as_str()).collect();
+                assert_eq!(
+                    personal,
+                    vec!["DB_URL"],
+                    "only the caller's personal secrets"
+                );
+                assert_eq!(
+                    snapshot.environment.as_ref().map(|e| e.name.as_str()),
+                    Some("open")
+                );
+                plan("run-1", Some(alice), vec![SecretId(103)])
+            }),
+        )
+        .await
+        .expect("resolves");
+    assert_eq!(started.status, "started");
+    assert_eq!(sealed.len(), 1);
+    assert_eq!(
+        (sealed[0].secret.id, sealed[0].secret.scope),
+        (SecretId(103), Scope::Personal)
+    );
+    assert_eq!(sealed[0].ciphertext, vec![1, 2, 3, 103]);
+
+    let missing = l("nope");
+    store
+        .resolve_run(
+            TEAM,
+            None,
+            Some(&missing),
+            Box::new(|snapshot| {
+                assert!(snapshot.environment.is_none());
+                assert!(snapshot.personal.is_empty());
+                plan("run-2", None, vec![])
+            }),
+        )
+        .await
+        .expect("resolves");
+    let duplicate = store
+        .resolve_run(TEAM, None, None, Box::new(|_| plan("run-2", None, vec![])))
+        .await;
+    assert!(duplicate.is_err(), "a failed write returns no values");
+
+    assert_eq!(store.runs(TEAM, None, 10).await.expect("lists").len(), 2);
+    let own = store.runs(TEAM, Some(alice), 10).await.expect("lists");
+    assert_eq!(
+        own.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        vec!["run-1"]
+    );
+    let outcome = serde_json::json!({ "exit_code": 0 });
+    assert!(
+        store
+            .finish_run(TEAM, "run-1", outcome.clone(), 9_000, event("run.finish"))
+            .await
+            .expect("finishes")
+    );
+    assert!(
+        !store
+            .finish_run(TEAM, "run-1", outcome.clone(), 9_001, event("run.finish"))
+            .await
+            .expect("once")
+    );
+    assert!(
+        !store
+            .finish_run(TEAM, "missing", outcome.clone(), 9_001, event("run.finish"))
+            .await
+            .expect("runs")
+    );
+    let run = store
+        .run(TEAM, "run-1")
+        .await
+        .expect("reads")
+        .expect("found");
+    assert_eq!(
+        (run.status.as_str(), run.ended_at, run.outcome),
+        ("finished", Some(9_000), Some(outcome))
+    );
+    assert!(
+        store.run(TEAM + 1, "run-1").await.expect("reads").is_none(),
+        "other teams see nothing"
+    );
+}
+
+fn plan(id: &str, user: Option<UserId>, deliver: Vec<SecretId>) -> RunPlan {
+    RunPlan {
+        id: id.to_owned(),
+        key_id: "AbCd1234".to_owned(),
+        user,
+        record: serde_json::json!({ "trigger": "cli" }),
+        status: "started",
+        started_at: 8_000,
+        deliver,
+        audit: event("run.start"),
+    }
+}
+
+async fn audit(store: &dyn Store) {
+    let events = store.audit(TEAM, 1_000).await.expect("reads");
+    assert_eq!(
+        events.first().map(|e| e.event.action.as_str()),
+        Some("run.finish"),
+        "newest first"
+    );
+    assert_eq!(
+        events.last().map(|e| e.event.action.as_str()),
+        Some("team.bootstrap")
+    );
+    assert!(events.windows(2).all(|w| w[0].id > w[1].id));
+    // Refused changes leave no event: the last-owner demotion was rolled back with its event.
+    let roles = events
+        .iter()
+        .filter(|e| e.event.action == "member.role")
+        .count();
+    assert_eq!(roles, 1);
+    assert_eq!(store.audit(TEAM, 3).await.expect("reads").len(), 3);
+}

@@ -1,0 +1,500 @@
+//! Storage behind one trait, so that handlers never know the engine (DESIGN §8).
+//!
+//! Every backend implements [`Store`]; [`contract`] is the one test suite every backend must
+//! pass. Queries are checked at run time, so no build needs a database. Each mutating method
+//! takes the [`AuditEvent`] that records it and writes both in one transaction. The store never
+//! sees a secret value: ciphertexts are sealed and opened by the caller, which chooses the row
+//! ids that the ciphertexts are bound to.
+
+pub mod sqlite;
+
+#[cfg(test)]
+pub(crate) mod contract;
+
+use async_trait::async_trait;
+
+use crate::core::apikey::{KeyDigest, KeyId, KeyKind};
+use crate::core::name::{Label, SecretName};
+use crate::core::perm::Role;
+use crate::core::resolve::{Environment, PersonalSecret, Scope, SecretId, TeamSecret, UserId};
+
+/// Unix time in milliseconds.
+pub type Millis = i64;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule or an optimistic version check refused the write.
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// The database failed or is unreachable.
+    #[error("database error")]
+    Database(#[source] sqlx::Error),
+    /// Migrations failed.
+    #[error("database migration failed")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    /// A row holds something this version cannot read.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+/// A team as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamRow {
+    /// Id, chosen by the caller (it is bound into the wrapped data key).
+    pub id: i64,
+    /// Name.
+    pub name: Label,
+    /// Data key wrapped by the root key.
+    pub data_key: Vec<u8>,
+    /// Version of the data key.
+    pub key_version: u32,
+}
+
+/// A key to store. Only its id, digest and last four characters: never the key.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    /// Public key id.
+    pub key_id: KeyId,
+    /// SHA-256 of the whole key.
+    pub digest: KeyDigest,
+    /// Last four characters, for the preview.
+    pub last4: String,
+    /// Personal or team.
+    pub kind: KeyKind,
+    /// For a team key: its creator's role now, kept for the key's life.
+    pub role_at_creation: Option<Role>,
+    /// For a team key: the identity its runs execute as.
+    pub identity: Option<Label>,
+    /// Where it is used.
+    pub name: String,
+    /// Creation time.
+    pub created_at: Millis,
+    /// Expiry, if any.
+    pub expires_at: Option<Millis>,
+}
+
+/// A stored key with its owner's and creator's names.
+#[derive(Debug, Clone)]
+pub struct KeyRow {
+    /// Row id.
+    pub row: i64,
+    /// Public key id.
+    pub key_id: KeyId,
+    /// SHA-256 of the whole key.
+    pub digest: KeyDigest,
+    /// Last four characters.
+    pub last4: String,
+    /// Team.
+    pub team: i64,
+    /// Personal or team.
+    pub kind: KeyKind,
+    /// A personal key's user.
+    pub user: Option<UserId>,
+    /// Creator.
+    pub created_by: UserId,
+    /// Creator's name.
+    pub created_by_name: String,
+    /// A team key's role.
+    pub role_at_creation: Option<Role>,
+    /// A team key's identity.
+    pub identity: Option<Label>,
+    /// Name.
+    pub name: String,
+    /// Creation time.
+    pub created_at: Millis,
+    /// Expiry.
+    pub expires_at: Option<Millis>,
+    /// Last use (coalesced).
+    pub last_used_at: Option<Millis>,
+    /// Revocation time.
+    pub revoked_at: Option<Millis>,
+}
+
+/// A key as authentication needs it: the row and, for a personal key, its user's current role
+/// in the key's team (`None` once the user was removed).
+#[derive(Debug, Clone)]
+pub struct AuthKey {
+    /// The key.
+    pub key: KeyRow,
+    /// The personal key's user's name and current role.
+    pub member: Option<(String, Role)>,
+}
+
+/// A member of a team.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRow {
+    /// User id.
+    pub user: UserId,
+    /// User name.
+    pub name: Label,
+    /// Role in the team.
+    pub role: Role,
+    /// When they joined.
+    pub created_at: Millis,
+}
+
+/// A secret's metadata; the ciphertext only where asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRow {
+    /// Id (chosen by the caller, bound into the ciphertext).
+    pub id: SecretId,
+    /// Team.
+    pub team: i64,
+    /// Scope.
+    pub scope: Scope,
+    /// Owner of a personal secret.
+    pub owner: Option<UserId>,
+    /// Owner's name.
+    pub owner_name: Option<String>,
+    /// Name.
+    pub name: SecretName,
+    /// Description.
+    pub description: String,
+    /// Value version.
+    pub version: u32,
+    /// Data key version the value is sealed under.
+    pub key_version: u32,
+    /// Value length in bytes.
+    pub value_len: u32,
+    /// Created.
+    pub created_at: Millis,
+    /// Creator's name.
+    pub created_by: String,
+    /// Last updated.
+    pub updated_at: Millis,
+    /// Last updater's name.
+    pub updated_by: String,
+}
+
+/// A secret to create.
+#[derive(Debug, Clone)]
+pub struct NewSecret {
+    /// Id, chosen by the caller.
+    pub id: SecretId,
+    /// Team.
+    pub team: i64,
+    /// Scope.
+    pub scope: Scope,
+    /// Owner of a personal secret.
+    pub owner: Option<UserId>,
+    /// Name.
+    pub name: SecretName,
+    /// Description.
+    pub description: String,
+    /// Data key version.
+    pub key_version: u32,
+    /// Sealed value (version 1).
+    pub ciphertext: Vec<u8>,
+    /// Value length.
+    pub value_len: u32,
+    /// Who.
+    pub actor: UserId,
+    /// When.
+    pub at: Millis,
+}
+
+/// A change to a secret, applied only if its version is still `expected_version`.
+#[derive(Debug, Clone)]
+pub struct SecretUpdate {
+    /// Which secret.
+    pub id: SecretId,
+    /// The version the caller read.
+    pub expected_version: u32,
+    /// A new value sealed for version `expected_version + 1`, and its length.
+    pub value: Option<(Vec<u8>, u32)>,
+    /// A new description.
+    pub description: Option<String>,
+    /// Who.
+    pub actor: UserId,
+    /// When.
+    pub at: Millis,
+}
+
+/// Environments and identities have the same shape: a named list of secret names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListKind {
+    /// An environment: its list is a run's default allowlist.
+    Environment,
+    /// An agent identity: its team secrets are reserved for it.
+    Identity,
+}
+
+/// An environment or identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedList {
+    /// Name.
+    pub name: Label,
+    /// Description.
+    pub description: String,
+    /// Secret names; `None` only for an environment without a list.
+    pub secrets: Option<Vec<SecretName>>,
+    /// Last change.
+    pub updated_at: Millis,
+}
+
+/// What happened, by whom: never a value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEvent {
+    /// Team.
+    pub team: i64,
+    /// When.
+    pub at: Millis,
+    /// Acting user, if any.
+    pub actor_user: Option<UserId>,
+    /// Acting key id, if any.
+    pub actor_key: Option<String>,
+    /// What, e.g. `secret.create`.
+    pub action: String,
+    /// On what, e.g. `team/DB_URL`.
+    pub target: String,
+    /// `ok`, `denied`, `refused`...
+    pub outcome: String,
+    /// More, as JSON (names, never values).
+    pub detail: serde_json::Value,
+}
+
+/// An audit event as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRow {
+    /// Sequence number.
+    pub id: i64,
+    /// The event.
+    pub event: AuditEvent,
+}
+
+/// Everything resolution reads, in one snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct RunSnapshot {
+    /// Every team secret, with the identities it is reserved for.
+    pub team: Vec<TeamSecret>,
+    /// The key user's personal secrets.
+    pub personal: Vec<PersonalSecret>,
+    /// The environment asked for, if it exists.
+    pub environment: Option<Environment>,
+}
+
+/// A run to record, decided from a [`RunSnapshot`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunPlan {
+    /// Run id.
+    pub id: String,
+    /// Key id used.
+    pub key_id: String,
+    /// The key's user, if a personal key.
+    pub user: Option<UserId>,
+    /// Who, trigger, names, missing, shadowed: as JSON (never values).
+    pub record: serde_json::Value,
+    /// `started` or `refused`.
+    pub status: &'static str,
+    /// When.
+    pub started_at: Millis,
+    /// Secrets whose ciphertexts to return (empty when refused).
+    pub deliver: Vec<SecretId>,
+    /// The audit event, written in the same transaction.
+    pub audit: AuditEvent,
+}
+
+/// A delivered secret's sealed value and what it is bound to.
+#[derive(Debug, Clone)]
+pub struct Sealed {
+    /// The secret's row.
+    pub secret: SecretRow,
+    /// Its ciphertext.
+    pub ciphertext: Vec<u8>,
+}
+
+/// A run as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRow {
+    /// Run id.
+    pub id: String,
+    /// Team.
+    pub team: i64,
+    /// Key id used.
+    pub key_id: String,
+    /// The key's user.
+    pub user: Option<UserId>,
+    /// Record as JSON.
+    pub record: serde_json::Value,
+    /// `started`, `refused` or `finished`.
+    pub status: String,
+    /// Start.
+    pub started_at: Millis,
+    /// End.
+    pub ended_at: Option<Millis>,
+    /// Exit status, duration, masked counts, as JSON.
+    pub outcome: Option<serde_json::Value>,
+}
+
+/// What the first start creates.
+#[derive(Debug, Clone)]
+pub struct Bootstrap {
+    /// The team.
+    pub team: TeamRow,
+    /// Its owner's user name.
+    pub owner: Label,
+    /// The owner's first personal key.
+    pub key: NewKey,
+    /// When.
+    pub at: Millis,
+}
+
+/// Decides the run from the snapshot, inside the store's transaction.
+pub type Decide = Box<dyn FnOnce(&RunSnapshot) -> RunPlan + Send>;
+
+/// The storage contract. See the module documentation.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Checks the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// A value of the `meta` table.
+    async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Sets a `meta` value unless it exists; returns whether it was set.
+    async fn init_meta(&self, key: &str, value: &[u8]) -> Result<bool, StoreError>;
+    /// Creates the first team, its owner and the owner's key, if no team exists yet; returns
+    /// the owner's id, or `None` when the database was not empty.
+    async fn bootstrap(&self, first: Bootstrap) -> Result<Option<UserId>, StoreError>;
+    /// A team by id.
+    async fn team(&self, id: i64) -> Result<Option<TeamRow>, StoreError>;
+
+    /// A key by its public id, for authentication.
+    async fn key_for_auth(&self, key_id: &KeyId) -> Result<Option<AuthKey>, StoreError>;
+    /// Records last-used times (coalesced by the caller).
+    async fn touch_keys(&self, used: &[(i64, Millis)]) -> Result<(), StoreError>;
+    /// Stores a key of `team` for `user` (personal) made by `creator`.
+    async fn create_key(
+        &self,
+        team: i64,
+        user: Option<UserId>,
+        creator: UserId,
+        key: NewKey,
+        audit: AuditEvent,
+    ) -> Result<i64, StoreError>;
+    /// Keys of `team`; only those made by or for `user` when given.
+    async fn keys(&self, team: i64, user: Option<UserId>) -> Result<Vec<KeyRow>, StoreError>;
+    /// Revokes a key of `team` (only one made by or for `user` when given); whether it was
+    /// found and not yet revoked.
+    async fn revoke_key(
+        &self,
+        team: i64,
+        key_id: &KeyId,
+        user: Option<UserId>,
+        audit: AuditEvent,
+    ) -> Result<bool, StoreError>;
+
+    /// Members of `team`.
+    async fn members(&self, team: i64) -> Result<Vec<MemberRow>, StoreError>;
+    /// One member by name.
+    async fn member(&self, team: i64, name: &Label) -> Result<Option<MemberRow>, StoreError>;
+    /// Adds `name` (creating the user if new) with `role` and their first personal key.
+    async fn add_member(
+        &self,
+        team: i64,
+        name: &Label,
+        role: Role,
+        key: NewKey,
+        creator: UserId,
+        audit: AuditEvent,
+    ) -> Result<UserId, StoreError>;
+    /// Changes a member's role; whether they were a member.
+    async fn set_role(
+        &self,
+        team: i64,
+        user: UserId,
+        role: Role,
+        audit: AuditEvent,
+    ) -> Result<bool, StoreError>;
+    /// Removes a member; whether they were one.
+    async fn remove_member(
+        &self,
+        team: i64,
+        user: UserId,
+        audit: AuditEvent,
+    ) -> Result<bool, StoreError>;
+
+    /// Stores a new secret.
+    async fn create_secret(&self, secret: NewSecret, audit: AuditEvent) -> Result<(), StoreError>;
+    /// One secret's metadata.
+    async fn secret(
+        &self,
+        team: i64,
+        scope: Scope,
+        owner: Option<UserId>,
+        name: &SecretName,
+    ) -> Result<Option<SecretRow>, StoreError>;
+    /// Team secrets and `viewer`'s personal secrets; every member's with `all`.
+    async fn secrets(
+        &self,
+        team: i64,
+        viewer: UserId,
+        all: bool,
+    ) -> Result<Vec<SecretRow>, StoreError>;
+    /// Applies `update` if the version still matches ([`StoreError::Conflict`] if not).
+    async fn update_secret(
+        &self,
+        update: SecretUpdate,
+        audit: AuditEvent,
+    ) -> Result<(), StoreError>;
+    /// Deletes a secret; whether it existed.
+    async fn delete_secret(&self, id: SecretId, audit: AuditEvent) -> Result<bool, StoreError>;
+
+    /// Creates or replaces an environment or identity.
+    async fn put_list(
+        &self,
+        kind: ListKind,
+        team: i64,
+        list: NamedList,
+        audit: AuditEvent,
+    ) -> Result<(), StoreError>;
+    /// One environment or identity.
+    async fn list(
+        &self,
+        kind: ListKind,
+        team: i64,
+        name: &Label,
+    ) -> Result<Option<NamedList>, StoreError>;
+    /// Every environment or identity of `team`.
+    async fn lists(&self, kind: ListKind, team: i64) -> Result<Vec<NamedList>, StoreError>;
+    /// Deletes an environment or identity; whether it existed.
+    async fn delete_list(
+        &self,
+        kind: ListKind,
+        team: i64,
+        name: &Label,
+        audit: AuditEvent,
+    ) -> Result<bool, StoreError>;
+
+    /// In one transaction: reads the snapshot for a run of `team` by `user` (personal keys)
+    /// asking for `environment`, lets `decide` plan the run, writes the run and its audit
+    /// event, and returns the plan with the sealed values to deliver. If the write fails,
+    /// nothing is returned (fail closed).
+    async fn resolve_run(
+        &self,
+        team: i64,
+        user: Option<UserId>,
+        environment: Option<&Label>,
+        decide: Decide,
+    ) -> Result<(RunPlan, Vec<Sealed>), StoreError>;
+    /// Records a run's end; whether the run exists and was started.
+    async fn finish_run(
+        &self,
+        team: i64,
+        id: &str,
+        outcome: serde_json::Value,
+        at: Millis,
+        audit: AuditEvent,
+    ) -> Result<bool, StoreError>;
+    /// Runs of `team`, newest first; only `user`'s when given.
+    async fn runs(
+        &self,
+        team: i64,
+        user: Option<UserId>,
+        limit: u32,
+    ) -> Result<Vec<RunRow>, StoreError>;
+    /// One run.
+    async fn run(&self, team: i64, id: &str) -> Result<Option<RunRow>, StoreError>;
+
+    /// Audit events of `team`, newest first.
+    async fn audit(&self, team: i64, limit: u32) -> Result<Vec<AuditRow>, StoreError>;
+}

@@ -1,0 +1,1057 @@
+//! The embedded SQLite backend: WAL journal, `synchronous=FULL` (an acknowledged write survives
+//! a crash or power loss), foreign keys on, migrations from `migrations/sqlite`.
+//!
+//! SQLite has one writer; transactions that read then write start with `BEGIN IMMEDIATE`, so
+//! the read snapshot and the write lock are taken together and no other writer can slip in
+//! between (resolution reads and records in one transaction, DESIGN §2 rule 7).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::{
+    AuditEvent, AuditRow, AuthKey, Bootstrap, Decide, KeyRow, ListKind, MemberRow, Millis,
+    NamedList, NewKey, NewSecret, RunPlan, RunRow, RunSnapshot, Sealed, SecretRow, SecretUpdate,
+    Store, StoreError, TeamRow,
+};
+use crate::core::apikey::{KeyDigest, KeyId, KeyKind};
+use crate::core::name::{Label, SecretName};
+use crate::core::perm::Role;
+use crate::core::resolve::{Environment, PersonalSecret, Scope, SecretId, TeamSecret, UserId};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &e
+            && db.is_unique_violation()
+        {
+            return Self::Conflict("already exists");
+        }
+        Self::Database(e)
+    }
+}
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path` and applies migrations.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the file cannot be opened or migrated.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await.map_err(StoreError::Migrate)?;
+        Ok(Self { pool })
+    }
+
+    async fn write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+fn role(text: &str) -> Result<Role, StoreError> {
+    text.parse().map_err(|e| corrupt("role", e))
+}
+
+fn scope_text(scope: Scope) -> &'static str {
+    match scope {
+        Scope::Team => "team",
+        Scope::Personal => "personal",
+    }
+}
+
+fn scope(text: &str) -> Result<Scope, StoreError> {
+    match text {
+        "team" => Ok(Scope::Team),
+        "personal" => Ok(Scope::Personal),
+        other => Err(corrupt("scope", other)),
+    }
+}
+
+fn kind_text(kind: KeyKind) -> &'static str {
+    match kind {
+        KeyKind::Personal => "personal",
+        KeyKind::Team => "team",
+    }
+}
+
+fn secret_name(text: String) -> Result<SecretName, StoreError> {
+    SecretName::new(text).map_err(|e| corrupt("secret name", e))
+}
+
+fn label(text: String) -> Result<Label, StoreError> {
+    Label::new(text).map_err(|e| corrupt("name", e))
+}
+
+fn u32_of(n: i64) -> Result<u32, StoreError> {
+    u32::try_from(n).map_err(|e| corrupt("number", e))
+}
+
+fn json(value: &serde_json::Value) -> String {
+    value.to_string()
+}
+
+fn parse_json(text: &str) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_str(text).map_err(|e| corrupt("json", e))
+}
+
+fn names_json(names: &[SecretName]) -> String {
+    serde_json::to_string(names).unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn parse_names(text: &str) -> Result<Vec<SecretName>, StoreError> {
+    serde_json::from_str(text).map_err(|e| corrupt("secret names", e))
+}
+
+async fn insert_audit(
+    tx: &mut Transaction<'static, Sqlite>,
+    e: &AuditEvent,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit (team_id, at, actor_user, actor_key, action, target, outcome, detail)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(e.team)
+    .bind(e.at)
+    .bind(e.actor_user.map(|u| u.0))
+    .bind(e.actor_key.as_deref())
+    .bind(&e.action)
+    .bind(&e.target)
+    .bind(&e.outcome)
+    .bind(json(&e.detail))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_key(
+    tx: &mut Transaction<'static, Sqlite>,
+    team: i64,
+    user: Option<UserId>,
+    creator: UserId,
+    key: &NewKey,
+) -> Result<i64, StoreError> {
+    let row = sqlx::query(
+        "INSERT INTO api_keys (key_id, digest, last4, team_id, kind, user_id, created_by,
+             role_at_creation, identity, name, created_at, expires_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(key.key_id.as_str())
+    .bind(key.digest.as_bytes().as_slice())
+    .bind(&key.last4)
+    .bind(team)
+    .bind(kind_text(key.kind))
+    .bind(user.map(|u| u.0))
+    .bind(creator.0)
+    .bind(key.role_at_creation.map(Role::as_str))
+    .bind(key.identity.as_ref().map(Label::as_str))
+    .bind(&key.name)
+    .bind(key.created_at)
+    .bind(key.expires_at)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(row.try_get("id")?)
+}
+
+const KEY_COLUMNS: &str = "k.id, k.key_id, k.digest, k.last4, k.team_id, k.kind, k.user_id,
+    k.created_by, c.name AS created_by_name, k.role_at_creation, k.identity, k.name,
+    k.created_at, k.expires_at, k.last_used_at, k.revoked_at";
+
+fn key_row(row: &SqliteRow) -> Result<KeyRow, StoreError> {
+    let digest: Vec<u8> = row.try_get("digest")?;
+    let digest: [u8; 32] = digest
+        .try_into()
+        .map_err(|_| corrupt("key digest", "length"))?;
+    let kind = match row.try_get::<String, _>("kind")?.as_str() {
+        "personal" => KeyKind::Personal,
+        "team" => KeyKind::Team,
+        other => return Err(corrupt("key kind", other)),
+    };
+    Ok(KeyRow {
+        row: row.try_get("id")?,
+        key_id: KeyId::try_from(row.try_get::<String, _>("key_id")?)
+            .map_err(|e| corrupt("key id", e))?,
+        digest: KeyDigest::from_bytes(digest),
+        last4: row.try_get("last4")?,
+        team: row.try_get("team_id")?,
+        kind,
+        user: row.try_get::<Option<i64>, _>("user_id")?.map(UserId),
+        created_by: UserId(row.try_get("created_by")?),
+        created_by_name: row.try_get("created_by_name")?,
+        role_at_creation: row
+            .try_get::<Option<String>, _>("role_at_creation")?
+            .map(|r| role(&r))
+            .transpose()?,
+        identity: row
+            .try_get::<Option<String>, _>("identity")?
+            .map(label)
+            .transpose()?,
+        name: row.try_get("name")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+const SECRET_COLUMNS: &str = "s.id, s.team_id, s.scope, s.owner_id, o.name AS owner_name, s.name,
+    s.description, s.version, s.key_version, s.value_len, s.created_at, c.name AS created_by,
+    s.updated_at, u.name AS updated_by";
+
+fn secret_row(row: &SqliteRow) -> Result<SecretRow, StoreError> {
+    Ok(SecretRow {
+        id: SecretId(row.try_get("id")?),
+        team: row.try_get("team_id")?,
+        scope: scope(&row.try_get::<String, _>("scope")?)?,
+        owner: row.try_get::<Option<i64>, _>("owner_id")?.map(UserId),
+        owner_name: row.try_get("owner_name")?,
+        name: secret_name(row.try_get("name")?)?,
+        description: row.try_get("description")?,
+        version: u32_of(row.try_get("version")?)?,
+        key_version: u32_of(row.try_get("key_version")?)?,
+        value_len: u32_of(row.try_get("value_len")?)?,
+        created_at: row.try_get("created_at")?,
+        created_by: row.try_get("created_by")?,
+        updated_at: row.try_get("updated_at")?,
+        updated_by: row.try_get("updated_by")?,
+    })
+}
+
+fn run_row(row: &SqliteRow) -> Result<RunRow, StoreError> {
+    Ok(RunRow {
+        id: row.try_get("id")?,
+        team: row.try_get("team_id")?,
+        key_id: row.try_get("key_id")?,
+        user: row.try_get::<Option<i64>, _>("user_id")?.map(UserId),
+        record: parse_json(&row.try_get::<String, _>("record")?)?,
+        status: row.try_get("status")?,
+        started_at: row.try_get("started_at")?,
+        ended_at: row.try_get("ended_at")?,
+        outcome: row
+            .try_get::<Option<String>, _>("outcome")?
+            .map(|o| parse_json(&o))
+            .transpose()?,
+    })
+}
+
+fn named_list(row: &SqliteRow) -> Result<NamedList, StoreError> {
+    Ok(NamedList {
+        name: label(row.try_get("name")?)?,
+        description: row.try_get("description")?,
+        secrets: row
+            .try_get::<Option<String>, _>("secrets")?
+            .map(|s| parse_names(&s))
+            .transpose()?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = sqlx::query("SELECT value FROM meta WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("value")).transpose()?)
+    }
+
+    async fn init_meta(&self, key: &str, value: &[u8]) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING")
+                .bind(key)
+                .bind(value)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn bootstrap(&self, first: Bootstrap) -> Result<Option<UserId>, StoreError> {
+        let mut tx = self.write().await?;
+        let teams: i64 = sqlx::query("SELECT count(*) AS n FROM teams")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("n")?;
+        if teams > 0 {
+            return Ok(None);
+        }
+        sqlx::query("INSERT INTO teams (id, name, data_key, key_version, created_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(first.team.id)
+            .bind(first.team.name.as_str())
+            .bind(&first.team.data_key)
+            .bind(i64::from(first.team.key_version))
+            .bind(first.at)
+            .execute(&mut *tx)
+            .await?;
+        let owner = UserId(
+            sqlx::query("INSERT INTO users (name, created_at) VALUES (?, ?) RETURNING id")
+                .bind(first.owner.as_str())
+                .bind(first.at)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("id")?,
+        );
+        sqlx::query(
+            "INSERT INTO members (team_id, user_id, role, created_at) VALUES (?, ?, 'owner', ?)",
+        )
+        .bind(first.team.id)
+        .bind(owner.0)
+        .bind(first.at)
+        .execute(&mut *tx)
+        .await?;
+        insert_key(&mut tx, first.team.id, Some(owner), owner, &first.key).await?;
+        let event = AuditEvent {
+            team: first.team.id,
+            at: first.at,
+            actor_user: None,
+            actor_key: None,
+            action: "team.bootstrap".into(),
+            target: first.team.name.to_string(),
+            outcome: "ok".into(),
+            detail: serde_json::json!({ "owner": first.owner.as_str(), "key_id": first.key.key_id.as_str() }),
+        };
+        insert_audit(&mut tx, &event).await?;
+        tx.commit().await?;
+        Ok(Some(owner))
+    }
+
+    async fn team(&self, id: i64) -> Result<Option<TeamRow>, StoreError> {
+        let row = sqlx::query("SELECT id, name, data_key, key_version FROM teams WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(TeamRow {
+                id: r.try_get("id")?,
+                name: label(r.try_get("name")?)?,
+                data_key: r.try_get("data_key")?,
+                key_version: u32_of(r.try_get("key_version")?)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn key_for_auth(&self, key_id: &KeyId) -> Result<Option<AuthKey>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {KEY_COLUMNS}, u.name AS user_name, m.role AS member_role
+             FROM api_keys k JOIN users c ON c.id = k.created_by
+             LEFT JOIN users u ON u.id = k.user_id
+             LEFT JOIN members m ON m.team_id = k.team_id AND m.user_id = k.user_id
+             WHERE k.key_id = ?"
+        )))
+        .bind(key_id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let key = key_row(&row)?;
+        let member = match (
+            row.try_get::<Option<String>, _>("user_name")?,
+            row.try_get::<Option<String>, _>("member_role")?,
+        ) {
+            (Some(name), Some(r)) => Some((name, role(&r)?)),
+            _ => None,
+        };
+        Ok(Some(AuthKey { key, member }))
+    }
+
+    async fn touch_keys(&self, used: &[(i64, Millis)]) -> Result<(), StoreError> {
+        if used.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write().await?;
+        for (row, at) in used {
+            sqlx::query(
+                "UPDATE api_keys SET last_used_at = max(coalesce(last_used_at, 0), ?) WHERE id = ?",
+            )
+            .bind(at)
+            .bind(row)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn create_key(
+        &self,
+        team: i64,
+        user: Option<UserId>,
+        creator: UserId,
+        key: NewKey,
+        audit: AuditEvent,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.write().await?;
+        let id = insert_key(&mut tx, team, user, creator, &key).await?;
+        insert_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn keys(&self, team: i64, user: Option<UserId>) -> Result<Vec<KeyRow>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys k JOIN users c ON c.id = k.created_by
+             WHERE k.team_id = ? AND (? IS NULL OR k.user_id = ? OR k.created_by = ?)
+             ORDER BY k.created_at, k.id"
+        )))
+        .bind(team)
+        .bind(user.map(|u| u.0))
+        .bind(user.map(|u| u.0))
+        .bind(user.map(|u| u.0))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(key_row).collect()
+    }
+
+    async fn revoke_key(
+        &self,
+        team: i64,
+        key_id: &KeyId,
+        user: Option<UserId>,
+        audit: AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at = ? WHERE team_id = ? AND key_id = ?
+               AND revoked_at IS NULL AND (? IS NULL OR user_id = ? OR created_by = ?)",
+        )
+        .bind(audit.at)
+        .bind(team)
+        .bind(key_id.as_str())
+        .bind(user.map(|u| u.0))
+        .bind(user.map(|u| u.0))
+        .bind(user.map(|u| u.0))
+        .execute(&mut *tx)
+        .await?;
+        let found = done.rows_affected() == 1;
+        if found {
+            insert_audit(&mut tx, &audit).await?;
+        }
+        tx.commit().await?;
+        Ok(found)
+    }
+
+    async fn members(&self, team: i64) -> Result<Vec<MemberRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT u.id, u.name, m.role, m.created_at FROM members m JOIN users u ON u.id = m.user_id
+             WHERE m.team_id = ? ORDER BY u.name",
+        )
+        .bind(team)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(member_row).collect()
+    }
+
+    async fn member(&self, team: i64, name: &Label) -> Result<Option<MemberRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT u.id, u.name, m.role, m.created_at FROM members m JOIN users u ON u.id = m.user_id
+             WHERE m.team_id = ? AND u.name = ?",
+        )
+        .bind(team)
+        .bind(name.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(member_row).transpose()
+    }
+
+    async fn add_member(
+        &self,
+        team: i64,
+        name: &Label,
+        role: Role,
+        key: NewKey,
+        creator: UserId,
+        audit: AuditEvent,
+    ) -> Result<UserId, StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO users (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name.as_str())
+        .bind(audit.at)
+        .execute(&mut *tx)
+        .await?;
+        let user = UserId(
+            sqlx::query("SELECT id FROM users WHERE name = ?")
+                .bind(name.as_str())
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("id")?,
+        );
+        sqlx::query("INSERT INTO members (team_id, user_id, role, created_at) VALUES (?, ?, ?, ?)")
+            .bind(team)
+            .bind(user.0)
+            .bind(role.as_str())
+            .bind(audit.at)
+            .execute(&mut *tx)
+            .await?;
+        insert_key(&mut tx, team, Some(user), creator, &key).await?;
+        insert_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    async fn set_role(
+        &self,
+        team: i64,
+        user: UserId,
+        role: Role,
+        audit: AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let done = sqlx::query("UPDATE members SET role = ? WHERE team_id = ? AND user_id = ?")
+            .bind(role.as_str())
+            .bind(team)
+            .bind(user.0)
+            .execute(&mut *tx)
+            .await?;
+        let found = done.rows_affected() == 1;
+        if found {
+            refuse_ownerless(&mut tx, team).await?;
+            insert_audit(&mut tx, &audit).await?;
+        }
+        tx.commit().await?;
+        Ok(found)
+    }
+
+    async fn remove_member(
+        &self,
+        team: i64,
+        user: UserId,
+        audit: AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let done = sqlx::query("DELETE FROM members WHERE team_id = ? AND user_id = ?")
+            .bind(team)
+            .bind(user.0)
+            .execute(&mut *tx)
+            .await?;
+        let found = done.rows_affected() == 1;
+        if found {
+            refuse_ownerless(&mut tx, team).await?;
+            insert_audit(&mut tx, &audit).await?;
+        }
+        tx.commit().await?;
+        Ok(found)
+    }
+
+    async fn create_secret(&self, secret: NewSecret, audit: AuditEvent) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO secrets (id, team_id, scope, owner_id, owner_key, name, name_key,
+                 description, version, key_version, ciphertext, value_len, created_at, created_by,
+                 updated_at, updated_by)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(secret.id.0)
+        .bind(secret.team)
+        .bind(scope_text(secret.scope))
+        .bind(secret.owner.map(|u| u.0))
+        .bind(secret.owner.map_or(0, |u| u.0))
+        .bind(secret.name.as_str())
+        .bind(secret.name.as_str().to_ascii_lowercase())
+        .bind(&secret.description)
+        .bind(i64::from(secret.key_version))
+        .bind(&secret.ciphertext)
+        .bind(i64::from(secret.value_len))
+        .bind(secret.at)
+        .bind(secret.actor.0)
+        .bind(secret.at)
+        .bind(secret.actor.0)
+        .execute(&mut *tx)
+        .await?;
+        insert_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn secret(
+        &self,
+        team: i64,
+        scope: Scope,
+        owner: Option<UserId>,
+        name: &SecretName,
+    ) -> Result<Option<SecretRow>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SECRET_COLUMNS} FROM secrets s LEFT JOIN users o ON o.id = s.owner_id
+             JOIN users c ON c.id = s.created_by JOIN users u ON u.id = s.updated_by
+             WHERE s.team_id = ? AND s.scope = ? AND s.owner_key = ? AND s.name_key = ?"
+        )))
+        .bind(team)
+        .bind(scope_text(scope))
+        .bind(owner.map_or(0, |u| u.0))
+        .bind(name.as_str().to_ascii_lowercase())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(secret_row).transpose()
+    }
+
+    async fn secrets(
+        &self,
+        team: i64,
+        viewer: UserId,
+        all: bool,
+    ) -> Result<Vec<SecretRow>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SECRET_COLUMNS} FROM secrets s LEFT JOIN users o ON o.id = s.owner_id
+             JOIN users c ON c.id = s.created_by JOIN users u ON u.id = s.updated_by
+             WHERE s.team_id = ? AND (s.scope = 'team' OR s.owner_id = ? OR ?)
+             ORDER BY s.name_key, s.scope = 'personal', o.name"
+        )))
+        .bind(team)
+        .bind(viewer.0)
+        .bind(all)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(secret_row).collect()
+    }
+
+    async fn update_secret(
+        &self,
+        update: SecretUpdate,
+        audit: AuditEvent,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        let (ciphertext, len) = update
+            .value
+            .as_ref()
+            .map_or((None, None), |(c, l)| (Some(c), Some(*l)));
+        let bump = i64::from(update.value.is_some());
+        let done = sqlx::query(
+            "UPDATE secrets SET
+                 ciphertext = coalesce(?, ciphertext), value_len = coalesce(?, value_len),
+                 version = version + ?, description = coalesce(?, description),
+                 updated_at = ?, updated_by = ?
+             WHERE id = ? AND version = ?",
+        )
+        .bind(ciphertext)
+        .bind(len.map(i64::from))
+        .bind(bump)
+        .bind(update.description.as_deref())
+        .bind(update.at)
+        .bind(update.actor.0)
+        .bind(update.id.0)
+        .bind(i64::from(update.expected_version))
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Conflict(
+                "the secret changed or was deleted meanwhile",
+            ));
+        }
+        insert_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_secret(&self, id: SecretId, audit: AuditEvent) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let done = sqlx::query("DELETE FROM secrets WHERE id = ?")
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?;
+        let found = done.rows_affected() == 1;
+        if found {
+            insert_audit(&mut tx, &audit).await?;
+        }
+        tx.commit().await?;
+        Ok(found)
+    }
+
+    async fn put_list(
+        &self,
+        kind: ListKind,
+        team: i64,
+        list: NamedList,
+        audit: AuditEvent,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        let secrets = list.secrets.as_deref().map(names_json);
+        let sql = match kind {
+            ListKind::Environment => {
+                "INSERT INTO environments (team_id, name, description, secrets, updated_at)
+                 VALUES (?, ?, ?, ?, ?) ON CONFLICT (team_id, name) DO UPDATE SET
+                 description = excluded.description, secrets = excluded.secrets,
+                 updated_at = excluded.updated_at"
+            }
+            ListKind::Identity => {
+                "INSERT INTO identities (team_id, name, description, secrets, updated_at)
+                 VALUES (?, ?, ?, coalesce(?, '[]'), ?) ON CONFLICT (team_id, name) DO UPDATE SET
+                 description = excluded.description, secrets = excluded.secrets,
+                 updated_at = excluded.updated_at"
+            }
+        };
+        sqlx::query(sql)
+            .bind(team)
+            .bind(list.name.as_str())
+            .bind(&list.description)
+            .bind(secrets)
+            .bind(list.updated_at)
+            .execute(&mut *tx)
+            .await?;
+        insert_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list(
+        &self,
+        kind: ListKind,
+        team: i64,
+        name: &Label,
+    ) -> Result<Option<NamedList>, StoreError> {
+        let sql = match kind {
+            ListKind::Environment => {
+                "SELECT name, description, secrets, updated_at FROM environments WHERE team_id = ? AND name = ?"
+            }
+            ListKind::Identity => {
+                "SELECT name, description, secrets, updated_at FROM identities WHERE team_id = ? AND name = ?"
+            }
+        };
+        let row = sqlx::query(sql)
+            .bind(team)
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(named_list).transpose()
+    }
+
+    async fn lists(&self, kind: ListKind, team: i64) -> Result<Vec<NamedList>, StoreError> {
+        let sql = match kind {
+            ListKind::Environment => {
+                "SELECT name, description, secrets, updated_at FROM environments WHERE team_id = ? ORDER BY name"
+            }
+            ListKind::Identity => {
+                "SELECT name, description, secrets, updated_at FROM identities WHERE team_id = ? ORDER BY name"
+            }
+        };
+        let rows = sqlx::query(sql).bind(team).fetch_all(&self.pool).await?;
+        rows.iter().map(named_list).collect()
+    }
+
+    async fn delete_list(
+        &self,
+        kind: ListKind,
+        team: i64,
+        name: &Label,
+        audit: AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let sql = match kind {
+            ListKind::Environment => "DELETE FROM environments WHERE team_id = ? AND name = ?",
+            ListKind::Identity => "DELETE FROM identities WHERE team_id = ? AND name = ?",
+        };
+        let done = sqlx::query(sql)
+            .bind(team)
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let found = done.rows_affected() == 1;
+        if found {
+            insert_audit(&mut tx, &audit).await?;
+        }
+        tx.commit().await?;
+        Ok(found)
+    }
+
+    async fn resolve_run(
+        &self,
+        team: i64,
+        user: Option<UserId>,
+        environment: Option<&Label>,
+        decide: Decide,
+    ) -> Result<(RunPlan, Vec<Sealed>), StoreError> {
+        // One transaction: the snapshot and the write lock are taken together.
+        let mut tx = self.write().await?;
+        let snapshot = read_snapshot(&mut tx, team, user, environment).await?;
+        let plan = decide(&snapshot);
+        sqlx::query(
+            "INSERT INTO runs (id, team_id, key_id, user_id, record, status, started_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&plan.id)
+        .bind(team)
+        .bind(&plan.key_id)
+        .bind(plan.user.map(|u| u.0))
+        .bind(json(&plan.record))
+        .bind(plan.status)
+        .bind(plan.started_at)
+        .execute(&mut *tx)
+        .await?;
+        insert_audit(&mut tx, &plan.audit).await?;
+        let mut sealed = Vec::with_capacity(plan.deliver.len());
+        for id in &plan.deliver {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {SECRET_COLUMNS}, s.ciphertext FROM secrets s
+                 LEFT JOIN users o ON o.id = s.owner_id
+                 JOIN users c ON c.id = s.created_by JOIN users u ON u.id = s.updated_by
+                 WHERE s.team_id = ? AND s.id = ?"
+            )))
+            .bind(team)
+            .bind(id.0)
+            .fetch_one(&mut *tx)
+            .await?;
+            sealed.push(Sealed {
+                secret: secret_row(&row)?,
+                ciphertext: row.try_get("ciphertext")?,
+            });
+        }
+        // Only once the record is durable do the values leave (fail closed).
+        tx.commit().await?;
+        Ok((plan, sealed))
+    }
+
+    async fn finish_run(
+        &self,
+        team: i64,
+        id: &str,
+        outcome: serde_json::Value,
+        at: Millis,
+        audit: AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let done = sqlx::query(
+            "UPDATE runs SET status = 'finished', ended_at = ?, outcome = ?
+             WHERE team_id = ? AND id = ? AND status = 'started'",
+        )
+        .bind(at)
+        .bind(json(&outcome))
+        .bind(team)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let found = done.rows_affected() == 1;
+        if found {
+            insert_audit(&mut tx, &audit).await?;
+        }
+        tx.commit().await?;
+        Ok(found)
+    }
+
+    async fn runs(
+        &self,
+        team: i64,
+        user: Option<UserId>,
+        limit: u32,
+    ) -> Result<Vec<RunRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, team_id, key_id, user_id, record, status, started_at, ended_at, outcome
+             FROM runs WHERE team_id = ? AND (? IS NULL OR user_id = ?)
+             ORDER BY started_at DESC, rowid DESC LIMIT ?",
+        )
+        .bind(team)
+        .bind(user.map(|u| u.0))
+        .bind(user.map(|u| u.0))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_row).collect()
+    }
+
+    async fn run(&self, team: i64, id: &str) -> Result<Option<RunRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, team_id, key_id, user_id, record, status, started_at, ended_at, outcome
+             FROM runs WHERE team_id = ? AND id = ?",
+        )
+        .bind(team)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(run_row).transpose()
+    }
+
+    async fn audit(&self, team: i64, limit: u32) -> Result<Vec<AuditRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, team_id, at, actor_user, actor_key, action, target, outcome, detail
+             FROM audit WHERE team_id = ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(team)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditRow {
+                    id: r.try_get("id")?,
+                    event: AuditEvent {
+                        team: r.try_get("team_id")?,
+                        at: r.try_get("at")?,
+                        actor_user: r.try_get::<Option<i64>, _>("actor_user")?.map(UserId),
+                        actor_key: r.try_get("actor_key")?,
+                        action: r.try_get("action")?,
+                        target: r.try_get("target")?,
+                        outcome: r.try_get("outcome")?,
+                        detail: parse_json(&r.try_get::<String, _>("detail")?)?,
+                    },
+                })
+            })
+            .collect()
+    }
+}
+
+fn member_row(row: &SqliteRow) -> Result<MemberRow, StoreError> {
+    Ok(MemberRow {
+        user: UserId(row.try_get("id")?),
+        name: label(row.try_get("name")?)?,
+        role: role(&row.try_get::<String, _>("role")?)?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// A team must keep at least one owner: a change that leaves none is refused (and rolled back
+/// with the transaction).
+async fn refuse_ownerless(
+    tx: &mut Transaction<'static, Sqlite>,
+    team: i64,
+) -> Result<(), StoreError> {
+    let owners: i64 =
+        sqlx::query("SELECT count(*) AS n FROM members WHERE team_id = ? AND role = 'owner'")
+            .bind(team)
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get("n")?;
+    if owners == 0 {
+        return Err(StoreError::Conflict("a team must keep at least one owner"));
+    }
+    Ok(())
+}
+
+/// Reads what resolution needs, inside the caller's transaction.
+async fn read_snapshot(
+    tx: &mut Transaction<'static, Sqlite>,
+    team: i64,
+    user: Option<UserId>,
+    environment: Option<&Label>,
+) -> Result<RunSnapshot, StoreError> {
+    let mut reserved: BTreeMap<SecretName, Vec<Label>> = BTreeMap::new();
+    for row in sqlx::query("SELECT name, secrets FROM identities WHERE team_id = ? ORDER BY name")
+        .bind(team)
+        .fetch_all(&mut **tx)
+        .await?
+    {
+        let identity = label(row.try_get("name")?)?;
+        for name in parse_names(&row.try_get::<String, _>("secrets")?)? {
+            reserved.entry(name).or_default().push(identity.clone());
+        }
+    }
+    let mut snapshot = RunSnapshot::default();
+    for row in sqlx::query(
+        "SELECT id, scope, owner_id, name, version FROM secrets
+         WHERE team_id = ? AND (scope = 'team' OR owner_id = ?)",
+    )
+    .bind(team)
+    .bind(user.map(|u| u.0))
+    .fetch_all(&mut **tx)
+    .await?
+    {
+        let id = SecretId(row.try_get("id")?);
+        let name = secret_name(row.try_get("name")?)?;
+        let version = u32_of(row.try_get("version")?)?;
+        let owner = row.try_get::<Option<i64>, _>("owner_id")?;
+        if let (Scope::Personal, Some(owner)) = (scope(&row.try_get::<String, _>("scope")?)?, owner)
+        {
+            snapshot.personal.push(PersonalSecret {
+                id,
+                owner: UserId(owner),
+                name,
+                version,
+            });
+        } else {
+            let reserved_for = reserved.get(&name).cloned().unwrap_or_default();
+            snapshot.team.push(TeamSecret {
+                id,
+                name,
+                version,
+                reserved_for,
+            });
+        }
+    }
+    if let Some(name) = environment {
+        let row =
+            sqlx::query("SELECT name, secrets FROM environments WHERE team_id = ? AND name = ?")
+                .bind(team)
+                .bind(name.as_str())
+                .fetch_optional(&mut **tx)
+                .await?;
+        if let Some(row) = row {
+            snapshot.environment = Some(Environment {
+                name: label(row.try_get("name")?)?,
+                secrets: row
+                    .try_get::<Option<String>, _>("secrets")?
+                    .map(|s| parse_names(&s))
+                    .transpose()?,
+            });
+        }
+    }
+    Ok(snapshot)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store() -> (SqliteStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&dir.path().join("latch.db"))
+            .await
+            .expect("opens");
+        (store, dir)
+    }
+
+    #[tokio::test]
+    async fn contract_suite_passes_on_sqlite() {
+        let (store, _dir) = store().await;
+        super::super::contract::run_all(&store).await;
+    }
+
+    #[tokio::test]
+    async fn data_survives_reopening() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("latch.db");
+        {
+            let store = SqliteStore::open(&path).await.expect("opens");
+            assert!(store.init_meta("check", b"value").await.expect("writes"));
+        }
+        let store = SqliteStore::open(&path).await.expect("reopens");
+        assert_eq!(
+            store.meta("check").await.expect("reads"),
+            Some(b"value".to_vec())
+        );
+        assert!(
+            !store
+                .init_meta("check", b"other")
+                .await
+                .expect("no overwrite")
+        );
+    }
+}
