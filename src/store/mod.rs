@@ -1,6 +1,6 @@
 //! Storage behind one trait, so that handlers never know the engine (DESIGN §8).
 //!
-//! Every backend implements [`Store`]; [`contract`] is the one test suite every backend must
+//! Every backend implements [`Store`]; `store::contract` (tests) is the one suite every backend must
 //! pass. Queries are checked at run time, so no build needs a database. Each mutating method
 //! takes the [`AuditEvent`] that records it and writes both in one transaction. The store never
 //! sees a secret value: ciphertexts are sealed and opened by the caller, which chooses the row
