@@ -29,7 +29,9 @@
 //! `core` performs no I/O, needs no async runtime and is where the rules live, so it is tested
 //! exhaustively and cheaply.
 
+pub mod api;
 pub mod cli;
 pub mod core;
 pub mod launcher;
+pub mod server;
 pub mod store;

@@ -83,7 +83,7 @@ fn commands_not_built_yet_say_so_and_exit_70() {
         &["audit"],
         &["secret", "list"],
         &["runs", "list"],
-        &["serve"],
+        &["serve", "--database-url", "postgres://127.0.0.1/latch"],
         &["run", "--", "true"],
         &["scrub", "--run"],
     ] {

@@ -2,6 +2,7 @@
 
 use crate::core::exit::Failure;
 use crate::core::scrub::BuildError;
+use crate::server::boot::BootError;
 
 /// Everything a command can fail with. Messages are lowercase, specific, and never hold a
 /// secret value or an API key.
@@ -19,6 +20,9 @@ pub enum Error {
     /// The scrubber's patterns cannot be built: fail closed.
     #[error("cannot build the masking patterns; refusing to pass output unmasked")]
     Patterns(#[from] BuildError),
+    /// The platform cannot start: data directory, root key or database.
+    #[error("cannot start the platform")]
+    Boot(#[from] BootError),
     /// Reading input or writing output failed.
     #[error("i/o error")]
     Io(#[source] std::io::Error),
@@ -30,7 +34,7 @@ impl Error {
     pub const fn failure(&self) -> Failure {
         match self {
             Self::NotBuilt(_) | Self::Runtime(_) | Self::Io(_) => Failure::Internal,
-            Self::Config(_) | Self::Patterns(_) => Failure::Config,
+            Self::Config(_) | Self::Patterns(_) | Self::Boot(_) => Failure::Config,
         }
     }
 
@@ -40,6 +44,9 @@ impl Error {
         match self {
             Self::NotBuilt(_) => Some("see README.md for what this version provides"),
             Self::Patterns(_) => Some("mask fewer or shorter secrets"),
+            Self::Boot(_) => Some(
+                "check --data-dir, --root-key-file and that the root key is the one this database was created with",
+            ),
             Self::Runtime(_) | Self::Config(_) | Self::Io(_) => None,
         }
     }

@@ -114,8 +114,8 @@ pub enum Command {
 pub async fn run(cli: Cli) -> Result<u8, Error> {
     let name = match cli.command {
         Command::Scrub(args) => return scrub::run(args).await,
+        Command::Serve(args) => return serve::run(args).await,
         Command::Run(_) => "run",
-        Command::Serve(_) => "serve",
         Command::Secret(c) => c.name(),
         Command::ApiKey(c) => c.name(),
         Command::Env(c) => c.name(),

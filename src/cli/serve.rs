@@ -2,10 +2,17 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::Args;
+use tokio::net::TcpListener;
 
+use super::Error;
 use crate::core::name::Label;
+use crate::server::boot::{self, BootError};
+use crate::server::{self, App};
+use crate::store::Store;
+use crate::store::sqlite::SqliteStore;
 
 /// `latch serve [OPTIONS]`
 #[derive(Debug, Args)]
@@ -42,4 +49,107 @@ pub struct ServeArgs {
     /// Write the owner's first API key to this file (mode 0600) instead of printing it.
     #[arg(long, value_name = "PATH")]
     pub bootstrap_key_file: Option<PathBuf>,
+}
+
+/// Starts the platform and serves until SIGTERM or SIGINT.
+///
+/// # Errors
+/// [`Error::Boot`] when the data directory, root key or database cannot be used.
+pub(crate) async fn run(args: ServeArgs) -> Result<u8, Error> {
+    if args.database_url.is_some() {
+        return Err(Error::NotBuilt("serve --database-url (PostgreSQL)"));
+    }
+    if args.tls_cert.is_some() {
+        return Err(Error::NotBuilt("serve --tls-cert (TLS)"));
+    }
+    let data_dir = match args.data_dir {
+        Some(dir) => dir,
+        None => default_data_dir()?,
+    };
+    std::fs::create_dir_all(&data_dir).map_err(|e| {
+        Error::Config(format!(
+            "cannot create data directory {}: {e}",
+            data_dir.display()
+        ))
+    })?;
+    let store = SqliteStore::open(&data_dir.join("latch.db"))
+        .await
+        .map_err(BootError::from)?;
+    let (root, generated) = match &args.root_key_file {
+        Some(path) => boot::root_key(path, false)?,
+        None => boot::root_key(&data_dir.join("root.key"), true)?,
+    };
+    if generated {
+        tracing::warn!(
+            "generated a new root key in {}: back it up — without it the stored secrets cannot be decrypted",
+            data_dir.join("root.key").display()
+        );
+    }
+    boot::verify_root(&store, &root).await?;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let app = App::new(Arc::clone(&store), root);
+    if let Some(key) = boot::bootstrap(
+        &*store,
+        &app.root,
+        args.team.clone(),
+        args.owner.clone(),
+        app.now(),
+    )
+    .await?
+    {
+        if let Some(path) = &args.bootstrap_key_file {
+            boot::write_key_file(path, &key)?;
+            eprintln!(
+                "latch: created team `{}` and owner `{}`; the owner's API key is in {}",
+                args.team,
+                args.owner,
+                path.display()
+            );
+        } else {
+            eprintln!(
+                "latch: created team `{}` and owner `{}`; the owner's API key (shown once):",
+                args.team, args.owner
+            );
+            println!("{}", key.expose());
+        }
+    }
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", args.listen)))?;
+    let local = listener.local_addr().map_err(Error::Io)?;
+    eprintln!("latch: listening on http://{local}");
+    server::serve(listener, app, shutdown_signal())
+        .await
+        .map_err(Error::Io)?;
+    Ok(0)
+}
+
+/// The platform's data directory: `$XDG_DATA_HOME/latch`, else `~/.local/share/latch`.
+fn default_data_dir() -> Result<PathBuf, Error> {
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir).join("latch"));
+    }
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(|home| PathBuf::from(home).join(".local/share/latch"))
+        .ok_or_else(|| {
+            Error::Config("no data directory: pass --data-dir or set LATCH_DATA_DIR".into())
+        })
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the server with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    eprintln!("latch: shutting down");
 }

@@ -1,0 +1,367 @@
+//! Wire types of the HTTP API (DESIGN §9), shared by the server and the client.
+//!
+//! Requests refuse unknown fields, so a misspelt field is an error instead of being ignored.
+//! Only [`ResolvedSecret`] carries a value, and its `Debug` redacts it.
+
+use std::fmt;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::core::apikey::KeyKind;
+use crate::core::name::{Label, SecretName};
+use crate::core::perm::Role;
+use crate::core::resolve::{Missing, Scope, Trigger};
+
+/// An error body (`application/problem+json`, RFC 9457) with a stable `code`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    /// Always `about:blank`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The HTTP reason phrase.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// Stable, machine-readable code, e.g. `trigger_requires_user`.
+    pub code: String,
+    /// What went wrong, for a person.
+    pub detail: String,
+    /// For `required_missing`: the names and reasons.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<Missing>,
+}
+
+/// `GET /v1/whoami`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Whoami {
+    /// Team name.
+    pub team: String,
+    /// The key's user (personal keys).
+    pub user: Option<String>,
+    /// The effective role.
+    pub role: Role,
+    /// Personal or team.
+    pub key_kind: KeyKind,
+    /// The key id.
+    pub key_id: String,
+    /// The identity runs execute as (team keys bound to one).
+    pub identity: Option<String>,
+}
+
+/// `POST /v1/api-keys`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    /// Where the key is used.
+    pub name: String,
+    /// Personal or team.
+    pub kind: KeyKind,
+    /// `1d`, `30d`, `90d`, `never`, or a duration such as `12h` (default `90d`).
+    #[serde(default)]
+    pub expires: Option<String>,
+    /// For a team key: the identity its runs execute as.
+    #[serde(default)]
+    pub identity: Option<Label>,
+}
+
+/// A key as listed (never the key itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    /// Key id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// `latch_p_…wxyz`.
+    pub preview: String,
+    /// Personal or team.
+    pub kind: KeyKind,
+    /// The user a personal key acts as.
+    pub user: Option<String>,
+    /// Creator.
+    pub created_by: String,
+    /// Bound identity.
+    pub identity: Option<String>,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms (coalesced: up to a minute behind).
+    pub last_used_at: Option<i64>,
+    /// Unix ms.
+    pub expires_at: Option<i64>,
+    /// Unix ms.
+    pub revoked_at: Option<i64>,
+}
+
+/// The answer to a key creation: the only time the raw key is shown.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct CreatedKey {
+    /// The key's listing entry.
+    pub info: KeyInfo,
+    /// The raw key. Shown once.
+    pub key: String,
+}
+
+impl fmt::Debug for CreatedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreatedKey")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `POST /v1/secrets`.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSecret {
+    /// Team or personal.
+    pub scope: Scope,
+    /// Name (the environment variable).
+    pub name: SecretName,
+    /// The value (write-only).
+    pub value: String,
+    /// What it is for.
+    #[serde(default)]
+    pub description: String,
+}
+
+impl fmt::Debug for CreateSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreateSecret")
+            .field("scope", &self.scope)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `PATCH /v1/secrets/{scope}/{name}`.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSecret {
+    /// A new value.
+    #[serde(default)]
+    pub value: Option<String>,
+    /// A new description.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+impl fmt::Debug for UpdateSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpdateSecret")
+            .field("value", &self.value.as_ref().map(|_| "[REDACTED]"))
+            .field("description", &self.description)
+            .finish()
+    }
+}
+
+/// A secret's metadata (never its value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretInfo {
+    /// Name.
+    pub name: String,
+    /// Scope.
+    pub scope: Scope,
+    /// Owner of a personal secret.
+    pub owner: Option<String>,
+    /// Description.
+    pub description: String,
+    /// Version.
+    pub version: u32,
+    /// Value length in bytes.
+    pub value_length: u32,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Creator.
+    pub created_by: String,
+    /// Unix ms.
+    pub updated_at: i64,
+    /// Last updater.
+    pub updated_by: String,
+}
+
+/// `PUT /v1/environments/{name}` and `PUT /v1/identities/{name}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutList {
+    /// Secret names (for an environment, absent means no list).
+    #[serde(default)]
+    pub secrets: Option<Vec<SecretName>>,
+    /// Description.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// An environment or identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListInfo {
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Secret names; `null` for an environment without a list.
+    pub secrets: Option<Vec<String>>,
+    /// Unix ms.
+    pub updated_at: i64,
+}
+
+/// `POST /v1/members`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddMember {
+    /// User name.
+    pub name: Label,
+    /// Role.
+    pub role: Role,
+}
+
+/// `PATCH /v1/members/{user}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetRole {
+    /// The new role.
+    pub role: Role,
+}
+
+/// A member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    /// User name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Unix ms.
+    pub created_at: i64,
+}
+
+/// The answer to `POST /v1/members`: the member and their first personal key, shown once.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct AddedMember {
+    /// The member.
+    pub member: MemberInfo,
+    /// Their first personal key.
+    pub key: CreatedKey,
+}
+
+impl fmt::Debug for AddedMember {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AddedMember")
+            .field("member", &self.member)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `POST /v1/runs`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveRun {
+    /// How the run was started.
+    #[serde(default)]
+    pub trigger: Option<Trigger>,
+    /// Environment whose list is the default allowlist.
+    #[serde(default)]
+    pub environment: Option<Label>,
+    /// The run's allowlist; absent differs from empty.
+    #[serde(default)]
+    pub secrets: Option<Vec<SecretName>>,
+    /// Names whose absence must stop the run.
+    #[serde(default)]
+    pub required: Vec<SecretName>,
+}
+
+/// A delivered secret: name, scope, version and the value.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct ResolvedSecret {
+    /// Name (the environment variable).
+    pub name: String,
+    /// Scope.
+    pub scope: Scope,
+    /// Version.
+    pub version: u32,
+    /// The value.
+    #[serde(serialize_with = "expose")]
+    pub value: SecretString,
+}
+
+fn expose<S: serde::Serializer>(value: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(value.expose_secret())
+}
+
+impl fmt::Debug for ResolvedSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResolvedSecret")
+            .field("name", &self.name)
+            .field("scope", &self.scope)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The answer to `POST /v1/runs`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Resolved {
+    /// Run id, for `POST /v1/runs/{id}/finish`.
+    pub run_id: String,
+    /// Effective trigger.
+    pub trigger: Trigger,
+    /// What the run receives.
+    pub secrets: Vec<ResolvedSecret>,
+    /// Names asked for and not delivered, with reasons.
+    pub missing: Vec<Missing>,
+    /// Names where a personal secret overrode a team secret.
+    pub shadowed: Vec<String>,
+}
+
+/// `POST /v1/runs/{id}/finish`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinishRun {
+    /// The child's exit code, or `None` when it died of a signal.
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// The signal that killed it.
+    #[serde(default)]
+    pub signal: Option<i32>,
+    /// Wall time in milliseconds.
+    pub duration_ms: u64,
+    /// Masked regions per secret name.
+    #[serde(default)]
+    pub masked: std::collections::BTreeMap<String, u64>,
+}
+
+/// A run as listed and shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// Run id.
+    pub id: String,
+    /// `started`, `refused` or `finished`.
+    pub status: String,
+    /// Unix ms.
+    pub started_at: i64,
+    /// Unix ms.
+    pub ended_at: Option<i64>,
+    /// Who, trigger, environment, requested, delivered, missing, shadowed (never values).
+    pub record: serde_json::Value,
+    /// Exit status, duration, masked counts.
+    pub outcome: Option<serde_json::Value>,
+}
+
+/// An audit event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditInfo {
+    /// Sequence number.
+    pub id: i64,
+    /// Unix ms.
+    pub at: i64,
+    /// Acting user.
+    pub actor: Option<String>,
+    /// Acting key id.
+    pub key_id: Option<String>,
+    /// What.
+    pub action: String,
+    /// On what.
+    pub target: String,
+    /// Outcome.
+    pub outcome: String,
+    /// More (never a value).
+    pub detail: serde_json::Value,
+}

@@ -1,0 +1,270 @@
+//! Authentication: the [`Caller`] extractor, failed-attempt rate limiting and coalesced
+//! last-used times (DESIGN §4).
+//!
+//! A key is parsed and checksum-checked offline, looked up by its id, and its digest compared in
+//! constant time. Expiry, revocation and removal of a personal key's user are checked on every
+//! request, so they take effect at once. A personal key acts with its user's current role; a
+//! team key with the role its creator had when it was made.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::Mutex;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+
+use super::App;
+use super::error::ApiError;
+use crate::core::apikey::{ApiKey, KeyId, KeyKind};
+use crate::core::name::Label;
+use crate::core::perm::Role;
+use crate::core::resolve::UserId;
+use crate::store::Millis;
+
+/// Failed authentications allowed per client address, and per key id, in one window.
+const MAX_FAILURES: u32 = 20;
+/// The window, in milliseconds.
+const WINDOW_MS: Millis = 60_000;
+/// At most one last-used write per key per this many milliseconds.
+const TOUCH_EVERY_MS: Millis = 60_000;
+/// Bound on tracked addresses and key ids (oldest windows are dropped first).
+const MAX_TRACKED: usize = 100_000;
+
+/// Who is calling, as established by the API key.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Team.
+    pub team: i64,
+    /// Team name.
+    pub team_name: String,
+    /// Key id.
+    pub key_id: KeyId,
+    /// Personal or team.
+    pub kind: KeyKind,
+    /// A personal key's user and name.
+    pub user: Option<(UserId, String)>,
+    /// The key's creator (the actor recorded for a team key's writes).
+    pub creator: UserId,
+    /// Effective role.
+    pub role: Role,
+    /// A team key's identity.
+    pub identity: Option<Label>,
+}
+
+impl Caller {
+    /// The user this key acts for.
+    ///
+    /// # Errors
+    /// 403 `needs_user` for a team key.
+    pub fn own_user(&self) -> Result<UserId, ApiError> {
+        self.user.as_ref().map(|(id, _)| *id).ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "needs_user",
+                "a team key has no user; use a personal key for personal keys and secrets",
+            )
+        })
+    }
+
+    /// The user recorded as the author of a change: the key's user, else its creator.
+    #[must_use]
+    pub fn actor(&self) -> UserId {
+        self.user.as_ref().map_or(self.creator, |(id, _)| *id)
+    }
+
+    /// The actor's name for audit details.
+    #[must_use]
+    pub fn actor_name(&self) -> String {
+        self.user
+            .as_ref()
+            .map_or_else(|| format!("key:{}", self.key_id), |(_, n)| n.clone())
+    }
+}
+
+/// Fixed-window counters of failed authentications.
+#[derive(Debug, Default)]
+pub struct Limiter {
+    windows: Mutex<HashMap<String, (Millis, u32)>>,
+}
+
+impl Limiter {
+    /// Seconds to wait if `keys` are over the limit now.
+    fn blocked(&self, keys: &[String], now: Millis) -> Option<u64> {
+        let windows = self
+            .windows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        keys.iter()
+            .filter_map(|k| windows.get(k))
+            .filter(|(start, count)| {
+                now.saturating_sub(*start) < WINDOW_MS && *count >= MAX_FAILURES
+            })
+            .map(|(start, _)| {
+                u64::try_from((start + WINDOW_MS - now).max(1000) / 1000).unwrap_or(60)
+            })
+            .max()
+    }
+
+    fn fail(&self, keys: &[String], now: Millis) {
+        let mut windows = self
+            .windows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if windows.len() > MAX_TRACKED {
+            windows.retain(|_, (start, _)| now - *start < WINDOW_MS);
+        }
+        for k in keys {
+            let entry = windows.entry(k.clone()).or_insert((now, 0));
+            if now - entry.0 >= WINDOW_MS {
+                *entry = (now, 0);
+            }
+            entry.1 += 1;
+        }
+    }
+}
+
+/// The raw key from `Authorization: Bearer` or `x-api-key`.
+fn presented(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        return v.strip_prefix("Bearer ").map(str::trim);
+    }
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+fn client_ip(parts: &Parts) -> Option<IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+impl FromRequestParts<Arc<App>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        let now = app.now();
+        let ip = client_ip(parts).map_or_else(|| "ip:unknown".to_owned(), |ip| format!("ip:{ip}"));
+        let Some(text) = presented(&parts.headers) else {
+            return Err(ApiError::unauthorized(
+                "no API key: send `Authorization: Bearer <key>` or `x-api-key: <key>`",
+            ));
+        };
+        let mut keys = vec![ip];
+        let parsed = ApiKey::parse(text);
+        if let Ok(key) = &parsed {
+            keys.push(format!("key:{}", key.id()));
+        }
+        if let Some(wait) = app.limiter.blocked(&keys, now) {
+            return Err(ApiError::too_many(wait));
+        }
+        let outcome = match parsed {
+            Ok(key) => authenticate(app, &key, now).await,
+            Err(e) => Err(ApiError::unauthorized(e.to_string())),
+        };
+        if outcome.as_ref().is_err_and(ApiError::is_auth_failure) {
+            app.limiter.fail(&keys, now);
+            app.metrics
+                .auth_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        outcome
+    }
+}
+
+async fn authenticate(app: &Arc<App>, key: &ApiKey, now: Millis) -> Result<Caller, ApiError> {
+    let refused = || ApiError::unauthorized("this API key is not valid for this platform");
+    let Some(found) = app.store.key_for_auth(&key.id()).await? else {
+        return Err(refused());
+    };
+    let row = found.key;
+    if !row.digest.matches(&key.digest()) || row.kind != key.kind() {
+        return Err(refused());
+    }
+    if row.revoked_at.is_some() {
+        return Err(ApiError::unauthorized(
+            "this API key was revoked; create a new one with `latch api-key create`",
+        ));
+    }
+    if row.expires_at.is_some_and(|at| at <= now) {
+        return Err(ApiError::unauthorized(
+            "this API key expired; create a new one with `latch api-key create`",
+        ));
+    }
+    let (user, role) = match row.kind {
+        KeyKind::Personal => {
+            let (Some(user), Some((name, role))) = (row.user, found.member) else {
+                return Err(ApiError::unauthorized(
+                    "this API key's user is no longer a member of the team",
+                ));
+            };
+            (Some((user, name)), role)
+        }
+        KeyKind::Team => (
+            None,
+            row.role_at_creation
+                .ok_or_else(|| ApiError::internal("team key without role"))?,
+        ),
+    };
+    let team = app
+        .store
+        .team(row.team)
+        .await?
+        .ok_or_else(|| ApiError::internal("key of a missing team"))?;
+    app.touch(row.row, row.last_used_at, now);
+    Ok(Caller {
+        team: row.team,
+        team_name: team.name.to_string(),
+        key_id: row.key_id,
+        kind: row.kind,
+        user,
+        creator: row.created_by,
+        role,
+        identity: row.identity,
+    })
+}
+
+impl ApiError {
+    fn is_auth_failure(&self) -> bool {
+        self.status() == axum::http::StatusCode::UNAUTHORIZED
+    }
+}
+
+/// Coalesces last-used writes: at most one per key per minute per replica.
+#[derive(Debug, Default)]
+pub struct LastUsed {
+    written: Mutex<HashMap<i64, Millis>>,
+}
+
+impl App {
+    fn touch(self: &Arc<Self>, row: i64, stored: Option<Millis>, now: Millis) {
+        {
+            let mut written = self
+                .last_used
+                .written
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let last = written.get(&row).copied().or(stored).unwrap_or(Millis::MIN);
+            if now.saturating_sub(last) < TOUCH_EVERY_MS {
+                return;
+            }
+            if written.len() > MAX_TRACKED {
+                written.clear();
+            }
+            written.insert(row, now);
+        }
+        let app = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Err(e) = app.store.touch_keys(&[(row, now)]).await {
+                tracing::warn!(error = %e, "cannot record a key's last use");
+            }
+        });
+    }
+}

@@ -1,0 +1,1182 @@
+//! The HTTP handlers: parse, check the permission, call the store, answer. Values are sealed
+//! and opened here, and leave only in the answer to `POST /v1/runs`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use getrandom::SysRng;
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::App;
+use super::auth::Caller;
+use super::boot::random_id;
+use super::error::ApiError;
+use crate::api::{
+    AddMember, AddedMember, AuditInfo, CreateKey, CreateSecret, CreatedKey, FinishRun, KeyInfo,
+    ListInfo, MemberInfo, PutList, ResolveRun, Resolved, ResolvedSecret, RunInfo, SecretInfo,
+    SetRole, UpdateSecret, Whoami,
+};
+use crate::core::apikey::{self, ApiKey, KeyId, KeyKind};
+use crate::core::crypto::{Binding, CryptoError, DataKey};
+use crate::core::duration::Expiry;
+use crate::core::name::{Label, SecretName};
+use crate::core::perm::{Action, check};
+use crate::core::resolve::{self, ResolveError, RunRequest, Scope, SecretId, UserId};
+use crate::core::value::SecretValue;
+use crate::store::{
+    AuditEvent, KeyRow, ListKind, MemberRow, NamedList, NewKey, NewSecret, RunPlan, RunRow, Sealed,
+    SecretRow, SecretUpdate,
+};
+
+type Shared = State<Arc<App>>;
+
+/// JSON body whose rejections are problem+json too.
+pub(super) struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(Self(value)),
+            Err(rejection) => {
+                let code = match rejection.status() {
+                    StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+                    StatusCode::UNPROCESSABLE_ENTITY => "invalid_body",
+                    _ => "invalid_json",
+                };
+                let status = if rejection.status() == StatusCode::UNPROCESSABLE_ENTITY {
+                    StatusCode::BAD_REQUEST
+                } else {
+                    rejection.status()
+                };
+                Err(ApiError::new(status, code, rejection.body_text()))
+            }
+        }
+    }
+}
+
+/// Query string whose rejections are problem+json too.
+pub(super) struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    axum::extract::Query<T>: FromRequestParts<S, Rejection = QueryRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Self(q.0))
+            .map_err(|r| ApiError::bad_request("invalid_query", r.body_text()))
+    }
+}
+
+fn label(text: &str, what: &str) -> Result<Label, ApiError> {
+    Label::new(text).map_err(|e| ApiError::bad_request("invalid_name", format!("{what}: {e}")))
+}
+
+fn secret_name(text: &str) -> Result<SecretName, ApiError> {
+    SecretName::new(text).map_err(|e| ApiError::bad_request("invalid_name", e.to_string()))
+}
+
+fn scope_of(text: &str) -> Result<Scope, ApiError> {
+    match text {
+        "team" => Ok(Scope::Team),
+        "personal" => Ok(Scope::Personal),
+        _ => Err(ApiError::bad_request(
+            "invalid_scope",
+            "scope must be `team` or `personal`",
+        )),
+    }
+}
+
+fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn event(
+    app: &App,
+    caller: &Caller,
+    action: &str,
+    target: String,
+    detail: serde_json::Value,
+) -> AuditEvent {
+    let mut detail = detail;
+    if let Some(map) = detail.as_object_mut() {
+        map.insert("actor".into(), json!(caller.actor_name()));
+    }
+    AuditEvent {
+        team: caller.team,
+        at: app.now(),
+        actor_user: Some(caller.actor()),
+        actor_key: Some(caller.key_id.to_string()),
+        action: action.to_owned(),
+        target,
+        outcome: "ok".to_owned(),
+        detail,
+    }
+}
+
+async fn data_key(app: &App, team: i64) -> Result<(DataKey, u32), ApiError> {
+    let row = app
+        .store
+        .team(team)
+        .await?
+        .ok_or_else(|| ApiError::internal("missing team"))?;
+    Ok((app.root.unwrap(team, &row.data_key)?, row.key_version))
+}
+
+// Health ------------------------------------------------------------------------------------
+
+pub(super) async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+pub(super) async fn readyz(State(app): Shared) -> Result<&'static str, ApiError> {
+    app.store.ping().await?;
+    Ok("ready\n")
+}
+
+pub(super) async fn metrics(State(app): Shared) -> Response {
+    let m = &app.metrics;
+    let text = format!(
+        "# HELP latch_http_requests_total HTTP requests answered.\n\
+         # TYPE latch_http_requests_total counter\n\
+         latch_http_requests_total {}\n\
+         # HELP latch_runs_total Runs resolved (delivered or refused).\n\
+         # TYPE latch_runs_total counter\n\
+         latch_runs_total {}\n\
+         # HELP latch_auth_failures_total Failed authentications.\n\
+         # TYPE latch_auth_failures_total counter\n\
+         latch_auth_failures_total {}\n",
+        m.requests.load(Ordering::Relaxed),
+        m.runs.load(Ordering::Relaxed),
+        m.auth_failures.load(Ordering::Relaxed),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+pub(super) async fn not_found() -> ApiError {
+    ApiError::not_found("no_such_route", "no such route; see DESIGN §9 for the API")
+}
+
+pub(super) async fn whoami(caller: Caller) -> Json<Whoami> {
+    Json(Whoami {
+        team: caller.team_name.clone(),
+        user: caller.user.as_ref().map(|(_, n)| n.clone()),
+        role: caller.role,
+        key_kind: caller.kind,
+        key_id: caller.key_id.to_string(),
+        identity: caller.identity.as_ref().map(ToString::to_string),
+    })
+}
+
+// API keys -----------------------------------------------------------------------------------
+
+fn key_info(row: &KeyRow, user_names: &BTreeMap<i64, String>) -> KeyInfo {
+    KeyInfo {
+        id: row.key_id.to_string(),
+        name: row.name.clone(),
+        preview: apikey::preview(row.kind, &row.last4),
+        kind: row.kind,
+        user: row.user.and_then(|u| user_names.get(&u.0).cloned()),
+        created_by: row.created_by_name.clone(),
+        identity: row.identity.as_ref().map(ToString::to_string),
+        created_at: row.created_at,
+        last_used_at: row.last_used_at,
+        expires_at: row.expires_at,
+        revoked_at: row.revoked_at,
+    }
+}
+
+async fn user_names(app: &App, team: i64) -> Result<BTreeMap<i64, String>, ApiError> {
+    Ok(app
+        .store
+        .members(team)
+        .await?
+        .into_iter()
+        .map(|m| (m.user.0, m.name.to_string()))
+        .collect())
+}
+
+/// Draws a key and describes it for storage.
+fn draw_key(
+    kind: KeyKind,
+    name: String,
+    now: i64,
+    expires: Expiry,
+) -> Result<(ApiKey, NewKey), ApiError> {
+    let key = ApiKey::generate(kind, &mut SysRng).map_err(|_| ApiError::from(CryptoError::Rng))?;
+    let expires_at = match expires {
+        Expiry::Never => None,
+        Expiry::After(d) => {
+            Some(now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
+        }
+    };
+    let new = NewKey {
+        key_id: key.id(),
+        digest: key.digest(),
+        last4: key.last4().to_owned(),
+        kind,
+        role_at_creation: None,
+        identity: None,
+        name,
+        created_at: now,
+        expires_at,
+    };
+    Ok((key, new))
+}
+
+pub(super) async fn create_key(
+    State(app): Shared,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateKey>,
+) -> Result<Response, ApiError> {
+    let name = body.name.trim().to_owned();
+    if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            "a key name is 1 to 100 printable characters",
+        ));
+    }
+    let expires: Expiry = body.expires.as_deref().unwrap_or("90d").parse().map_err(
+        |e: crate::core::duration::DurationError| {
+            ApiError::bad_request("invalid_expiry", e.to_string())
+        },
+    )?;
+    let (user, role_at_creation) = match body.kind {
+        KeyKind::Personal => {
+            check(caller.role, Action::CreatePersonalKey)?;
+            if body.identity.is_some() {
+                return Err(ApiError::bad_request(
+                    "invalid_identity",
+                    "only team keys are bound to an identity",
+                ));
+            }
+            (Some(caller.own_user()?), None)
+        }
+        KeyKind::Team => {
+            check(caller.role, Action::CreateTeamKey)?;
+            (None, Some(caller.role))
+        }
+    };
+    if let Some(identity) = &body.identity
+        && app
+            .store
+            .list(ListKind::Identity, caller.team, identity)
+            .await?
+            .is_none()
+    {
+        return Err(ApiError::not_found(
+            "unknown_identity",
+            format!("identity `{identity}` does not exist"),
+        ));
+    }
+    let (key, mut new) = draw_key(body.kind, name, app.now(), expires)?;
+    new.role_at_creation = role_at_creation;
+    new.identity = body.identity;
+    let audit = event(
+        &app,
+        &caller,
+        "api_key.create",
+        new.key_id.to_string(),
+        json!({ "kind": body.kind, "name": new.name }),
+    );
+    let row_key_id = new.key_id.clone();
+    app.store
+        .create_key(caller.team, user, caller.actor(), new, audit)
+        .await?;
+    let names = user_names(&app, caller.team).await?;
+    let row = app
+        .store
+        .keys(caller.team, None)
+        .await?
+        .into_iter()
+        .find(|k| k.key_id == row_key_id)
+        .ok_or_else(|| ApiError::internal("created key not found"))?;
+    let created = CreatedKey {
+        info: key_info(&row, &names),
+        key: key.expose().to_owned(),
+    };
+    Ok(no_store(
+        (StatusCode::CREATED, Json(created)).into_response(),
+    ))
+}
+
+pub(super) async fn list_keys(
+    State(app): Shared,
+    caller: Caller,
+) -> Result<Json<Vec<KeyInfo>>, ApiError> {
+    let only = if check(caller.role, Action::ManageAllKeys).is_ok() {
+        None
+    } else {
+        check(caller.role, Action::ManageOwnKeys)?;
+        Some(caller.actor())
+    };
+    let names = user_names(&app, caller.team).await?;
+    let keys = app.store.keys(caller.team, only).await?;
+    Ok(Json(keys.iter().map(|k| key_info(k, &names)).collect()))
+}
+
+pub(super) async fn revoke_key(
+    State(app): Shared,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let key_id =
+        KeyId::try_from(id).map_err(|e| ApiError::bad_request("invalid_key_id", e.to_string()))?;
+    let only = if check(caller.role, Action::ManageAllKeys).is_ok() {
+        None
+    } else {
+        Some(caller.actor())
+    };
+    let audit = event(
+        &app,
+        &caller,
+        "api_key.revoke",
+        key_id.to_string(),
+        json!({}),
+    );
+    if app
+        .store
+        .revoke_key(caller.team, &key_id, only, audit)
+        .await?
+    {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(
+            "unknown_key",
+            "no such key, or already revoked",
+        ))
+    }
+}
+
+// Secrets --------------------------------------------------------------------------------------
+
+fn secret_info(row: &SecretRow) -> SecretInfo {
+    SecretInfo {
+        name: row.name.to_string(),
+        scope: row.scope,
+        owner: row.owner_name.clone(),
+        description: row.description.clone(),
+        version: row.version,
+        value_length: row.value_len,
+        created_at: row.created_at,
+        created_by: row.created_by.clone(),
+        updated_at: row.updated_at,
+        updated_by: row.updated_by.clone(),
+    }
+}
+
+/// Who owns a secret of `scope` written by `caller`, after the permission check.
+fn owner_for(caller: &Caller, scope: Scope) -> Result<Option<UserId>, ApiError> {
+    match scope {
+        Scope::Team => {
+            check(caller.role, Action::WriteTeamSecret)?;
+            Ok(None)
+        }
+        Scope::Personal => {
+            check(caller.role, Action::WriteOwnPersonalSecret)?;
+            Ok(Some(caller.own_user()?))
+        }
+    }
+}
+
+fn value_of(text: String) -> Result<SecretValue, ApiError> {
+    SecretValue::new(text).map_err(|e| ApiError::bad_request("invalid_value", e.to_string()))
+}
+
+fn description_of(text: String) -> Result<String, ApiError> {
+    if text.len() > 1024 || text.contains('\0') {
+        return Err(ApiError::bad_request(
+            "invalid_description",
+            "a description is at most 1024 bytes, without NUL",
+        ));
+    }
+    Ok(text)
+}
+
+pub(super) async fn create_secret(
+    State(app): Shared,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateSecret>,
+) -> Result<Response, ApiError> {
+    let owner = owner_for(&caller, body.scope)?;
+    let value = value_of(body.value)?;
+    let description = description_of(body.description)?;
+    let (key, key_version) = data_key(&app, caller.team).await?;
+    let id = SecretId(random_id(&mut SysRng)?);
+    let binding = Binding {
+        team: caller.team,
+        scope: body.scope,
+        owner: owner.map(|u| u.0),
+        secret: id.0,
+        name: body.name.as_str(),
+        version: 1,
+        key_version,
+    };
+    let ciphertext = key.seal(&binding, &value, &mut SysRng)?;
+    let target = format!("{}/{}", body.scope, body.name);
+    let audit = event(
+        &app,
+        &caller,
+        "secret.create",
+        target,
+        json!({ "name": body.name.as_str(), "scope": body.scope }),
+    );
+    let secret = NewSecret {
+        id,
+        team: caller.team,
+        scope: body.scope,
+        owner,
+        name: body.name.clone(),
+        description,
+        key_version,
+        ciphertext,
+        value_len: u32::try_from(value.len()).unwrap_or(u32::MAX),
+        actor: caller.actor(),
+        at: app.now(),
+    };
+    app.store.create_secret(secret, audit).await?;
+    let row = app
+        .store
+        .secret(caller.team, body.scope, owner, &body.name)
+        .await?
+        .ok_or_else(|| ApiError::internal("created secret not found"))?;
+    Ok((StatusCode::CREATED, Json(secret_info(&row))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListSecretsQuery {
+    #[serde(default)]
+    all: bool,
+}
+
+pub(super) async fn list_secrets(
+    State(app): Shared,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<ListSecretsQuery>,
+) -> Result<Json<Vec<SecretInfo>>, ApiError> {
+    check(caller.role, Action::ListSecrets)?;
+    if query.all {
+        check(caller.role, Action::ListAllPersonalSecrets)?;
+    }
+    let viewer = caller.user.as_ref().map_or(UserId(0), |(id, _)| *id);
+    let rows = app.store.secrets(caller.team, viewer, query.all).await?;
+    Ok(Json(rows.iter().map(secret_info).collect()))
+}
+
+async fn find_secret(
+    app: &App,
+    caller: &Caller,
+    scope: &str,
+    name: &str,
+) -> Result<(SecretRow, Option<UserId>), ApiError> {
+    let scope = scope_of(scope)?;
+    let name = secret_name(name)?;
+    let owner = owner_for(caller, scope)?;
+    let row = app
+        .store
+        .secret(caller.team, scope, owner, &name)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found("unknown_secret", format!("no {scope} secret `{name}`"))
+        })?;
+    Ok((row, owner))
+}
+
+pub(super) async fn update_secret(
+    State(app): Shared,
+    caller: Caller,
+    Path((scope, name)): Path<(String, String)>,
+    ApiJson(body): ApiJson<UpdateSecret>,
+) -> Result<Json<SecretInfo>, ApiError> {
+    if body.value.is_none() && body.description.is_none() {
+        return Err(ApiError::bad_request(
+            "empty_update",
+            "give a new value, a new description, or both",
+        ));
+    }
+    let (row, owner) = find_secret(&app, &caller, &scope, &name).await?;
+    let description = body.description.map(description_of).transpose()?;
+    let value = match body.value {
+        None => None,
+        Some(text) => {
+            let value = value_of(text)?;
+            let (key, key_version) = data_key(&app, caller.team).await?;
+            let binding = Binding {
+                team: caller.team,
+                scope: row.scope,
+                owner: owner.map(|u| u.0),
+                secret: row.id.0,
+                name: row.name.as_str(),
+                version: row.version + 1,
+                key_version,
+            };
+            let sealed = key.seal(&binding, &value, &mut SysRng)?;
+            Some((sealed, u32::try_from(value.len()).unwrap_or(u32::MAX)))
+        }
+    };
+    let detail = json!({ "name": row.name.as_str(), "value_changed": value.is_some() });
+    let audit = event(
+        &app,
+        &caller,
+        "secret.update",
+        format!("{}/{}", row.scope, row.name),
+        detail,
+    );
+    let update = SecretUpdate {
+        id: row.id,
+        expected_version: row.version,
+        value,
+        description,
+        actor: caller.actor(),
+        at: app.now(),
+    };
+    app.store.update_secret(update, audit).await?;
+    let row = app
+        .store
+        .secret(caller.team, row.scope, owner, &row.name)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "the secret was deleted meanwhile",
+            )
+        })?;
+    Ok(Json(secret_info(&row)))
+}
+
+pub(super) async fn delete_secret(
+    State(app): Shared,
+    caller: Caller,
+    Path((scope, name)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let (row, _) = find_secret(&app, &caller, &scope, &name).await?;
+    let audit = event(
+        &app,
+        &caller,
+        "secret.delete",
+        format!("{}/{}", row.scope, row.name),
+        json!({ "name": row.name.as_str() }),
+    );
+    if app.store.delete_secret(row.id, audit).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(
+            "unknown_secret",
+            "the secret was deleted meanwhile",
+        ))
+    }
+}
+
+// Environments and identities ----------------------------------------------------------------
+
+fn list_info(list: &NamedList) -> ListInfo {
+    ListInfo {
+        name: list.name.to_string(),
+        description: list.description.clone(),
+        secrets: list
+            .secrets
+            .as_ref()
+            .map(|s| s.iter().map(ToString::to_string).collect()),
+        updated_at: list.updated_at,
+    }
+}
+
+const fn kind_name(kind: ListKind) -> &'static str {
+    match kind {
+        ListKind::Environment => "environment",
+        ListKind::Identity => "identity",
+    }
+}
+
+pub(super) async fn put_list(
+    kind: ListKind,
+    app: Arc<App>,
+    caller: Caller,
+    name: String,
+    body: PutList,
+) -> Result<Json<ListInfo>, ApiError> {
+    check(caller.role, Action::ManageEnvironments)?;
+    let name = label(&name, kind_name(kind))?;
+    let secrets = match kind {
+        ListKind::Environment => body.secrets,
+        ListKind::Identity => Some(body.secrets.unwrap_or_default()),
+    };
+    if secrets.as_ref().is_some_and(|s| s.len() > 1000) {
+        return Err(ApiError::bad_request(
+            "too_many_names",
+            "at most 1000 secret names",
+        ));
+    }
+    let list = NamedList {
+        name,
+        description: description_of(body.description)?,
+        secrets,
+        updated_at: app.now(),
+    };
+    let names: Vec<String> = list
+        .secrets
+        .iter()
+        .flatten()
+        .map(ToString::to_string)
+        .collect();
+    let audit = event(
+        &app,
+        &caller,
+        &format!("{}.put", kind_name(kind)),
+        list.name.to_string(),
+        json!({ "secrets": names }),
+    );
+    app.store
+        .put_list(kind, caller.team, list.clone(), audit)
+        .await?;
+    Ok(Json(list_info(&list)))
+}
+
+pub(super) async fn get_list(
+    kind: ListKind,
+    app: Arc<App>,
+    caller: Caller,
+    name: String,
+) -> Result<Json<ListInfo>, ApiError> {
+    check(caller.role, Action::ReadEnvironments)?;
+    let name = label(&name, kind_name(kind))?;
+    let list = app
+        .store
+        .list(kind, caller.team, &name)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "unknown_name",
+                format!("{} `{name}` does not exist", kind_name(kind)),
+            )
+        })?;
+    Ok(Json(list_info(&list)))
+}
+
+pub(super) async fn get_lists(
+    kind: ListKind,
+    app: Arc<App>,
+    caller: Caller,
+) -> Result<Json<Vec<ListInfo>>, ApiError> {
+    check(caller.role, Action::ReadEnvironments)?;
+    Ok(Json(
+        app.store
+            .lists(kind, caller.team)
+            .await?
+            .iter()
+            .map(list_info)
+            .collect(),
+    ))
+}
+
+pub(super) async fn delete_list(
+    kind: ListKind,
+    app: Arc<App>,
+    caller: Caller,
+    name: String,
+) -> Result<StatusCode, ApiError> {
+    check(caller.role, Action::ManageEnvironments)?;
+    let name = label(&name, kind_name(kind))?;
+    let audit = event(
+        &app,
+        &caller,
+        &format!("{}.delete", kind_name(kind)),
+        name.to_string(),
+        json!({}),
+    );
+    if app
+        .store
+        .delete_list(kind, caller.team, &name, audit)
+        .await?
+    {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(
+            "unknown_name",
+            format!("{} `{name}` does not exist", kind_name(kind)),
+        ))
+    }
+}
+
+// Members -------------------------------------------------------------------------------------
+
+fn member_info(m: &MemberRow) -> MemberInfo {
+    MemberInfo {
+        name: m.name.to_string(),
+        role: m.role,
+        created_at: m.created_at,
+    }
+}
+
+pub(super) async fn add_member(
+    State(app): Shared,
+    caller: Caller,
+    ApiJson(body): ApiJson<AddMember>,
+) -> Result<Response, ApiError> {
+    check(caller.role, Action::AddMember { role: body.role })?;
+    let now = app.now();
+    let (key, new) = draw_key(
+        KeyKind::Personal,
+        "first key".to_owned(),
+        now,
+        Expiry::Never,
+    )?;
+    let key_id = new.key_id.clone();
+    let audit = event(
+        &app,
+        &caller,
+        "member.add",
+        body.name.to_string(),
+        json!({ "role": body.role }),
+    );
+    let user = app
+        .store
+        .add_member(
+            caller.team,
+            &body.name,
+            body.role,
+            new,
+            caller.actor(),
+            audit,
+        )
+        .await?;
+    let names = user_names(&app, caller.team).await?;
+    let row = app
+        .store
+        .keys(caller.team, Some(user))
+        .await?
+        .into_iter()
+        .find(|k| k.key_id == key_id);
+    let row = row.ok_or_else(|| ApiError::internal("new member's key not found"))?;
+    let added = AddedMember {
+        member: MemberInfo {
+            name: body.name.to_string(),
+            role: body.role,
+            created_at: now,
+        },
+        key: CreatedKey {
+            info: key_info(&row, &names),
+            key: key.expose().to_owned(),
+        },
+    };
+    Ok(no_store((StatusCode::CREATED, Json(added)).into_response()))
+}
+
+pub(super) async fn list_members(
+    State(app): Shared,
+    caller: Caller,
+) -> Result<Json<Vec<MemberInfo>>, ApiError> {
+    check(caller.role, Action::ListMembers)?;
+    Ok(Json(
+        app.store
+            .members(caller.team)
+            .await?
+            .iter()
+            .map(member_info)
+            .collect(),
+    ))
+}
+
+async fn find_member(app: &App, caller: &Caller, name: &str) -> Result<MemberRow, ApiError> {
+    let name = label(name, "user")?;
+    app.store
+        .member(caller.team, &name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("unknown_member", format!("`{name}` is not a member")))
+}
+
+pub(super) async fn set_role(
+    State(app): Shared,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<crate::api::SetRole>,
+) -> Result<Json<MemberInfo>, ApiError> {
+    let SetRole { role } = body;
+    let member = find_member(&app, &caller, &name).await?;
+    check(
+        caller.role,
+        Action::ChangeRole {
+            from: member.role,
+            to: role,
+        },
+    )?;
+    let audit = event(
+        &app,
+        &caller,
+        "member.role",
+        member.name.to_string(),
+        json!({ "from": member.role, "to": role }),
+    );
+    app.store
+        .set_role(caller.team, member.user, role, audit)
+        .await?;
+    Ok(Json(MemberInfo {
+        role,
+        ..member_info(&member)
+    }))
+}
+
+pub(super) async fn remove_member(
+    State(app): Shared,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let member = find_member(&app, &caller, &name).await?;
+    check(caller.role, Action::RemoveMember { role: member.role })?;
+    let audit = event(
+        &app,
+        &caller,
+        "member.remove",
+        member.name.to_string(),
+        json!({ "role": member.role }),
+    );
+    app.store
+        .remove_member(caller.team, member.user, audit)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// Runs ----------------------------------------------------------------------------------------
+
+fn run_id() -> Result<String, ApiError> {
+    let a = random_id(&mut SysRng)?;
+    let b = random_id(&mut SysRng)?;
+    Ok(format!("run_{a:016x}{b:016x}"))
+}
+
+pub(super) async fn resolve(
+    State(app): Shared,
+    caller: Caller,
+    ApiJson(body): ApiJson<ResolveRun>,
+) -> Result<Response, ApiError> {
+    check(caller.role, Action::StartRun)?;
+    let core_caller = match &caller.user {
+        Some((user, _)) => resolve::Caller::Personal { user: *user },
+        None => resolve::Caller::Team {
+            identity: caller.identity.clone(),
+        },
+    };
+    let request = RunRequest {
+        trigger: body.trigger,
+        environment: body.environment.clone(),
+        secrets: body.secrets.clone(),
+        required: body.required.clone(),
+    };
+    let id = run_id()?;
+    let now = app.now();
+    let base_event = event(&app, &caller, "run.start", id.clone(), json!({}));
+    let outcome = Arc::new(Mutex::new(None));
+    let slot = Arc::clone(&outcome);
+    let key_id = caller.key_id.to_string();
+    let user = caller.user.as_ref().map(|(u, _)| *u);
+    let who = json!({
+        "key_id": key_id,
+        "user": caller.user.as_ref().map(|(_, n)| n.clone()),
+        "identity": caller.identity.as_ref().map(ToString::to_string),
+    });
+    let decide = Box::new(move |snapshot: &crate::store::RunSnapshot| {
+        let snap = resolve::Snapshot {
+            team: &snapshot.team,
+            personal: &snapshot.personal,
+            environment: snapshot.environment.as_ref(),
+        };
+        let result = resolve::resolve(&core_caller, &request, snap);
+        let plan = plan_run(&id, key_id, user, &who, &request, &result, now, base_event);
+        *slot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(result);
+        plan
+    });
+    let (plan, sealed) = app
+        .store
+        .resolve_run(caller.team, user, body.environment.as_ref(), decide)
+        .await?;
+    app.metrics.runs.fetch_add(1, Ordering::Relaxed);
+    let result = outcome
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+        .ok_or_else(|| ApiError::internal("resolution did not run"))?;
+    let resolution = result.map_err(refusal)?;
+    let secrets = open_values(&app, caller.team, &sealed).await?;
+    let body = Resolved {
+        run_id: plan.id,
+        trigger: resolution.trigger,
+        secrets,
+        missing: resolution.missing,
+        shadowed: resolution
+            .shadowed
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+    };
+    Ok(no_store((StatusCode::CREATED, Json(body)).into_response()))
+}
+
+/// The answer to a refused resolution.
+fn refusal(e: ResolveError) -> ApiError {
+    match e {
+        ResolveError::TriggerRequiresUser { trigger } => ApiError::bad_request(
+            "trigger_requires_user",
+            format!(
+                "trigger `{trigger}` needs a user and a team key has none; use a personal key or \
+                 a schedule/integration trigger"
+            ),
+        ),
+        ResolveError::EnvironmentNotFound { name } => ApiError::not_found(
+            "unknown_environment",
+            format!("environment `{name}` does not exist"),
+        ),
+        ResolveError::RequiredMissing { missing, .. } => ApiError::required_missing(missing),
+    }
+}
+
+/// Opens the delivered values under the team's data key.
+async fn open_values(
+    app: &App,
+    team: i64,
+    sealed: &[Sealed],
+) -> Result<Vec<ResolvedSecret>, ApiError> {
+    let (key, _) = data_key(app, team).await?;
+    let mut secrets = Vec::with_capacity(sealed.len());
+    for s in sealed {
+        let binding = Binding {
+            team,
+            scope: s.secret.scope,
+            owner: s.secret.owner.map(|u| u.0),
+            secret: s.secret.id.0,
+            name: s.secret.name.as_str(),
+            version: s.secret.version,
+            key_version: s.secret.key_version,
+        };
+        let value = key.open(&binding, &s.ciphertext)?;
+        secrets.push(ResolvedSecret {
+            name: s.secret.name.to_string(),
+            scope: s.secret.scope,
+            version: s.secret.version,
+            value: SecretString::from(value.expose()),
+        });
+    }
+    Ok(secrets)
+}
+
+/// The run record and audit event for a resolution result (names only, never values).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one plain-data constructor, called once"
+)]
+fn plan_run(
+    id: &str,
+    key_id: String,
+    user: Option<UserId>,
+    who: &serde_json::Value,
+    request: &RunRequest,
+    result: &Result<resolve::Resolution, ResolveError>,
+    now: i64,
+    mut audit: AuditEvent,
+) -> RunPlan {
+    let requested = request
+        .secrets
+        .as_ref()
+        .map(|s| s.iter().map(ToString::to_string).collect::<Vec<_>>());
+    let required: Vec<String> = request.required.iter().map(ToString::to_string).collect();
+    let mut record = json!({
+        "who": who,
+        "environment": request.environment.as_ref().map(ToString::to_string),
+        "requested": requested,
+        "required": required,
+    });
+    let (status, deliver) = match result {
+        Ok(r) => {
+            record["trigger"] = json!(r.trigger);
+            record["user_context"] = json!(r.user_context.is_some());
+            record["delivered"] = json!(
+                r.delivered
+                    .iter()
+                    .map(|d| json!({
+                        "name": d.name.as_str(), "scope": d.scope, "version": d.version
+                    }))
+                    .collect::<Vec<_>>()
+            );
+            record["missing"] = json!(r.missing);
+            record["shadowed"] = json!(r.shadowed);
+            ("started", r.delivered.iter().map(|d| d.id).collect())
+        }
+        Err(e) => {
+            record["refused"] = json!(e.to_string());
+            if let ResolveError::RequiredMissing { missing, .. } = e {
+                record["missing"] = json!(missing);
+            }
+            "refused".clone_into(&mut audit.outcome);
+            ("refused", Vec::new())
+        }
+    };
+    if let Some(map) = audit.detail.as_object_mut() {
+        map.insert("status".into(), json!(status));
+        map.insert(
+            "delivered".into(),
+            record.get("delivered").cloned().unwrap_or(json!([])),
+        );
+        map.insert(
+            "missing".into(),
+            record.get("missing").cloned().unwrap_or(json!([])),
+        );
+    }
+    RunPlan {
+        id: id.to_owned(),
+        key_id,
+        user,
+        record,
+        status,
+        started_at: now,
+        deliver,
+        audit,
+    }
+}
+
+fn run_info(row: RunRow) -> RunInfo {
+    RunInfo {
+        id: row.id,
+        status: row.status,
+        started_at: row.started_at,
+        ended_at: row.ended_at,
+        record: row.record,
+        outcome: row.outcome,
+    }
+}
+
+/// Runs the caller may read: all, or only those of its own key's user.
+fn run_filter(caller: &Caller) -> Result<Option<UserId>, ApiError> {
+    if check(caller.role, Action::ReadAllRuns).is_ok() {
+        return Ok(None);
+    }
+    check(caller.role, Action::ReadOwnRuns)?;
+    Ok(Some(caller.own_user()?))
+}
+
+pub(super) async fn finish_run(
+    State(app): Shared,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<FinishRun>,
+) -> Result<Json<RunInfo>, ApiError> {
+    let run = app.store.run(caller.team, &id).await?;
+    let run = run.ok_or_else(|| ApiError::not_found("unknown_run", "no such run"))?;
+    if run.key_id != caller.key_id.as_str() && check(caller.role, Action::ReadAllRuns).is_err() {
+        return Err(ApiError::not_found("unknown_run", "no such run"));
+    }
+    let outcome = json!({
+        "exit_code": body.exit_code,
+        "signal": body.signal,
+        "duration_ms": body.duration_ms,
+        "masked": body.masked,
+    });
+    let audit = event(&app, &caller, "run.finish", id.clone(), outcome.clone());
+    if !app
+        .store
+        .finish_run(caller.team, &id, outcome, app.now(), audit)
+        .await?
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "run_not_started",
+            "the run is already finished or was refused",
+        ));
+    }
+    let row = app
+        .store
+        .run(caller.team, &id)
+        .await?
+        .ok_or_else(|| ApiError::internal("finished run vanished"))?;
+    Ok(Json(run_info(row)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Limit {
+    #[serde(default = "default_limit")]
+    limit: u32,
+}
+
+const fn default_limit() -> u32 {
+    50
+}
+
+pub(super) async fn list_runs(
+    State(app): Shared,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<Limit>,
+) -> Result<Json<Vec<RunInfo>>, ApiError> {
+    let only = run_filter(&caller)?;
+    let rows = app
+        .store
+        .runs(caller.team, only, q.limit.clamp(1, 1000))
+        .await?;
+    Ok(Json(rows.into_iter().map(run_info).collect()))
+}
+
+pub(super) async fn show_run(
+    State(app): Shared,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<RunInfo>, ApiError> {
+    let only = run_filter(&caller)?;
+    let row = app.store.run(caller.team, &id).await?;
+    match row {
+        Some(row) if only.is_none() || row.user == only => Ok(Json(run_info(row))),
+        _ => Err(ApiError::not_found("unknown_run", "no such run")),
+    }
+}
+
+pub(super) async fn audit(
+    State(app): Shared,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<Limit>,
+) -> Result<Json<Vec<AuditInfo>>, ApiError> {
+    check(caller.role, Action::ReadAudit)?;
+    let rows = app.store.audit(caller.team, q.limit.clamp(1, 1000)).await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|r| AuditInfo {
+                id: r.id,
+                at: r.event.at,
+                actor: r
+                    .event
+                    .detail
+                    .get("actor")
+                    .and_then(|a| a.as_str())
+                    .map(ToOwned::to_owned),
+                key_id: r.event.actor_key,
+                action: r.event.action,
+                target: r.event.target,
+                outcome: r.event.outcome,
+                detail: r.event.detail,
+            })
+            .collect(),
+    ))
+}

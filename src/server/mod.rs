@@ -1,0 +1,84 @@
+//! The platform's HTTP server (DESIGN §8, §9): axum handlers over a [`Store`].
+//!
+//! The caller hands in the listener and the shutdown future; [`router`] holds every route and
+//! layer; authentication is the [`auth::Caller`] extractor; permissions are decided by
+//! [`crate::core::perm::check`] only; handlers are short and return [`error::ApiError`].
+
+pub mod auth;
+pub mod boot;
+pub mod error;
+mod handlers;
+mod router;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::net::TcpListener;
+
+use crate::core::crypto::RootKey;
+use crate::store::{Millis, Store};
+
+pub use router::router;
+
+/// Counters exported at `/metrics`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Requests answered.
+    pub requests: AtomicU64,
+    /// Runs resolved (delivered or refused).
+    pub runs: AtomicU64,
+    /// Failed authentications.
+    pub auth_failures: AtomicU64,
+}
+
+/// Everything handlers share.
+pub struct App {
+    /// Storage.
+    pub store: Arc<dyn Store>,
+    /// The root key (checked against the database at start).
+    pub root: RootKey,
+    limiter: auth::Limiter,
+    last_used: auth::LastUsed,
+    /// Counters.
+    pub metrics: Metrics,
+}
+
+impl App {
+    /// Shared state over `store` with `root` (already verified by [`boot::open`]).
+    #[must_use]
+    pub fn new(store: Arc<dyn Store>, root: RootKey) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            root,
+            limiter: auth::Limiter::default(),
+            last_used: auth::LastUsed::default(),
+            metrics: Metrics::default(),
+        })
+    }
+
+    /// Now, in Unix milliseconds.
+    #[must_use]
+    pub fn now(&self) -> Millis {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then finishes in-flight requests.
+///
+/// # Errors
+/// An I/O error from the listener.
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, service)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,92 @@
+//! Every route and layer in one place (DESIGN §9).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, patch, post, put};
+use tower_http::catch_panic::CatchPanicLayer;
+
+use super::App;
+use super::auth::Caller;
+use super::error::ApiError;
+use super::handlers::{self as h, ApiJson};
+use crate::api::PutList;
+use crate::store::ListKind;
+
+/// Largest request body: a 64 KiB value JSON-escaped, with room to spare.
+const BODY_LIMIT: usize = 512 * 1024;
+
+/// The router over `app`.
+pub fn router(app: Arc<App>) -> Router {
+    let lists = |kind: ListKind| {
+        Router::new()
+            .route(
+                "/",
+                get(move |State(a): State<Arc<App>>, c: Caller| h::get_lists(kind, a, c)),
+            )
+            .route(
+                "/{name}",
+                put(
+                    move |State(a): State<Arc<App>>,
+                          c: Caller,
+                          Path(n): Path<String>,
+                          ApiJson(b): ApiJson<PutList>| {
+                        h::put_list(kind, a, c, n, b)
+                    },
+                )
+                .get(
+                    move |State(a): State<Arc<App>>, c: Caller, Path(n): Path<String>| {
+                        h::get_list(kind, a, c, n)
+                    },
+                )
+                .delete(
+                    move |State(a): State<Arc<App>>, c: Caller, Path(n): Path<String>| {
+                        h::delete_list(kind, a, c, n)
+                    },
+                ),
+            )
+    };
+    Router::new()
+        .route("/healthz", get(h::healthz))
+        .route("/readyz", get(h::readyz))
+        .route("/metrics", get(h::metrics))
+        .route("/v1/whoami", get(h::whoami))
+        .route("/v1/api-keys", post(h::create_key).get(h::list_keys))
+        .route("/v1/api-keys/{id}", delete(h::revoke_key))
+        .route("/v1/secrets", post(h::create_secret).get(h::list_secrets))
+        .route(
+            "/v1/secrets/{scope}/{name}",
+            patch(h::update_secret).delete(h::delete_secret),
+        )
+        .nest("/v1/environments", lists(ListKind::Environment))
+        .nest("/v1/identities", lists(ListKind::Identity))
+        .route("/v1/members", post(h::add_member).get(h::list_members))
+        .route(
+            "/v1/members/{user}",
+            patch(h::set_role).delete(h::remove_member),
+        )
+        .route("/v1/runs", post(h::resolve).get(h::list_runs))
+        .route("/v1/runs/{id}", get(h::show_run))
+        .route("/v1/runs/{id}/finish", post(h::finish_run))
+        .route("/v1/audit", get(h::audit))
+        .fallback(h::not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // A bug must not drop the connection: answer 500 (problem+json) and log it.
+        .layer(CatchPanicLayer::custom(
+            |_panic: Box<dyn std::any::Any + Send>| {
+                ApiError::internal("a handler panicked").into_response()
+            },
+        ))
+        .layer(middleware::from_fn_with_state(Arc::clone(&app), count))
+        .with_state(app)
+}
+
+async fn count(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    app.metrics.requests.fetch_add(1, Ordering::Relaxed);
+    response
+}
