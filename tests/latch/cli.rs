@@ -1,7 +1,5 @@
 //! Drives the real `latch` binary: the command tree, usage errors and the exit-code contract.
 
-#![allow(clippy::format_collect, clippy::cast_possible_truncation)]
-
 use std::io::{Read, Write};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;

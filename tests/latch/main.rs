@@ -1,0 +1,11 @@
+//! The one integration-test binary: the real `latch` executable and an in-process platform on
+//! 127.0.0.1:0 with a temporary database.
+
+#![allow(
+    clippy::format_collect,
+    clippy::cast_possible_truncation,
+    clippy::too_many_lines
+)]
+
+mod cli;
+mod server;

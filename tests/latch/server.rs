@@ -1,0 +1,1043 @@
+//! The platform over real HTTP: an in-process server on 127.0.0.1:0 with a temporary SQLite
+//! file, and the real `latch serve` binary where a process must die.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use getrandom::SysRng;
+use latch::core::crypto::RootKey;
+use latch::core::name::Label;
+use latch::server::{self, App, boot};
+use latch::store::Store;
+use latch::store::sqlite::SqliteStore;
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// A running platform.
+struct Platform {
+    url: String,
+    owner: String,
+    dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+    http: Client,
+}
+
+async fn start_in(dir: tempfile::TempDir, root: RootKey) -> Platform {
+    let store = SqliteStore::open(&dir.path().join("latch.db"))
+        .await
+        .expect("opens");
+    boot::verify_root(&store, &root)
+        .await
+        .expect("root key matches");
+    let now = 1_000_000;
+    let key = boot::bootstrap(
+        &store,
+        &root,
+        Label::new("default").expect("label"),
+        Label::new("owner").expect("label"),
+        now,
+    )
+    .await
+    .expect("bootstraps");
+    let owner = key.map(|k| k.expose().to_owned()).unwrap_or_default();
+    let store: Arc<dyn Store> = Arc::new(store);
+    let app = App::new(store, root);
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        server::serve(listener, app, async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("serves");
+    });
+    Platform {
+        url,
+        owner,
+        dir,
+        stop: Some(stop),
+        task,
+        http: Client::new(),
+    }
+}
+
+fn root_of(dir: &Path) -> RootKey {
+    let path = dir.join("root.key");
+    if let Ok(text) = std::fs::read(&path) {
+        return RootKey::parse_hex(&text).expect("valid key file");
+    }
+    let key = RootKey::generate(&mut SysRng).expect("generates");
+    std::fs::write(&path, key.to_hex().as_bytes()).expect("writes");
+    key
+}
+
+async fn start() -> Platform {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = root_of(dir.path());
+    start_in(dir, root).await
+}
+
+impl Platform {
+    async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.await.expect("server ends");
+        self.dir
+    }
+
+    /// Sends a request with `key`; returns status and body (JSON, or a string).
+    async fn call(
+        &self,
+        key: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("answers");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn ok(&self, key: &str, method: Method, path: &str, body: Option<Value>) -> Value {
+        let (status, value) = self.call(key, method.clone(), path, body).await;
+        assert!(status.is_success(), "{method} {path}: {status} {value}");
+        value
+    }
+}
+
+const DB_URL: &str = "postgres://app:s3cr3t-db-pass@db/prod";
+const PERSONAL: &str = "ghp_personal_token_0123456789";
+const DEPLOY: &str = "deploy-key-value-abcdef-987654";
+
+#[tokio::test]
+async fn a_full_session_shows_values_only_in_run_resolution() {
+    let p = start().await;
+    let owner = p.owner.clone();
+    let mut bodies: Vec<(String, String)> = Vec::new();
+    let mut record = |what: &str, v: &Value| bodies.push((what.to_owned(), v.to_string()));
+
+    let v = p.ok(&owner, Method::GET, "/v1/whoami", None).await;
+    assert_eq!(v["role"], "owner");
+    record("whoami", &v);
+    for (scope, name, value) in [
+        ("team", "DB_URL", DB_URL),
+        ("personal", "GH_TOKEN", PERSONAL),
+        ("team", "DEPLOY_KEY", DEPLOY),
+    ] {
+        let v = p
+            .ok(
+                &owner,
+                Method::POST,
+                "/v1/secrets",
+                Some(json!({"scope": scope, "name": name, "value": value})),
+            )
+            .await;
+        record("secret create", &v);
+    }
+    let v = p
+        .ok(
+            &owner,
+            Method::PUT,
+            "/v1/identities/deployer",
+            Some(json!({"secrets": ["DEPLOY_KEY"]})),
+        )
+        .await;
+    record("identity put", &v);
+    let v = p
+        .ok(
+            &owner,
+            Method::PUT,
+            "/v1/environments/ci",
+            Some(json!({"secrets": ["DB_URL", "GH_TOKEN", "DEPLOY_KEY"]})),
+        )
+        .await;
+    record("env put", &v);
+    for path in [
+        "/v1/secrets",
+        "/v1/secrets?all=true",
+        "/v1/environments",
+        "/v1/environments/ci",
+        "/v1/identities",
+        "/v1/identities/deployer",
+        "/v1/members",
+        "/v1/api-keys",
+    ] {
+        let v = p.ok(&owner, Method::GET, path, None).await;
+        record(path, &v);
+    }
+    let v = p
+        .ok(
+            &owner,
+            Method::PATCH,
+            "/v1/secrets/team/DB_URL",
+            Some(json!({"description": "primary database"})),
+        )
+        .await;
+    assert_eq!(
+        (v["version"].as_u64(), v["description"].as_str()),
+        (Some(1), Some("primary database"))
+    );
+    record("secret describe", &v);
+
+    // A team key bound to the identity.
+    let v = p
+        .ok(
+            &owner,
+            Method::POST,
+            "/v1/api-keys",
+            Some(json!({"name": "ci", "kind": "team", "identity": "deployer", "expires": "30d"})),
+        )
+        .await;
+    let team_key = v["key"].as_str().expect("raw key").to_owned();
+    assert_eq!(v["info"]["identity"], "deployer");
+
+    // Runs: the owner's (user context) and the team key's (identity).
+    let run = p
+        .ok(
+            &owner,
+            Method::POST,
+            "/v1/runs",
+            Some(json!({"environment": "ci"})),
+        )
+        .await;
+    let got: Vec<(&str, &str)> = run["secrets"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().expect("name"),
+                s["value"].as_str().expect("value"),
+            )
+        })
+        .collect();
+    assert_eq!(got, vec![("DB_URL", DB_URL), ("GH_TOKEN", PERSONAL)]);
+    assert_eq!(
+        run["missing"],
+        json!([{"name": "DEPLOY_KEY", "reason": "reserved_for_identity"}])
+    );
+    let run_id = run["run_id"].as_str().expect("id").to_owned();
+    let bot = p
+        .ok(
+            &team_key,
+            Method::POST,
+            "/v1/runs",
+            Some(json!({"environment": "ci"})),
+        )
+        .await;
+    let names: Vec<&str> = bot["secrets"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|s| s["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, vec!["DB_URL", "DEPLOY_KEY"]);
+    assert_eq!(bot["trigger"], "integration");
+    assert_eq!(
+        bot["missing"],
+        json!([{"name": "GH_TOKEN", "reason": "not_found"}])
+    );
+
+    let v = p
+        .ok(
+            &owner,
+            Method::POST,
+            &format!("/v1/runs/{run_id}/finish"),
+            Some(json!({"exit_code": 0, "duration_ms": 1200, "masked": {"DB_URL": 2}})),
+        )
+        .await;
+    assert_eq!(v["status"], "finished");
+    record("finish", &v);
+    for path in [
+        "/v1/runs".to_owned(),
+        format!("/v1/runs/{run_id}"),
+        "/v1/audit".to_owned(),
+    ] {
+        let v = p.ok(&owner, Method::GET, &path, None).await;
+        record(&path, &v);
+    }
+    let v = p
+        .ok(
+            &owner,
+            Method::PATCH,
+            "/v1/secrets/team/DB_URL",
+            Some(json!({"value": "postgres://rotated"})),
+        )
+        .await;
+    assert_eq!(v["version"].as_u64(), Some(2));
+    record("secret update", &v);
+    let run = p
+        .ok(
+            &owner,
+            Method::POST,
+            "/v1/runs",
+            Some(json!({"secrets": ["DB_URL"]})),
+        )
+        .await;
+    assert_eq!(
+        run["secrets"][0]["value"], "postgres://rotated",
+        "a run receives the new value"
+    );
+
+    for (what, body) in &bodies {
+        for value in [DB_URL, PERSONAL, DEPLOY, "postgres://rotated"] {
+            assert!(!body.contains(value), "{what} leaked a value: {body}");
+        }
+    }
+    let v = p
+        .ok(
+            &owner,
+            Method::DELETE,
+            "/v1/secrets/personal/GH_TOKEN",
+            None,
+        )
+        .await;
+    assert_eq!(v, Value::String(String::new()));
+    let (status, _) = p
+        .call(
+            &owner,
+            Method::DELETE,
+            "/v1/secrets/personal/GH_TOKEN",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    p.stop().await;
+}
+
+/// A row of the permission matrix: what, the request, allowed for owner/admin/builder.
+type MatrixRow = (&'static str, Method, String, Option<Value>, [bool; 3]);
+
+#[tokio::test]
+async fn the_permission_matrix_row_by_row() {
+    let p = start().await;
+    let owner = p.owner.clone();
+    let mut keys = vec![("owner", owner.clone())];
+    for (name, role) in [("ada", "admin"), ("bo", "builder")] {
+        let v = p
+            .ok(
+                &owner,
+                Method::POST,
+                "/v1/members",
+                Some(json!({"name": name, "role": role})),
+            )
+            .await;
+        keys.push((
+            role,
+            v["key"]["key"].as_str().expect("first key").to_owned(),
+        ));
+    }
+    p.ok(
+        &owner,
+        Method::POST,
+        "/v1/members",
+        Some(json!({"name": "extra", "role": "builder"})),
+    )
+    .await;
+    // (row, request, allowed for owner/admin/builder)
+    let rows: Vec<MatrixRow> = vec![
+        (
+            "create own personal key",
+            Method::POST,
+            "/v1/api-keys".into(),
+            Some(json!({"name": "k", "kind": "personal"})),
+            [true, true, true],
+        ),
+        (
+            "list own keys",
+            Method::GET,
+            "/v1/api-keys".into(),
+            None,
+            [true, true, true],
+        ),
+        (
+            "create team key",
+            Method::POST,
+            "/v1/api-keys".into(),
+            Some(json!({"name": "t", "kind": "team"})),
+            [true, true, false],
+        ),
+        (
+            "own personal secret",
+            Method::POST,
+            "/v1/secrets".into(),
+            Some(json!({"scope": "personal", "name": "MINE", "value": "personal-value-1"})),
+            [true, true, true],
+        ),
+        (
+            "team secret",
+            Method::POST,
+            "/v1/secrets".into(),
+            Some(json!({"scope": "team", "name": "T_{ROLE}", "value": "team-value-12345"})),
+            [true, true, false],
+        ),
+        (
+            "list secret metadata",
+            Method::GET,
+            "/v1/secrets".into(),
+            None,
+            [true, true, true],
+        ),
+        (
+            "list all personal names",
+            Method::GET,
+            "/v1/secrets?all=true".into(),
+            None,
+            [true, true, false],
+        ),
+        (
+            "manage environments",
+            Method::PUT,
+            "/v1/environments/e_{ROLE}".into(),
+            Some(json!({"secrets": []})),
+            [true, true, false],
+        ),
+        (
+            "manage identities",
+            Method::PUT,
+            "/v1/identities/i_{ROLE}".into(),
+            Some(json!({"secrets": []})),
+            [true, true, false],
+        ),
+        (
+            "add a builder",
+            Method::POST,
+            "/v1/members".into(),
+            Some(json!({"name": "new_{ROLE}", "role": "builder"})),
+            [true, true, false],
+        ),
+        (
+            "add an owner",
+            Method::POST,
+            "/v1/members".into(),
+            Some(json!({"name": "own_{ROLE}", "role": "owner"})),
+            [true, false, false],
+        ),
+        (
+            "change a role",
+            Method::PATCH,
+            "/v1/members/extra".into(),
+            Some(json!({"role": "builder"})),
+            [true, true, false],
+        ),
+        (
+            "start a run",
+            Method::POST,
+            "/v1/runs".into(),
+            Some(json!({})),
+            [true, true, true],
+        ),
+        (
+            "read runs",
+            Method::GET,
+            "/v1/runs".into(),
+            None,
+            [true, true, true],
+        ),
+        (
+            "read audit log",
+            Method::GET,
+            "/v1/audit".into(),
+            None,
+            [true, true, false],
+        ),
+    ];
+    for (row, method, path, body, allowed) in rows {
+        for ((role, key), ok) in keys.iter().zip(allowed) {
+            let path = path.replace("{ROLE}", role);
+            let body = body.as_ref().map(|b| {
+                serde_json::from_str(&b.to_string().replace("{ROLE}", role)).expect("json")
+            });
+            let (status, value) = p.call(key, method.clone(), &path, body).await;
+            if ok {
+                assert!(
+                    status.is_success(),
+                    "{row}: {role} refused: {status} {value}"
+                );
+            } else {
+                assert_eq!(
+                    status,
+                    StatusCode::FORBIDDEN,
+                    "{row}: {role} allowed: {value}"
+                );
+                assert_eq!(value["code"], "forbidden");
+            }
+        }
+    }
+    // Builders read only their own runs; owners and admins see all.
+    let all = p.ok(&owner, Method::GET, "/v1/runs", None).await;
+    let own = p.ok(&keys[2].1, Method::GET, "/v1/runs", None).await;
+    assert_eq!(all.as_array().expect("list").len(), 3);
+    assert_eq!(own.as_array().expect("list").len(), 1);
+    // Admins list every key; builders their own.
+    let admin_keys = p.ok(&keys[1].1, Method::GET, "/v1/api-keys", None).await;
+    let builder_keys = p.ok(&keys[2].1, Method::GET, "/v1/api-keys", None).await;
+    assert!(
+        admin_keys.as_array().expect("list").len() > builder_keys.as_array().expect("list").len()
+    );
+    // A demoted admin's personal key is demoted at once; a removed member's key stops working.
+    p.ok(
+        &owner,
+        Method::PATCH,
+        "/v1/members/ada",
+        Some(json!({"role": "builder"})),
+    )
+    .await;
+    let (status, _) = p.call(&keys[1].1, Method::GET, "/v1/audit", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    p.ok(&owner, Method::DELETE, "/v1/members/bo", None).await;
+    let (status, v) = p.call(&keys[2].1, Method::GET, "/v1/whoami", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{v}");
+    // The last owner cannot be demoted.
+    p.ok(&owner, Method::DELETE, "/v1/members/own_owner", None)
+        .await;
+    let (status, v) = p
+        .call(
+            &owner,
+            Method::PATCH,
+            "/v1/members/owner",
+            Some(json!({"role": "admin"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn revoked_and_expired_keys_are_refused_at_once() {
+    let p = start().await;
+    let owner = p.owner.clone();
+    let v = p
+        .ok(
+            &owner,
+            Method::POST,
+            "/v1/api-keys",
+            Some(json!({"name": "short", "kind": "personal", "expires": "1s"})),
+        )
+        .await;
+    let short = v["key"].as_str().expect("key").to_owned();
+    let v = p
+        .ok(
+            &owner,
+            Method::POST,
+            "/v1/api-keys",
+            Some(json!({"name": "doomed", "kind": "team"})),
+        )
+        .await;
+    let doomed = v["key"].as_str().expect("key").to_owned();
+    let doomed_id = v["info"]["id"].as_str().expect("id").to_owned();
+    p.ok(&doomed, Method::GET, "/v1/whoami", None).await;
+    p.ok(
+        &owner,
+        Method::DELETE,
+        &format!("/v1/api-keys/{doomed_id}"),
+        None,
+    )
+    .await;
+    let (status, v) = p.call(&doomed, Method::GET, "/v1/whoami", None).await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("unauthorized"))
+    );
+    assert!(v["detail"].as_str().expect("detail").contains("revoked"));
+    p.ok(&short, Method::GET, "/v1/whoami", None).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, v) = p.call(&short, Method::GET, "/v1/whoami", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        v["detail"].as_str().expect("detail").contains("expired"),
+        "{v}"
+    );
+    // A team key claiming a user trigger.
+    let v = p
+        .ok(
+            &owner,
+            Method::POST,
+            "/v1/api-keys",
+            Some(json!({"name": "t", "kind": "team"})),
+        )
+        .await;
+    let team = v["key"].as_str().expect("key").to_owned();
+    let (status, v) = p
+        .call(
+            &team,
+            Method::POST,
+            "/v1/runs",
+            Some(json!({"trigger": "slack"})),
+        )
+        .await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("trigger_requires_user"))
+    );
+    let (status, v) = p
+        .call(
+            &owner,
+            Method::POST,
+            "/v1/runs",
+            Some(json!({"environment": "nope"})),
+        )
+        .await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("unknown_environment"))
+    );
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_4xx_never_a_500() {
+    let p = start().await;
+    let owner = p.owner.clone();
+    let raw = |body: &'static str, path: &'static str| {
+        let request = p
+            .http
+            .post(format!("{}{path}", p.url))
+            .bearer_auth(&owner)
+            .header("content-type", "application/json")
+            .body(body);
+        async move {
+            let response = request.send().await.expect("answers");
+            let status = response.status();
+            let ctype = response
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap_or_default().to_owned());
+            (status, ctype, response.text().await.expect("body"))
+        }
+    };
+    let huge = format!(
+        "{{\"scope\":\"team\",\"name\":\"BIG\",\"value\":\"{}\"}}",
+        "x".repeat(70_000)
+    );
+    let huge: &'static str = Box::leak(huge.into_boxed_str());
+    let body_limit = format!(
+        "{{\"scope\":\"team\",\"name\":\"BIG\",\"value\":\"{}\"}}",
+        "x".repeat(600_000)
+    );
+    let body_limit: &'static str = Box::leak(body_limit.into_boxed_str());
+    let cases: Vec<(&str, &'static str, &'static str, &str)> = vec![
+        (
+            "malformed json",
+            "{\"scope\": ",
+            "/v1/secrets",
+            "invalid_json",
+        ),
+        (
+            "wrong type",
+            "{\"scope\":\"team\",\"name\":\"A\",\"value\":12}",
+            "/v1/secrets",
+            "invalid_body",
+        ),
+        (
+            "unknown field",
+            "{\"scope\":\"team\",\"name\":\"A\",\"value\":\"abcdefgh\",\"valeu\":1}",
+            "/v1/secrets",
+            "invalid_body",
+        ),
+        (
+            "invalid name",
+            "{\"scope\":\"team\",\"name\":\"1BAD\",\"value\":\"abcdefgh\"}",
+            "/v1/secrets",
+            "invalid_body",
+        ),
+        (
+            "refused name",
+            "{\"scope\":\"team\",\"name\":\"LD_PRELOAD\",\"value\":\"abcdefgh\"}",
+            "/v1/secrets",
+            "invalid_body",
+        ),
+        (
+            "nul in value",
+            "{\"scope\":\"team\",\"name\":\"A\",\"value\":\"ab\\u0000cd\"}",
+            "/v1/secrets",
+            "invalid_value",
+        ),
+        (
+            "empty value",
+            "{\"scope\":\"team\",\"name\":\"A\",\"value\":\"\"}",
+            "/v1/secrets",
+            "invalid_value",
+        ),
+        ("value over 64 KiB", huge, "/v1/secrets", "invalid_value"),
+        (
+            "body over the limit",
+            body_limit,
+            "/v1/secrets",
+            "body_too_large",
+        ),
+        (
+            "bad scope",
+            "{\"scope\":\"global\",\"name\":\"A\",\"value\":\"abcdefgh\"}",
+            "/v1/secrets",
+            "invalid_body",
+        ),
+        (
+            "bad trigger",
+            "{\"trigger\":\"cron\"}",
+            "/v1/runs",
+            "invalid_body",
+        ),
+        (
+            "bad expiry",
+            "{\"name\":\"k\",\"kind\":\"personal\",\"expires\":\"forever\"}",
+            "/v1/api-keys",
+            "invalid_expiry",
+        ),
+        (
+            "unknown identity",
+            "{\"name\":\"k\",\"kind\":\"team\",\"identity\":\"ghost\"}",
+            "/v1/api-keys",
+            "unknown_identity",
+        ),
+        (
+            "bad role",
+            "{\"name\":\"x\",\"role\":\"root\"}",
+            "/v1/members",
+            "invalid_body",
+        ),
+        ("array body", "[]", "/v1/runs", "invalid_body"),
+    ];
+    for (what, body, path, code) in cases {
+        let (status, ctype, text) = raw(body, path).await;
+        assert!(status.is_client_error(), "{what}: {status} {text}");
+        assert_eq!(ctype.as_deref(), Some("application/problem+json"), "{what}");
+        let v: Value = serde_json::from_str(&text).expect("problem json");
+        assert_eq!(v["code"], code, "{what}: {text}");
+        assert!(!text.contains(&"x".repeat(100)), "{what}: echoes the body");
+    }
+    for (method, path) in [
+        (Method::PATCH, "/v1/secrets/galaxy/A"),
+        (Method::DELETE, "/v1/secrets/team/bad-name"),
+        (Method::GET, "/v1/environments/a%2Fb"),
+        (Method::DELETE, "/v1/api-keys/short"),
+        (Method::GET, "/v1/runs?limit=lots"),
+        (Method::GET, "/v1/nothing"),
+    ] {
+        let (status, v) = p
+            .call(
+                &owner,
+                method.clone(),
+                path,
+                Some(json!({"value": "abcdefgh"})),
+            )
+            .await;
+        assert!(status.is_client_error(), "{method} {path}: {status} {v}");
+    }
+    // Authentication input.
+    let (status, v) = p
+        .call("latch_p_garbage", Method::GET, "/v1/whoami", None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{v}");
+    let response = p
+        .http
+        .get(format!("{}/v1/whoami", p.url))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn failed_authentication_is_rate_limited_with_retry_after() {
+    let p = start().await;
+    let mut limited = None;
+    for i in 0..40 {
+        let response = p
+            .http
+            .get(format!("{}/v1/whoami", p.url))
+            .bearer_auth(format!("latch_p_wrong{i}"))
+            .send()
+            .await
+            .expect("answers");
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = response
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap_or_default().to_owned());
+            break;
+        }
+    }
+    let retry: u64 = limited
+        .expect("limited within 40 failures")
+        .parse()
+        .expect("seconds");
+    assert!((1..=60).contains(&retry));
+    let metrics = p
+        .http
+        .get(format!("{}/metrics", p.url))
+        .send()
+        .await
+        .expect("answers")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("latch_auth_failures_total 20"),
+        "{metrics}"
+    );
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn health_readiness_and_no_store() {
+    let p = start().await;
+    let health = p
+        .http
+        .get(format!("{}/healthz", p.url))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(health.status(), StatusCode::OK);
+    let ready = p
+        .http
+        .get(format!("{}/readyz", p.url))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(ready.status(), StatusCode::OK);
+    let run = p
+        .http
+        .post(format!("{}/v1/runs", p.url))
+        .bearer_auth(&p.owner)
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(
+        run.headers()
+            .get("cache-control")
+            .map(|v| v.to_str().unwrap_or_default()),
+        Some("no-store")
+    );
+    assert!(run.headers().get("content-encoding").is_none());
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn data_survives_a_restart_and_a_wrong_root_key_is_refused() {
+    let p = start().await;
+    let owner = p.owner.clone();
+    p.ok(
+        &owner,
+        Method::POST,
+        "/v1/secrets",
+        Some(json!({"scope": "team", "name": "KEEP", "value": "kept-across-restarts"})),
+    )
+    .await;
+    let dir = p.stop().await;
+    let root = root_of(dir.path());
+    let p = start_in(dir, root).await;
+    let run = p
+        .ok(
+            &owner,
+            Method::POST,
+            "/v1/runs",
+            Some(json!({"secrets": ["KEEP"]})),
+        )
+        .await;
+    assert_eq!(run["secrets"][0]["value"], "kept-across-restarts");
+    let dir = p.stop().await;
+    let store = SqliteStore::open(&dir.path().join("latch.db"))
+        .await
+        .expect("opens");
+    let wrong = RootKey::generate(&mut SysRng).expect("generates");
+    let err = boot::verify_root(&store, &wrong)
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("does not match"), "{err}");
+    // The binary says so and exits 78.
+    let wrong_file = dir.path().join("wrong.key");
+    std::fs::write(&wrong_file, wrong.to_hex().as_bytes()).expect("writes");
+    let out = Command::new(env!("CARGO_BIN_EXE_latch"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .arg("--root-key-file")
+        .arg(&wrong_file)
+        .output()
+        .expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(78),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not match this database"));
+}
+
+#[tokio::test]
+async fn a_ciphertext_copied_onto_another_row_fails_with_an_integrity_error() {
+    let p = start().await;
+    let owner = p.owner.clone();
+    for (name, value) in [
+        ("FIRST", "first-secret-value"),
+        ("SECOND", "second-secret-value"),
+    ] {
+        p.ok(
+            &owner,
+            Method::POST,
+            "/v1/secrets",
+            Some(json!({"scope": "team", "name": name, "value": value})),
+        )
+        .await;
+    }
+    // Copy FIRST's ciphertext onto SECOND directly in the database file.
+    let db = p.dir.path().join("latch.db");
+    let conn = sqlx::sqlite::SqlitePoolOptions::new()
+        .connect_with(sqlx::sqlite::SqliteConnectOptions::new().filename(&db))
+        .await
+        .expect("connects");
+    sqlx::query("UPDATE secrets SET ciphertext = (SELECT ciphertext FROM secrets WHERE name = 'FIRST') WHERE name = 'SECOND'")
+        .execute(&conn)
+        .await
+        .expect("tampers");
+    conn.close().await;
+    let (status, v) = p
+        .call(
+            &owner,
+            Method::POST,
+            "/v1/runs",
+            Some(json!({"secrets": ["SECOND"]})),
+        )
+        .await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, Some("integrity_error")),
+        "{v}"
+    );
+    assert!(!v.to_string().contains("first-secret-value"));
+    let run = p
+        .ok(
+            &owner,
+            Method::POST,
+            "/v1/runs",
+            Some(json!({"secrets": ["FIRST"]})),
+        )
+        .await;
+    assert_eq!(
+        run["secrets"][0]["value"], "first-secret-value",
+        "the untouched row still opens"
+    );
+    p.stop().await;
+}
+
+/// Starts the real binary on a free port; returns the child, its URL and the owner key.
+fn spawn_serve(dir: &Path) -> (std::process::Child, String, String) {
+    let key_file = dir.join("owner.key");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_latch"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .arg("--bootstrap-key-file")
+        .arg(&key_file)
+        .env("LATCH_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let url = {
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        loop {
+            let line = lines
+                .next()
+                .expect("server prints its address")
+                .expect("line");
+            if let Some(addr) = line.strip_prefix("latch: listening on ") {
+                std::thread::spawn(move || for _ in lines {});
+                break addr.to_owned();
+            }
+        }
+    };
+    let key = std::fs::read_to_string(&key_file)
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    (child, url, key)
+}
+
+#[tokio::test]
+async fn kill_9_during_a_burst_of_writes_loses_no_acknowledged_write() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut child, url, owner) = spawn_serve(dir.path());
+    assert!(owner.starts_with("latch_p_"));
+    let http = Client::new();
+    let acknowledged = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (http, url, owner, acknowledged) = (
+            http.clone(),
+            url.clone(),
+            owner.clone(),
+            Arc::clone(&acknowledged),
+        );
+        writers.push(tokio::spawn(async move {
+            for i in 0..500 {
+                let name = format!("W{w}_{i}");
+                let body = json!({"scope": "team", "name": name, "value": format!("value-{w}-{i}-padding")});
+                match http.post(format!("{url}/v1/secrets")).bearer_auth(&owner).json(&body).send().await {
+                    Ok(r) if r.status() == StatusCode::CREATED => acknowledged.lock().expect("lock").push(name),
+                    _ => break,
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let pid = i32::try_from(child.id()).expect("pid");
+    Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill -9");
+    let _ = child.wait();
+    for w in writers {
+        let _ = w.await;
+    }
+    let acknowledged = acknowledged.lock().expect("lock").clone();
+    assert!(
+        acknowledged.len() > 10,
+        "the burst was under way: {}",
+        acknowledged.len()
+    );
+    let (mut child, url, _) = spawn_serve(dir.path());
+    let listed: Value = http
+        .get(format!("{url}/v1/secrets"))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    let stored: std::collections::HashSet<&str> = listed
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|s| s["name"].as_str().expect("name"))
+        .collect();
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|n| !stored.contains(n.as_str()))
+        .collect();
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    child.kill().expect("stops");
+    let _ = child.wait();
+}
