@@ -995,18 +995,18 @@ async fn open_values(
     for s in sealed {
         let binding = Binding {
             team,
-            scope: s.secret.scope,
-            owner: s.secret.owner.map(|u| u.0),
-            secret: s.secret.id.0,
-            name: s.secret.name.as_str(),
-            version: s.secret.version,
-            key_version: s.secret.key_version,
+            scope: s.scope,
+            owner: s.owner.map(|u| u.0),
+            secret: s.id.0,
+            name: s.name.as_str(),
+            version: s.version,
+            key_version: s.key_version,
         };
         let value = key.open(&binding, &s.ciphertext)?;
         secrets.push(ResolvedSecret {
-            name: s.secret.name.to_string(),
-            scope: s.secret.scope,
-            version: s.secret.version,
+            name: s.name.to_string(),
+            scope: s.scope,
+            version: s.version,
             value: SecretString::from(value.expose()),
         });
     }

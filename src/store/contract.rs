@@ -539,7 +539,7 @@ async fn runs(store: &dyn Store, owner: UserId, alice: UserId) {
     assert_eq!(started.status, "started");
     assert_eq!(sealed.len(), 1);
     assert_eq!(
-        (sealed[0].secret.id, sealed[0].secret.scope),
+        (sealed[0].id, sealed[0].scope),
         (SecretId(103), Scope::Personal)
     );
     assert_eq!(sealed[0].ciphertext, vec![1, 2, 3, 103]);

@@ -266,6 +266,8 @@ pub struct AuditRow {
 /// Everything resolution reads, in one snapshot.
 #[derive(Debug, Clone, Default)]
 pub struct RunSnapshot {
+    /// The sealed values of every secret below, by id (read with them, in the same snapshot).
+    pub sealed: std::collections::BTreeMap<SecretId, Sealed>,
     /// Every team secret, with the identities it is reserved for.
     pub team: Vec<TeamSecret>,
     /// The key user's personal secrets.
@@ -298,9 +300,19 @@ pub struct RunPlan {
 /// A delivered secret's sealed value and what it is bound to.
 #[derive(Debug, Clone)]
 pub struct Sealed {
-    /// The secret's row.
-    pub secret: SecretRow,
-    /// Its ciphertext.
+    /// Id.
+    pub id: SecretId,
+    /// Scope.
+    pub scope: Scope,
+    /// Owner of a personal secret.
+    pub owner: Option<UserId>,
+    /// Name.
+    pub name: SecretName,
+    /// Value version.
+    pub version: u32,
+    /// Data key version.
+    pub key_version: u32,
+    /// The ciphertext.
     pub ciphertext: Vec<u8>,
 }
 

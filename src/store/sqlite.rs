@@ -15,6 +15,7 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
+use tokio::sync::{mpsc, oneshot};
 
 use super::{
     AuditEvent, AuditRow, AuthKey, Bootstrap, Decide, KeyRow, ListKind, MemberRow, Millis,
@@ -43,6 +44,25 @@ impl From<sqlx::Error> for StoreError {
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    runs: mpsc::Sender<RunJob>,
+}
+
+/// Most resolutions committed together by the run writer.
+const MAX_BATCH: usize = 128;
+
+/// A run record waiting for the run writer.
+struct RunJob {
+    team: i64,
+    plan: RunPlan,
+    reply: oneshot::Sender<Result<(), StoreError>>,
+}
+
+impl std::fmt::Debug for RunJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunJob")
+            .field("team", &self.team)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SqliteStore {
@@ -63,7 +83,9 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await.map_err(StoreError::Migrate)?;
-        Ok(Self { pool })
+        let (runs, queue) = mpsc::channel(1024);
+        tokio::spawn(run_writer(pool.clone(), queue));
+        Ok(Self { pool, runs })
     }
 
     async fn write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
@@ -791,43 +813,31 @@ impl Store for SqliteStore {
         environment: Option<&Label>,
         decide: Decide,
     ) -> Result<(RunPlan, Vec<Sealed>), StoreError> {
-        // One transaction: the snapshot and the write lock are taken together.
-        let mut tx = self.write().await?;
-        let snapshot = read_snapshot(&mut tx, team, user, environment).await?;
+        // The reads: one snapshot (a read transaction; WAL lets many run at once).
+        let mut read = self.pool.begin().await?;
+        let mut snapshot = read_snapshot(&mut read, team, user, environment).await?;
+        read.rollback().await?;
         let plan = decide(&snapshot);
-        sqlx::query(
-            "INSERT INTO runs (id, team_id, key_id, user_id, record, status, started_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&plan.id)
-        .bind(team)
-        .bind(&plan.key_id)
-        .bind(plan.user.map(|u| u.0))
-        .bind(json(&plan.record))
-        .bind(plan.status)
-        .bind(plan.started_at)
-        .execute(&mut *tx)
-        .await?;
-        insert_audit(&mut tx, &plan.audit).await?;
-        let mut sealed = Vec::with_capacity(plan.deliver.len());
-        for id in &plan.deliver {
-            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {SECRET_COLUMNS}, s.ciphertext FROM secrets s
-                 LEFT JOIN users o ON o.id = s.owner_id
-                 JOIN users c ON c.id = s.created_by JOIN users u ON u.id = s.updated_by
-                 WHERE s.team_id = ? AND s.id = ?"
-            )))
-            .bind(team)
-            .bind(id.0)
-            .fetch_one(&mut *tx)
-            .await?;
-            sealed.push(Sealed {
-                secret: secret_row(&row)?,
-                ciphertext: row.try_get("ciphertext")?,
-            });
-        }
-        // Only once the record is durable do the values leave (fail closed).
-        tx.commit().await?;
+        let sealed = plan
+            .deliver
+            .iter()
+            .map(|id| snapshot.sealed.remove(id))
+            .collect::<Option<Vec<Sealed>>>()
+            .ok_or_else(|| {
+                StoreError::Corrupt("a delivered secret is not in the snapshot".into())
+            })?;
+        // The record: durable before any value leaves (group-committed by the run writer).
+        let (reply, answer) = oneshot::channel();
+        let gone = || StoreError::Corrupt("the run writer stopped".into());
+        self.runs
+            .send(RunJob {
+                team,
+                plan: plan.clone(),
+                reply,
+            })
+            .await
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())??;
         Ok((plan, sealed))
     }
 
@@ -928,6 +938,74 @@ fn member_row(row: &SqliteRow) -> Result<MemberRow, StoreError> {
     })
 }
 
+/// The run writer: group commit for run records. It takes every record waiting (up to
+/// [`MAX_BATCH`]), writes each with its audit event in its own savepoint inside one
+/// `BEGIN IMMEDIATE` transaction, commits once, and only then answers: one fsync covers the
+/// batch, and a run's values leave only once its record is durable. A record that fails rolls
+/// back to its savepoint alone; if the commit fails, every job gets the error (fail closed).
+async fn run_writer(pool: SqlitePool, mut queue: mpsc::Receiver<RunJob>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let mut results = Vec::with_capacity(batch.len());
+        let committed = async {
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+            for RunJob { team, plan, reply } in batch.drain(..) {
+                sqlx::query("SAVEPOINT run").execute(&mut *tx).await?;
+                let result = record_run(&mut tx, team, &plan).await;
+                let end = if result.is_ok() {
+                    "RELEASE run"
+                } else {
+                    "ROLLBACK TO run; RELEASE run"
+                };
+                sqlx::query(sqlx::AssertSqlSafe(end))
+                    .execute(&mut *tx)
+                    .await?;
+                results.push((reply, result));
+            }
+            tx.commit().await?;
+            Ok::<(), StoreError>(())
+        }
+        .await;
+        let failed = committed.is_err();
+        if let Err(e) = committed {
+            tracing::error!(error = %e, "a batch of run records could not be committed");
+        }
+        for (reply, result) in results {
+            let result = if failed {
+                Err(StoreError::Corrupt(
+                    "the run record could not be committed".into(),
+                ))
+            } else {
+                result
+            };
+            let _ = reply.send(result);
+        }
+        batch.clear();
+    }
+}
+
+/// Writes one run record and its audit event inside the writer's transaction.
+async fn record_run(
+    tx: &mut Transaction<'static, Sqlite>,
+    team: i64,
+    plan: &RunPlan,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO runs (id, team_id, key_id, user_id, record, status, started_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&plan.id)
+    .bind(team)
+    .bind(&plan.key_id)
+    .bind(plan.user.map(|u| u.0))
+    .bind(json(&plan.record))
+    .bind(plan.status)
+    .bind(plan.started_at)
+    .execute(&mut **tx)
+    .await?;
+    insert_audit(tx, &plan.audit).await
+}
+
 /// A team must keep at least one owner: a change that leaves none is refused (and rolled back
 /// with the transaction).
 async fn refuse_ownerless(
@@ -966,7 +1044,7 @@ async fn read_snapshot(
     }
     let mut snapshot = RunSnapshot::default();
     for row in sqlx::query(
-        "SELECT id, scope, owner_id, name, version FROM secrets
+        "SELECT id, scope, owner_id, name, version, key_version, ciphertext FROM secrets
          WHERE team_id = ? AND (scope = 'team' OR owner_id = ?)",
     )
     .bind(team)
@@ -978,6 +1056,19 @@ async fn read_snapshot(
         let name = secret_name(row.try_get("name")?)?;
         let version = u32_of(row.try_get("version")?)?;
         let owner = row.try_get::<Option<i64>, _>("owner_id")?;
+        let scope_of_row = scope(&row.try_get::<String, _>("scope")?)?;
+        snapshot.sealed.insert(
+            id,
+            Sealed {
+                id,
+                scope: scope_of_row,
+                owner: owner.map(UserId),
+                name: name.clone(),
+                version,
+                key_version: u32_of(row.try_get("key_version")?)?,
+                ciphertext: row.try_get("ciphertext")?,
+            },
+        );
         if let (Scope::Personal, Some(owner)) = (scope(&row.try_get::<String, _>("scope")?)?, owner)
         {
             snapshot.personal.push(PersonalSecret {
