@@ -7,6 +7,7 @@ use std::fmt;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::core::apikey::KeyKind;
 use crate::core::name::{Label, SecretName};
@@ -14,7 +15,7 @@ use crate::core::perm::Role;
 use crate::core::resolve::{Missing, Scope, Trigger};
 
 /// An error body (`application/problem+json`, RFC 9457) with a stable `code`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Problem {
     /// Always `about:blank`.
     #[serde(rename = "type")]
@@ -29,19 +30,22 @@ pub struct Problem {
     pub detail: String,
     /// For `required_missing`: the names and reasons.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
     pub missing: Vec<Missing>,
 }
 
 /// `GET /v1/whoami`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Whoami {
     /// Team name.
     pub team: String,
     /// The key's user (personal keys).
     pub user: Option<String>,
     /// The effective role.
+    #[schema(value_type = String, example = "builder")]
     pub role: Role,
     /// Personal or team.
+    #[schema(value_type = String, example = "personal")]
     pub key_kind: KeyKind,
     /// The key id.
     pub key_id: String,
@@ -50,23 +54,25 @@ pub struct Whoami {
 }
 
 /// `POST /v1/api-keys`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
     /// Where the key is used.
     pub name: String,
     /// Personal or team.
+    #[schema(value_type = String, example = "personal")]
     pub kind: KeyKind,
     /// `1d`, `30d`, `90d`, `never`, or a duration such as `12h` (default `90d`).
     #[serde(default)]
     pub expires: Option<String>,
     /// For a team key: the identity its runs execute as.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub identity: Option<Label>,
 }
 
 /// A key as listed (never the key itself).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct KeyInfo {
     /// Key id.
     pub id: String,
@@ -75,6 +81,7 @@ pub struct KeyInfo {
     /// `latch_p_…wxyz`.
     pub preview: String,
     /// Personal or team.
+    #[schema(value_type = String, example = "personal")]
     pub kind: KeyKind,
     /// The user a personal key acts as.
     pub user: Option<String>,
@@ -93,7 +100,7 @@ pub struct KeyInfo {
 }
 
 /// The answer to a key creation: the only time the raw key is shown.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 pub struct CreatedKey {
     /// The key's listing entry.
     pub info: KeyInfo,
@@ -110,12 +117,14 @@ impl fmt::Debug for CreatedKey {
 }
 
 /// `POST /v1/secrets`.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSecret {
     /// Team or personal.
+    #[schema(value_type = String, example = "team")]
     pub scope: Scope,
     /// Name (the environment variable).
+    #[schema(value_type = String, example = "DATABASE_URL")]
     pub name: SecretName,
     /// The value (write-only).
     pub value: String,
@@ -134,7 +143,7 @@ impl fmt::Debug for CreateSecret {
 }
 
 /// `PATCH /v1/secrets/{scope}/{name}`.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateSecret {
     /// A new value.
@@ -155,11 +164,12 @@ impl fmt::Debug for UpdateSecret {
 }
 
 /// A secret's metadata (never its value).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SecretInfo {
     /// Name.
     pub name: String,
     /// Scope.
+    #[schema(value_type = String, example = "team")]
     pub scope: Scope,
     /// Owner of a personal secret.
     pub owner: Option<String>,
@@ -180,11 +190,12 @@ pub struct SecretInfo {
 }
 
 /// `PUT /v1/environments/{name}` and `PUT /v1/identities/{name}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutList {
     /// Secret names (for an environment, absent means no list).
     #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
     pub secrets: Option<Vec<SecretName>>,
     /// Description.
     #[serde(default)]
@@ -192,7 +203,7 @@ pub struct PutList {
 }
 
 /// An environment or identity.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ListInfo {
     /// Name.
     pub name: String,
@@ -205,36 +216,40 @@ pub struct ListInfo {
 }
 
 /// `POST /v1/members`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddMember {
     /// User name.
+    #[schema(value_type = String, example = "alice")]
     pub name: Label,
     /// Role.
+    #[schema(value_type = String, example = "builder")]
     pub role: Role,
 }
 
 /// `PATCH /v1/members/{user}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetRole {
     /// The new role.
+    #[schema(value_type = String, example = "builder")]
     pub role: Role,
 }
 
 /// A member.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct MemberInfo {
     /// User name.
     pub name: String,
     /// Role.
+    #[schema(value_type = String, example = "builder")]
     pub role: Role,
     /// Unix ms.
     pub created_at: i64,
 }
 
 /// The answer to `POST /v1/members`: the member and their first personal key, shown once.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 pub struct AddedMember {
     /// The member.
     pub member: MemberInfo,
@@ -251,34 +266,40 @@ impl fmt::Debug for AddedMember {
 }
 
 /// `POST /v1/runs`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResolveRun {
     /// How the run was started.
     #[serde(default)]
+    #[schema(value_type = Option<String>, example = "cli")]
     pub trigger: Option<Trigger>,
     /// Environment whose list is the default allowlist.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub environment: Option<Label>,
     /// The run's allowlist; absent differs from empty.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
     pub secrets: Option<Vec<SecretName>>,
     /// Names whose absence must stop the run.
     #[serde(default)]
+    #[schema(value_type = Vec<String>)]
     pub required: Vec<SecretName>,
 }
 
 /// A delivered secret: name, scope, version and the value.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 pub struct ResolvedSecret {
     /// Name (the environment variable).
     pub name: String,
     /// Scope.
+    #[schema(value_type = String, example = "team")]
     pub scope: Scope,
     /// Version.
     pub version: u32,
     /// The value.
     #[serde(serialize_with = "expose")]
+    #[schema(value_type = String)]
     pub value: SecretString,
 }
 
@@ -297,22 +318,24 @@ impl fmt::Debug for ResolvedSecret {
 }
 
 /// The answer to `POST /v1/runs`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Resolved {
     /// Run id, for `POST /v1/runs/{id}/finish`.
     pub run_id: String,
     /// Effective trigger.
+    #[schema(value_type = String, example = "cli")]
     pub trigger: Trigger,
     /// What the run receives.
     pub secrets: Vec<ResolvedSecret>,
     /// Names asked for and not delivered, with reasons.
+    #[schema(value_type = Vec<Object>)]
     pub missing: Vec<Missing>,
     /// Names where a personal secret overrode a team secret.
     pub shadowed: Vec<String>,
 }
 
 /// `POST /v1/runs/{id}/finish`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FinishRun {
     /// The child's exit code, or `None` when it died of a signal.
@@ -329,7 +352,7 @@ pub struct FinishRun {
 }
 
 /// A run as listed and shown.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RunInfo {
     /// Run id.
     pub id: String,
@@ -340,13 +363,15 @@ pub struct RunInfo {
     /// Unix ms.
     pub ended_at: Option<i64>,
     /// Who, trigger, environment, requested, delivered, missing, shadowed (never values).
+    #[schema(value_type = Object)]
     pub record: serde_json::Value,
     /// Exit status, duration, masked counts.
+    #[schema(value_type = Option<Object>)]
     pub outcome: Option<serde_json::Value>,
 }
 
 /// An audit event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AuditInfo {
     /// Sequence number.
     pub id: i64,
@@ -363,5 +388,6 @@ pub struct AuditInfo {
     /// Outcome.
     pub outcome: String,
     /// More (never a value).
+    #[schema(value_type = Object)]
     pub detail: serde_json::Value,
 }

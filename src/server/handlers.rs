@@ -22,8 +22,8 @@ use super::boot::random_id;
 use super::error::ApiError;
 use crate::api::{
     AddMember, AddedMember, AuditInfo, CreateKey, CreateSecret, CreatedKey, FinishRun, KeyInfo,
-    ListInfo, MemberInfo, PutList, ResolveRun, Resolved, ResolvedSecret, RunInfo, SecretInfo,
-    SetRole, UpdateSecret, Whoami,
+    ListInfo, MemberInfo, Problem, PutList, ResolveRun, Resolved, ResolvedSecret, RunInfo,
+    SecretInfo, SetRole, UpdateSecret, Whoami,
 };
 use crate::core::apikey::{self, ApiKey, KeyId, KeyKind};
 use crate::core::crypto::{Binding, CryptoError, DataKey};
@@ -176,15 +176,18 @@ async fn data_key(app: &App, team: i64) -> Result<(DataKey, u32), ApiError> {
 
 // Health ------------------------------------------------------------------------------------
 
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "the process is up", body = String)))]
 pub(super) async fn healthz() -> &'static str {
     "ok\n"
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, description = "the database answers", body = String), (status = 503, description = "database unavailable", body = Problem)))]
 pub(super) async fn readyz(State(app): Shared) -> Result<&'static str, ApiError> {
     app.store.ping().await?;
     Ok("ready\n")
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format", body = String)))]
 pub(super) async fn metrics(State(app): Shared) -> Response {
     let m = &app.metrics;
     let text = format!(
@@ -208,6 +211,7 @@ pub(super) async fn not_found() -> ApiError {
     ApiError::not_found("no_such_route", "no such route; see DESIGN §9 for the API")
 }
 
+#[utoipa::path(get, path = "/v1/whoami", tag = "keys", responses((status = 200, body = Whoami), (status = 401, body = Problem)))]
 pub(super) async fn whoami(caller: Caller) -> Json<Whoami> {
     Json(Whoami {
         team: caller.team_name.clone(),
@@ -275,6 +279,7 @@ fn draw_key(
     Ok((key, new))
 }
 
+#[utoipa::path(post, path = "/v1/api-keys", tag = "keys", request_body = CreateKey, responses((status = 201, description = "the raw key, shown once", body = CreatedKey), (status = 400, body = Problem), (status = 403, body = Problem)))]
 pub(super) async fn create_key(
     State(app): Shared,
     caller: Caller,
@@ -351,6 +356,7 @@ pub(super) async fn create_key(
     ))
 }
 
+#[utoipa::path(get, path = "/v1/api-keys", tag = "keys", responses((status = 200, body = [KeyInfo])))]
 pub(super) async fn list_keys(
     State(app): Shared,
     caller: Caller,
@@ -366,6 +372,7 @@ pub(super) async fn list_keys(
     Ok(Json(keys.iter().map(|k| key_info(k, &names)).collect()))
 }
 
+#[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "keys", params(("id" = String, Path, description = "key id")), responses((status = 204, description = "revoked"), (status = 404, body = Problem)))]
 pub(super) async fn revoke_key(
     State(app): Shared,
     caller: Caller,
@@ -444,6 +451,7 @@ fn description_of(text: String) -> Result<String, ApiError> {
     Ok(text)
 }
 
+#[utoipa::path(post, path = "/v1/secrets", tag = "secrets", request_body = CreateSecret, responses((status = 201, body = SecretInfo), (status = 400, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem)))]
 pub(super) async fn create_secret(
     State(app): Shared,
     caller: Caller,
@@ -501,6 +509,7 @@ pub(super) struct ListSecretsQuery {
     all: bool,
 }
 
+#[utoipa::path(get, path = "/v1/secrets", tag = "secrets", params(("all" = Option<bool>, Query, description = "add every member's personal secret names (owners and admins)")), responses((status = 200, body = [SecretInfo])))]
 pub(super) async fn list_secrets(
     State(app): Shared,
     caller: Caller,
@@ -534,6 +543,7 @@ async fn find_secret(
     Ok((row, owner))
 }
 
+#[utoipa::path(patch, path = "/v1/secrets/{scope}/{name}", tag = "secrets", params(("scope" = String, Path), ("name" = String, Path)), request_body = UpdateSecret, responses((status = 200, body = SecretInfo), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub(super) async fn update_secret(
     State(app): Shared,
     caller: Caller,
@@ -597,6 +607,7 @@ pub(super) async fn update_secret(
     Ok(Json(secret_info(&row)))
 }
 
+#[utoipa::path(delete, path = "/v1/secrets/{scope}/{name}", tag = "secrets", params(("scope" = String, Path), ("name" = String, Path)), responses((status = 204, description = "deleted"), (status = 404, body = Problem)))]
 pub(super) async fn delete_secret(
     State(app): Shared,
     caller: Caller,
@@ -641,7 +652,7 @@ const fn kind_name(kind: ListKind) -> &'static str {
     }
 }
 
-pub(super) async fn put_list(
+async fn put_list(
     kind: ListKind,
     app: Arc<App>,
     caller: Caller,
@@ -685,7 +696,7 @@ pub(super) async fn put_list(
     Ok(Json(list_info(&list)))
 }
 
-pub(super) async fn get_list(
+async fn get_list(
     kind: ListKind,
     app: Arc<App>,
     caller: Caller,
@@ -706,7 +717,7 @@ pub(super) async fn get_list(
     Ok(Json(list_info(&list)))
 }
 
-pub(super) async fn get_lists(
+async fn get_lists(
     kind: ListKind,
     app: Arc<App>,
     caller: Caller,
@@ -722,7 +733,7 @@ pub(super) async fn get_lists(
     ))
 }
 
-pub(super) async fn delete_list(
+async fn delete_list(
     kind: ListKind,
     app: Arc<App>,
     caller: Caller,
@@ -751,6 +762,49 @@ pub(super) async fn delete_list(
     }
 }
 
+macro_rules! list_routes {
+    ($kind:expr, $base:literal, $tag:literal, $put:ident, $get:ident, $all:ident, $delete:ident) => {
+        #[utoipa::path(put, path = concat!($base, "/{name}"), tag = $tag, params(("name" = String, Path)),
+            request_body = PutList, responses((status = 200, body = ListInfo), (status = 403, body = Problem)))]
+        pub(super) async fn $put(State(app): Shared, caller: Caller, Path(name): Path<String>, ApiJson(body): ApiJson<PutList>) -> Result<Json<ListInfo>, ApiError> {
+            put_list($kind, app, caller, name, body).await
+        }
+        #[utoipa::path(get, path = concat!($base, "/{name}"), tag = $tag, params(("name" = String, Path)),
+            responses((status = 200, body = ListInfo), (status = 404, body = Problem)))]
+        pub(super) async fn $get(State(app): Shared, caller: Caller, Path(name): Path<String>) -> Result<Json<ListInfo>, ApiError> {
+            get_list($kind, app, caller, name).await
+        }
+        #[utoipa::path(get, path = $base, tag = $tag, responses((status = 200, body = [ListInfo])))]
+        pub(super) async fn $all(State(app): Shared, caller: Caller) -> Result<Json<Vec<ListInfo>>, ApiError> {
+            get_lists($kind, app, caller).await
+        }
+        #[utoipa::path(delete, path = concat!($base, "/{name}"), tag = $tag, params(("name" = String, Path)),
+            responses((status = 204, description = "deleted"), (status = 404, body = Problem)))]
+        pub(super) async fn $delete(State(app): Shared, caller: Caller, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+            delete_list($kind, app, caller, name).await
+        }
+    };
+}
+
+list_routes!(
+    ListKind::Environment,
+    "/v1/environments",
+    "environments",
+    put_environment,
+    get_environment,
+    list_environments,
+    delete_environment
+);
+list_routes!(
+    ListKind::Identity,
+    "/v1/identities",
+    "identities",
+    put_identity,
+    get_identity,
+    list_identities,
+    delete_identity
+);
+
 // Members -------------------------------------------------------------------------------------
 
 fn member_info(m: &MemberRow) -> MemberInfo {
@@ -761,6 +815,7 @@ fn member_info(m: &MemberRow) -> MemberInfo {
     }
 }
 
+#[utoipa::path(post, path = "/v1/members", tag = "members", request_body = AddMember, responses((status = 201, description = "the member and their first key, shown once", body = AddedMember), (status = 403, body = Problem), (status = 409, body = Problem)))]
 pub(super) async fn add_member(
     State(app): Shared,
     caller: Caller,
@@ -815,6 +870,7 @@ pub(super) async fn add_member(
     Ok(no_store((StatusCode::CREATED, Json(added)).into_response()))
 }
 
+#[utoipa::path(get, path = "/v1/members", tag = "members", responses((status = 200, body = [MemberInfo])))]
 pub(super) async fn list_members(
     State(app): Shared,
     caller: Caller,
@@ -838,6 +894,7 @@ async fn find_member(app: &App, caller: &Caller, name: &str) -> Result<MemberRow
         .ok_or_else(|| ApiError::not_found("unknown_member", format!("`{name}` is not a member")))
 }
 
+#[utoipa::path(patch, path = "/v1/members/{user}", tag = "members", params(("user" = String, Path)), request_body = SetRole, responses((status = 200, body = MemberInfo), (status = 403, body = Problem), (status = 409, body = Problem)))]
 pub(super) async fn set_role(
     State(app): Shared,
     caller: Caller,
@@ -869,6 +926,7 @@ pub(super) async fn set_role(
     }))
 }
 
+#[utoipa::path(delete, path = "/v1/members/{user}", tag = "members", params(("user" = String, Path)), responses((status = 204, description = "removed"), (status = 403, body = Problem), (status = 409, body = Problem)))]
 pub(super) async fn remove_member(
     State(app): Shared,
     caller: Caller,
@@ -897,6 +955,7 @@ fn run_id() -> Result<String, ApiError> {
     Ok(format!("run_{a:016x}{b:016x}"))
 }
 
+#[utoipa::path(post, path = "/v1/runs", tag = "runs", request_body = ResolveRun, responses((status = 201, description = "the run and its secrets (the only response that carries values)", body = Resolved), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, description = "a required secret is missing", body = Problem)))]
 pub(super) async fn resolve(
     State(app): Shared,
     caller: Caller,
@@ -1107,6 +1166,7 @@ fn run_filter(caller: &Caller) -> Result<Option<UserId>, ApiError> {
     Ok(Some(caller.own_user()?))
 }
 
+#[utoipa::path(post, path = "/v1/runs/{id}/finish", tag = "runs", params(("id" = String, Path)), request_body = FinishRun, responses((status = 200, body = RunInfo), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub(super) async fn finish_run(
     State(app): Shared,
     caller: Caller,
@@ -1155,6 +1215,7 @@ const fn default_limit() -> u32 {
     50
 }
 
+#[utoipa::path(get, path = "/v1/runs", tag = "runs", params(("limit" = Option<u32>, Query)), responses((status = 200, body = [RunInfo])))]
 pub(super) async fn list_runs(
     State(app): Shared,
     caller: Caller,
@@ -1168,6 +1229,7 @@ pub(super) async fn list_runs(
     Ok(Json(rows.into_iter().map(run_info).collect()))
 }
 
+#[utoipa::path(get, path = "/v1/runs/{id}", tag = "runs", params(("id" = String, Path)), responses((status = 200, body = RunInfo), (status = 404, body = Problem)))]
 pub(super) async fn show_run(
     State(app): Shared,
     caller: Caller,
@@ -1181,6 +1243,7 @@ pub(super) async fn show_run(
     }
 }
 
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(("limit" = Option<u32>, Query)), responses((status = 200, body = [AuditInfo]), (status = 403, body = Problem)))]
 pub(super) async fn audit(
     State(app): Shared,
     caller: Caller,

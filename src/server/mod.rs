@@ -8,6 +8,7 @@ pub mod auth;
 pub mod boot;
 pub mod error;
 mod handlers;
+mod openapi;
 mod router;
 
 use std::future::Future;

@@ -3,53 +3,23 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use axum::Json;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post, put};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use super::App;
-use super::auth::Caller;
 use super::error::ApiError;
-use super::handlers::{self as h, ApiJson};
-use crate::api::PutList;
-use crate::store::ListKind;
+use super::handlers as h;
 
 /// Largest request body: a 64 KiB value JSON-escaped, with room to spare.
 const BODY_LIMIT: usize = 512 * 1024;
 
 /// The router over `app`.
 pub fn router(app: Arc<App>) -> Router {
-    let lists = |kind: ListKind| {
-        Router::new()
-            .route(
-                "/",
-                get(move |State(a): State<Arc<App>>, c: Caller| h::get_lists(kind, a, c)),
-            )
-            .route(
-                "/{name}",
-                put(
-                    move |State(a): State<Arc<App>>,
-                          c: Caller,
-                          Path(n): Path<String>,
-                          ApiJson(b): ApiJson<PutList>| {
-                        h::put_list(kind, a, c, n, b)
-                    },
-                )
-                .get(
-                    move |State(a): State<Arc<App>>, c: Caller, Path(n): Path<String>| {
-                        h::get_list(kind, a, c, n)
-                    },
-                )
-                .delete(
-                    move |State(a): State<Arc<App>>, c: Caller, Path(n): Path<String>| {
-                        h::delete_list(kind, a, c, n)
-                    },
-                ),
-            )
-    };
     Router::new()
         .route("/healthz", get(h::healthz))
         .route("/readyz", get(h::readyz))
@@ -62,8 +32,21 @@ pub fn router(app: Arc<App>) -> Router {
             "/v1/secrets/{scope}/{name}",
             patch(h::update_secret).delete(h::delete_secret),
         )
-        .nest("/v1/environments", lists(ListKind::Environment))
-        .nest("/v1/identities", lists(ListKind::Identity))
+        .route("/v1/environments", get(h::list_environments))
+        .route(
+            "/v1/environments/{name}",
+            put(h::put_environment)
+                .get(h::get_environment)
+                .delete(h::delete_environment),
+        )
+        .route("/v1/identities", get(h::list_identities))
+        .route(
+            "/v1/identities/{name}",
+            put(h::put_identity)
+                .get(h::get_identity)
+                .delete(h::delete_identity),
+        )
+        .route("/v1/openapi.json", get(openapi))
         .route("/v1/members", post(h::add_member).get(h::list_members))
         .route(
             "/v1/members/{user}",
@@ -83,6 +66,12 @@ pub fn router(app: Arc<App>) -> Router {
         ))
         .layer(middleware::from_fn_with_state(Arc::clone(&app), count))
         .with_state(app)
+}
+
+/// The OpenAPI document, generated from the handlers' annotations and the wire types.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "health", responses((status = 200, description = "this document")))]
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(super::openapi::document())
 }
 
 async fn count(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {

@@ -1041,3 +1041,58 @@ async fn kill_9_during_a_burst_of_writes_loses_no_acknowledged_write() {
     child.kill().expect("stops");
     let _ = child.wait();
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let p = start().await;
+    let doc: Value = p
+        .http
+        .get(format!("{}/v1/openapi.json", p.url))
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
+        "{doc}"
+    );
+    let paths = doc["paths"].as_object().expect("paths");
+    for (path, methods) in [
+        ("/healthz", &["get"][..]),
+        ("/readyz", &["get"]),
+        ("/metrics", &["get"]),
+        ("/v1/openapi.json", &["get"]),
+        ("/v1/whoami", &["get"]),
+        ("/v1/api-keys", &["get", "post"]),
+        ("/v1/api-keys/{id}", &["delete"]),
+        ("/v1/secrets", &["get", "post"]),
+        ("/v1/secrets/{scope}/{name}", &["patch", "delete"]),
+        ("/v1/environments", &["get"]),
+        ("/v1/environments/{name}", &["put", "get", "delete"]),
+        ("/v1/identities", &["get"]),
+        ("/v1/identities/{name}", &["put", "get", "delete"]),
+        ("/v1/members", &["get", "post"]),
+        ("/v1/members/{user}", &["patch", "delete"]),
+        ("/v1/runs", &["get", "post"]),
+        ("/v1/runs/{id}", &["get"]),
+        ("/v1/runs/{id}/finish", &["post"]),
+        ("/v1/audit", &["get"]),
+    ] {
+        for method in methods {
+            assert!(
+                paths.get(path).and_then(|p| p.get(*method)).is_some(),
+                "{method} {path} undocumented"
+            );
+        }
+    }
+    assert_eq!(paths.len(), 19, "every documented path is served");
+    for schema in ["Problem", "Resolved", "CreateSecret", "RunInfo"] {
+        assert!(
+            doc["components"]["schemas"].get(schema).is_some(),
+            "{schema}"
+        );
+    }
+    p.stop().await;
+}
