@@ -31,6 +31,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod client;
 pub mod core;
 pub mod launcher;
 pub mod server;

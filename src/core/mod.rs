@@ -13,4 +13,5 @@ pub mod name;
 pub mod perm;
 pub mod resolve;
 pub mod scrub;
+pub mod time;
 pub mod value;

@@ -48,7 +48,7 @@ pub struct App {
 }
 
 impl App {
-    /// Shared state over `store` with `root` (already verified by [`boot::open`]).
+    /// Shared state over `store` with `root` (already checked by [`boot::verify_root`]).
     #[must_use]
     pub fn new(store: Arc<dyn Store>, root: RootKey) -> Arc<Self> {
         Arc::new(Self {

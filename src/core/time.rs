@@ -1,0 +1,88 @@
+//! Relative times for tables: `just now`, `5 minutes ago`, `yesterday`, `1 week ago`,
+//! `in 3 days`. Pure: the caller passes "now".
+
+/// Renders `at` relative to `now` (both Unix milliseconds).
+#[must_use]
+pub fn relative(at: i64, now: i64) -> String {
+    const MINUTE: i64 = 60;
+    const HOUR: i64 = 60 * MINUTE;
+    const DAY: i64 = 24 * HOUR;
+    let seconds = (now - at) / 1000;
+    let (future, s) = if seconds < 0 {
+        (true, -seconds)
+    } else {
+        (false, seconds)
+    };
+    let plural = |n: i64, unit: &str| {
+        let text = if n == 1 {
+            format!("1 {unit}")
+        } else {
+            format!("{n} {unit}s")
+        };
+        if future {
+            format!("in {text}")
+        } else {
+            format!("{text} ago")
+        }
+    };
+    match s {
+        s if s < 45 => {
+            if future {
+                "in a moment".to_owned()
+            } else {
+                "just now".to_owned()
+            }
+        }
+        s if s < 90 => plural(1, "minute"),
+        s if s < 45 * MINUTE => plural((s + 30) / MINUTE, "minute"),
+        s if s < 90 * MINUTE => plural(1, "hour"),
+        s if s < 22 * HOUR => plural((s + HOUR / 2) / HOUR, "hour"),
+        s if s < 2 * DAY => {
+            if future {
+                "tomorrow".to_owned()
+            } else {
+                "yesterday".to_owned()
+            }
+        }
+        s if s < 7 * DAY => plural(s / DAY, "day"),
+        s if s < 30 * DAY => plural(s / (7 * DAY), "week"),
+        s if s < 365 * DAY => plural(s / (30 * DAY), "month"),
+        s => plural(s / (365 * DAY), "year"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000_000;
+    const S: i64 = 1000;
+
+    #[test]
+    fn past_and_future() {
+        let table = [
+            (0, "just now"),
+            (30 * S, "just now"),
+            (60 * S, "1 minute ago"),
+            (5 * 60 * S, "5 minutes ago"),
+            (60 * 60 * S, "1 hour ago"),
+            (3 * 3600 * S, "3 hours ago"),
+            (24 * 3600 * S, "yesterday"),
+            (47 * 3600 * S, "yesterday"),
+            (3 * 86_400 * S, "3 days ago"),
+            (7 * 86_400 * S, "1 week ago"),
+            (20 * 86_400 * S, "2 weeks ago"),
+            (40 * 86_400 * S, "1 month ago"),
+            (200 * 86_400 * S, "6 months ago"),
+            (400 * 86_400 * S, "1 year ago"),
+            (800 * 86_400 * S, "2 years ago"),
+            (-30 * S, "in a moment"),
+            (-24 * 3600 * S, "tomorrow"),
+            (-30 * 86_400 * S, "in 1 month"),
+            (-90 * 86_400 * S, "in 3 months"),
+        ];
+        for (ago, want) in table {
+            assert_eq!(relative(NOW - ago, NOW), want, "{ago} ms ago");
+        }
+    }
+}
