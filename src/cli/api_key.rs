@@ -1,9 +1,14 @@
 //! `latch api-key`: personal and team API keys (DESIGN §4, §10). A raw key is printed once.
 
 use clap::{Args, Subcommand};
+use reqwest::Method;
 
+use super::{Error, Global, context};
+use crate::api::{CreateKey, CreatedKey, KeyInfo};
+use crate::core::apikey::KeyKind;
 use crate::core::duration::Expiry;
 use crate::core::name::Label;
+use crate::core::time::relative;
 
 /// Which kind of key to create.
 #[derive(Debug, Args)]
@@ -46,13 +51,105 @@ pub enum ApiKeyCommand {
     },
 }
 
-impl ApiKeyCommand {
-    /// The command's name, for messages.
-    pub(crate) const fn name(&self) -> &'static str {
-        match self {
-            Self::Create { .. } => "api-key create",
-            Self::List => "api-key list",
-            Self::Revoke { .. } => "api-key revoke",
+/// Runs a `latch api-key` command.
+///
+/// # Errors
+/// [`Error`] from the client or a refused confirmation.
+pub(crate) async fn run(command: ApiKeyCommand, global: &Global) -> Result<u8, Error> {
+    let client = context::client(global)?;
+    match command {
+        ApiKeyCommand::Create {
+            name,
+            kind,
+            expires,
+            identity,
+        } => {
+            let body = CreateKey {
+                name,
+                kind: if kind.team {
+                    KeyKind::Team
+                } else {
+                    KeyKind::Personal
+                },
+                expires: Some(expires.to_string()),
+                identity,
+            };
+            let created: CreatedKey = client
+                .call(Method::POST, "v1/api-keys", Some(&body))
+                .await?;
+            if global.json {
+                context::print_json(&created)?;
+            } else {
+                let expiry = created.info.expires_at.map_or_else(
+                    || "never expires".to_owned(),
+                    |at| format!("expires {}", relative(at, context::now())),
+                );
+                eprintln!(
+                    "created {} key `{}` (id {}, {expiry}); it is shown once — store it now:",
+                    created.info.kind, created.info.name, created.info.id
+                );
+                println!("{}", created.key);
+            }
+        }
+        ApiKeyCommand::List => {
+            let keys: Vec<KeyInfo> = client
+                .call::<_, ()>(Method::GET, "v1/api-keys", None)
+                .await?;
+            if global.json {
+                context::print_json(&keys)?;
+            } else {
+                print!("{}", key_table(&keys, context::now()));
+            }
+        }
+        ApiKeyCommand::Revoke { id, yes } => {
+            context::confirm(
+                &format!("revoke key {id}? Anything using it stops working at once."),
+                yes,
+                "--yes",
+            )?;
+            client
+                .call_empty::<()>(Method::DELETE, &format!("v1/api-keys/{id}"), None)
+                .await?;
+            if !global.json {
+                println!("revoked key {id}");
+            }
         }
     }
+    Ok(0)
+}
+
+fn key_table(keys: &[KeyInfo], now: i64) -> String {
+    let when =
+        |at: Option<i64>, none: &str| at.map_or_else(|| none.to_owned(), |t| relative(t, now));
+    let rows: Vec<Vec<String>> = keys
+        .iter()
+        .map(|k| {
+            let expires = if k.revoked_at.is_some() {
+                "revoked".to_owned()
+            } else {
+                when(k.expires_at, "never")
+            };
+            vec![
+                k.id.clone(),
+                k.name.clone(),
+                k.preview.clone(),
+                k.kind.to_string(),
+                relative(k.created_at, now),
+                when(k.last_used_at, "never"),
+                expires,
+            ]
+        })
+        .collect();
+    context::table(
+        &[
+            "ID",
+            "NAME",
+            "PREVIEW",
+            "SCOPE",
+            "CREATED",
+            "LAST USED",
+            "EXPIRES",
+        ],
+        &rows,
+    )
 }

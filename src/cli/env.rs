@@ -2,6 +2,9 @@
 
 use clap::Subcommand;
 
+use super::lists::{self, Kind, Op};
+use super::{Error, Global};
+
 use crate::core::name::{Label, SecretName};
 
 /// `latch env ...`
@@ -35,14 +38,24 @@ pub enum EnvCommand {
     },
 }
 
-impl EnvCommand {
-    /// The command's name, for messages.
-    pub(crate) const fn name(&self) -> &'static str {
-        match self {
-            Self::Set { .. } => "env set",
-            Self::Show { .. } => "env show",
-            Self::List => "env list",
-            Self::Delete { .. } => "env delete",
-        }
-    }
+/// Runs a `latch env` command.
+///
+/// # Errors
+/// [`Error`] from the client or a refused confirmation.
+pub(crate) async fn run(command: EnvCommand, global: &Global) -> Result<u8, Error> {
+    let op = match command {
+        EnvCommand::Set {
+            name,
+            secrets,
+            description,
+        } => Op::Set {
+            name,
+            secrets,
+            description,
+        },
+        EnvCommand::Show { name } => Op::Show { name },
+        EnvCommand::List => Op::List,
+        EnvCommand::Delete { name, force } => Op::Delete { name, force },
+    };
+    lists::run(Kind::Environment, op, global).await
 }

@@ -1,5 +1,6 @@
 //! The CLI's error type and its one exhaustive mapping to the exit-code contract.
 
+use crate::client::ClientError;
 use crate::core::exit::Failure;
 use crate::core::scrub::BuildError;
 use crate::server::boot::BootError;
@@ -23,6 +24,12 @@ pub enum Error {
     /// The platform cannot start: data directory, root key or database.
     #[error("cannot start the platform")]
     Boot(#[from] BootError),
+    /// A request to the platform failed.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// A command needs a person at a terminal, or a flag instead.
+    #[error("{0}")]
+    Usage(String),
     /// Reading input or writing output failed.
     #[error("i/o error")]
     Io(#[source] std::io::Error),
@@ -31,23 +38,47 @@ pub enum Error {
 impl Error {
     /// The failure class, hence the exit code.
     #[must_use]
-    pub const fn failure(&self) -> Failure {
+    pub fn failure(&self) -> Failure {
         match self {
-            Self::NotBuilt(_) | Self::Runtime(_) | Self::Io(_) => Failure::Internal,
-            Self::Config(_) | Self::Patterns(_) | Self::Boot(_) => Failure::Config,
+            Self::Client(ClientError::Unreachable { .. }) => Failure::Unavailable,
+            Self::Client(ClientError::Refused(_)) => Failure::AuthRefused,
+            Self::Client(ClientError::Api { code, .. }) if code == "required_missing" => {
+                Failure::RequiredMissing
+            }
+            Self::Client(ClientError::Api { .. }) => Failure::Rejected,
+            Self::Usage(_) => Failure::Usage,
+            Self::NotBuilt(_)
+            | Self::Runtime(_)
+            | Self::Io(_)
+            | Self::Client(ClientError::Decode(_)) => Failure::Internal,
+            Self::Config(_)
+            | Self::Patterns(_)
+            | Self::Boot(_)
+            | Self::Client(ClientError::Config(_)) => Failure::Config,
         }
     }
 
     /// A line telling the person what to do, where there is one.
     #[must_use]
-    pub const fn remedy(&self) -> Option<&'static str> {
+    pub fn remedy(&self) -> Option<&'static str> {
         match self {
             Self::NotBuilt(_) => Some("see README.md for what this version provides"),
             Self::Patterns(_) => Some("mask fewer or shorter secrets"),
             Self::Boot(_) => Some(
                 "check --data-dir, --root-key-file and that the root key is the one this database was created with",
             ),
-            Self::Runtime(_) | Self::Config(_) | Self::Io(_) => None,
+            Self::Client(ClientError::Refused(_)) => Some(
+                "check LATCH_API_KEY; an owner or admin can create a key with `latch api-key create`",
+            ),
+            Self::Client(ClientError::Unreachable { .. }) => {
+                Some("check LATCH_URL and that `latch serve` is running and reachable")
+            }
+            Self::Client(ClientError::Api { code, .. }) if code == "forbidden" => {
+                Some("your role does not allow this; ask an owner or admin")
+            }
+            Self::Client(_) | Self::Usage(_) | Self::Runtime(_) | Self::Config(_) | Self::Io(_) => {
+                None
+            }
         }
     }
 }

@@ -2,6 +2,9 @@
 
 use clap::Subcommand;
 
+use super::lists::{self, Kind, Op};
+use super::{Error, Global};
+
 use crate::core::name::{Label, SecretName};
 
 /// `latch identity ...`
@@ -35,14 +38,24 @@ pub enum IdentityCommand {
     },
 }
 
-impl IdentityCommand {
-    /// The command's name, for messages.
-    pub(crate) const fn name(&self) -> &'static str {
-        match self {
-            Self::Set { .. } => "identity set",
-            Self::Show { .. } => "identity show",
-            Self::List => "identity list",
-            Self::Delete { .. } => "identity delete",
-        }
-    }
+/// Runs a `latch identity` command.
+///
+/// # Errors
+/// [`Error`] from the client or a refused confirmation.
+pub(crate) async fn run(command: IdentityCommand, global: &Global) -> Result<u8, Error> {
+    let op = match command {
+        IdentityCommand::Set {
+            name,
+            secrets,
+            description,
+        } => Op::Set {
+            name,
+            secrets,
+            description,
+        },
+        IdentityCommand::Show { name } => Op::Show { name },
+        IdentityCommand::List => Op::List,
+        IdentityCommand::Delete { name, force } => Op::Delete { name, force },
+    };
+    lists::run(Kind::Identity, op, global).await
 }

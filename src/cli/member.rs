@@ -1,8 +1,13 @@
 //! `latch member`: team members and roles (DESIGN §3).
 
 use clap::{Subcommand, ValueEnum};
+use reqwest::Method;
 
+use super::{Error, Global, context};
+use crate::api::{AddMember, AddedMember, MemberInfo, SetRole};
 use crate::core::name::Label;
+use crate::core::perm::Role;
+use crate::core::time::relative;
 
 /// A member's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -46,14 +51,84 @@ pub enum MemberCommand {
     },
 }
 
-impl MemberCommand {
-    /// The command's name, for messages.
-    pub(crate) const fn name(&self) -> &'static str {
-        match self {
-            Self::Add { .. } => "member add",
-            Self::List => "member list",
-            Self::SetRole { .. } => "member set-role",
-            Self::Remove { .. } => "member remove",
+impl From<RoleArg> for Role {
+    fn from(role: RoleArg) -> Self {
+        match role {
+            RoleArg::Owner => Self::Owner,
+            RoleArg::Admin => Self::Admin,
+            RoleArg::Builder => Self::Builder,
         }
     }
+}
+
+/// Runs a `latch member` command.
+///
+/// # Errors
+/// [`Error`] from the client or a refused confirmation.
+pub(crate) async fn run(command: MemberCommand, global: &Global) -> Result<u8, Error> {
+    let client = context::client(global)?;
+    match command {
+        MemberCommand::Add { name, role } => {
+            let body = AddMember {
+                name,
+                role: role.into(),
+            };
+            let added: AddedMember = client.call(Method::POST, "v1/members", Some(&body)).await?;
+            if global.json {
+                context::print_json(&added)?;
+            } else {
+                eprintln!(
+                    "added {} as {}; their first personal API key is shown once — hand it over securely:",
+                    added.member.name, added.member.role
+                );
+                println!("{}", added.key.key);
+            }
+        }
+        MemberCommand::List => {
+            let members: Vec<MemberInfo> = client
+                .call::<_, ()>(Method::GET, "v1/members", None)
+                .await?;
+            if global.json {
+                context::print_json(&members)?;
+            } else {
+                let now = context::now();
+                let rows: Vec<Vec<String>> = members
+                    .iter()
+                    .map(|m| {
+                        vec![
+                            m.name.clone(),
+                            m.role.to_string(),
+                            relative(m.created_at, now),
+                        ]
+                    })
+                    .collect();
+                print!("{}", context::table(&["NAME", "ROLE", "JOINED"], &rows));
+            }
+        }
+        MemberCommand::SetRole { name, role } => {
+            let body = SetRole { role: role.into() };
+            let info: MemberInfo = client
+                .call(Method::PATCH, &format!("v1/members/{name}"), Some(&body))
+                .await?;
+            if global.json {
+                context::print_json(&info)?;
+            } else {
+                println!("{} is now {}", info.name, info.role);
+            }
+        }
+        MemberCommand::Remove { name, yes } => {
+            context::confirm(
+                &format!("remove {name}? Their personal keys stop working at once."),
+                yes,
+                "--yes",
+            )?;
+            client
+                .call_empty::<()>(Method::DELETE, &format!("v1/members/{name}"), None)
+                .await?;
+            if !global.json {
+                println!("removed {name}");
+            }
+        }
+    }
+    Ok(0)
 }

@@ -8,9 +8,11 @@
 #![allow(clippy::doc_markdown)]
 
 mod api_key;
+mod context;
 mod env;
 mod error;
 mod identity;
+mod lists;
 mod member;
 mod run;
 mod runs;
@@ -54,13 +56,7 @@ pub struct Global {
     pub api_key_file: Option<PathBuf>,
     /// The API key. Prefer the LATCH_API_KEY variable: arguments are visible to other users in
     /// process lists and stay in shell history.
-    #[arg(
-        long,
-        env = "LATCH_API_KEY",
-        hide_env_values = true,
-        global = true,
-        value_name = "KEY"
-    )]
+    #[arg(long, global = true, value_name = "KEY")]
     pub api_key: Option<String>,
     /// Machine-readable JSON output on every listing and every create.
     #[arg(long, global = true)]
@@ -104,6 +100,12 @@ pub enum Command {
     Audit(runs::AuditArgs),
     /// Show who the API key acts as: team, user, role, key kind, identity.
     Whoami,
+    /// Print a shell completion script.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Carries out the parsed command line. Returns the process exit code on success (a child's
@@ -112,18 +114,23 @@ pub enum Command {
 /// # Errors
 /// [`Error`], which `main` maps to an exit code and one line on stderr.
 pub async fn run(cli: Cli) -> Result<u8, Error> {
-    let name = match cli.command {
-        Command::Scrub(args) => return scrub::run(args).await,
-        Command::Serve(args) => return serve::run(args).await,
-        Command::Run(_) => "run",
-        Command::Secret(c) => c.name(),
-        Command::ApiKey(c) => c.name(),
-        Command::Env(c) => c.name(),
-        Command::Identity(c) => c.name(),
-        Command::Member(c) => c.name(),
-        Command::Runs(c) => c.name(),
-        Command::Audit(_) => "audit",
-        Command::Whoami => "whoami",
-    };
-    Err(Error::NotBuilt(name))
+    let global = &cli.global;
+    match cli.command {
+        Command::Scrub(args) => scrub::run(args).await,
+        Command::Serve(args) => serve::run(args).await,
+        Command::Secret(c) => secret::run(c, global).await,
+        Command::ApiKey(c) => api_key::run(c, global).await,
+        Command::Env(c) => env::run(c, global).await,
+        Command::Identity(c) => identity::run(c, global).await,
+        Command::Member(c) => member::run(c, global).await,
+        Command::Runs(c) => runs::run(c, global).await,
+        Command::Audit(args) => runs::audit(args, global).await,
+        Command::Whoami => runs::whoami(global).await,
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "latch", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Run(_) => Err(Error::NotBuilt("run")),
+    }
 }

@@ -4,8 +4,13 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
+use reqwest::Method;
 
+use super::{Error, Global, context};
+use crate::api::{CreateSecret, SecretInfo, UpdateSecret};
 use crate::core::name::SecretName;
+use crate::core::resolve::Scope;
+use crate::core::time::relative;
 
 /// Which scope a secret command acts on.
 #[derive(Debug, Args)]
@@ -69,14 +74,153 @@ pub enum SecretCommand {
     },
 }
 
-impl SecretCommand {
-    /// The command's name, for messages.
-    pub(crate) const fn name(&self) -> &'static str {
-        match self {
-            Self::Create { .. } => "secret create",
-            Self::Update { .. } => "secret update",
-            Self::Delete { .. } => "secret delete",
-            Self::List { .. } => "secret list",
+impl ScopeArg {
+    fn scope(&self) -> Scope {
+        if self.team {
+            Scope::Team
+        } else {
+            Scope::Personal
         }
+    }
+}
+
+/// Runs a `latch secret` command.
+///
+/// # Errors
+/// [`Error`] from the client, the value input or a refused confirmation.
+pub(crate) async fn run(command: SecretCommand, global: &Global) -> Result<u8, Error> {
+    let client = context::client(global)?;
+    match command {
+        SecretCommand::Create {
+            scope,
+            name,
+            value_file,
+            description,
+        } => {
+            let value = context::read_value(value_file.as_deref(), name.as_str())?;
+            let body = CreateSecret {
+                scope: scope.scope(),
+                name: name.clone(),
+                value: value.expose().to_owned(),
+                description: description.unwrap_or_default(),
+            };
+            let info: SecretInfo = client.call(Method::POST, "v1/secrets", Some(&body)).await?;
+            drop(body);
+            if global.json {
+                context::print_json(&info)?;
+            } else {
+                println!(
+                    "created {} secret {} (version {})",
+                    info.scope, info.name, info.version
+                );
+            }
+        }
+        SecretCommand::Update {
+            scope,
+            name,
+            value,
+            value_file,
+            description,
+        } => {
+            let new_value = if value || value_file.is_some() {
+                Some(context::read_value(value_file.as_deref(), name.as_str())?)
+            } else {
+                None
+            };
+            if new_value.is_none() && description.is_none() {
+                return Err(Error::Usage(
+                    "nothing to update: pass --value, --value-file or --description".into(),
+                ));
+            }
+            let body = UpdateSecret {
+                value: new_value.as_ref().map(|v| v.expose().to_owned()),
+                description,
+            };
+            let path = format!("v1/secrets/{}/{}", scope.scope(), name);
+            let info: SecretInfo = client.call(Method::PATCH, &path, Some(&body)).await?;
+            if global.json {
+                context::print_json(&info)?;
+            } else {
+                println!(
+                    "updated {} secret {} (version {})",
+                    info.scope, info.name, info.version
+                );
+            }
+        }
+        SecretCommand::Delete { scope, name, force } => {
+            let scope = scope.scope();
+            context::confirm(&format!("delete {scope} secret {name}?"), force, "--force")?;
+            client
+                .call_empty::<()>(Method::DELETE, &format!("v1/secrets/{scope}/{name}"), None)
+                .await?;
+            if !global.json {
+                println!("deleted {scope} secret {name}");
+            }
+        }
+        SecretCommand::List { all } => {
+            let path = if all {
+                "v1/secrets?all=true"
+            } else {
+                "v1/secrets"
+            };
+            let list: Vec<SecretInfo> = client.call::<_, ()>(Method::GET, path, None).await?;
+            if global.json {
+                context::print_json(&list)?;
+            } else {
+                print!("{}", secret_table(&list, all, context::now()));
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// `NAME  SCOPE  LAST UPDATED` (and `OWNER` with `--all`).
+fn secret_table(list: &[SecretInfo], all: bool, now: i64) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|s| {
+            let mut row = vec![s.name.clone(), s.scope.to_string()];
+            if all {
+                row.push(s.owner.clone().unwrap_or_else(|| "-".into()));
+            }
+            row.push(relative(s.updated_at, now));
+            row
+        })
+        .collect();
+    let header: &[&str] = if all {
+        &["NAME", "SCOPE", "OWNER", "LAST UPDATED"]
+    } else {
+        &["NAME", "SCOPE", "LAST UPDATED"]
+    };
+    context::table(header, &rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_table_uses_relative_times() {
+        let now = 1_800_000_000_000;
+        let info = |name: &str, scope, ago: i64| SecretInfo {
+            name: name.into(),
+            scope,
+            owner: None,
+            description: String::new(),
+            version: 1,
+            value_length: 8,
+            created_at: now - ago,
+            created_by: "owner".into(),
+            updated_at: now - ago,
+            updated_by: "owner".into(),
+        };
+        let list = vec![
+            info("DATABASE_URL", Scope::Team, 8 * 86_400_000),
+            info("GH", Scope::Personal, 86_400_000),
+        ];
+        assert_eq!(
+            secret_table(&list, false, now),
+            "NAME          SCOPE     LAST UPDATED\nDATABASE_URL  team      1 week ago\nGH            personal  yesterday\n"
+        );
     }
 }

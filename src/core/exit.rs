@@ -8,6 +8,8 @@
 
 /// Success.
 pub const OK: u8 = 0;
+/// The platform refused the request: not permitted, not found, or a conflict.
+pub const REJECTED: u8 = 1;
 /// Bad command line (usage).
 pub const USAGE: u8 = 2;
 /// A `required` secret is missing; the command was not started (`EX_DATAERR`).
@@ -32,6 +34,8 @@ pub const SIGNAL_BASE: u8 = 128;
 /// The ways latch itself can fail, each with its own exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Failure {
+    /// The platform refused the request (permission, not found, conflict).
+    Rejected,
     /// Bad command line.
     Usage,
     /// A required secret is missing.
@@ -54,7 +58,8 @@ pub enum Failure {
 
 impl Failure {
     /// Every failure, for tables and tests.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
+        Self::Rejected,
         Self::Usage,
         Self::RequiredMissing,
         Self::Unavailable,
@@ -70,6 +75,7 @@ impl Failure {
     #[must_use]
     pub const fn code(self) -> u8 {
         match self {
+            Self::Rejected => REJECTED,
             Self::Usage => USAGE,
             Self::RequiredMissing => REQUIRED_MISSING,
             Self::Unavailable => UNAVAILABLE,
@@ -86,6 +92,9 @@ impl Failure {
     #[must_use]
     pub const fn meaning(self) -> &'static str {
         match self {
+            Self::Rejected => {
+                "the platform refused the request: not permitted, not found, or a conflict"
+            }
             Self::Usage => "usage error: bad flags or arguments",
             Self::RequiredMissing => {
                 "a `--require`d secret is missing; the command was not started"
@@ -166,6 +175,7 @@ mod tests {
     #[test]
     fn launcher_codes_are_the_documented_ones() {
         let table = [
+            (Failure::Rejected, 1),
             (Failure::Usage, 2),
             (Failure::RequiredMissing, 65),
             (Failure::Unavailable, 69),

@@ -4,8 +4,10 @@
 #![allow(
     clippy::format_collect,
     clippy::cast_possible_truncation,
-    clippy::too_many_lines
+    clippy::too_many_lines,
+    clippy::many_single_char_names
 )]
 
 mod cli;
+mod manage;
 mod server;

@@ -18,9 +18,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 /// A running platform.
-struct Platform {
-    url: String,
-    owner: String,
+pub(crate) struct Platform {
+    pub(crate) url: String,
+    pub(crate) owner: String,
     dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
@@ -77,14 +77,14 @@ fn root_of(dir: &Path) -> RootKey {
     key
 }
 
-async fn start() -> Platform {
+pub(crate) async fn start() -> Platform {
     let dir = tempfile::tempdir().expect("temp dir");
     let root = root_of(dir.path());
     start_in(dir, root).await
 }
 
 impl Platform {
-    async fn stop(mut self) -> tempfile::TempDir {
+    pub(crate) async fn stop(mut self) -> tempfile::TempDir {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -116,7 +116,13 @@ impl Platform {
         )
     }
 
-    async fn ok(&self, key: &str, method: Method, path: &str, body: Option<Value>) -> Value {
+    pub(crate) async fn ok(
+        &self,
+        key: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
         let (status, value) = self.call(key, method.clone(), path, body).await;
         assert!(status.is_success(), "{method} {path}: {status} {value}");
         value

@@ -1,0 +1,158 @@
+//! What management commands share: the client built from flags and environment, prompts and
+//! confirmations, and plain-text tables. Printing helpers are pure (they build strings).
+
+use std::io::{IsTerminal, Read};
+use std::path::Path;
+
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use super::{Error, Global};
+use crate::client::{Client, Config};
+use crate::core::value::SecretValue;
+
+/// Builds the client: `--url`/`LATCH_URL`; the key from `--api-key` (with a warning),
+/// `--api-key-file`/`LATCH_API_KEY_FILE`, or `LATCH_API_KEY`; `LATCH_CA_CERT` for a private CA.
+///
+/// # Errors
+/// [`Error::Client`] with a configuration message when something is missing or malformed.
+pub(crate) fn client(global: &Global) -> Result<Client, Error> {
+    let config_error = |m: String| Error::Client(crate::client::ClientError::Config(m));
+    let url = global
+        .url
+        .clone()
+        .ok_or_else(|| config_error("no platform URL: set LATCH_URL or pass --url".into()))?;
+    let key: Zeroizing<String> = if let Some(key) = &global.api_key {
+        tracing::warn!(
+            "--api-key is visible to other users in process lists and stays in shell history; prefer LATCH_API_KEY"
+        );
+        Zeroizing::new(key.clone())
+    } else if let Some(path) = &global.api_key_file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            config_error(format!(
+                "cannot read the API key file {}: {e}",
+                path.display()
+            ))
+        })?;
+        Zeroizing::new(text)
+    } else if let Ok(key) = std::env::var("LATCH_API_KEY") {
+        Zeroizing::new(key)
+    } else {
+        return Err(config_error(
+            "no API key: set LATCH_API_KEY (or pass --api-key-file)".into(),
+        ));
+    };
+    let ca = std::env::var_os("LATCH_CA_CERT")
+        .filter(|v| !v.is_empty())
+        .map(Into::into);
+    Ok(Client::new(Config::new(&url, &key, ca)?)?)
+}
+
+/// Reads a secret value from `path` (`-` for stdin), or from a no-echo prompt on the terminal.
+///
+/// # Errors
+/// [`Error::Usage`] without a file and without a terminal; [`Error::Config`] for a bad value.
+pub(crate) fn read_value(path: Option<&Path>, name: &str) -> Result<SecretValue, Error> {
+    let bytes = Zeroizing::new(match path {
+        Some(p) if p == Path::new("-") => {
+            let mut buf = Vec::new();
+            std::io::stdin().read_to_end(&mut buf).map_err(Error::Io)?;
+            buf
+        }
+        Some(p) => std::fs::read(p)
+            .map_err(|e| Error::Config(format!("cannot read {}: {e}", p.display())))?,
+        None => {
+            if !std::io::stdin().is_terminal() {
+                return Err(Error::Usage(
+                    "no terminal to prompt for the value: pass --value-file PATH, or --value-file - to read stdin".into(),
+                ));
+            }
+            rpassword::prompt_password(format!("value for {name} (not echoed): "))
+                .map_err(Error::Io)?
+                .into_bytes()
+        }
+    });
+    SecretValue::from_bytes(bytes.to_vec()).map_err(|e| Error::Config(e.to_string()))
+}
+
+/// Asks `question` on the terminal; without one, refuses unless `forced`.
+///
+/// # Errors
+/// [`Error::Usage`] when refused.
+pub(crate) fn confirm(question: &str, forced: bool, flag: &str) -> Result<(), Error> {
+    if forced {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::Usage(format!(
+            "no terminal to confirm this: pass {flag} to go ahead"
+        )));
+    }
+    eprint!("{question} [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).map_err(Error::Io)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(Error::Usage("cancelled".into()))
+    }
+}
+
+/// Prints `value` as JSON.
+pub(crate) fn print_json<T: Serialize>(value: &T) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Config(e.to_string()))?;
+    println!("{text}");
+    Ok(())
+}
+
+/// A plain table: a header row and rows, columns padded to their widest cell.
+#[must_use]
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}", w = *w))
+            .collect();
+        padded.join("  ").trim_end().to_owned() + "\n"
+    };
+    let mut out = line(header.iter().map(|h| (*h).to_owned()).collect());
+    for row in rows {
+        out.push_str(&line(row.clone()));
+    }
+    out
+}
+
+/// Now, in Unix milliseconds.
+#[must_use]
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_pad_columns() {
+        let out = table(
+            &["NAME", "SCOPE"],
+            &[
+                vec!["DATABASE_URL".into(), "team".into()],
+                vec!["A".into(), "personal".into()],
+            ],
+        );
+        assert_eq!(
+            out,
+            "NAME          SCOPE\nDATABASE_URL  team\nA             personal\n"
+        );
+    }
+}
