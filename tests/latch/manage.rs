@@ -333,6 +333,19 @@ async fn configuration_and_connection_exit_codes() {
     };
     let o = latch(&p, &unknown, &["whoami"]).await;
     assert_eq!(o.status.code(), Some(77), "{}", err(&o));
+    // --api-key-file: the key read from a file (a trailing newline is fine).
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("key");
+    std::fs::write(&file, format!("{k}\n")).expect("writes");
+    let o = latch(
+        &p,
+        "",
+        &["--api-key-file", file.to_str().expect("utf8"), "whoami"],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let o = latch(&p, "", &["--api-key-file", "/nonexistent/key", "whoami"]).await;
+    assert_eq!(o.status.code(), Some(78), "{}", err(&o));
     // --api-key works, with a warning.
     let o = latch(&p, "", &["--api-key", &k, "whoami"]).await;
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
