@@ -1,5 +1,8 @@
-//! `latch env` and `latch identity` share one shape: a named list of secret names.
+//! `latch env` and `latch identity` share one shape, so one command tree: a named list of
+//! secret names (an environment's list is a run's default allowlist; an identity's team secrets
+//! are reserved for runs executing as it).
 
+use clap::Subcommand;
 use reqwest::Method;
 
 use super::{Error, Global, context};
@@ -29,20 +32,33 @@ impl Kind {
     }
 }
 
-/// What to do with a list.
-#[derive(Debug)]
-pub(crate) enum Op {
+/// `latch env ...` and `latch identity ...`
+#[derive(Debug, Subcommand)]
+pub enum ListCommand {
+    /// Create or replace one, with its secret names.
     Set {
+        /// Its name.
         name: Label,
+        /// Secret names, comma-separated.
+        #[arg(long, value_delimiter = ',', value_name = "A,B")]
         secrets: Vec<SecretName>,
+        /// What it is for.
+        #[arg(long, value_name = "TEXT")]
         description: Option<String>,
     },
+    /// Show one.
     Show {
+        /// Its name.
         name: Label,
     },
+    /// List them all.
     List,
+    /// Delete one.
     Delete {
+        /// Its name.
         name: Label,
+        /// Do not ask; required when there is no terminal.
+        #[arg(long)]
         force: bool,
     },
 }
@@ -51,11 +67,11 @@ pub(crate) enum Op {
 ///
 /// # Errors
 /// [`Error`] from the client or a refused confirmation.
-pub(crate) async fn run(kind: Kind, op: Op, global: &Global) -> Result<u8, Error> {
+pub(crate) async fn run(kind: Kind, command: ListCommand, global: &Global) -> Result<u8, Error> {
     let client = context::client(global)?;
     let noun = kind.noun();
-    match op {
-        Op::Set {
+    match command {
+        ListCommand::Set {
             name,
             secrets,
             description,
@@ -77,7 +93,7 @@ pub(crate) async fn run(kind: Kind, op: Op, global: &Global) -> Result<u8, Error
                 );
             }
         }
-        Op::Show { name } => {
+        ListCommand::Show { name } => {
             let info: ListInfo = client
                 .call::<_, ()>(Method::GET, &format!("{}/{name}", kind.path()), None)
                 .await?;
@@ -87,7 +103,7 @@ pub(crate) async fn run(kind: Kind, op: Op, global: &Global) -> Result<u8, Error
                 print!("{}", show(&info, context::now()));
             }
         }
-        Op::List => {
+        ListCommand::List => {
             let list: Vec<ListInfo> = client.call::<_, ()>(Method::GET, kind.path(), None).await?;
             if global.json {
                 context::print_json(&list)?;
@@ -103,7 +119,7 @@ pub(crate) async fn run(kind: Kind, op: Op, global: &Global) -> Result<u8, Error
                 );
             }
         }
-        Op::Delete { name, force } => {
+        ListCommand::Delete { name, force } => {
             context::confirm(&format!("delete {noun} {name}?"), force, "--force")?;
             client
                 .call_empty::<()>(Method::DELETE, &format!("{}/{name}", kind.path()), None)

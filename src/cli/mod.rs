@@ -9,9 +9,7 @@
 
 mod api_key;
 mod context;
-mod env;
 mod error;
-mod identity;
 mod lists;
 mod member;
 mod run;
@@ -86,10 +84,10 @@ pub enum Command {
     ApiKey(api_key::ApiKeyCommand),
     /// Manage environments: named lists of secret names used as a run's default allowlist.
     #[command(subcommand)]
-    Env(env::EnvCommand),
-    /// Manage agent identities and the team secrets reserved for them.
+    Env(lists::ListCommand),
+    /// Manage agent identities: their team secrets are reserved for runs executing as them.
     #[command(subcommand)]
-    Identity(identity::IdentityCommand),
+    Identity(lists::ListCommand),
     /// Add, list and remove team members and change their roles.
     #[command(subcommand)]
     Member(member::MemberCommand),
@@ -120,8 +118,8 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
         Command::Serve(args) => serve::run(args).await,
         Command::Secret(c) => secret::run(c, global).await,
         Command::ApiKey(c) => api_key::run(c, global).await,
-        Command::Env(c) => env::run(c, global).await,
-        Command::Identity(c) => identity::run(c, global).await,
+        Command::Env(c) => lists::run(lists::Kind::Environment, c, global).await,
+        Command::Identity(c) => lists::run(lists::Kind::Identity, c, global).await,
         Command::Member(c) => member::run(c, global).await,
         Command::Runs(c) => runs::run(c, global).await,
         Command::Audit(args) => runs::audit(args, global).await,
