@@ -59,9 +59,6 @@ pub(crate) async fn run(args: ServeArgs) -> Result<u8, Error> {
     if args.database_url.is_some() {
         return Err(Error::NotBuilt("serve --database-url (PostgreSQL)"));
     }
-    if args.tls_cert.is_some() {
-        return Err(Error::NotBuilt("serve --tls-cert (TLS)"));
-    }
     let data_dir = match args.data_dir {
         Some(dir) => dir,
         None => default_data_dir()?,
@@ -117,10 +114,27 @@ pub(crate) async fn run(args: ServeArgs) -> Result<u8, Error> {
         .await
         .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", args.listen)))?;
     let local = listener.local_addr().map_err(Error::Io)?;
-    eprintln!("latch: listening on http://{local}");
-    server::serve(listener, app, shutdown_signal())
-        .await
-        .map_err(Error::Io)?;
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        // Fail before announcing the address when the files are unusable.
+        axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+            .await
+            .map_err(|e| {
+                Error::Config(format!(
+                    "cannot use --tls-cert {} / --tls-key {}: {e}",
+                    cert.display(),
+                    key.display()
+                ))
+            })?;
+        eprintln!("latch: listening on https://{local}");
+        server::serve_tls(listener, app, cert, key, shutdown_signal())
+            .await
+            .map_err(Error::Io)?;
+    } else {
+        eprintln!("latch: listening on http://{local}");
+        server::serve(listener, app, shutdown_signal())
+            .await
+            .map_err(Error::Io)?;
+    }
     Ok(0)
 }
 

@@ -83,3 +83,29 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await
 }
+
+/// Serves `app` over TLS (rustls) on `listener` with the PEM certificate chain and key at
+/// `cert` and `key`, until `shutdown` resolves; in-flight requests get up to 10 s to finish.
+///
+/// # Errors
+/// An I/O error: unreadable or invalid certificate or key, or a listener failure.
+pub async fn serve_tls(
+    listener: TcpListener,
+    app: Arc<App>,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?;
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+    });
+    let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
+    axum_server::from_tcp_rustls(listener.into_std()?, tls)?
+        .handle(handle)
+        .serve(service)
+        .await
+}

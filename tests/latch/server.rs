@@ -948,10 +948,16 @@ async fn a_ciphertext_copied_onto_another_row_fails_with_an_integrity_error() {
 
 /// Starts the real binary on a free port; returns the child, its URL and the owner key.
 fn spawn_serve(dir: &Path) -> (std::process::Child, String, String) {
+    spawn_serve_with(dir, &[])
+}
+
+/// As [`spawn_serve`], with extra arguments.
+fn spawn_serve_with(dir: &Path, extra: &[&str]) -> (std::process::Child, String, String) {
     let key_file = dir.join("owner.key");
     let mut child = Command::new(env!("CARGO_BIN_EXE_latch"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
+        .args(extra)
         .arg("--bootstrap-key-file")
         .arg(&key_file)
         .env("LATCH_LOG", "error")
@@ -1101,4 +1107,127 @@ async fn the_openapi_document_describes_every_route() {
         );
     }
     p.stop().await;
+}
+
+/// Makes a private CA and a server certificate for 127.0.0.1 with `openssl`; returns the CA,
+/// certificate and key paths.
+fn make_certificates(dir: &Path) -> (String, String, String) {
+    let run = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl runs");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-subj",
+            "/CN=latch-test-ca",
+            "-days",
+            "1",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+        ],
+    ]
+    .concat());
+    std::fs::write(dir.join("ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n").expect("writes");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "ext",
+        "-out",
+        "leaf.pem",
+    ]);
+    let path = |name: &str| dir.join(name).to_str().expect("utf8").to_owned();
+    (path("ca.pem"), path("leaf.pem"), path("leaf.key"))
+}
+
+#[tokio::test]
+async fn tls_serving_with_a_private_ca() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (ca, cert, key) = make_certificates(dir.path());
+    let data = dir.path().join("data");
+    let (mut child, url, owner) =
+        spawn_serve_with(&data, &["--tls-cert", &cert, "--tls-key", &key]);
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let whoami = |ca: Option<String>| {
+        let (url, owner) = (url.clone(), owner.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_latch"));
+            cmd.arg("whoami")
+                .env("LATCH_URL", url)
+                .env("LATCH_API_KEY", owner)
+                .env_remove("LATCH_CA_CERT");
+            if let Some(ca) = ca {
+                cmd.env("LATCH_CA_CERT", ca);
+            }
+            cmd.output().expect("runs")
+        })
+    };
+    let trusted = whoami(Some(ca)).await.expect("joins");
+    assert_eq!(
+        trusted.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&trusted.stderr)
+    );
+    assert!(String::from_utf8_lossy(&trusted.stdout).contains("role:     owner"));
+    let untrusted = whoami(None).await.expect("joins");
+    assert_eq!(
+        untrusted.status.code(),
+        Some(69),
+        "an unknown CA is refused"
+    );
+    assert!(String::from_utf8_lossy(&untrusted.stderr).contains("certificate"));
+    child.kill().expect("stops");
+    let _ = child.wait();
+    // Unusable certificate files are a configuration error, before listening.
+    let out = Command::new(env!("CARGO_BIN_EXE_latch"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data2"))
+        .args(["--tls-cert", "/nonexistent.pem", "--tls-key", &key])
+        .output()
+        .expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(78),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
