@@ -114,7 +114,7 @@ pub enum Command {
 pub async fn run(cli: Cli) -> Result<u8, Error> {
     let global = &cli.global;
     match cli.command {
-        Command::Scrub(args) => scrub::run(args).await,
+        Command::Scrub(args) => scrub::run(args, global).await,
         Command::Serve(args) => serve::run(args).await,
         Command::Secret(c) => secret::run(c, global).await,
         Command::ApiKey(c) => api_key::run(c, global).await,

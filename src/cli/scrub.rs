@@ -6,8 +6,12 @@ use std::os::unix::ffi::OsStringExt;
 use clap::Args;
 use zeroize::Zeroizing;
 
-use super::Error;
+use reqwest::Method;
+use secrecy::ExposeSecret;
+
 use super::run::MaskStyle;
+use super::{Error, Global, context};
+use crate::api::{FinishRun, ResolveRun, Resolved, RunInfo};
 use crate::core::name::{Label, SecretName};
 use crate::core::scrub::PatternSet;
 use crate::launcher::pump::{End, pump};
@@ -32,18 +36,43 @@ pub struct ScrubArgs {
     pub mask_style: MaskStyle,
 }
 
-/// Scrubs stdin to stdout with the values of the named variables of latch's own environment.
+/// Scrubs stdin to stdout: with the values of the named variables of latch's own environment,
+/// or (`--run`) with the values of a run resolved by the platform, used only as patterns.
 ///
 /// # Errors
-/// [`Error::Config`] for an unset or empty variable, [`Error::Patterns`] when the patterns
-/// cannot be built (nothing is passed through unmasked), [`Error::Io`] on a read or write error.
-pub(crate) async fn run(args: ScrubArgs) -> Result<u8, Error> {
-    if args.run {
-        return Err(Error::NotBuilt("scrub --run"));
-    }
+/// [`Error::Config`] for an unset or empty variable, [`Error::Client`] when the platform refuses
+/// or cannot be reached, [`Error::Patterns`] when the patterns cannot be built (nothing is
+/// passed through unmasked), [`Error::Io`] on a read or write error.
+pub(crate) async fn run(args: ScrubArgs, global: &Global) -> Result<u8, Error> {
+    let started = std::time::Instant::now();
     let mut values: Vec<(String, Zeroizing<Vec<u8>>)> = Vec::new();
-    for name in &args.secret_env {
-        values.push((name.clone(), read_var(name)?));
+    let mut resolved_run = None;
+    if args.run {
+        let client = context::client(global)?;
+        let request = ResolveRun {
+            trigger: None,
+            environment: args.environment.clone(),
+            secrets: args.secrets.clone(),
+            required: Vec::new(),
+        };
+        let resolved: Resolved = client.call(Method::POST, "v1/runs", Some(&request)).await?;
+        for m in &resolved.missing {
+            eprintln!(
+                "latch: {} is not delivered ({}); it will not be masked",
+                m.name, m.reason
+            );
+        }
+        for secret in &resolved.secrets {
+            values.push((
+                secret.name.clone(),
+                Zeroizing::new(secret.value.expose_secret().as_bytes().to_vec()),
+            ));
+        }
+        resolved_run = Some((client, resolved.run_id.clone()));
+    } else {
+        for name in &args.secret_env {
+            values.push((name.clone(), read_var(name)?));
+        }
     }
     let set = PatternSet::build(values.iter().map(|(n, v)| (n.as_str(), v.as_slice())))?;
     drop(values);
@@ -53,10 +82,34 @@ pub(crate) async fn run(args: ScrubArgs) -> Result<u8, Error> {
     let mut scrubber = set.scrubber(args.mask_style.into());
     let mut stdin = tokio::io::stdin();
     let mut stdout = tokio::io::stdout();
-    match pump(&mut stdin, &mut stdout, &mut scrubber)
+    let end = pump(&mut stdin, &mut stdout, &mut scrubber)
         .await
-        .map_err(Error::Io)?
-    {
+        .map_err(Error::Io);
+    if let Some((client, run_id)) = resolved_run {
+        // Report the run's end with the masked counts; a failed report is only a warning.
+        let masked = scrubber
+            .counts()
+            .into_iter()
+            .map(|(n, c)| (n.to_owned(), c))
+            .collect();
+        let finish = FinishRun {
+            exit_code: Some(i32::from(end.is_err())),
+            signal: None,
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            masked,
+        };
+        if let Err(e) = client
+            .call::<RunInfo, _>(
+                Method::POST,
+                &format!("v1/runs/{run_id}/finish"),
+                Some(&finish),
+            )
+            .await
+        {
+            tracing::warn!("could not report the end of run {run_id}: {e}");
+        }
+    }
+    match end? {
         End::Eof | End::WriterClosed => Ok(0),
     }
 }

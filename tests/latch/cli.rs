@@ -78,7 +78,6 @@ fn run_help_documents_the_launcher_flags() {
 fn commands_not_built_yet_say_so_and_exit_70() {
     for args in [
         &["run", "--", "true"][..],
-        &["scrub", "--run"],
         &["serve", "--database-url", "postgres://127.0.0.1/latch"],
     ] {
         let out = latch(args);

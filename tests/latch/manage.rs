@@ -369,3 +369,53 @@ fn shell_completions() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scrub_run_masks_the_values_of_a_resolved_run_and_reports_its_end() {
+    let p = start().await;
+    let k = p.owner.clone();
+    p.ok(
+        &k,
+        Method::POST,
+        "/v1/secrets",
+        Some(json!({"scope": "team", "name": "DB_URL", "value": "postgres://u:pw-123456@db/x"})),
+    )
+    .await;
+    let (url, key) = (p.url.clone(), k.clone());
+    let o = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_latch"))
+            .args(["scrub", "--run", "--secrets", "DB_URL,NOPE"])
+            .env("LATCH_URL", url)
+            .env("LATCH_API_KEY", key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starts");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(b"connecting to postgres://u:pw-123456@db/x\n")
+            .expect("writes");
+        drop(stdin);
+        child.wait_with_output().expect("waits")
+    })
+    .await
+    .expect("joins");
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(out(&o), "connecting to [MASKED:DB_URL]\n");
+    assert!(
+        err(&o).contains("NOPE is not delivered (not_found)"),
+        "{}",
+        err(&o)
+    );
+    assert!(!err(&o).contains("pw-123456"));
+    let runs = p.ok(&k, Method::GET, "/v1/runs", None).await;
+    let run = &runs[0];
+    assert_eq!(run["status"], "finished", "{run}");
+    assert_eq!(run["outcome"]["masked"]["DB_URL"], 1);
+    // Without an API key: a configuration error, nothing read.
+    let o = latch_at(&p.url, "", &["scrub", "--run"]).await;
+    assert_eq!(o.status.code(), Some(78), "{}", err(&o));
+    p.stop().await;
+}
