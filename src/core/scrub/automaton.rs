@@ -109,8 +109,9 @@ pub(crate) struct Automaton {
     outputs: Vec<u32>,
     pats: Vec<PatInfo>,
     longest: usize,
-    /// Bit `(a << 8) | b` is set when some pattern starts with bytes `a, b`.
-    pairs: Option<Box<[u64; 1024]>>,
+    /// Entry `(a << 8) | b` is 1 when some pattern starts with bytes `a, b` (a byte per pair:
+    /// no shift or mask in the skip loop's test).
+    pairs: Option<Box<[u8]>>,
 }
 
 /// A trie under construction.
@@ -323,13 +324,13 @@ fn state_value(nodes: &[Node], id: u32, num_dense: u32, nclasses: usize) -> u32 
 }
 
 /// The patterns' first-two-byte pairs, when few enough to make skipping pay.
-fn pairs(patterns: &[Pattern]) -> Option<Box<[u64; 1024]>> {
-    let mut bits = Box::new([0u64; 1024]);
+fn pairs(patterns: &[Pattern]) -> Option<Box<[u8]>> {
+    let mut bits = vec![0u8; 1 << 16].into_boxed_slice();
     let mut count = 0;
     for p in patterns {
         let key = (usize::from(p.bytes[0]) << 8) | usize::from(p.bytes[1]);
-        if bits[key >> 6] & (1 << (key & 63)) == 0 {
-            bits[key >> 6] |= 1 << (key & 63);
+        if bits[key] == 0 {
+            bits[key] = 1;
             count += 1;
         }
     }
@@ -437,10 +438,7 @@ impl Automaton {
     #[inline]
     pub(crate) fn skip(&self, input: &[u8], at: usize) -> usize {
         let Some(bits) = &self.pairs else { return at };
-        let hit = |a: u8, b: u8| {
-            let key = (usize::from(a) << 8) | usize::from(b);
-            bits[key >> 6] & (1 << (key & 63)) != 0
-        };
+        let hit = |a: u8, b: u8| bits[(usize::from(a) << 8) | usize::from(b)] != 0;
         let rest = &input[at..];
         let mut k = 0;
         // Four independent tests per step let the lookups overlap.
