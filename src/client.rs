@@ -137,6 +137,10 @@ impl Client {
             })?;
             builder = builder.add_root_certificate(cert);
         }
+        if config.url.scheme() == "http" {
+            // Plain http (loopback only): no TLS, so no trust store to load (several ms).
+            builder = builder.tls_certs_only(Vec::new());
+        }
         let http = builder
             .build()
             .map_err(|e| ClientError::Config(format!("cannot build the HTTP client: {e}")))?;

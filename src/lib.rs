@@ -9,14 +9,15 @@
 //!
 //! | module | owns | may use |
 //! |---|---|---|
-//! | [`core`] | pure logic: [`core::name`] (secret names, labels), [`core::value`] (zeroizing secret values), [`core::apikey`] (key format), [`core::resolve`] (DESIGN §2), [`core::perm`] (DESIGN §3), [`core::crypto`] (DESIGN §5), [`core::scrub`] (the streaming scrubber, DESIGN §7), [`core::duration`], [`core::exit`] (exit-code contract) | nothing with I/O |
+//! | [`core`] | pure logic: [`core::name`] (secret names, labels), [`core::value`] (zeroizing secret values), [`core::apikey`] (key format), [`core::resolve`] (DESIGN §2), [`core::perm`] (DESIGN §3), [`core::crypto`] (DESIGN §5), [`core::launch`] (the child's environment plan), [`core::split`] (a key kept as two shares), [`core::scrub`] (the streaming scrubber, DESIGN §7), [`core::duration`], [`core::exit`] (exit-code contract) | nothing with I/O |
+//! | [`api`] | wire types shared by client and server | `core` |
+//! | [`client`] | the one HTTP client of the platform's API | `api`, `core` |
 //! | [`store`] | the [`store::Store`] trait, its SQLite backend and the contract suite every backend passes | `core` |
-//! | [`launcher`] | the supervisor's IO: so far [`launcher::pump`], a stream through the scrubber | `core` |
+//! | [`server`] | the platform's HTTP server (axum) | `store`, `api`, `core` |
+//! | [`launcher`] | the supervisor: memory hygiene, signals, the child, pseudo-terminal, pumps through the scrubber | `core` |
 //! | [`cli`] | the command tree; wires IO modules together per command | everything |
 //!
-//! Modules still to come, each owning one edge: `api` (wire types shared by client and
-//! server), `client` (the one HTTP client), `server` (axum); `store` gains its PostgreSQL
-//! backend and `launcher` the supervisor itself.
+//! Still to come: `store` gains its PostgreSQL backend.
 //!
 //! # Dependency rule
 //!

@@ -4,12 +4,24 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use latch::cli::{self, Cli};
+use latch::cli::{self, Cli, Command};
 use tracing_subscriber::EnvFilter;
+
+/// Wipes freed memory once the launcher switches it on (`latch::launcher::alloc`).
+#[global_allocator]
+static ALLOCATOR: latch::launcher::alloc::Wiping = latch::launcher::alloc::Wiping;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.global.verbose, cli.global.quiet);
+    if let Command::Run(args) = cli.command {
+        // The launcher blocks signals and takes its key out of the environment before any
+        // thread starts, so it runs before a runtime is built.
+        return match cli::launch(args, &cli.global) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => report(&e),
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

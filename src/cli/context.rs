@@ -11,22 +11,31 @@ use super::{Error, Global};
 use crate::client::{Client, Config};
 use crate::core::value::SecretValue;
 
-/// Builds the client: `--url`/`LATCH_URL`; the key from `--api-key` (with a warning),
-/// `--api-key-file`/`LATCH_API_KEY_FILE`, or `LATCH_API_KEY`; `LATCH_CA_CERT` for a private CA.
+/// Builds the client: `--url`/`LATCH_URL`; the key from [`api_key`]; `LATCH_CA_CERT` for a
+/// private CA.
 ///
 /// # Errors
 /// [`Error::Client`] with a configuration message when something is missing or malformed.
 pub(crate) fn client(global: &Global) -> Result<Client, Error> {
-    let config_error = |m: String| Error::Client(crate::client::ClientError::Config(m));
-    let url = global
-        .url
-        .clone()
-        .ok_or_else(|| config_error("no platform URL: set LATCH_URL or pass --url".into()))?;
-    let key: Zeroizing<String> = if let Some(key) = &global.api_key {
+    let from_env = std::env::var("LATCH_API_KEY").ok().map(Zeroizing::new);
+    client_with_key(global, &api_key(global, from_env)?)
+}
+
+/// The API key: `--api-key` (with a warning), else `--api-key-file`/`LATCH_API_KEY_FILE`, else
+/// `from_env` (the value of `LATCH_API_KEY`, which the launcher takes out of its environment
+/// block itself).
+///
+/// # Errors
+/// [`Error::Client`] with a configuration message when there is none or the file is unreadable.
+pub(crate) fn api_key(
+    global: &Global,
+    from_env: Option<Zeroizing<String>>,
+) -> Result<Zeroizing<String>, Error> {
+    if let Some(key) = &global.api_key {
         tracing::warn!(
             "--api-key is visible to other users in process lists and stays in shell history; prefer LATCH_API_KEY"
         );
-        Zeroizing::new(key.clone())
+        Ok(Zeroizing::new(key.clone()))
     } else if let Some(path) = &global.api_key_file {
         let text = std::fs::read_to_string(path).map_err(|e| {
             config_error(format!(
@@ -34,18 +43,31 @@ pub(crate) fn client(global: &Global) -> Result<Client, Error> {
                 path.display()
             ))
         })?;
-        Zeroizing::new(text)
-    } else if let Ok(key) = std::env::var("LATCH_API_KEY") {
-        Zeroizing::new(key)
+        Ok(Zeroizing::new(text))
     } else {
-        return Err(config_error(
-            "no API key: set LATCH_API_KEY (or pass --api-key-file)".into(),
-        ));
-    };
+        from_env.ok_or_else(|| {
+            config_error("no API key: set LATCH_API_KEY (or pass --api-key-file)".into())
+        })
+    }
+}
+
+/// Builds the client with `key`.
+///
+/// # Errors
+/// [`Error::Client`] with a configuration message when something is missing or malformed.
+pub(crate) fn client_with_key(global: &Global, key: &str) -> Result<Client, Error> {
+    let url = global
+        .url
+        .clone()
+        .ok_or_else(|| config_error("no platform URL: set LATCH_URL or pass --url".into()))?;
     let ca = std::env::var_os("LATCH_CA_CERT")
         .filter(|v| !v.is_empty())
         .map(Into::into);
-    Ok(Client::new(Config::new(&url, &key, ca)?)?)
+    Ok(Client::new(Config::new(&url, key, ca)?)?)
+}
+
+fn config_error(message: String) -> Error {
+    Error::Client(crate::client::ClientError::Config(message))
 }
 
 /// Reads a secret value from `path` (`-` for stdin), or from a no-echo prompt on the terminal.

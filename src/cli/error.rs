@@ -3,6 +3,8 @@
 use crate::client::ClientError;
 use crate::core::exit::Failure;
 use crate::core::scrub::BuildError;
+use crate::launcher::child::SpawnError;
+use crate::launcher::supervise::LaunchError;
 use crate::server::boot::BootError;
 
 /// Everything a command can fail with. Messages are lowercase, specific, and never hold a
@@ -30,6 +32,9 @@ pub enum Error {
     /// A command needs a person at a terminal, or a flag instead.
     #[error("{0}")]
     Usage(String),
+    /// The launcher could not start or supervise the command.
+    #[error(transparent)]
+    Launch(#[from] LaunchError),
     /// Reading input or writing output failed.
     #[error("i/o error")]
     Io(#[source] std::io::Error),
@@ -47,9 +52,14 @@ impl Error {
             }
             Self::Client(ClientError::Api { .. }) => Failure::Rejected,
             Self::Usage(_) => Failure::Usage,
+            Self::Launch(LaunchError::Spawn(SpawnError::NotFound { .. })) => Failure::NotFound,
+            Self::Launch(LaunchError::Spawn(SpawnError::NotExecutable { .. })) => {
+                Failure::NotExecutable
+            }
             Self::NotBuilt(_)
             | Self::Runtime(_)
             | Self::Io(_)
+            | Self::Launch(LaunchError::Io { .. })
             | Self::Client(ClientError::Decode(_)) => Failure::Internal,
             Self::Config(_)
             | Self::Patterns(_)
@@ -76,6 +86,16 @@ impl Error {
             Self::Client(ClientError::Api { code, .. }) if code == "forbidden" => {
                 Some("your role does not allow this; ask an owner or admin")
             }
+            Self::Launch(LaunchError::Spawn(SpawnError::NotFound { .. })) => {
+                Some("check the command's name, and that it is on the PATH the command gets")
+            }
+            Self::Launch(LaunchError::Spawn(SpawnError::NotExecutable { .. })) => {
+                Some("check the file's execute permission and its #! line")
+            }
+            Self::Client(ClientError::Api { code, .. }) if code == "required_missing" => Some(
+                "create the missing secrets, or drop them from --require; the command was not started",
+            ),
+            Self::Launch(LaunchError::Io { .. }) => None,
             Self::Client(_) | Self::Usage(_) | Self::Runtime(_) | Self::Config(_) | Self::Io(_) => {
                 None
             }

@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 pub use error::Error;
+pub use run::launch;
 
 /// latch runs AI agents and any command with exactly the credentials each run is entitled to,
 /// and masks those credentials in the command's output as it streams.
@@ -129,6 +130,8 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
             clap_complete::generate(shell, &mut command, "latch", &mut std::io::stdout());
             Ok(0)
         }
-        Command::Run(_) => Err(Error::NotBuilt("run")),
+        // `main` runs the launcher before any runtime exists (see `launch`); this arm only
+        // serves other callers of this function.
+        Command::Run(args) => launch(args, global),
     }
 }

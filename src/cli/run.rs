@@ -1,14 +1,36 @@
-//! `latch run`: the launcher's command line (DESIGN §6).
+//! `latch run`: the launcher (DESIGN §6). This file wires it together: memory hygiene and
+//! signals first, then the run resolved through the client, the plan (environment, files,
+//! patterns) built, the launcher started, and the run's end reported.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::io::IsTerminal;
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use rand_core::TryRng;
+use reqwest::Method;
+use secrecy::ExposeSecret;
+use zeroize::Zeroizing;
 
+use super::{Error, Global, context};
+use crate::api::{FinishRun, ResolveRun, Resolved, RunInfo};
+use crate::client::ClientError;
 use crate::core::duration::parse_duration;
+use crate::core::exit::{self, ChildExit};
+use crate::core::launch::{self, Source};
 use crate::core::name::{Label, SecretName};
 use crate::core::resolve::Trigger;
+use crate::core::scrub::PatternSet;
+use crate::core::split::Split;
+use crate::launcher::child::{self, SpawnError, Spec};
+use crate::launcher::files::SecretDir;
+use crate::launcher::hygiene;
+use crate::launcher::signals::Signals;
+use crate::launcher::supervise::{self, LaunchError, Mode, Outcome};
 
 /// How masked regions are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
@@ -65,8 +87,12 @@ pub struct RunArgs {
     /// Keep an inherited variable when a secret has the same name.
     #[arg(long)]
     pub preserve_env: bool,
-    /// Do not mask output: exec the command directly (same PID).
-    #[arg(long)]
+    /// Do not mask output: exec the command directly (same PID; the run's end is not
+    /// reported).
+    #[arg(
+        long,
+        conflicts_with_all = ["secret_file", "log", "timeout", "pty", "signal_group", "subreaper"]
+    )]
     pub no_scrub: bool,
     /// Give the command a pseudo-terminal (default when stdout is a terminal).
     #[arg(long, conflicts_with = "no_pty")]
@@ -100,4 +126,292 @@ pub struct RunArgs {
         value_name = "CMD"
     )]
     pub command: Vec<OsString>,
+}
+
+/// Runs the command with its resolved secrets (DESIGN §6). Synchronous: it must start before
+/// any thread does (signals are blocked and the API key is taken out of the environment block
+/// first), and it builds short-lived runtimes only for its two requests.
+///
+/// # Errors
+/// [`Error`], mapped to the launcher's exit codes: 65 a required secret missing, 69 platform
+/// unreachable, 77 key refused, 78 configuration, 126/127 command not executable / not found.
+#[allow(clippy::needless_pass_by_value)] // the arguments end here
+pub fn launch(args: RunArgs, global: &Global) -> Result<u8, Error> {
+    let hardened = hygiene::harden();
+    // SAFETY: no other thread exists yet (main calls this before building any runtime).
+    let env_key = unsafe { hygiene::take_env_var("LATCH_API_KEY") };
+    let mode = if args.no_scrub {
+        None
+    } else if args.pty || (!args.no_pty && std::io::stdout().is_terminal()) {
+        Some(Mode::Pty)
+    } else {
+        Some(Mode::Pipes)
+    };
+    let signals = match mode {
+        Some(mode) => Some(
+            Signals::block(mode == Mode::Pty)
+                .map_err(|e| Error::Config(format!("cannot set up signal handling: {e}")))?,
+        ),
+        None => None,
+    };
+    tracing::debug!(?hardened, ?mode, "launcher starting");
+    let log = args.log.as_deref().map(open_log).transpose()?;
+    let key = context::api_key(global, env_key)?;
+    let started = std::time::Instant::now();
+    let resolved = resolve(&args, global, &key)?;
+    let run_id = resolved.run_id.clone();
+    let finish_key = split(&key)?;
+    drop(key);
+
+    for m in &resolved.missing {
+        tracing::warn!("{} is not delivered: {}", m.name, m.reason);
+    }
+    for name in &resolved.shadowed {
+        tracing::info!("your personal secret {name} overrides the team secret of that name");
+    }
+    let (spec, patterns, files) = plan(&args, &resolved, mode.is_some(), signals.as_ref())?;
+    drop(resolved);
+    hygiene::wipe_stack();
+
+    let (Some(mode), Some(signals)) = (mode, signals) else {
+        // --no-scrub: become the command. Returns only if it could not start.
+        return Err(Error::Launch(LaunchError::Spawn(child::exec(spec))));
+    };
+    let result = supervise::supervise(
+        supervise::Plan {
+            spec,
+            mode,
+            signal_group: args.signal_group,
+            subreaper: args.subreaper,
+            timeout: args.timeout,
+            kill_after: args.kill_after,
+            patterns: patterns.unwrap_or_else(empty_patterns),
+            style: args.mask_style.into(),
+            log,
+        },
+        &signals,
+    );
+    drop(files);
+    report(global, &finish_key, &run_id, &result, started.elapsed());
+    let outcome = result?;
+    Ok(if outcome.timed_out {
+        exit::TIMEOUT
+    } else {
+        exit::child_code(outcome.exit)
+    })
+}
+
+/// `POST /v1/runs` on a runtime of its own, dropped before the command starts so that none of
+/// the HTTP stack's buffers outlive the request.
+fn resolve(args: &RunArgs, global: &Global, key: &str) -> Result<Resolved, Error> {
+    let request = ResolveRun {
+        trigger: args.trigger,
+        environment: args.environment.clone(),
+        secrets: if args.no_secrets {
+            Some(Vec::new())
+        } else {
+            args.secrets.clone()
+        },
+        required: args.require.clone(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)?;
+    let resolved = runtime.block_on(async {
+        let client = context::client_with_key(global, key)?;
+        client
+            .call::<Resolved, _>(Method::POST, "v1/runs", Some(&request))
+            .await
+            .map_err(Error::from)
+    });
+    drop(runtime);
+    if let Err(Error::Client(ClientError::Api { code, problem, .. })) = &resolved
+        && code == "required_missing"
+    {
+        for m in &problem.missing {
+            eprintln!("latch: required secret {} is missing: {}", m.name, m.reason);
+        }
+    }
+    resolved
+}
+
+/// The key as two shares until the run's end is reported.
+fn split(key: &str) -> Result<Split, Error> {
+    let mut pad = Zeroizing::new(vec![0u8; key.len()]);
+    getrandom::SysRng
+        .try_fill_bytes(&mut pad)
+        .map_err(|e| Error::Config(format!("the OS random number generator failed: {e}")))?;
+    Split::new(key.as_bytes(), pad).ok_or_else(|| Error::Config("cannot split the key".into()))
+}
+
+/// The child's spec (environment from the plan), the masking patterns, and the directory of
+/// file secrets (removed when dropped).
+fn plan(
+    args: &RunArgs,
+    resolved: &Resolved,
+    scrub: bool,
+    signals: Option<&Signals>,
+) -> Result<(Spec, Option<PatternSet>, Option<SecretDir>), Error> {
+    let names = resolved
+        .secrets
+        .iter()
+        .map(|s| SecretName::new(s.name.clone()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::Client(ClientError::Decode(e.to_string())))?;
+    let env_plan = launch::plan_env(
+        std::env::vars_os(),
+        &names,
+        &args.secret_file,
+        launch::Options {
+            pristine: args.pristine,
+            preserve_env: args.preserve_env,
+        },
+    );
+    for name in &env_plan.replaced {
+        tracing::warn!(
+            "secret {name} replaces the inherited variable {name} (--preserve-env keeps the inherited one)"
+        );
+    }
+    for name in &env_plan.preserved {
+        tracing::warn!(
+            "--preserve-env: the inherited {name} is kept; secret {name} is not injected"
+        );
+    }
+    for name in &env_plan.unfiled {
+        tracing::warn!("--secret-file {name}: the secret is not delivered; no file is written");
+    }
+    let value = |i: usize| resolved.secrets[i].value.expose_secret().as_bytes();
+    let patterns = if scrub {
+        let set = PatternSet::build(
+            resolved
+                .secrets
+                .iter()
+                .map(|s| (s.name.as_str(), s.value.expose_secret().as_bytes())),
+        )?;
+        for name in set.unmasked() {
+            tracing::warn!("secret {name} is shorter than 4 bytes and will not be masked");
+        }
+        Some(set)
+    } else {
+        None
+    };
+    let files = if env_plan
+        .vars
+        .iter()
+        .any(|(_, s)| matches!(s, Source::File(_)))
+    {
+        Some(SecretDir::create().map_err(|e| {
+            Error::Config(format!(
+                "cannot create a private directory for --secret-file: {e}"
+            ))
+        })?)
+    } else {
+        None
+    };
+    let mut env = Vec::with_capacity(env_plan.vars.len());
+    for (name, source) in env_plan.vars {
+        let bytes = match source {
+            Source::Inherited(v) => Zeroizing::new(v.into_vec()),
+            Source::Secret(i) => Zeroizing::new(value(i).to_vec()),
+            Source::File(i) => {
+                let dir = files
+                    .as_ref()
+                    .ok_or_else(|| Error::Config("no secret directory".into()))?;
+                let path = dir
+                    .write(&resolved.secrets[i].name, value(i))
+                    .map_err(|e| {
+                        Error::Config(format!(
+                            "cannot write the file for secret {}: {e}",
+                            resolved.secrets[i].name
+                        ))
+                    })?;
+                Zeroizing::new(path.into_os_string().into_vec())
+            }
+        };
+        env.push((name, bytes));
+    }
+    let mut command = args.command.iter().cloned();
+    let program = command.next().unwrap_or_default();
+    let mask = match signals {
+        Some(s) => s.original(),
+        None => nix::sys::signal::SigSet::thread_get_mask()
+            .map_err(|e| Error::Config(format!("cannot read the signal mask: {e}")))?,
+    };
+    Ok((
+        Spec {
+            program,
+            args: command.collect(),
+            env,
+            mask,
+        },
+        patterns,
+        files,
+    ))
+}
+
+fn empty_patterns() -> PatternSet {
+    PatternSet::build(std::iter::empty()).unwrap_or_else(|_| unreachable!("an empty set builds"))
+}
+
+/// `--log FILE`: appended to, created 0600.
+fn open_log(path: &std::path::Path) -> Result<std::fs::File, Error> {
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::Config(format!("cannot open --log {}: {e}", path.display())))
+}
+
+/// `POST /v1/runs/{id}/finish`; a failure is a warning and never changes the exit status.
+fn report(
+    global: &Global,
+    key: &Split,
+    run_id: &str,
+    result: &Result<Outcome, LaunchError>,
+    duration: Duration,
+) {
+    let (exit_code, signal, masked) = match result {
+        Ok(outcome) => match outcome.exit {
+            ChildExit::Exited(code) => (Some(code), None, outcome.masked.clone()),
+            ChildExit::Signaled(n) => (None, Some(n), outcome.masked.clone()),
+        },
+        Err(LaunchError::Spawn(SpawnError::NotFound { .. })) => {
+            (Some(i32::from(exit::NOT_FOUND)), None, BTreeMap::new())
+        }
+        Err(LaunchError::Spawn(SpawnError::NotExecutable { .. })) => {
+            (Some(i32::from(exit::NOT_EXECUTABLE)), None, BTreeMap::new())
+        }
+        Err(LaunchError::Io { .. }) => (Some(i32::from(exit::INTERNAL)), None, BTreeMap::new()),
+    };
+    let finish = FinishRun {
+        exit_code,
+        signal,
+        duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+        masked,
+    };
+    let key = key.join();
+    let Ok(key) = std::str::from_utf8(&key) else {
+        return;
+    };
+    let sent = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                context::client_with_key(global, key)?
+                    .call::<RunInfo, _>(
+                        Method::POST,
+                        &format!("v1/runs/{run_id}/finish"),
+                        Some(&finish),
+                    )
+                    .await
+                    .map_err(Error::from)
+            })
+        });
+    if let Err(e) = sent {
+        tracing::warn!("could not report the end of run {run_id}: {e}");
+    }
 }

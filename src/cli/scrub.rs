@@ -1,6 +1,8 @@
 //! `latch scrub`: the scrubber as a stdin-to-stdout filter (DESIGN §7).
 
 use std::ffi::OsString;
+use std::fs::File;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStringExt;
 
 use clap::Args;
@@ -14,7 +16,7 @@ use super::{Error, Global, context};
 use crate::api::{FinishRun, ResolveRun, Resolved, RunInfo};
 use crate::core::name::{Label, SecretName};
 use crate::core::scrub::PatternSet;
-use crate::launcher::pump::{End, pump};
+use crate::launcher::pump::{End, Sink, pump};
 
 /// `latch scrub --secret-env NAME... | --run`
 #[derive(Debug, Args)]
@@ -80,11 +82,13 @@ pub(crate) async fn run(args: ScrubArgs, global: &Global) -> Result<u8, Error> {
         tracing::warn!("secret {name} is shorter than 4 bytes and will not be masked");
     }
     let mut scrubber = set.scrubber(args.mask_style.into());
-    let mut stdin = tokio::io::stdin();
-    let mut stdout = tokio::io::stdout();
-    let end = pump(&mut stdin, &mut stdout, &mut scrubber)
-        .await
-        .map_err(Error::Io);
+    let (scrubber, end) = tokio::task::spawn_blocking(move || {
+        let end = std_streams()
+            .and_then(|(mut stdin, mut sink)| pump(&mut stdin, &mut sink, &mut scrubber, None));
+        (scrubber, end.map_err(Error::Io))
+    })
+    .await
+    .map_err(|e| Error::Io(std::io::Error::other(e)))?;
     if let Some((client, run_id)) = resolved_run {
         // Report the run's end with the masked counts; a failed report is only a warning.
         let masked = scrubber
@@ -110,8 +114,16 @@ pub(crate) async fn run(args: ScrubArgs, global: &Global) -> Result<u8, Error> {
         }
     }
     match end? {
-        End::Eof | End::WriterClosed => Ok(0),
+        End::Eof | End::WriterClosed | End::Stopped => Ok(0),
     }
+}
+
+/// Duplicates of stdin and stdout as files: the pump does blocking I/O on them directly,
+/// without the buffering of `std::io::Stdout`.
+fn std_streams() -> std::io::Result<(File, Sink<File>)> {
+    let stdin = File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
+    let stdout = File::from(std::io::stdout().as_fd().try_clone_to_owned()?);
+    Ok((stdin, Sink::new(stdout, None)))
 }
 
 /// The value of variable `name` of this process, as bytes in a zeroizing buffer.

@@ -9,5 +9,6 @@
 )]
 
 mod cli;
+mod launcher;
 mod manage;
 mod server;

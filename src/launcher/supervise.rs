@@ -1,0 +1,457 @@
+//! The supervisor: starts the child, pumps its output through the scrubber, forwards signals,
+//! reaps, enforces `--timeout`, drains, and reports how the child ended (DESIGN §6).
+//!
+//! Hand-written because no crate combines what is needed here: tini's semantics (signal
+//! forwarding, reaping every orphan as PID 1 or subreaper, 128+N), a pseudo-terminal with raw
+//! mode and window sizes, and streaming scrubbing with idle release. `tokio::process` would
+//! install its own `SIGCHLD` handling and race a `waitpid(-1)` loop; here one loop on the main
+//! thread owns all waiting and all signals:
+//!
+//! - signals arrive on a `signalfd` ([`super::signals`]), blocked since before any thread
+//!   started;
+//! - each output stream has a pump thread ([`super::pump`]) with blocking I/O; when every pump
+//!   has ended, a pipe they all hold a write end of hangs up;
+//! - the loop `poll`s both, with a timeout for the next deadline (`--timeout`, `--kill-after`,
+//!   the drain grace).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::Signal;
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use super::child::{self, SpawnError, Spec, Streams};
+use super::pty::{Pty, RawMode, copy_window_size};
+use super::pump::{End, Sink, pump};
+use super::signals::{FORWARDED, Signals};
+use crate::core::exit::ChildExit;
+use crate::core::scrub::{MaskStyle, PatternSet, Scrubber};
+
+/// How long output is still read after the child exits, for descendants that keep its pipes
+/// open. After that the pumps stop and release what they hold (masked).
+pub const DRAIN_GRACE: Duration = Duration::from_secs(1);
+
+/// How the child's output reaches the launcher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// stdout and stderr as two pipes, each scrubbed; stdin inherited.
+    Pipes,
+    /// A pseudo-terminal: one stream, scrubbed; stdin forwarded.
+    Pty,
+}
+
+/// Everything the supervisor needs, decided before it starts.
+#[derive(Debug)]
+pub struct Plan {
+    /// The command and its environment.
+    pub spec: Spec,
+    /// Pipes or pseudo-terminal.
+    pub mode: Mode,
+    /// Forward signals to the child's process group instead of the child alone.
+    pub signal_group: bool,
+    /// Become a subreaper (`PR_SET_CHILD_SUBREAPER`) and reap every orphan.
+    pub subreaper: bool,
+    /// Stop the child after this long.
+    pub timeout: Option<Duration>,
+    /// Between the timeout's `SIGTERM` and its `SIGKILL`.
+    pub kill_after: Duration,
+    /// What to mask.
+    pub patterns: PatternSet,
+    /// How to mask.
+    pub style: MaskStyle,
+    /// Where the scrubbed transcript also goes.
+    pub log: Option<File>,
+}
+
+/// How the run went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// How the child ended.
+    pub exit: ChildExit,
+    /// `--timeout` expired.
+    pub timed_out: bool,
+    /// Masked regions per secret name, over every stream.
+    pub masked: BTreeMap<String, u64>,
+    /// Wall time from start to exit.
+    pub duration: Duration,
+}
+
+/// Why the supervisor could not do its job.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// The command did not start.
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+    /// A system call the supervisor depends on failed.
+    #[error("cannot {what}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err<E: Into<io::Error>>(what: &'static str) -> impl FnOnce(E) -> LaunchError {
+    move |e| LaunchError::Io {
+        what,
+        source: e.into(),
+    }
+}
+
+type PumpHandle = JoinHandle<(Scrubber, io::Result<End>)>;
+
+/// Runs the child to its end.
+///
+/// # Errors
+/// [`LaunchError`]: the command did not start, or the supervisor's own setup failed (in which
+/// case no child is running).
+pub fn supervise(plan: Plan, signals: &Signals) -> Result<Outcome, LaunchError> {
+    if plan.subreaper {
+        nix::sys::prctl::set_child_subreaper(true).map_err(io_err("become a subreaper"))?;
+    }
+    let reap_all = plan.subreaper || nix::unistd::getpid().as_raw() == 1;
+    let stdin = io::stdin();
+    let stdout = io::stdout();
+    let stdin_tty = nix::unistd::isatty(stdin.as_fd()).unwrap_or(false);
+    let stdout_tty = nix::unistd::isatty(stdout.as_fd()).unwrap_or(false);
+    let outer = if stdin_tty {
+        Some(stdin.as_fd())
+    } else if stdout_tty {
+        Some(stdout.as_fd())
+    } else {
+        None
+    };
+
+    let mut take_terminal = false;
+    let mut master = None;
+    let mut raw = None;
+    let streams = match plan.mode {
+        Mode::Pipes => {
+            take_terminal = child::owns_terminal();
+            Streams::Pipes { take_terminal }
+        }
+        Mode::Pty => {
+            let pty = Pty::open(outer).map_err(io_err("open a pseudo-terminal"))?;
+            if stdin_tty {
+                raw = Some(RawMode::enter(stdin.as_fd()).map_err(io_err("set raw mode"))?);
+            }
+            master = Some(pty.master);
+            Streams::Pty(pty.slave)
+        }
+    };
+    let started = child::spawn(plan.spec, streams)?;
+    let start = Instant::now();
+    let pid = started.pid;
+    tracing::debug!(pid = pid.as_raw(), mode = ?plan.mode, "child started");
+
+    let (stop_rx, stop_tx) = io::pipe().map_err(io_err("create a pipe"))?;
+    let (done_rx, done_tx) = io::pipe().map_err(io_err("create a pipe"))?;
+    let outputs = Outputs {
+        stop: stop_rx,
+        done: done_tx,
+        log: plan.log.map(|file| Arc::new(Mutex::new(file))),
+        patterns: plan.patterns,
+        style: plan.style,
+    };
+    let pumps = outputs.start(started, master.as_ref())?;
+
+    let mut run = Running {
+        pid,
+        reap_all,
+        signal_group: plan.signal_group,
+        status: None,
+        raw: raw.as_ref(),
+        master: master.as_ref(),
+    };
+    let deadline = plan.timeout.map(|t| (start + t, plan.kill_after));
+    let (exit, timed_out) = run.wait(signals, &done_rx, deadline, take_terminal)?;
+    let duration = start.elapsed();
+    drop(stop_tx);
+    let masked = collect(pumps);
+    drop(raw);
+    Ok(Outcome {
+        exit,
+        timed_out,
+        masked,
+        duration,
+    })
+}
+
+/// Joins the pumps (they have ended, or are stopping) and sums their masked counts.
+fn collect(pumps: Vec<PumpHandle>) -> BTreeMap<String, u64> {
+    let mut masked = BTreeMap::new();
+    for handle in pumps {
+        let Ok((scrubber, end)) = handle.join() else {
+            tracing::warn!("an output pump failed; its output was dropped");
+            continue;
+        };
+        if let Err(e) = end {
+            tracing::warn!("output lost: {e}");
+        }
+        for (name, count) in scrubber.counts() {
+            if count > 0 {
+                *masked.entry(name.to_owned()).or_insert(0) += count;
+            }
+        }
+    }
+    masked
+}
+
+/// The child's state as the loop sees it.
+struct Running<'a> {
+    pid: Pid,
+    reap_all: bool,
+    signal_group: bool,
+    status: Option<ChildExit>,
+    raw: Option<&'a RawMode>,
+    master: Option<&'a OwnedFd>,
+}
+
+impl Running<'_> {
+    /// The loop: signals and the pumps' end, with deadlines for `--timeout` (`deadline`: when,
+    /// and the grace before `SIGKILL`) and the drain grace. Returns how the child ended and
+    /// whether the timeout fired.
+    fn wait(
+        &mut self,
+        signals: &Signals,
+        pumps_done: &io::PipeReader,
+        deadline: Option<(Instant, Duration)>,
+        take_terminal: bool,
+    ) -> Result<(ChildExit, bool), LaunchError> {
+        let mut timed_out = false;
+        let mut term_at = deadline.map(|(at, _)| at);
+        let kill_after = deadline.map_or(Duration::ZERO, |(_, grace)| grace);
+        let mut kill_at = None;
+        let mut drain_until = None;
+        let mut done = false;
+        loop {
+            let now = Instant::now();
+            match self.status {
+                None => {
+                    if term_at.is_some_and(|t| now >= t) {
+                        tracing::warn!("--timeout expired: sending SIGTERM to the command");
+                        timed_out = true;
+                        term_at = None;
+                        kill_at = Some(now + kill_after);
+                        child::send(self.pid, Signal::SIGTERM, true);
+                    }
+                    if kill_at.is_some_and(|t| now >= t) {
+                        tracing::warn!("the command outlived --kill-after: sending SIGKILL");
+                        kill_at = None;
+                        child::send(self.pid, Signal::SIGKILL, true);
+                    }
+                }
+                Some(exit) => {
+                    if done {
+                        return Ok((exit, timed_out));
+                    }
+                    if drain_until.is_some_and(|t| now >= t) {
+                        tracing::debug!("drain grace over: descendants still hold the output");
+                        return Ok((exit, timed_out));
+                    }
+                }
+            }
+            let next = [term_at, kill_at, drain_until].into_iter().flatten().min();
+            let timeout = next.map_or(PollTimeout::NONE, |t| {
+                PollTimeout::try_from(t.saturating_duration_since(now) + Duration::from_millis(1))
+                    .unwrap_or(PollTimeout::MAX)
+            });
+            let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+            if !done {
+                fds.push(PollFd::new(pumps_done.as_fd(), PollFlags::POLLIN));
+            }
+            match poll(&mut fds, timeout) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => return Err(io_err("wait for signals")(e)),
+            }
+            done |= fds
+                .get(1)
+                .and_then(PollFd::revents)
+                .is_some_and(|r| !r.is_empty());
+            drop(fds);
+            while let Some(signal) = signals.next().map_err(io_err("read signals"))? {
+                self.on_signal(signal);
+            }
+            if self.status.is_some() && drain_until.is_none() {
+                drain_until = Some(Instant::now() + DRAIN_GRACE);
+                if take_terminal {
+                    give_back_terminal();
+                }
+            }
+        }
+    }
+
+    fn on_signal(&mut self, signal: Signal) {
+        match signal {
+            Signal::SIGCHLD => self.reap(),
+            Signal::SIGWINCH => match (self.raw, self.master) {
+                (Some(raw), Some(master)) => copy_window_size(raw.as_fd(), master.as_fd()),
+                (None, Some(master)) => copy_window_size(io::stdout().as_fd(), master.as_fd()),
+                _ => self.forward(signal),
+            },
+            Signal::SIGTSTP => {
+                // Job control in pty mode: give the terminal back, stop, and on SIGCONT take
+                // it again.
+                if let Some(raw) = self.raw {
+                    raw.restore();
+                }
+                let _ = nix::sys::signal::kill(nix::unistd::getpid(), Signal::SIGSTOP);
+            }
+            Signal::SIGCONT => {
+                if let (Some(raw), Some(master)) = (self.raw, self.master) {
+                    let _ = raw.apply_raw();
+                    copy_window_size(raw.as_fd(), master.as_fd());
+                }
+            }
+            s if FORWARDED.contains(&s) => self.forward(s),
+            _ => {}
+        }
+    }
+
+    fn forward(&self, signal: Signal) {
+        if self.status.is_none() {
+            tracing::debug!(%signal, "forwarding");
+            child::send(self.pid, signal, self.signal_group);
+        }
+    }
+
+    /// Collects every child that has ended: only ours, or every orphan as PID 1 / subreaper.
+    fn reap(&mut self) {
+        let target = if self.reap_all {
+            Pid::from_raw(-1)
+        } else {
+            self.pid
+        };
+        loop {
+            match waitpid(target, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == self.pid => {
+                    self.status = Some(ChildExit::Exited(code));
+                }
+                Ok(WaitStatus::Signaled(pid, signal, _)) if pid == self.pid => {
+                    self.status = Some(ChildExit::Signaled(signal as i32));
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(_) => {} // an orphan reaped, or a state we did not ask for
+            }
+            if !self.reap_all && self.status.is_some() {
+                return;
+            }
+        }
+    }
+}
+
+/// Gives the terminal's foreground back to the launcher's group once the child is gone.
+fn give_back_terminal() {
+    let mut ttou = nix::sys::signal::SigSet::empty();
+    ttou.add(Signal::SIGTTOU);
+    let _ = ttou.thread_block();
+    let _ = nix::unistd::tcsetpgrp(io::stdin().as_fd(), nix::unistd::getpgrp());
+    let _ = ttou.thread_unblock();
+}
+
+/// What every pump shares: the stop request, the end signal, the transcript, the patterns.
+struct Outputs {
+    stop: io::PipeReader,
+    done: io::PipeWriter,
+    log: Option<Arc<Mutex<File>>>,
+    patterns: PatternSet,
+    style: MaskStyle,
+}
+
+impl Outputs {
+    /// One pump per output stream of the child (and the stdin forwarder in pty mode). The
+    /// `done` pipe hangs up once every pump has ended, which is when `self` is dropped too.
+    fn start(
+        self,
+        started: child::Started,
+        master: Option<&OwnedFd>,
+    ) -> Result<Vec<PumpHandle>, LaunchError> {
+        let mut pumps = Vec::new();
+        if let Some(out) = started.stdout {
+            pumps.push(self.pump(Box::new(out), &io::stdout())?);
+        }
+        if let Some(err) = started.stderr {
+            pumps.push(self.pump(Box::new(err), &io::stderr())?);
+        }
+        if let Some(master) = master {
+            let dup = || {
+                master
+                    .try_clone()
+                    .map(File::from)
+                    .map_err(io_err("duplicate the pty"))
+            };
+            pumps.push(self.pump(Box::new(dup()?), &io::stdout())?);
+            forward_stdin(dup()?)?;
+        }
+        Ok(pumps)
+    }
+
+    fn pump(&self, reader: Box<dyn ReadFd>, out: &dyn AsFd) -> Result<PumpHandle, LaunchError> {
+        let out = out
+            .as_fd()
+            .try_clone_to_owned()
+            .map(File::from)
+            .map_err(io_err("duplicate an output"))?;
+        let stop = self.stop.try_clone().map_err(io_err("duplicate a pipe"))?;
+        let done = self.done.try_clone().map_err(io_err("duplicate a pipe"))?;
+        let sink = Sink::new(out, self.log.clone());
+        let scrubber = self.patterns.scrubber(self.style);
+        Ok(std::thread::spawn(move || {
+            run_pump(reader, sink, scrubber, &stop, done)
+        }))
+    }
+}
+
+/// A readable descriptor a pump can own.
+trait ReadFd: Read + AsFd + Send {}
+impl<T: Read + AsFd + Send> ReadFd for T {}
+
+fn run_pump(
+    mut reader: Box<dyn ReadFd>,
+    mut sink: Sink<File>,
+    mut scrubber: Scrubber,
+    stop: &io::PipeReader,
+    done: io::PipeWriter,
+) -> (Scrubber, io::Result<End>) {
+    let end = pump(&mut reader, &mut sink, &mut scrubber, Some(stop.as_fd()));
+    // Closing our end of the child's pipe first: a writer still holding it gets EPIPE.
+    drop(reader);
+    drop(done);
+    (scrubber, end)
+}
+
+/// Copies the launcher's stdin into the pseudo-terminal until either side closes. Keystrokes
+/// are the person's input, not the child's output: they are not scrubbed. The thread is not
+/// joined: it may be blocked reading a terminal when the run ends.
+fn forward_stdin(mut master: File) -> Result<(), LaunchError> {
+    let mut input = File::from(
+        io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(io_err("duplicate stdin"))?,
+    );
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        loop {
+            match input.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if master.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    Ok(())
+}

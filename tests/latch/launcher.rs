@@ -1,0 +1,902 @@
+//! The launcher (DESIGN §6): the real `latch run` against an in-process platform, with real
+//! processes, pipes, pseudo-terminals and signals. Every spawned process is killed by PID when
+//! a test ends, whichever way it ends.
+
+use std::io::{BufRead, BufReader, Read, Write};
+
+use base64::Engine as _;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::server::{Platform, start};
+
+const TOKEN: &str = "sk-live-0123456789abcdefXYZ";
+const DB_PASSWORD: &str = "correct-horse-battery-staple-42";
+const PERSONAL: &str = "ghp_personalTokenValue_98765";
+
+/// A platform with two team secrets and one personal secret of the owner.
+async fn platform() -> Platform {
+    let p = start().await;
+    for (scope, name, value) in [
+        ("team", "TOKEN", TOKEN),
+        ("team", "DB_PASSWORD", DB_PASSWORD),
+        ("personal", "GH_TOKEN", PERSONAL),
+    ] {
+        p.ok(
+            &p.owner,
+            Method::POST,
+            "/v1/secrets",
+            Some(json!({"scope": scope, "name": name, "value": value})),
+        )
+        .await;
+    }
+    p
+}
+
+/// `latch run ARGS` against `p` with the owner's key in `LATCH_API_KEY`.
+fn latch_run(p: &Platform, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_latch"));
+    command
+        .arg("run")
+        .args(args)
+        .env("LATCH_URL", &p.url)
+        .env("LATCH_API_KEY", &p.owner)
+        .env_remove("LATCH_LOG")
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs to the end on a blocking thread, with `input` on stdin.
+async fn output(mut command: Command, input: Option<Vec<u8>>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        if input.is_some() {
+            command.stdin(Stdio::piped());
+        }
+        let mut child = Guard::spawn(&mut command);
+        let writer = input.map(|bytes| {
+            let mut stdin = child.0.stdin.take().expect("stdin");
+            std::thread::spawn(move || {
+                let _ = stdin.write_all(&bytes);
+            })
+        });
+        let out = child.wait_output();
+        if let Some(w) = writer {
+            w.join().expect("writer");
+        }
+        out
+    })
+    .await
+    .expect("joins")
+}
+
+/// A child killed by PID (SIGKILL) when dropped, unless it was waited for.
+struct Guard(Child, bool);
+
+impl Guard {
+    fn spawn(command: &mut Command) -> Self {
+        Self(command.spawn().expect("latch starts"), false)
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(i32::try_from(self.0.id()).expect("pid"))
+    }
+
+    fn wait_output(&mut self) -> Output {
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        let mut err_pipe = self.0.stderr.take();
+        let err_thread = std::thread::spawn(move || {
+            if let Some(e) = err_pipe.as_mut() {
+                let _ = e.read_to_end(&mut stderr);
+            }
+            stderr
+        });
+        if let Some(out) = self.0.stdout.as_mut() {
+            let _ = out.read_to_end(&mut stdout);
+        }
+        let status = self.0.wait().expect("waits");
+        self.1 = true;
+        Output {
+            status,
+            stdout,
+            stderr: err_thread.join().expect("stderr"),
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if !self.1 {
+            let _ = kill(self.pid(), Signal::SIGKILL);
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn assert_clean(what: &str, bytes: &[u8], key: &str) {
+    let shown = text(bytes);
+    for value in [TOKEN, DB_PASSWORD, PERSONAL, key] {
+        assert!(
+            memchr::memmem::find(bytes, value.as_bytes()).is_none(),
+            "{what} shows a secret: {shown}"
+        );
+    }
+}
+
+/// Reads lines from a child's stdout until one contains `marker` (bounded by the pipe's end).
+fn wait_for_line(reader: &mut impl BufRead, marker: &str) -> String {
+    let mut seen = String::new();
+    for _ in 0..1000 {
+        let mut line = String::new();
+        if reader.read_line(&mut line).expect("reads") == 0 {
+            break;
+        }
+        seen.push_str(&line);
+        if line.contains(marker) {
+            return seen;
+        }
+    }
+    panic!("no line with {marker:?}; saw {seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_are_delivered_and_masked_on_stdout_and_stderr() {
+    let p = platform().await;
+    let script = r#"echo "token=$TOKEN"; echo "db=$DB_PASSWORD" >&2; printf '%s' "$GH_TOKEN" | base64; printf '%s\n' "$TOKEN" | od -An -tx1 | tr -d ' \n'; echo; echo "{\"t\":\"$TOKEN\"}""#;
+    let o = output(latch_run(&p, &["--", "sh", "-c", script]), None).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert!(out.contains("token=[MASKED:TOKEN]"), "{out}");
+    assert!(err.contains("db=[MASKED:DB_PASSWORD]"), "{err}");
+    assert!(out.contains("[MASKED:GH_TOKEN]"), "base64 masked: {out}");
+    assert_clean("stdout", &o.stdout, &p.owner);
+    assert_clean("stderr", &o.stderr, &p.owner);
+    // The base64 and hex forms are gone too.
+    let b64 = base64::engine::general_purpose::STANDARD.encode(PERSONAL);
+    assert!(!out.contains(&b64[..b64.len() - 4]), "{out}");
+    let hex: String = TOKEN.bytes().map(|b| format!("{b:02x}")).collect();
+    assert!(!out.contains(&hex), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_value_written_in_two_halves_200ms_apart_never_shows() {
+    let p = platform().await;
+    let (first, second) = TOKEN.split_at(12);
+    let script = format!("printf '%s' '{first}'; sleep 0.2; printf '%s\\n' '{second}'");
+    for extra in [&[][..], &["--pty"][..]] {
+        let mut args = extra.to_vec();
+        args.extend(["--", "sh", "-c", &script]);
+        let o = output(latch_run(&p, &args), None).await;
+        let out = text(&o.stdout);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        assert!(out.contains("[MASKED:TOKEN:partial]"), "{extra:?}: {out}");
+        assert!(
+            !out.contains(first) && !out.contains(second),
+            "{extra:?}: {out}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exit_codes_pass_through_and_signal_deaths_are_128_plus_n() {
+    let p = platform().await;
+    let mut cases: Vec<(String, i32)> = (0..=255).map(|c| (format!("exit {c}"), c)).collect();
+    for (signal, n) in [("TERM", 15), ("KILL", 9), ("SEGV", 11), ("USR1", 10)] {
+        cases.push((format!("kill -{signal} $$"), 128 + n));
+    }
+    let mut handles = Vec::new();
+    for chunk in cases.chunks(cases.len().div_ceil(6)) {
+        let chunk = chunk.to_vec();
+        let mut commands = Vec::new();
+        for (script, _) in &chunk {
+            commands.push(latch_run(&p, &["--no-secrets", "--", "sh", "-c", script]));
+        }
+        handles.push(tokio::task::spawn_blocking(move || {
+            let mut wrong = Vec::new();
+            for ((script, want), mut command) in chunk.into_iter().zip(commands) {
+                command.stdout(Stdio::null()).stderr(Stdio::piped());
+                let mut child = Guard::spawn(&mut command);
+                let o = child.wait_output();
+                if o.status.code() != Some(want) {
+                    wrong.push(format!("{script}: {:?} {}", o.status, text(&o.stderr)));
+                }
+            }
+            wrong
+        }));
+    }
+    let mut wrong = Vec::new();
+    for h in handles {
+        wrong.extend(h.await.expect("joins"));
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn not_found_is_127_and_not_executable_is_126() {
+    let p = platform().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let script = dir.path().join("script.sh");
+    std::fs::write(&script, "#!/bin/sh\necho hi\n").expect("writes");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let o = output(latch_run(&p, &["--", "no-such-command-xyz"]), None).await;
+    assert_eq!(o.status.code(), Some(127), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("not found"), "{}", text(&o.stderr));
+    let o = output(latch_run(&p, &["--", script.to_str().expect("utf8")]), None).await;
+    assert_eq!(o.status.code(), Some(126), "{}", text(&o.stderr));
+    let o = output(
+        latch_run(&p, &["--no-scrub", "--", "no-such-command-xyz"]),
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(127), "{}", text(&o.stderr));
+    // The run record says so.
+    let runs = p.ok(&p.owner, Method::GET, "/v1/runs", None).await;
+    let codes: Vec<&Value> = runs
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|r| &r["outcome"]["exit_code"])
+        .collect();
+    assert!(
+        codes.contains(&&json!(127)) && codes.contains(&&json!(126)),
+        "{runs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_forwarded_signal_reaches_a_trapping_child() {
+    let p = platform().await;
+    let script = r#"for s in INT HUP QUIT USR1 USR2; do trap "echo got $s" $s; done
+trap 'echo got TERM; exit 0' TERM
+echo ready
+i=0; while [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; exit 9"#;
+    let mut command = latch_run(&p, &["--no-secrets", "--", "sh", "-c", script]);
+    let o = tokio::task::spawn_blocking(move || {
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = Guard::spawn(&mut command);
+        let mut out = BufReader::new(child.0.stdout.take().expect("stdout"));
+        wait_for_line(&mut out, "ready");
+        for (signal, name) in [
+            (Signal::SIGINT, "INT"),
+            (Signal::SIGHUP, "HUP"),
+            (Signal::SIGQUIT, "QUIT"),
+            (Signal::SIGUSR1, "USR1"),
+            (Signal::SIGUSR2, "USR2"),
+            (Signal::SIGTERM, "TERM"),
+        ] {
+            kill(child.pid(), signal).expect("signals latch");
+            wait_for_line(&mut out, &format!("got {name}"));
+        }
+        child.0.stdout = None;
+        child.wait_output()
+    })
+    .await
+    .expect("joins");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signal_group_reaches_grandchildren_too() {
+    let p = platform().await;
+    let script = r#"sh -c 'trap "echo grandchild got TERM; exit 0" TERM; echo ready; i=0; while [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done' &
+trap 'echo child got TERM' TERM
+wait; wait"#;
+    let mut command = latch_run(
+        &p,
+        &["--no-secrets", "--signal-group", "--", "sh", "-c", script],
+    );
+    let o = tokio::task::spawn_blocking(move || {
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = Guard::spawn(&mut command);
+        let mut out = BufReader::new(child.0.stdout.take().expect("stdout"));
+        wait_for_line(&mut out, "ready");
+        kill(child.pid(), Signal::SIGTERM).expect("signals latch");
+        let mut rest = String::new();
+        let _ = out.read_to_string(&mut rest);
+        (child.wait_output(), rest)
+    })
+    .await
+    .expect("joins");
+    assert!(o.1.contains("grandchild got TERM"), "{}", o.1);
+    assert!(o.1.contains("child got TERM"), "{}", o.1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stdin_and_5mb_of_binary_stdout_pass_byte_exact() {
+    let p = platform().await;
+    let mut data = vec![0u8; 5 << 20];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for b in &mut data {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = (x >> 24) as u8;
+    }
+    let o = output(latch_run(&p, &["--", "cat"]), Some(data.clone())).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(o.stdout.len(), data.len());
+    assert!(o.stdout == data, "stdout differs from stdin");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn timeout_stops_the_command_with_124() {
+    let p = platform().await;
+    let o = output(
+        latch_run(
+            &p,
+            &["--no-secrets", "--timeout", "1s", "--", "sleep", "30"],
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(124), "{}", text(&o.stderr));
+    // A command that ignores SIGTERM is killed after --kill-after.
+    let o = output(
+        latch_run(
+            &p,
+            &[
+                "--no-secrets",
+                "--timeout",
+                "500ms",
+                "--kill-after",
+                "500ms",
+                "--",
+                "sh",
+                "-c",
+                "trap '' TERM; i=0; while [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done",
+            ],
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(124), "{}", text(&o.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_scrub_execs_in_place_with_the_same_pid() {
+    let p = platform().await;
+    let mut command = latch_run(
+        &p,
+        &["--no-scrub", "--", "sh", "-c", "echo pid=$$; echo $TOKEN"],
+    );
+    let (pid, o) = tokio::task::spawn_blocking(move || {
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = Guard::spawn(&mut command);
+        let pid = child.0.id();
+        (pid, child.wait_output())
+    })
+    .await
+    .expect("joins");
+    assert_eq!(o.status.code(), Some(0));
+    let out = text(&o.stdout);
+    assert!(out.contains(&format!("pid={pid}\n")), "{out}");
+    assert!(out.contains(TOKEN), "--no-scrub does not mask: {out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn file_secrets_are_private_and_gone_after_the_child_is_killed() {
+    let p = platform().await;
+    let script = r#"echo "path=$TOKEN"; stat -c '%a' "$TOKEN" "$(dirname "$TOKEN")"; cat "$TOKEN"; echo; kill -KILL $$"#;
+    let o = output(
+        latch_run(&p, &["--secret-file", "TOKEN", "--", "sh", "-c", script]),
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(137), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    let path = out
+        .lines()
+        .find_map(|l| l.strip_prefix("path="))
+        .expect("path printed");
+    assert!(out.contains("600\n700\n"), "{out}");
+    assert!(out.contains("[MASKED:TOKEN]"), "file content masked: {out}");
+    assert!(!std::path::Path::new(path).exists(), "{path} left behind");
+    let dir = std::path::Path::new(path).parent().expect("dir");
+    assert!(!dir.exists(), "{} left behind", dir.display());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_child_environment_follows_the_plan() {
+    let p = platform().await;
+    let mut command = latch_run(&p, &["--", "env"]);
+    command
+        .env("TOKEN", "inherited")
+        .env("AWS_PROFILE", "dev")
+        .env("LATCH_API_KEY_FILE", "/nonexistent-but-ignored");
+    command.env_remove("LATCH_API_KEY_FILE");
+    let o = output(command, None).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(out.contains("TOKEN=[MASKED:TOKEN]"), "{out}");
+    assert!(out.contains("AWS_PROFILE=dev"), "{out}");
+    assert!(!out.contains("LATCH_"), "launcher settings leak: {out}");
+    assert!(
+        text(&o.stderr).contains("replaces the inherited variable TOKEN"),
+        "{}",
+        text(&o.stderr)
+    );
+
+    let mut command = latch_run(&p, &["--preserve-env", "--", "env"]);
+    command.env("TOKEN", "inherited");
+    let o = output(command, None).await;
+    assert!(
+        text(&o.stdout).contains("TOKEN=inherited"),
+        "{}",
+        text(&o.stdout)
+    );
+
+    let mut command = latch_run(&p, &["--pristine", "--", "env"]);
+    command.env("AWS_PROFILE", "dev").env("LC_ALL", "C");
+    let o = output(command, None).await;
+    let out = text(&o.stdout);
+    assert!(!out.contains("AWS_PROFILE"), "{out}");
+    assert!(out.contains("LC_ALL=C") && out.contains("PATH="), "{out}");
+    assert!(out.contains("DB_PASSWORD=[MASKED:DB_PASSWORD]"), "{out}");
+
+    let o = output(latch_run(&p, &["--secrets", "TOKEN", "--", "env"]), None).await;
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("TOKEN=") && !out.contains("DB_PASSWORD="),
+        "{out}"
+    );
+    let o = output(latch_run(&p, &["--no-secrets", "--", "env"]), None).await;
+    assert!(!text(&o.stdout).contains("TOKEN="), "{}", text(&o.stdout));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_required_secret_exits_65_without_starting_the_command() {
+    let p = platform().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let marker = dir.path().join("started");
+    let o = output(
+        latch_run(
+            &p,
+            &[
+                "--require",
+                "TOKEN,ABSENT",
+                "--",
+                "touch",
+                marker.to_str().expect("utf8"),
+            ],
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(65), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("ABSENT"), "{}", text(&o.stderr));
+    assert!(!marker.exists(), "the command ran");
+    // A missing name that is not required is reported and the run goes on.
+    let o = output(
+        latch_run(&p, &["--secrets", "TOKEN,ABSENT", "--", "true"]),
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0));
+    let err = text(&o.stderr);
+    assert!(err.contains("ABSENT is not delivered: not_found"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_run_end_is_reported_and_the_log_is_scrubbed() {
+    let p = platform().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let log = dir.path().join("run.log");
+    let o = output(
+        latch_run(
+            &p,
+            &[
+                "--log",
+                log.to_str().expect("utf8"),
+                "--",
+                "sh",
+                "-c",
+                "echo $TOKEN; echo $TOKEN $DB_PASSWORD >&2; exit 3",
+            ],
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(3));
+    let transcript = std::fs::read(&log).expect("log written");
+    assert_clean("log", &transcript, &p.owner);
+    assert!(
+        text(&transcript).contains("[MASKED:TOKEN]"),
+        "{}",
+        text(&transcript)
+    );
+    let mode = std::fs::metadata(&log).expect("meta").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let runs = p.ok(&p.owner, Method::GET, "/v1/runs", None).await;
+    let id = runs[0]["id"].as_str().expect("id").to_owned();
+    let run = p
+        .ok(&p.owner, Method::GET, &format!("/v1/runs/{id}"), None)
+        .await;
+    assert_eq!(run["status"], "finished", "{run}");
+    assert_eq!(run["outcome"]["exit_code"], 3, "{run}");
+    assert_eq!(run["outcome"]["masked"]["TOKEN"], 2, "{run}");
+    assert_eq!(run["outcome"]["masked"]["DB_PASSWORD"], 1, "{run}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_key_is_absent_from_the_child_and_from_the_launchers_environ() {
+    let p = platform().await;
+    let mut command = latch_run(
+        &p,
+        &[
+            "--",
+            "sh",
+            "-c",
+            "env | grep -c LATCH_API_KEY; echo ready; i=0; while [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done",
+        ],
+    );
+    let key = p.owner.clone();
+    tokio::task::spawn_blocking(move || {
+        command.stdout(Stdio::piped()).stderr(Stdio::null());
+        let mut child = Guard::spawn(&mut command);
+        let mut out = BufReader::new(child.0.stdout.take().expect("stdout"));
+        let seen = wait_for_line(&mut out, "ready");
+        assert!(seen.starts_with("0\n"), "{seen}");
+        let environ = std::fs::read(format!("/proc/{}/environ", child.pid())).expect("environ");
+        assert!(
+            memchr::memmem::find(&environ, key.as_bytes()).is_none(),
+            "the key shows in /proc/<launcher>/environ"
+        );
+        assert!(memchr::memmem::find(&environ, b"LATCH_URL=").is_some());
+    })
+    .await
+    .expect("joins");
+}
+
+/// Every readable mapping of `pid`, searched for each needle; returns what was found where.
+fn scan_memory(pid: Pid, needles: &[(&str, &[u8])]) -> (usize, Vec<String>) {
+    use std::os::unix::fs::FileExt;
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps");
+    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).expect("mem (run as root)");
+    let mut scanned = 0;
+    let mut found = Vec::new();
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let range = fields.next().expect("range");
+        let perms = fields.next().expect("perms");
+        if !perms.starts_with('r') || line.ends_with("[vvar]") || line.ends_with("[vsyscall]") {
+            continue;
+        }
+        let (start, end) = range.split_once('-').expect("range");
+        let start = u64::from_str_radix(start, 16).expect("hex");
+        let end = u64::from_str_radix(end, 16).expect("hex");
+        let mut region = vec![0u8; usize::try_from(end - start).expect("size")];
+        let mut got = 0;
+        while got < region.len() {
+            match mem.read_at(&mut region[got..], start + got as u64) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+        scanned += got;
+        for (name, needle) in needles {
+            if memchr::memmem::find(&region[..got], needle).is_some() {
+                found.push(format!("{name} in {line}"));
+            }
+        }
+    }
+    (scanned, found)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scan_of_the_launchers_memory_finds_no_key_and_no_value() {
+    let p = platform().await;
+    let key = p.owner.clone();
+    for extra in [
+        &[][..],
+        &["--pty"][..],
+        &["--secret-file", "DB_PASSWORD"][..],
+    ] {
+        let mut args = extra.to_vec();
+        args.extend([
+            "--",
+            "sh",
+            "-c",
+            "echo ready; i=0; while [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done",
+        ]);
+        let mut command = latch_run(&p, &args);
+        let key = key.clone();
+        let extra = format!("{extra:?}");
+        tokio::task::spawn_blocking(move || {
+            command.stdout(Stdio::piped()).stderr(Stdio::null());
+            let mut child = Guard::spawn(&mut command);
+            let mut out = BufReader::new(child.0.stdout.take().expect("stdout"));
+            wait_for_line(&mut out, "ready");
+            let needles: [(&str, &[u8]); 4] = [
+                ("api key", key.as_bytes()),
+                ("TOKEN", TOKEN.as_bytes()),
+                ("DB_PASSWORD", DB_PASSWORD.as_bytes()),
+                ("GH_TOKEN", PERSONAL.as_bytes()),
+            ];
+            let (scanned, found) = scan_memory(child.pid(), &needles);
+            assert!(scanned > 1 << 20, "{extra}: scanned only {scanned} bytes");
+            assert!(found.is_empty(), "{extra}: {found:#?}");
+            // The scan can find what is there: the child's memory holds its environment.
+            let _ = std::fs::read_dir(format!("/proc/{}/task", child.pid()));
+        })
+        .await
+        .expect("joins");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_memory_scan_finds_a_value_that_is_there() {
+    // The scan itself is checked against a process that does hold the values: the child
+    // (`sh`), whose environment has them.
+    let p = platform().await;
+    let mut command = latch_run(
+        &p,
+        &[
+            "--",
+            "sh",
+            "-c",
+            "echo ready $$; i=0; while [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done",
+        ],
+    );
+    tokio::task::spawn_blocking(move || {
+        command.stdout(Stdio::piped()).stderr(Stdio::null());
+        let mut child = Guard::spawn(&mut command);
+        let mut out = BufReader::new(child.0.stdout.take().expect("stdout"));
+        let line = wait_for_line(&mut out, "ready");
+        let pid: i32 = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .and_then(|s| s.parse().ok())
+            .expect("child pid");
+        let (_, found) = scan_memory(Pid::from_raw(pid), &[("TOKEN", TOKEN.as_bytes())]);
+        assert!(!found.is_empty(), "the scan misses a value in the child");
+    })
+    .await
+    .expect("joins");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_most_verbose_launcher_log_holds_no_secret() {
+    let p = platform().await;
+    for verbosity in [&["-vvv"][..], &[][..]] {
+        let mut args = verbosity.to_vec();
+        args.extend(["--", "sh", "-c", "echo $TOKEN $GH_TOKEN; exit 0"]);
+        let mut command = latch_run(&p, &args);
+        if verbosity.is_empty() {
+            command.env("LATCH_LOG", "trace");
+        }
+        let o = output(command, None).await;
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        assert!(text(&o.stderr).contains("TRACE") || text(&o.stderr).contains("DEBUG"));
+        assert_clean("stderr", &o.stderr, &p.owner);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn under_a_terminal_the_child_gets_one_and_window_sizes_follow() {
+    use nix::pty::{Winsize, openpty};
+    use nix::sys::termios::LocalFlags;
+    let p = platform().await;
+    let script = r#"[ -t 0 ] && [ -t 1 ] && echo "tty yes"; trap 'echo "size $(stty size)"' WINCH; echo "size $(stty size)"; echo "token $TOKEN"; i=0; while [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done"#;
+    let mut command = latch_run(&p, &["--", "sh", "-c", script]);
+    let size = |rows, cols| Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pair = openpty(Some(&size(24, 80)), None).expect("pty");
+    let slave = pair.slave;
+    command
+        .stdin(Stdio::from(slave.try_clone().expect("dup")))
+        .stdout(Stdio::from(slave.try_clone().expect("dup")))
+        .stderr(Stdio::from(slave.try_clone().expect("dup")));
+    // latch leads a session whose controlling terminal is the test's pty, as under a shell.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            nix::unistd::setsid()?;
+            if nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let master = pair.master;
+    let outer = slave.try_clone().expect("dup");
+    let before = nix::sys::termios::tcgetattr(&outer).expect("termios");
+    tokio::task::spawn_blocking(move || {
+        let child = Guard::spawn(&mut command);
+        drop(slave);
+        drop(command);
+        let mut reader = BufReader::new(std::fs::File::from(master.try_clone().expect("dup")));
+        let seen = wait_for_line(&mut reader, "token");
+        assert!(seen.contains("tty yes"), "{seen}");
+        assert!(seen.contains("size 24 80"), "{seen}");
+        assert!(seen.contains("token [MASKED:TOKEN]"), "{seen}");
+        let new = size(40, 132);
+        nix::ioctl_write_ptr_bad!(set_winsize, nix::libc::TIOCSWINSZ, nix::libc::winsize);
+        unsafe { set_winsize(master.as_raw_fd(), &raw const new) }.expect("resize");
+        let seen = wait_for_line(&mut reader, "size 40 132");
+        assert!(!seen.contains(TOKEN));
+        // While the child runs, the outer terminal is raw; once latch is gone it is restored.
+        let raw = nix::sys::termios::tcgetattr(&outer).expect("termios");
+        assert!(!raw.local_flags.contains(LocalFlags::ICANON));
+        kill(child.pid(), Signal::SIGTERM).expect("signals latch");
+        let mut child = child;
+        let status = child.0.wait().expect("waits");
+        child.1 = true;
+        assert_eq!(status.code(), Some(128 + 15));
+        let after = nix::sys::termios::tcgetattr(&outer).expect("termios");
+        assert_eq!(after.local_flags, before.local_flags);
+        assert_eq!(after.input_flags, before.input_flags);
+    })
+    .await
+    .expect("joins");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn as_pid_1_it_reaps_100_orphans_and_leaves_no_zombie() {
+    let p = platform().await;
+    // 100 orphans: each subshell forks `sleep` and exits at once, so the sleeps are reparented
+    // to PID 1 (latch) and exit 0.2 s later. Unreaped, each would stay a zombie.
+    let script = r#"i=0; while [ $i -lt 100 ]; do (sleep 0.2 &); i=$((i+1)); done
+j=0; while [ $j -lt 300 ] && grep -qx sleep /proc/[0-9]*/comm 2>/dev/null; do sleep 0.1; j=$((j+1)); done
+echo "pid1=$(cat /proc/1/comm)"
+echo "zombies=$(grep -l '^State:.*Z' /proc/[0-9]*/status 2>/dev/null | wc -l)""#;
+    let mut command = Command::new("unshare");
+    command
+        .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+        .arg(env!("CARGO_BIN_EXE_latch"))
+        .args(["run", "--no-secrets", "--", "sh", "-c", script])
+        .env("LATCH_URL", &p.url)
+        .env("LATCH_API_KEY", &p.owner)
+        .stdin(Stdio::null());
+    let o = output(command, None).await;
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out} {}", text(&o.stderr));
+    assert!(out.contains("pid1=latch"), "{out}");
+    assert!(out.contains("zombies=0\n"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_configuration_and_bad_answers_get_clear_errors() {
+    let p = platform().await;
+    // Malformed key: refused offline, 78.
+    let mut command = latch_run(&p, &["--", "true"]);
+    command.env("LATCH_API_KEY", "latch_p_not-a-key");
+    let o = output(command, None).await;
+    assert_eq!(o.status.code(), Some(78), "{}", text(&o.stderr));
+    // A well-formed key the platform does not know: 77.
+    let mut command = latch_run(&p, &["--", "true"]);
+    let mut unknown = p.owner.clone().into_bytes();
+    unknown[9] = if unknown[9] == b'a' { b'b' } else { b'a' };
+    command.env("LATCH_API_KEY", String::from_utf8(unknown).expect("ascii"));
+    let o = output(command, None).await;
+    assert!(
+        matches!(o.status.code(), Some(77 | 78)),
+        "{}",
+        text(&o.stderr)
+    );
+    // Nothing listening: 69.
+    let mut command = latch_run(&p, &["--", "true"]);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+    let url = format!("http://{}", closed.local_addr().expect("addr"));
+    drop(closed);
+    command.env("LATCH_URL", url);
+    let o = output(command, None).await;
+    assert_eq!(o.status.code(), Some(69), "{}", text(&o.stderr));
+    // An unusable --log: 78, nothing started.
+    let o = output(
+        latch_run(&p, &["--log", "/nonexistent/dir/log", "--", "true"]),
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(78), "{}", text(&o.stderr));
+    // Bad flags: 2.
+    for args in [
+        &["--timeout", "soon", "--", "true"][..],
+        &["--no-scrub", "--secret-file", "TOKEN", "--", "true"][..],
+        &["--secrets", "BAD-NAME", "--", "true"][..],
+        &[][..],
+    ] {
+        let o = output(latch_run(&p, args), None).await;
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o.stderr));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_platform_answers_fail_closed() {
+    // A fake platform on loopback answering garbage, an oversized body, and a secret name that
+    // would hijack the child's loader.
+    let bodies: Vec<Vec<u8>> = vec![
+        b"not json".to_vec(),
+        br#"{"run_id":"r","trigger":"cli","secrets":[{"name":"LD_PRELOAD","scope":"team","version":1,"value":"/tmp/evil.so"}],"missing":[],"shadowed":[]}"#
+            .to_vec(),
+        vec![b' '; 17 << 20],
+    ];
+    let p = start().await;
+    for body in bodies {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let server = std::thread::spawn(move || {
+            listener.set_nonblocking(false).expect("blocking");
+            if let Ok((mut stream, _)) = listener.accept() {
+                let mut buf = [0u8; 8192];
+                let _ = stream.read(&mut buf);
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(&body);
+            }
+        });
+        let mut command = latch_run(&p, &["--", "sh", "-c", "echo started"]);
+        command.env("LATCH_URL", &url);
+        let o = output(command, None).await;
+        assert_eq!(o.status.code(), Some(70), "{}", text(&o.stderr));
+        assert!(!text(&o.stdout).contains("started"));
+        assert!(!text(&o.stderr).contains("panicked"), "{}", text(&o.stderr));
+        server.join().expect("server");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_exit_status_survives_a_platform_that_is_gone_at_the_end() {
+    let p = platform().await;
+    let url = p.url.clone();
+    let key = p.owner.clone();
+    // The run resolves, then the platform stops while the command runs: the report fails with
+    // a warning and the exit status stays the command's.
+    let mut command = Command::new(env!("CARGO_BIN_EXE_latch"));
+    command
+        .args(["run", "--", "sh", "-c", "echo ready; read line; exit 5"])
+        .env("LATCH_URL", url)
+        .env("LATCH_API_KEY", key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = tokio::task::spawn_blocking(move || {
+        let mut child = Guard::spawn(&mut command);
+        let mut out = BufReader::new(child.0.stdout.as_mut().expect("stdout"));
+        wait_for_line(&mut out, "ready");
+        child
+    })
+    .await
+    .expect("joins");
+    let _dir = p.stop().await;
+    let started = Instant::now();
+    let o = tokio::task::spawn_blocking(move || {
+        child
+            .0
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"go\n")
+            .expect("writes");
+        child.wait_output()
+    })
+    .await
+    .expect("joins");
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o.stderr));
+    assert!(o.status.signal().is_none());
+    assert!(
+        text(&o.stderr).contains("could not report the end"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(started.elapsed() < Duration::from_secs(120));
+}
