@@ -3,6 +3,8 @@
 //! team with 100 secrets, and `CLIENTS` concurrent keep-alive clients for `SECONDS` each.
 //! Every resolve delivers all 100 secrets, so it reads, decrypts and durably records a run.
 //! Run: `cargo bench --bench resolve` (env `CLIENTS`, `SECONDS` override the defaults 64, 5).
+//! With `LATCH_BENCH_DATABASE_URL=postgres://…` (an empty database) the platform runs on
+//! PostgreSQL instead.
 
 #![allow(
     clippy::cast_precision_loss,
@@ -19,6 +21,7 @@ use latch::core::crypto::RootKey;
 use latch::core::name::Label;
 use latch::server::{self, App, boot};
 use latch::store::Store;
+use latch::store::postgres::{PgStore, PoolSettings};
 use latch::store::sqlite::SqliteStore;
 use serde_json::json;
 
@@ -92,15 +95,23 @@ fn main() {
         .expect("runtime");
     runtime.block_on(async move {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = SqliteStore::open(&dir.path().join("latch.db")).await.expect("opens");
+        let (store, engine): (Arc<dyn Store>, &str) = match std::env::var("LATCH_BENCH_DATABASE_URL") {
+            Ok(url) => (
+                Arc::new(PgStore::connect(&url, PoolSettings::default()).await.expect("connects")),
+                "PostgreSQL (16 connections)",
+            ),
+            Err(_) => (
+                Arc::new(SqliteStore::open(&dir.path().join("latch.db")).await.expect("opens")),
+                "SQLite synchronous=FULL",
+            ),
+        };
         let root = RootKey::generate(&mut SysRng).expect("root key");
-        boot::verify_root(&store, &root).await.expect("check value");
-        let key = boot::bootstrap(&store, &root, Label::new("default").expect("label"), Label::new("owner").expect("label"), 0)
+        boot::verify_root(&*store, &root).await.expect("check value");
+        let key = boot::bootstrap(&*store, &root, Label::new("default").expect("label"), Label::new("owner").expect("label"), 0)
             .await
             .expect("bootstraps")
             .expect("empty");
         let owner = key.expose().to_owned();
-        let store: Arc<dyn Store> = Arc::new(store);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         tokio::spawn(server::serve(listener, App::new(store, root), std::future::pending()));
@@ -110,7 +121,7 @@ fn main() {
             let r = http.post(format!("{url}/v1/secrets")).bearer_auth(&owner).json(&body).send().await.expect("creates");
             assert!(r.status().is_success());
         }
-        println!("platform: SQLite synchronous=FULL, 100 team secrets; {clients} clients, {seconds} s each");
+        println!("platform: {engine}, 100 team secrets; {clients} clients, {seconds} s each");
         let health_url = format!("{url}/healthz");
         let health = drive(clients, seconds, Arc::new(move |c| c.get(&health_url))).await;
         let runs_url = format!("{url}/v1/runs");

@@ -12,12 +12,10 @@
 //! | [`core`] | pure logic: [`core::name`] (secret names, labels), [`core::value`] (zeroizing secret values), [`core::apikey`] (key format), [`core::resolve`] (DESIGN §2), [`core::perm`] (DESIGN §3), [`core::crypto`] (DESIGN §5), [`core::launch`] (the child's environment plan), [`core::split`] (a key kept as two shares), [`core::scrub`] (the streaming scrubber, DESIGN §7), [`core::duration`], [`core::exit`] (exit-code contract) | nothing with I/O |
 //! | [`api`] | wire types shared by client and server | `core` |
 //! | [`client`] | the one HTTP client of the platform's API | `api`, `core` |
-//! | [`store`] | the [`store::Store`] trait, its SQLite backend and the contract suite every backend passes | `core` |
+//! | [`store`] | the [`store::Store`] trait, its SQLite and PostgreSQL backends and the contract suite every backend passes | `core` |
 //! | [`server`] | the platform's HTTP server (axum) | `store`, `api`, `core` |
 //! | [`launcher`] | the supervisor: memory hygiene, signals, the child, pseudo-terminal, pumps through the scrubber | `core` |
 //! | [`cli`] | the command tree; wires IO modules together per command | everything |
-//!
-//! Still to come: `store` gains its PostgreSQL backend.
 //!
 //! # Dependency rule
 //!

@@ -11,9 +11,6 @@ use crate::server::boot::BootError;
 /// secret value or an API key.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The command exists in the tree but is not built in this version.
-    #[error("`latch {0}` is not built in this version yet")]
-    NotBuilt(&'static str),
     /// The async runtime could not start.
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
@@ -56,8 +53,7 @@ impl Error {
             Self::Launch(LaunchError::Spawn(SpawnError::NotExecutable { .. })) => {
                 Failure::NotExecutable
             }
-            Self::NotBuilt(_)
-            | Self::Runtime(_)
+            Self::Runtime(_)
             | Self::Io(_)
             | Self::Launch(LaunchError::Io { .. })
             | Self::Client(ClientError::Decode(_)) => Failure::Internal,
@@ -72,7 +68,6 @@ impl Error {
     #[must_use]
     pub fn remedy(&self) -> Option<&'static str> {
         match self {
-            Self::NotBuilt(_) => Some("see README.md for what this version provides"),
             Self::Patterns(_) => Some("mask fewer or shorter secrets"),
             Self::Boot(_) => Some(
                 "check --data-dir, --root-key-file and that the root key is the one this database was created with",

@@ -8,10 +8,12 @@ use clap::Args;
 use tokio::net::TcpListener;
 
 use super::Error;
+use crate::core::crypto::RootKey;
 use crate::core::name::Label;
 use crate::server::boot::{self, BootError};
 use crate::server::{self, App};
 use crate::store::Store;
+use crate::store::postgres::{PgStore, PoolSettings};
 use crate::store::sqlite::SqliteStore;
 
 /// `latch serve [OPTIONS]`
@@ -31,6 +33,12 @@ pub struct ServeArgs {
         value_name = "URL"
     )]
     pub database_url: Option<String>,
+    /// With --database-url: most database connections this replica opens.
+    #[arg(long, default_value_t = 16, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub db_max_connections: u32,
+    /// With --database-url: how long a request waits for a free database connection.
+    #[arg(long, default_value = "10s", value_parser = crate::core::duration::parse_duration, value_name = "DUR")]
+    pub db_acquire_timeout: std::time::Duration,
     /// File holding the 32-byte root key as 64 hex characters (`openssl rand -hex 32`).
     #[arg(long, env = "LATCH_ROOT_KEY_FILE", value_name = "PATH")]
     pub root_key_file: Option<PathBuf>,
@@ -51,16 +59,34 @@ pub struct ServeArgs {
     pub bootstrap_key_file: Option<PathBuf>,
 }
 
-/// Starts the platform and serves until SIGTERM or SIGINT.
-///
-/// # Errors
-/// [`Error::Boot`] when the data directory, root key or database cannot be used.
-pub(crate) async fn run(args: ServeArgs) -> Result<u8, Error> {
-    if args.database_url.is_some() {
-        return Err(Error::NotBuilt("serve --database-url (PostgreSQL)"));
+/// The store (PostgreSQL with `--database-url`, else SQLite in the data directory) and the root
+/// key. Replicas on PostgreSQL share one root key, so it must be given; SQLite generates one in
+/// the data directory on first start.
+async fn open_store(args: &ServeArgs) -> Result<(Arc<dyn Store>, RootKey), Error> {
+    if let Some(url) = &args.database_url {
+        if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+            return Err(Error::Config(
+                "--database-url must be a postgres:// URL (SQLite is the default without it)"
+                    .into(),
+            ));
+        }
+        let Some(path) = &args.root_key_file else {
+            return Err(Error::Config(
+                "with --database-url, pass --root-key-file (or LATCH_ROOT_KEY_FILE): every replica must use the same root key".into(),
+            ));
+        };
+        let (root, _) = boot::root_key(path, false)?;
+        let settings = PoolSettings {
+            max_connections: args.db_max_connections,
+            acquire_timeout: args.db_acquire_timeout,
+        };
+        let store = PgStore::connect(url, settings)
+            .await
+            .map_err(BootError::from)?;
+        return Ok((Arc::new(store), root));
     }
-    let data_dir = match args.data_dir {
-        Some(dir) => dir,
+    let data_dir = match &args.data_dir {
+        Some(dir) => dir.clone(),
         None => default_data_dir()?,
     };
     std::fs::create_dir_all(&data_dir).map_err(|e| {
@@ -82,8 +108,16 @@ pub(crate) async fn run(args: ServeArgs) -> Result<u8, Error> {
             data_dir.join("root.key").display()
         );
     }
-    boot::verify_root(&store, &root).await?;
-    let store: Arc<dyn Store> = Arc::new(store);
+    Ok((Arc::new(store), root))
+}
+
+/// Starts the platform and serves until SIGTERM or SIGINT.
+///
+/// # Errors
+/// [`Error::Boot`] when the data directory, root key or database cannot be used.
+pub(crate) async fn run(args: ServeArgs) -> Result<u8, Error> {
+    let (store, root) = open_store(&args).await?;
+    boot::verify_root(&*store, &root).await?;
     let app = App::new(Arc::clone(&store), root);
     if let Some(key) = boot::bootstrap(
         &*store,

@@ -16,7 +16,7 @@ pub const USAGE: u8 = 2;
 pub const REQUIRED_MISSING: u8 = 65;
 /// The platform is unreachable, after bounded retries (`EX_UNAVAILABLE`).
 pub const UNAVAILABLE: u8 = 69;
-/// An internal error, or a command not built in this version (`EX_SOFTWARE`).
+/// An internal error (`EX_SOFTWARE`).
 pub const INTERNAL: u8 = 70;
 /// The platform refused the API key: invalid, expired or revoked (`EX_NOPERM`).
 pub const AUTH_REFUSED: u8 = 77;
@@ -42,7 +42,7 @@ pub enum Failure {
     RequiredMissing,
     /// The platform cannot be reached.
     Unavailable,
-    /// A bug, an unexpected state, or a command not built yet.
+    /// A bug, an unexpected state, a malformed answer, or a failed system call.
     Internal,
     /// The API key was refused.
     AuthRefused,
@@ -100,7 +100,9 @@ impl Failure {
                 "a `--require`d secret is missing; the command was not started"
             }
             Self::Unavailable => "the platform is unreachable (after bounded retries)",
-            Self::Internal => "internal error, or a command not built in this version",
+            Self::Internal => {
+                "internal error: a malformed answer from the platform, a failed system call"
+            }
             Self::AuthRefused => "the API key was refused: invalid, expired or revoked",
             Self::Config => {
                 "configuration error: a setting, file or variable is missing or malformed"

@@ -107,7 +107,9 @@ impl Limiter {
             .max()
     }
 
-    fn fail(&self, keys: &[String], now: Millis) {
+    /// Counts a failure of `keys`; `shared` is the deployment-wide count of the current window
+    /// when the store keeps one (several replicas), which raises the local counts to it.
+    fn fail(&self, keys: &[String], now: Millis, shared: Option<u32>) {
         let mut windows = self
             .windows
             .lock()
@@ -120,7 +122,7 @@ impl Limiter {
             if now - entry.0 >= WINDOW_MS {
                 *entry = (now, 0);
             }
-            entry.1 += 1;
+            entry.1 = (entry.1 + 1).max(shared.unwrap_or(0));
         }
     }
 }
@@ -170,7 +172,15 @@ impl FromRequestParts<Arc<App>> for Caller {
             Err(e) => Err(ApiError::unauthorized(e.to_string())),
         };
         if outcome.as_ref().is_err_and(ApiError::is_auth_failure) {
-            app.limiter.fail(&keys, now);
+            let window = now - now.rem_euclid(WINDOW_MS);
+            let shared = match app.store.count_auth_failure(&keys, window).await {
+                Ok(shared) => shared,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot count a failed authentication in the store");
+                    None
+                }
+            };
+            app.limiter.fail(&keys, now, shared);
             app.metrics
                 .auth_failures
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -78,6 +78,30 @@ pub(crate) async fn run_all(store: &dyn Store) {
     lists(store).await;
     runs(store, owner, alice).await;
     audit(store).await;
+    auth_failures(store).await;
+}
+
+/// Shared failure counts, where a backend keeps them, count per bucket and window.
+async fn auth_failures(store: &dyn Store) {
+    let buckets = ["ip:127.0.0.1".to_owned(), "key:AbCd1234".to_owned()];
+    let first = store
+        .count_auth_failure(&buckets, 60_000)
+        .await
+        .expect("counts");
+    let Some(first) = first else {
+        return; // a single-process backend: the in-memory limiter sees every failure
+    };
+    assert_eq!(first, 1);
+    let second = store
+        .count_auth_failure(&buckets[..1], 60_000)
+        .await
+        .expect("counts");
+    assert_eq!(second, Some(2));
+    let next_window = store
+        .count_auth_failure(&buckets[1..], 120_000)
+        .await
+        .expect("counts");
+    assert_eq!(next_window, Some(1));
 }
 
 async fn bootstrap(store: &dyn Store) -> UserId {

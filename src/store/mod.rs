@@ -6,6 +6,8 @@
 //! sees a secret value: ciphertexts are sealed and opened by the caller, which chooses the row
 //! ids that the ciphertexts are bound to.
 
+pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 #[cfg(test)]
@@ -36,6 +38,17 @@ pub enum StoreError {
     /// A row holds something this version cannot read.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &e
+            && db.is_unique_violation()
+        {
+            return Self::Conflict("already exists");
+        }
+        Self::Database(e)
+    }
 }
 
 /// A team as stored.
@@ -509,4 +522,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// Audit events of `team`, newest first.
     async fn audit(&self, team: i64, limit: u32) -> Result<Vec<AuditRow>, StoreError>;
+
+    /// Counts one failed authentication for each of `buckets` (a client address, a key id) in
+    /// the window starting at `window_start`, for every replica together; returns the highest
+    /// count. `None` from a backend that serves one process, whose in-memory limiter already
+    /// sees every failure (SQLite).
+    async fn count_auth_failure(
+        &self,
+        buckets: &[String],
+        window_start: Millis,
+    ) -> Result<Option<u32>, StoreError> {
+        let _ = (buckets, window_start);
+        Ok(None)
+    }
 }

@@ -11,34 +11,27 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
+use super::rows::{
+    KEY_COLUMNS, SECRET_COLUMNS, json, key_row, kind_text, label, member_row, named_list,
+    names_json, parse_json, parse_names, role, run_row, scope, scope_text, secret_name, secret_row,
+    u32_of,
+};
 use super::{
     AuditEvent, AuditRow, AuthKey, Bootstrap, Decide, KeyRow, ListKind, MemberRow, Millis,
     NamedList, NewKey, NewSecret, RunPlan, RunRow, RunSnapshot, Sealed, SecretRow, SecretUpdate,
     Store, StoreError, TeamRow,
 };
-use crate::core::apikey::{KeyDigest, KeyId, KeyKind};
+use crate::core::apikey::KeyId;
 use crate::core::name::{Label, SecretName};
 use crate::core::perm::Role;
 use crate::core::resolve::{Environment, PersonalSecret, Scope, SecretId, TeamSecret, UserId};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        if let sqlx::Error::Database(db) = &e
-            && db.is_unique_violation()
-        {
-            return Self::Conflict("already exists");
-        }
-        Self::Database(e)
-    }
-}
 
 /// The SQLite store.
 #[derive(Debug, Clone)]
@@ -93,64 +86,6 @@ impl SqliteStore {
     }
 }
 
-fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("{what}: {e}"))
-}
-
-fn role(text: &str) -> Result<Role, StoreError> {
-    text.parse().map_err(|e| corrupt("role", e))
-}
-
-fn scope_text(scope: Scope) -> &'static str {
-    match scope {
-        Scope::Team => "team",
-        Scope::Personal => "personal",
-    }
-}
-
-fn scope(text: &str) -> Result<Scope, StoreError> {
-    match text {
-        "team" => Ok(Scope::Team),
-        "personal" => Ok(Scope::Personal),
-        other => Err(corrupt("scope", other)),
-    }
-}
-
-fn kind_text(kind: KeyKind) -> &'static str {
-    match kind {
-        KeyKind::Personal => "personal",
-        KeyKind::Team => "team",
-    }
-}
-
-fn secret_name(text: String) -> Result<SecretName, StoreError> {
-    SecretName::new(text).map_err(|e| corrupt("secret name", e))
-}
-
-fn label(text: String) -> Result<Label, StoreError> {
-    Label::new(text).map_err(|e| corrupt("name", e))
-}
-
-fn u32_of(n: i64) -> Result<u32, StoreError> {
-    u32::try_from(n).map_err(|e| corrupt("number", e))
-}
-
-fn json(value: &serde_json::Value) -> String {
-    value.to_string()
-}
-
-fn parse_json(text: &str) -> Result<serde_json::Value, StoreError> {
-    serde_json::from_str(text).map_err(|e| corrupt("json", e))
-}
-
-fn names_json(names: &[SecretName]) -> String {
-    serde_json::to_string(names).unwrap_or_else(|_| "[]".to_owned())
-}
-
-fn parse_names(text: &str) -> Result<Vec<SecretName>, StoreError> {
-    serde_json::from_str(text).map_err(|e| corrupt("secret names", e))
-}
-
 async fn insert_audit(
     tx: &mut Transaction<'static, Sqlite>,
     e: &AuditEvent,
@@ -199,99 +134,6 @@ async fn insert_key(
     .fetch_one(&mut **tx)
     .await?;
     Ok(row.try_get("id")?)
-}
-
-const KEY_COLUMNS: &str = "k.id, k.key_id, k.digest, k.last4, k.team_id, k.kind, k.user_id,
-    k.created_by, c.name AS created_by_name, k.role_at_creation, k.identity, k.name,
-    k.created_at, k.expires_at, k.last_used_at, k.revoked_at";
-
-fn key_row(row: &SqliteRow) -> Result<KeyRow, StoreError> {
-    let digest: Vec<u8> = row.try_get("digest")?;
-    let digest: [u8; 32] = digest
-        .try_into()
-        .map_err(|_| corrupt("key digest", "length"))?;
-    let kind = match row.try_get::<String, _>("kind")?.as_str() {
-        "personal" => KeyKind::Personal,
-        "team" => KeyKind::Team,
-        other => return Err(corrupt("key kind", other)),
-    };
-    Ok(KeyRow {
-        row: row.try_get("id")?,
-        key_id: KeyId::try_from(row.try_get::<String, _>("key_id")?)
-            .map_err(|e| corrupt("key id", e))?,
-        digest: KeyDigest::from_bytes(digest),
-        last4: row.try_get("last4")?,
-        team: row.try_get("team_id")?,
-        kind,
-        user: row.try_get::<Option<i64>, _>("user_id")?.map(UserId),
-        created_by: UserId(row.try_get("created_by")?),
-        created_by_name: row.try_get("created_by_name")?,
-        role_at_creation: row
-            .try_get::<Option<String>, _>("role_at_creation")?
-            .map(|r| role(&r))
-            .transpose()?,
-        identity: row
-            .try_get::<Option<String>, _>("identity")?
-            .map(label)
-            .transpose()?,
-        name: row.try_get("name")?,
-        created_at: row.try_get("created_at")?,
-        expires_at: row.try_get("expires_at")?,
-        last_used_at: row.try_get("last_used_at")?,
-        revoked_at: row.try_get("revoked_at")?,
-    })
-}
-
-const SECRET_COLUMNS: &str = "s.id, s.team_id, s.scope, s.owner_id, o.name AS owner_name, s.name,
-    s.description, s.version, s.key_version, s.value_len, s.created_at, c.name AS created_by,
-    s.updated_at, u.name AS updated_by";
-
-fn secret_row(row: &SqliteRow) -> Result<SecretRow, StoreError> {
-    Ok(SecretRow {
-        id: SecretId(row.try_get("id")?),
-        team: row.try_get("team_id")?,
-        scope: scope(&row.try_get::<String, _>("scope")?)?,
-        owner: row.try_get::<Option<i64>, _>("owner_id")?.map(UserId),
-        owner_name: row.try_get("owner_name")?,
-        name: secret_name(row.try_get("name")?)?,
-        description: row.try_get("description")?,
-        version: u32_of(row.try_get("version")?)?,
-        key_version: u32_of(row.try_get("key_version")?)?,
-        value_len: u32_of(row.try_get("value_len")?)?,
-        created_at: row.try_get("created_at")?,
-        created_by: row.try_get("created_by")?,
-        updated_at: row.try_get("updated_at")?,
-        updated_by: row.try_get("updated_by")?,
-    })
-}
-
-fn run_row(row: &SqliteRow) -> Result<RunRow, StoreError> {
-    Ok(RunRow {
-        id: row.try_get("id")?,
-        team: row.try_get("team_id")?,
-        key_id: row.try_get("key_id")?,
-        user: row.try_get::<Option<i64>, _>("user_id")?.map(UserId),
-        record: parse_json(&row.try_get::<String, _>("record")?)?,
-        status: row.try_get("status")?,
-        started_at: row.try_get("started_at")?,
-        ended_at: row.try_get("ended_at")?,
-        outcome: row
-            .try_get::<Option<String>, _>("outcome")?
-            .map(|o| parse_json(&o))
-            .transpose()?,
-    })
-}
-
-fn named_list(row: &SqliteRow) -> Result<NamedList, StoreError> {
-    Ok(NamedList {
-        name: label(row.try_get("name")?)?,
-        description: row.try_get("description")?,
-        secrets: row
-            .try_get::<Option<String>, _>("secrets")?
-            .map(|s| parse_names(&s))
-            .transpose()?,
-        updated_at: row.try_get("updated_at")?,
-    })
 }
 
 #[async_trait]
@@ -927,15 +769,6 @@ impl Store for SqliteStore {
             })
             .collect()
     }
-}
-
-fn member_row(row: &SqliteRow) -> Result<MemberRow, StoreError> {
-    Ok(MemberRow {
-        user: UserId(row.try_get("id")?),
-        name: label(row.try_get("name")?)?,
-        role: role(&row.try_get::<String, _>("role")?)?,
-        created_at: row.try_get("created_at")?,
-    })
 }
 
 /// The run writer: group commit for run records. It takes every record waiting (up to

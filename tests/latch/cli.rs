@@ -75,20 +75,6 @@ fn run_help_documents_the_launcher_flags() {
 }
 
 #[test]
-fn commands_not_built_yet_say_so_and_exit_70() {
-    for args in [&["serve", "--database-url", "postgres://127.0.0.1/latch"][..]] {
-        let out = latch(args);
-        assert_eq!(out.status.code(), Some(70), "{args:?}");
-        assert!(out.stdout.is_empty(), "no fake output for {args:?}");
-        let err = text(&out.stderr);
-        assert!(
-            err.contains("is not built in this version yet"),
-            "{args:?}: {err}"
-        );
-    }
-}
-
-#[test]
 fn usage_errors_exit_2() {
     for args in [
         &["frobnicate"][..],

@@ -11,4 +11,5 @@
 mod cli;
 mod launcher;
 mod manage;
+mod replicas;
 mod server;

@@ -952,7 +952,10 @@ fn spawn_serve(dir: &Path) -> (std::process::Child, String, String) {
 }
 
 /// As [`spawn_serve`], with extra arguments.
-fn spawn_serve_with(dir: &Path, extra: &[&str]) -> (std::process::Child, String, String) {
+pub(crate) fn spawn_serve_with(
+    dir: &Path,
+    extra: &[&str],
+) -> (std::process::Child, String, String) {
     let key_file = dir.join("owner.key");
     let mut child = Command::new(env!("CARGO_BIN_EXE_latch"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])

@@ -1,0 +1,210 @@
+//! What every backend shares: decoding rows into the store's types, and the small conversions
+//! between the core's types and column values. Queries stay with each backend (their SQL
+//! differs); rows are read through [`Cells`], which each backend's row type implements.
+
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+
+use super::{KeyRow, MemberRow, NamedList, RunRow, SecretRow, StoreError};
+use crate::core::apikey::{KeyDigest, KeyId, KeyKind};
+use crate::core::name::{Label, SecretName};
+use crate::core::perm::Role;
+use crate::core::resolve::{Scope, SecretId, UserId};
+
+/// Typed access to a row's columns by name.
+pub(super) trait Cells {
+    /// An integer column.
+    fn int(&self, column: &str) -> Result<i64, StoreError>;
+    /// A nullable integer column.
+    fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError>;
+    /// A text column.
+    fn text(&self, column: &str) -> Result<String, StoreError>;
+    /// A nullable text column.
+    fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError>;
+    /// A binary column.
+    fn blob(&self, column: &str) -> Result<Vec<u8>, StoreError>;
+}
+
+macro_rules! cells {
+    ($row:ty) => {
+        impl Cells for $row {
+            fn int(&self, column: &str) -> Result<i64, StoreError> {
+                Ok(self.try_get(column)?)
+            }
+            fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError> {
+                Ok(self.try_get(column)?)
+            }
+            fn text(&self, column: &str) -> Result<String, StoreError> {
+                Ok(self.try_get(column)?)
+            }
+            fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError> {
+                Ok(self.try_get(column)?)
+            }
+            fn blob(&self, column: &str) -> Result<Vec<u8>, StoreError> {
+                Ok(self.try_get(column)?)
+            }
+        }
+    };
+}
+
+cells!(SqliteRow);
+cells!(PgRow);
+
+pub(super) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+pub(super) fn role(text: &str) -> Result<Role, StoreError> {
+    text.parse().map_err(|e| corrupt("role", e))
+}
+
+pub(super) fn scope_text(scope: Scope) -> &'static str {
+    match scope {
+        Scope::Team => "team",
+        Scope::Personal => "personal",
+    }
+}
+
+pub(super) fn scope(text: &str) -> Result<Scope, StoreError> {
+    match text {
+        "team" => Ok(Scope::Team),
+        "personal" => Ok(Scope::Personal),
+        other => Err(corrupt("scope", other)),
+    }
+}
+
+pub(super) fn kind_text(kind: KeyKind) -> &'static str {
+    match kind {
+        KeyKind::Personal => "personal",
+        KeyKind::Team => "team",
+    }
+}
+
+pub(super) fn secret_name(text: String) -> Result<SecretName, StoreError> {
+    SecretName::new(text).map_err(|e| corrupt("secret name", e))
+}
+
+pub(super) fn label(text: String) -> Result<Label, StoreError> {
+    Label::new(text).map_err(|e| corrupt("name", e))
+}
+
+pub(super) fn u32_of(n: i64) -> Result<u32, StoreError> {
+    u32::try_from(n).map_err(|e| corrupt("number", e))
+}
+
+pub(super) fn json(value: &serde_json::Value) -> String {
+    value.to_string()
+}
+
+pub(super) fn parse_json(text: &str) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_str(text).map_err(|e| corrupt("json", e))
+}
+
+pub(super) fn names_json(names: &[SecretName]) -> String {
+    serde_json::to_string(names).unwrap_or_else(|_| "[]".to_owned())
+}
+
+pub(super) fn parse_names(text: &str) -> Result<Vec<SecretName>, StoreError> {
+    serde_json::from_str(text).map_err(|e| corrupt("secret names", e))
+}
+
+pub(super) const KEY_COLUMNS: &str =
+    "k.id, k.key_id, k.digest, k.last4, k.team_id, k.kind, k.user_id,
+    k.created_by, c.name AS created_by_name, k.role_at_creation, k.identity, k.name,
+    k.created_at, k.expires_at, k.last_used_at, k.revoked_at";
+
+pub(super) fn key_row(row: &impl Cells) -> Result<KeyRow, StoreError> {
+    let digest: Vec<u8> = row.blob("digest")?;
+    let digest: [u8; 32] = digest
+        .try_into()
+        .map_err(|_| corrupt("key digest", "length"))?;
+    let kind = match row.text("kind")?.as_str() {
+        "personal" => KeyKind::Personal,
+        "team" => KeyKind::Team,
+        other => return Err(corrupt("key kind", other)),
+    };
+    Ok(KeyRow {
+        row: row.int("id")?,
+        key_id: KeyId::try_from(row.text("key_id")?).map_err(|e| corrupt("key id", e))?,
+        digest: KeyDigest::from_bytes(digest),
+        last4: row.text("last4")?,
+        team: row.int("team_id")?,
+        kind,
+        user: row.opt_int("user_id")?.map(UserId),
+        created_by: UserId(row.int("created_by")?),
+        created_by_name: row.text("created_by_name")?,
+        role_at_creation: row
+            .opt_text("role_at_creation")?
+            .map(|r| role(&r))
+            .transpose()?,
+        identity: row.opt_text("identity")?.map(label).transpose()?,
+        name: row.text("name")?,
+        created_at: row.int("created_at")?,
+        expires_at: row.opt_int("expires_at")?,
+        last_used_at: row.opt_int("last_used_at")?,
+        revoked_at: row.opt_int("revoked_at")?,
+    })
+}
+
+pub(super) const SECRET_COLUMNS: &str =
+    "s.id, s.team_id, s.scope, s.owner_id, o.name AS owner_name, s.name,
+    s.description, s.version, s.key_version, s.value_len, s.created_at, c.name AS created_by,
+    s.updated_at, u.name AS updated_by";
+
+pub(super) fn secret_row(row: &impl Cells) -> Result<SecretRow, StoreError> {
+    Ok(SecretRow {
+        id: SecretId(row.int("id")?),
+        team: row.int("team_id")?,
+        scope: scope(&row.text("scope")?)?,
+        owner: row.opt_int("owner_id")?.map(UserId),
+        owner_name: row.opt_text("owner_name")?,
+        name: secret_name(row.text("name")?)?,
+        description: row.text("description")?,
+        version: u32_of(row.int("version")?)?,
+        key_version: u32_of(row.int("key_version")?)?,
+        value_len: u32_of(row.int("value_len")?)?,
+        created_at: row.int("created_at")?,
+        created_by: row.text("created_by")?,
+        updated_at: row.int("updated_at")?,
+        updated_by: row.text("updated_by")?,
+    })
+}
+
+pub(super) fn run_row(row: &impl Cells) -> Result<RunRow, StoreError> {
+    Ok(RunRow {
+        id: row.text("id")?,
+        team: row.int("team_id")?,
+        key_id: row.text("key_id")?,
+        user: row.opt_int("user_id")?.map(UserId),
+        record: parse_json(&row.text("record")?)?,
+        status: row.text("status")?,
+        started_at: row.int("started_at")?,
+        ended_at: row.opt_int("ended_at")?,
+        outcome: row
+            .opt_text("outcome")?
+            .map(|o| parse_json(&o))
+            .transpose()?,
+    })
+}
+
+pub(super) fn named_list(row: &impl Cells) -> Result<NamedList, StoreError> {
+    Ok(NamedList {
+        name: label(row.text("name")?)?,
+        description: row.text("description")?,
+        secrets: row
+            .opt_text("secrets")?
+            .map(|s| parse_names(&s))
+            .transpose()?,
+        updated_at: row.int("updated_at")?,
+    })
+}
+
+pub(super) fn member_row(row: &impl Cells) -> Result<MemberRow, StoreError> {
+    Ok(MemberRow {
+        user: UserId(row.int("id")?),
+        name: label(row.text("name")?)?,
+        role: role(&row.text("role")?)?,
+        created_at: row.int("created_at")?,
+    })
+}
