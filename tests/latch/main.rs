@@ -11,5 +11,6 @@
 mod cli;
 mod launcher;
 mod manage;
+mod recipes;
 mod replicas;
 mod server;
