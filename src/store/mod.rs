@@ -6,6 +6,7 @@
 //! sees a secret value: ciphertexts are sealed and opened by the caller, which chooses the row
 //! ids that the ciphertexts are bound to.
 
+mod common;
 pub mod postgres;
 mod rows;
 pub mod sqlite;

@@ -10,11 +10,13 @@
 //!   `REPEATABLE READ` transaction; no value is returned unless it commits (fail closed).
 //! - **No cache**: every request reads the database, so a key revoked, a member removed or a
 //!   secret updated through one replica takes effect on every replica at the next request.
+//!
+//! The queries both engines share are in `store::common` (with `?` placeholders numbered for
+//! PostgreSQL by `sql`); this file holds what is PostgreSQL's own.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row, Transaction};
 
@@ -87,169 +89,11 @@ impl PgStore {
     }
 }
 
-async fn insert_audit(
-    tx: &mut Transaction<'static, Postgres>,
-    e: &AuditEvent,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO audit (team_id, at, actor_user, actor_key, action, target, outcome, detail)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(e.team)
-    .bind(e.at)
-    .bind(e.actor_user.map(|u| u.0))
-    .bind(e.actor_key.as_deref())
-    .bind(&e.action)
-    .bind(&e.target)
-    .bind(&e.outcome)
-    .bind(json(&e.detail))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-async fn insert_key(
-    tx: &mut Transaction<'static, Postgres>,
-    team: i64,
-    user: Option<UserId>,
-    creator: UserId,
-    key: &NewKey,
-) -> Result<i64, StoreError> {
-    let row = sqlx::query(
-        "INSERT INTO api_keys (key_id, digest, last4, team_id, kind, user_id, created_by,
-             role_at_creation, identity, name, created_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
-    )
-    .bind(key.key_id.as_str())
-    .bind(key.digest.as_bytes().as_slice())
-    .bind(&key.last4)
-    .bind(team)
-    .bind(kind_text(key.kind))
-    .bind(user.map(|u| u.0))
-    .bind(creator.0)
-    .bind(key.role_at_creation.map(Role::as_str))
-    .bind(key.identity.as_ref().map(Label::as_str))
-    .bind(&key.name)
-    .bind(key.created_at)
-    .bind(key.expires_at)
-    .fetch_one(&mut **tx)
-    .await?;
-    Ok(row.try_get("id")?)
-}
-
-#[async_trait]
-impl Store for PgStore {
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let row = sqlx::query("SELECT value FROM meta WHERE key = $1")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| r.try_get("value")).transpose()?)
-    }
-
-    async fn init_meta(&self, key: &str, value: &[u8]) -> Result<bool, StoreError> {
-        let done =
-            sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                .bind(key)
-                .bind(value)
-                .execute(&self.pool)
-                .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn bootstrap(&self, first: Bootstrap) -> Result<Option<UserId>, StoreError> {
-        let mut tx = self.write().await?;
-        let teams: i64 = sqlx::query("SELECT count(*) AS n FROM teams")
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("n")?;
-        if teams > 0 {
-            return Ok(None);
-        }
-        sqlx::query("INSERT INTO teams (id, name, data_key, key_version, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(first.team.id)
-            .bind(first.team.name.as_str())
-            .bind(&first.team.data_key)
-            .bind(i64::from(first.team.key_version))
-            .bind(first.at)
-            .execute(&mut *tx)
-            .await?;
-        let owner = UserId(
-            sqlx::query("INSERT INTO users (name, created_at) VALUES ($1, $2) RETURNING id")
-                .bind(first.owner.as_str())
-                .bind(first.at)
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get("id")?,
-        );
-        sqlx::query(
-            "INSERT INTO members (team_id, user_id, role, created_at) VALUES ($1, $2, 'owner', $3)",
-        )
-        .bind(first.team.id)
-        .bind(owner.0)
-        .bind(first.at)
-        .execute(&mut *tx)
-        .await?;
-        insert_key(&mut tx, first.team.id, Some(owner), owner, &first.key).await?;
-        let event = AuditEvent {
-            team: first.team.id,
-            at: first.at,
-            actor_user: None,
-            actor_key: None,
-            action: "team.bootstrap".into(),
-            target: first.team.name.to_string(),
-            outcome: "ok".into(),
-            detail: serde_json::json!({ "owner": first.owner.as_str(), "key_id": first.key.key_id.as_str() }),
-        };
-        insert_audit(&mut tx, &event).await?;
-        tx.commit().await?;
-        Ok(Some(owner))
-    }
-
-    async fn team(&self, id: i64) -> Result<Option<TeamRow>, StoreError> {
-        let row = sqlx::query("SELECT id, name, data_key, key_version FROM teams WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| {
-            Ok(TeamRow {
-                id: r.try_get("id")?,
-                name: label(r.try_get("name")?)?,
-                data_key: r.try_get("data_key")?,
-                key_version: u32_of(r.try_get("key_version")?)?,
-            })
-        })
-        .transpose()
-    }
-
-    async fn key_for_auth(&self, key_id: &KeyId) -> Result<Option<AuthKey>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {KEY_COLUMNS}, u.name AS user_name, m.role AS member_role
-             FROM api_keys k JOIN users c ON c.id = k.created_by
-             LEFT JOIN users u ON u.id = k.user_id
-             LEFT JOIN members m ON m.team_id = k.team_id AND m.user_id = k.user_id
-             WHERE k.key_id = $1"
-        )))
-        .bind(key_id.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let key = key_row(&row)?;
-        let member = match (
-            row.try_get::<Option<String>, _>("user_name")?,
-            row.try_get::<Option<String>, _>("member_role")?,
-        ) {
-            (Some(name), Some(r)) => Some((name, role(&r)?)),
-            _ => None,
-        };
-        Ok(Some(AuthKey { key, member }))
-    }
-
+super::common::sql_store! {
+    store: PgStore,
+    db: Postgres,
+    sql: sql,
+    specific: {
     async fn touch_keys(&self, used: &[(i64, Millis)]) -> Result<(), StoreError> {
         if used.is_empty() {
             return Ok(());
@@ -266,389 +110,6 @@ impl Store for PgStore {
         }
         tx.commit().await?;
         Ok(())
-    }
-
-    async fn create_key(
-        &self,
-        team: i64,
-        user: Option<UserId>,
-        creator: UserId,
-        key: NewKey,
-        audit: AuditEvent,
-    ) -> Result<i64, StoreError> {
-        let mut tx = self.write().await?;
-        let id = insert_key(&mut tx, team, user, creator, &key).await?;
-        insert_audit(&mut tx, &audit).await?;
-        tx.commit().await?;
-        Ok(id)
-    }
-
-    async fn keys(&self, team: i64, user: Option<UserId>) -> Result<Vec<KeyRow>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {KEY_COLUMNS} FROM api_keys k JOIN users c ON c.id = k.created_by
-             WHERE k.team_id = $1 AND ($2 IS NULL OR k.user_id = $3 OR k.created_by = $4)
-             ORDER BY k.created_at, k.id"
-        )))
-        .bind(team)
-        .bind(user.map(|u| u.0))
-        .bind(user.map(|u| u.0))
-        .bind(user.map(|u| u.0))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(key_row).collect()
-    }
-
-    async fn revoke_key(
-        &self,
-        team: i64,
-        key_id: &KeyId,
-        user: Option<UserId>,
-        audit: AuditEvent,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.write().await?;
-        let done = sqlx::query(
-            "UPDATE api_keys SET revoked_at = $1 WHERE team_id = $2 AND key_id = $3
-               AND revoked_at IS NULL AND ($4 IS NULL OR user_id = $5 OR created_by = $6)",
-        )
-        .bind(audit.at)
-        .bind(team)
-        .bind(key_id.as_str())
-        .bind(user.map(|u| u.0))
-        .bind(user.map(|u| u.0))
-        .bind(user.map(|u| u.0))
-        .execute(&mut *tx)
-        .await?;
-        let found = done.rows_affected() == 1;
-        if found {
-            insert_audit(&mut tx, &audit).await?;
-        }
-        tx.commit().await?;
-        Ok(found)
-    }
-
-    async fn members(&self, team: i64) -> Result<Vec<MemberRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT u.id, u.name, m.role, m.created_at FROM members m JOIN users u ON u.id = m.user_id
-             WHERE m.team_id = $1 ORDER BY u.name",
-        )
-        .bind(team)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(member_row).collect()
-    }
-
-    async fn member(&self, team: i64, name: &Label) -> Result<Option<MemberRow>, StoreError> {
-        let row = sqlx::query(
-            "SELECT u.id, u.name, m.role, m.created_at FROM members m JOIN users u ON u.id = m.user_id
-             WHERE m.team_id = $1 AND u.name = $2",
-        )
-        .bind(team)
-        .bind(name.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(member_row).transpose()
-    }
-
-    async fn add_member(
-        &self,
-        team: i64,
-        name: &Label,
-        role: Role,
-        key: NewKey,
-        creator: UserId,
-        audit: AuditEvent,
-    ) -> Result<UserId, StoreError> {
-        let mut tx = self.write().await?;
-        sqlx::query(
-            "INSERT INTO users (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(name.as_str())
-        .bind(audit.at)
-        .execute(&mut *tx)
-        .await?;
-        let user = UserId(
-            sqlx::query("SELECT id FROM users WHERE name = $1")
-                .bind(name.as_str())
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get("id")?,
-        );
-        sqlx::query(
-            "INSERT INTO members (team_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(team)
-        .bind(user.0)
-        .bind(role.as_str())
-        .bind(audit.at)
-        .execute(&mut *tx)
-        .await?;
-        insert_key(&mut tx, team, Some(user), creator, &key).await?;
-        insert_audit(&mut tx, &audit).await?;
-        tx.commit().await?;
-        Ok(user)
-    }
-
-    async fn set_role(
-        &self,
-        team: i64,
-        user: UserId,
-        role: Role,
-        audit: AuditEvent,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.write().await?;
-        let done = sqlx::query("UPDATE members SET role = $1 WHERE team_id = $2 AND user_id = $3")
-            .bind(role.as_str())
-            .bind(team)
-            .bind(user.0)
-            .execute(&mut *tx)
-            .await?;
-        let found = done.rows_affected() == 1;
-        if found {
-            refuse_ownerless(&mut tx, team).await?;
-            insert_audit(&mut tx, &audit).await?;
-        }
-        tx.commit().await?;
-        Ok(found)
-    }
-
-    async fn remove_member(
-        &self,
-        team: i64,
-        user: UserId,
-        audit: AuditEvent,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.write().await?;
-        let done = sqlx::query("DELETE FROM members WHERE team_id = $1 AND user_id = $2")
-            .bind(team)
-            .bind(user.0)
-            .execute(&mut *tx)
-            .await?;
-        let found = done.rows_affected() == 1;
-        if found {
-            refuse_ownerless(&mut tx, team).await?;
-            insert_audit(&mut tx, &audit).await?;
-        }
-        tx.commit().await?;
-        Ok(found)
-    }
-
-    async fn create_secret(&self, secret: NewSecret, audit: AuditEvent) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        sqlx::query(
-            "INSERT INTO secrets (id, team_id, scope, owner_id, owner_key, name, name_key,
-                 description, version, key_version, ciphertext, value_len, created_at, created_by,
-                 updated_at, updated_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, $11, $12, $13, $14, $15)",
-        )
-        .bind(secret.id.0)
-        .bind(secret.team)
-        .bind(scope_text(secret.scope))
-        .bind(secret.owner.map(|u| u.0))
-        .bind(secret.owner.map_or(0, |u| u.0))
-        .bind(secret.name.as_str())
-        .bind(secret.name.as_str().to_ascii_lowercase())
-        .bind(&secret.description)
-        .bind(i64::from(secret.key_version))
-        .bind(&secret.ciphertext)
-        .bind(i64::from(secret.value_len))
-        .bind(secret.at)
-        .bind(secret.actor.0)
-        .bind(secret.at)
-        .bind(secret.actor.0)
-        .execute(&mut *tx)
-        .await?;
-        insert_audit(&mut tx, &audit).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn secret(
-        &self,
-        team: i64,
-        scope: Scope,
-        owner: Option<UserId>,
-        name: &SecretName,
-    ) -> Result<Option<SecretRow>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {SECRET_COLUMNS} FROM secrets s LEFT JOIN users o ON o.id = s.owner_id
-             JOIN users c ON c.id = s.created_by JOIN users u ON u.id = s.updated_by
-             WHERE s.team_id = $1 AND s.scope = $2 AND s.owner_key = $3 AND s.name_key = $4"
-        )))
-        .bind(team)
-        .bind(scope_text(scope))
-        .bind(owner.map_or(0, |u| u.0))
-        .bind(name.as_str().to_ascii_lowercase())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(secret_row).transpose()
-    }
-
-    async fn secrets(
-        &self,
-        team: i64,
-        viewer: UserId,
-        all: bool,
-    ) -> Result<Vec<SecretRow>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {SECRET_COLUMNS} FROM secrets s LEFT JOIN users o ON o.id = s.owner_id
-             JOIN users c ON c.id = s.created_by JOIN users u ON u.id = s.updated_by
-             WHERE s.team_id = $1 AND (s.scope = 'team' OR s.owner_id = $2 OR $3)
-             ORDER BY s.name_key, s.scope = 'personal', o.name"
-        )))
-        .bind(team)
-        .bind(viewer.0)
-        .bind(all)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(secret_row).collect()
-    }
-
-    async fn update_secret(
-        &self,
-        update: SecretUpdate,
-        audit: AuditEvent,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        let (ciphertext, len) = update
-            .value
-            .as_ref()
-            .map_or((None, None), |(c, l)| (Some(c), Some(*l)));
-        let bump = i64::from(update.value.is_some());
-        let done = sqlx::query(
-            "UPDATE secrets SET
-                 ciphertext = coalesce($1, ciphertext), value_len = coalesce($2, value_len),
-                 version = version + $3, description = coalesce($4, description),
-                 updated_at = $5, updated_by = $6
-             WHERE id = $7 AND version = $8",
-        )
-        .bind(ciphertext)
-        .bind(len.map(i64::from))
-        .bind(bump)
-        .bind(update.description.as_deref())
-        .bind(update.at)
-        .bind(update.actor.0)
-        .bind(update.id.0)
-        .bind(i64::from(update.expected_version))
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Err(StoreError::Conflict(
-                "the secret changed or was deleted meanwhile",
-            ));
-        }
-        insert_audit(&mut tx, &audit).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn delete_secret(&self, id: SecretId, audit: AuditEvent) -> Result<bool, StoreError> {
-        let mut tx = self.write().await?;
-        let done = sqlx::query("DELETE FROM secrets WHERE id = $1")
-            .bind(id.0)
-            .execute(&mut *tx)
-            .await?;
-        let found = done.rows_affected() == 1;
-        if found {
-            insert_audit(&mut tx, &audit).await?;
-        }
-        tx.commit().await?;
-        Ok(found)
-    }
-
-    async fn put_list(
-        &self,
-        kind: ListKind,
-        team: i64,
-        list: NamedList,
-        audit: AuditEvent,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        let secrets = list.secrets.as_deref().map(names_json);
-        let sql = match kind {
-            ListKind::Environment => {
-                "INSERT INTO environments (team_id, name, description, secrets, updated_at)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (team_id, name) DO UPDATE SET
-                 description = excluded.description, secrets = excluded.secrets,
-                 updated_at = excluded.updated_at"
-            }
-            ListKind::Identity => {
-                "INSERT INTO identities (team_id, name, description, secrets, updated_at)
-                 VALUES ($1, $2, $3, coalesce($4, '[]'), $5) ON CONFLICT (team_id, name) DO UPDATE SET
-                 description = excluded.description, secrets = excluded.secrets,
-                 updated_at = excluded.updated_at"
-            }
-        };
-        sqlx::query(sql)
-            .bind(team)
-            .bind(list.name.as_str())
-            .bind(&list.description)
-            .bind(secrets)
-            .bind(list.updated_at)
-            .execute(&mut *tx)
-            .await?;
-        insert_audit(&mut tx, &audit).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn list(
-        &self,
-        kind: ListKind,
-        team: i64,
-        name: &Label,
-    ) -> Result<Option<NamedList>, StoreError> {
-        let sql = match kind {
-            ListKind::Environment => {
-                "SELECT name, description, secrets, updated_at FROM environments WHERE team_id = $1 AND name = $2"
-            }
-            ListKind::Identity => {
-                "SELECT name, description, secrets, updated_at FROM identities WHERE team_id = $1 AND name = $2"
-            }
-        };
-        let row = sqlx::query(sql)
-            .bind(team)
-            .bind(name.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(named_list).transpose()
-    }
-
-    async fn lists(&self, kind: ListKind, team: i64) -> Result<Vec<NamedList>, StoreError> {
-        let sql = match kind {
-            ListKind::Environment => {
-                "SELECT name, description, secrets, updated_at FROM environments WHERE team_id = $1 ORDER BY name"
-            }
-            ListKind::Identity => {
-                "SELECT name, description, secrets, updated_at FROM identities WHERE team_id = $1 ORDER BY name"
-            }
-        };
-        let rows = sqlx::query(sql).bind(team).fetch_all(&self.pool).await?;
-        rows.iter().map(named_list).collect()
-    }
-
-    async fn delete_list(
-        &self,
-        kind: ListKind,
-        team: i64,
-        name: &Label,
-        audit: AuditEvent,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.write().await?;
-        let sql = match kind {
-            ListKind::Environment => "DELETE FROM environments WHERE team_id = $1 AND name = $2",
-            ListKind::Identity => "DELETE FROM identities WHERE team_id = $1 AND name = $2",
-        };
-        let done = sqlx::query(sql)
-            .bind(team)
-            .bind(name.as_str())
-            .execute(&mut *tx)
-            .await?;
-        let found = done.rows_affected() == 1;
-        if found {
-            insert_audit(&mut tx, &audit).await?;
-        }
-        tx.commit().await?;
-        Ok(found)
     }
 
     async fn resolve_run(
@@ -677,33 +138,6 @@ impl Store for PgStore {
         Ok((plan, sealed))
     }
 
-    async fn finish_run(
-        &self,
-        team: i64,
-        id: &str,
-        outcome: serde_json::Value,
-        at: Millis,
-        audit: AuditEvent,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.write().await?;
-        let done = sqlx::query(
-            "UPDATE runs SET status = 'finished', ended_at = $1, outcome = $2
-             WHERE team_id = $3 AND id = $4 AND status = 'started'",
-        )
-        .bind(at)
-        .bind(json(&outcome))
-        .bind(team)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        let found = done.rows_affected() == 1;
-        if found {
-            insert_audit(&mut tx, &audit).await?;
-        }
-        tx.commit().await?;
-        Ok(found)
-    }
-
     async fn runs(
         &self,
         team: i64,
@@ -722,46 +156,6 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(run_row).collect()
-    }
-
-    async fn run(&self, team: i64, id: &str) -> Result<Option<RunRow>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, team_id, key_id, user_id, record, status, started_at, ended_at, outcome
-             FROM runs WHERE team_id = $1 AND id = $2",
-        )
-        .bind(team)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(run_row).transpose()
-    }
-
-    async fn audit(&self, team: i64, limit: u32) -> Result<Vec<AuditRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, team_id, at, actor_user, actor_key, action, target, outcome, detail
-             FROM audit WHERE team_id = $1 ORDER BY id DESC LIMIT $2",
-        )
-        .bind(team)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditRow {
-                    id: r.try_get("id")?,
-                    event: AuditEvent {
-                        team: r.try_get("team_id")?,
-                        at: r.try_get("at")?,
-                        actor_user: r.try_get::<Option<i64>, _>("actor_user")?.map(UserId),
-                        actor_key: r.try_get("actor_key")?,
-                        action: r.try_get("action")?,
-                        target: r.try_get("target")?,
-                        outcome: r.try_get("outcome")?,
-                        detail: parse_json(&r.try_get::<String, _>("detail")?)?,
-                    },
-                })
-            })
-            .collect()
     }
 
     async fn count_auth_failure(
@@ -791,143 +185,35 @@ impl Store for PgStore {
         tx.commit().await?;
         Ok(Some(u32::try_from(highest).unwrap_or(u32::MAX)))
     }
+    }
+}
+
+/// PostgreSQL numbers its placeholders.
+fn sql(
+    text: impl Into<std::borrow::Cow<'static, str>>,
+) -> sqlx::AssertSqlSafe<std::borrow::Cow<'static, str>> {
+    sqlx::AssertSqlSafe(super::common::numbered(&text.into()).into())
 }
 
 /// Windows of failed authentications older than this are deleted as new ones are counted.
 const AUTH_FAILURES_KEPT_MS: Millis = 10 * 60 * 1000;
 
-/// Writes one run record and its audit event inside the resolution's transaction.
-async fn record_run(
-    tx: &mut Transaction<'static, Postgres>,
-    team: i64,
-    plan: &RunPlan,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO runs (id, team_id, key_id, user_id, record, status, started_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(&plan.id)
-    .bind(team)
-    .bind(&plan.key_id)
-    .bind(plan.user.map(|u| u.0))
-    .bind(json(&plan.record))
-    .bind(plan.status)
-    .bind(plan.started_at)
-    .execute(&mut **tx)
-    .await?;
-    insert_audit(tx, &plan.audit).await
-}
-
-/// A team must keep at least one owner: a change that leaves none is refused (and rolled back
-/// with the transaction).
-async fn refuse_ownerless(
-    tx: &mut Transaction<'static, Postgres>,
-    team: i64,
-) -> Result<(), StoreError> {
-    let owners: i64 =
-        sqlx::query("SELECT count(*) AS n FROM members WHERE team_id = $1 AND role = 'owner'")
-            .bind(team)
-            .fetch_one(&mut **tx)
-            .await?
-            .try_get("n")?;
-    if owners == 0 {
-        return Err(StoreError::Conflict("a team must keep at least one owner"));
-    }
-    Ok(())
-}
-
-/// Reads what resolution needs, inside the caller's transaction.
-async fn read_snapshot(
-    tx: &mut Transaction<'static, Postgres>,
-    team: i64,
-    user: Option<UserId>,
-    environment: Option<&Label>,
-) -> Result<RunSnapshot, StoreError> {
-    let mut reserved: BTreeMap<SecretName, Vec<Label>> = BTreeMap::new();
-    for row in sqlx::query("SELECT name, secrets FROM identities WHERE team_id = $1 ORDER BY name")
-        .bind(team)
-        .fetch_all(&mut **tx)
-        .await?
-    {
-        let identity = label(row.try_get("name")?)?;
-        for name in parse_names(&row.try_get::<String, _>("secrets")?)? {
-            reserved.entry(name).or_default().push(identity.clone());
-        }
-    }
-    let mut snapshot = RunSnapshot::default();
-    for row in sqlx::query(
-        "SELECT id, scope, owner_id, name, version, key_version, ciphertext FROM secrets
-         WHERE team_id = $1 AND (scope = 'team' OR owner_id = $2)",
-    )
-    .bind(team)
-    .bind(user.map(|u| u.0))
-    .fetch_all(&mut **tx)
-    .await?
-    {
-        let id = SecretId(row.try_get("id")?);
-        let name = secret_name(row.try_get("name")?)?;
-        let version = u32_of(row.try_get("version")?)?;
-        let owner = row.try_get::<Option<i64>, _>("owner_id")?;
-        let scope_of_row = scope(&row.try_get::<String, _>("scope")?)?;
-        snapshot.sealed.insert(
-            id,
-            Sealed {
-                id,
-                scope: scope_of_row,
-                owner: owner.map(UserId),
-                name: name.clone(),
-                version,
-                key_version: u32_of(row.try_get("key_version")?)?,
-                ciphertext: row.try_get("ciphertext")?,
-            },
-        );
-        if let (Scope::Personal, Some(owner)) = (scope(&row.try_get::<String, _>("scope")?)?, owner)
-        {
-            snapshot.personal.push(PersonalSecret {
-                id,
-                owner: UserId(owner),
-                name,
-                version,
-            });
-        } else {
-            let reserved_for = reserved.get(&name).cloned().unwrap_or_default();
-            snapshot.team.push(TeamSecret {
-                id,
-                name,
-                version,
-                reserved_for,
-            });
-        }
-    }
-    if let Some(name) = environment {
-        let row =
-            sqlx::query("SELECT name, secrets FROM environments WHERE team_id = $1 AND name = $2")
-                .bind(team)
-                .bind(name.as_str())
-                .fetch_optional(&mut **tx)
-                .await?;
-        if let Some(row) = row {
-            snapshot.environment = Some(Environment {
-                name: label(row.try_get("name")?)?,
-                secrets: row
-                    .try_get::<Option<String>, _>("secrets")?
-                    .map(|s| parse_names(&s))
-                    .transpose()?,
-            });
-        }
-    }
-    Ok(snapshot)
-}
-
 /// A fresh, empty database on the server of `LATCH_TEST_DATABASE_URL`, for tests: its URL.
-/// `None` when the variable is unset (the PostgreSQL half of the tests is then skipped).
+/// `None` when the variable is unset (the PostgreSQL half of the tests is then skipped, unless
+/// `LATCH_REQUIRE_POSTGRES` is set, as CI sets it: then the test fails).
 ///
 /// # Panics
 /// When the variable is set but the server refuses: a configured test database must work.
 #[cfg(test)]
 pub(crate) async fn test_database() -> Option<String> {
     use rand_core::TryRng;
-    let url = std::env::var("LATCH_TEST_DATABASE_URL").ok()?;
+    let Ok(url) = std::env::var("LATCH_TEST_DATABASE_URL") else {
+        assert!(
+            std::env::var_os("LATCH_REQUIRE_POSTGRES").is_none(),
+            "LATCH_REQUIRE_POSTGRES is set but LATCH_TEST_DATABASE_URL is not"
+        );
+        return None;
+    };
     let admin = PgPool::connect(&url)
         .await
         .expect("LATCH_TEST_DATABASE_URL answers");

@@ -17,6 +17,10 @@ use crate::server::spawn_serve_with;
 /// A fresh database on the test server, or `None` (with a note) when none is configured.
 async fn fresh_database() -> Option<String> {
     let Ok(url) = std::env::var("LATCH_TEST_DATABASE_URL") else {
+        assert!(
+            std::env::var_os("LATCH_REQUIRE_POSTGRES").is_none(),
+            "LATCH_REQUIRE_POSTGRES is set but LATCH_TEST_DATABASE_URL is not"
+        );
         eprintln!("LATCH_TEST_DATABASE_URL is unset: the replica tests are skipped");
         return None;
     };

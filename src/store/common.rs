@@ -1,0 +1,791 @@
+//! The queries every SQL backend shares, written once (DESIGN §8: one `Store` trait, one
+//! contract). Both engines speak the same SQL for these; the differences are few and live in
+//! each backend: how a write transaction starts (SQLite's `BEGIN IMMEDIATE`, PostgreSQL's
+//! advisory lock), how a run is resolved and recorded (group commit on SQLite, one
+//! `REPEATABLE READ` transaction on PostgreSQL), and a handful of queries that need a function
+//! or column only one engine has. Queries are written with `?` placeholders; each backend's
+//! `sql` function turns them into what its engine expects.
+//!
+//! [`sql_store!`] expands, inside a backend's module, to the shared helper functions and the
+//! whole `impl Store`, with the backend's own methods spliced in. A macro rather than generic
+//! code: sqlx's generic bounds over `Database` for every bound and decoded type would say
+//! less than the two expansions do.
+
+/// Expands to the shared `Store` implementation for `$store` on `$db`; `$sql` turns a query
+/// with `?` placeholders into an `AssertSqlSafe` string for the engine; `specific` holds the
+/// backend's own methods (`touch_keys`, `resolve_run`, `runs`, and any overrides).
+macro_rules! sql_store {
+    (
+        store: $store:ty,
+        db: $db:ty,
+        sql: $sql:path,
+        specific: { $($specific:tt)* }
+    ) => {
+        async fn insert_audit(
+            tx: &mut Transaction<'static, $db>,
+            e: &AuditEvent,
+        ) -> Result<(), StoreError> {
+            sqlx::query($sql(
+                "INSERT INTO audit (team_id, at, actor_user, actor_key, action, target, outcome, detail)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            ))
+            .bind(e.team)
+            .bind(e.at)
+            .bind(e.actor_user.map(|u| u.0))
+            .bind(e.actor_key.as_deref())
+            .bind(&e.action)
+            .bind(&e.target)
+            .bind(&e.outcome)
+            .bind(json(&e.detail))
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        }
+
+        async fn insert_key(
+            tx: &mut Transaction<'static, $db>,
+            team: i64,
+            user: Option<UserId>,
+            creator: UserId,
+            key: &NewKey,
+        ) -> Result<i64, StoreError> {
+            let row = sqlx::query($sql(
+                "INSERT INTO api_keys (key_id, digest, last4, team_id, kind, user_id, created_by,
+                     role_at_creation, identity, name, created_at, expires_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            ))
+            .bind(key.key_id.as_str())
+            .bind(key.digest.as_bytes().as_slice())
+            .bind(&key.last4)
+            .bind(team)
+            .bind(kind_text(key.kind))
+            .bind(user.map(|u| u.0))
+            .bind(creator.0)
+            .bind(key.role_at_creation.map(Role::as_str))
+            .bind(key.identity.as_ref().map(Label::as_str))
+            .bind(&key.name)
+            .bind(key.created_at)
+            .bind(key.expires_at)
+            .fetch_one(&mut **tx)
+            .await?;
+            Ok(row.try_get("id")?)
+        }
+
+        /// Writes one run record and its audit event inside the writer's transaction.
+        async fn record_run(
+            tx: &mut Transaction<'static, $db>,
+            team: i64,
+            plan: &RunPlan,
+        ) -> Result<(), StoreError> {
+            sqlx::query($sql(
+                "INSERT INTO runs (id, team_id, key_id, user_id, record, status, started_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            ))
+            .bind(&plan.id)
+            .bind(team)
+            .bind(&plan.key_id)
+            .bind(plan.user.map(|u| u.0))
+            .bind(json(&plan.record))
+            .bind(plan.status)
+            .bind(plan.started_at)
+            .execute(&mut **tx)
+            .await?;
+            insert_audit(tx, &plan.audit).await
+        }
+
+        /// A team must keep at least one owner: a change that leaves none is refused (and rolled back
+        /// with the transaction).
+        async fn refuse_ownerless(
+            tx: &mut Transaction<'static, $db>,
+            team: i64,
+        ) -> Result<(), StoreError> {
+            let owners: i64 =
+                sqlx::query($sql("SELECT count(*) AS n FROM members WHERE team_id = ? AND role = 'owner'"))
+                    .bind(team)
+                    .fetch_one(&mut **tx)
+                    .await?
+                    .try_get("n")?;
+            if owners == 0 {
+                return Err(StoreError::Conflict("a team must keep at least one owner"));
+            }
+            Ok(())
+        }
+
+        /// Reads what resolution needs, inside the caller's transaction.
+        async fn read_snapshot(
+            tx: &mut Transaction<'static, $db>,
+            team: i64,
+            user: Option<UserId>,
+            environment: Option<&Label>,
+        ) -> Result<RunSnapshot, StoreError> {
+            let mut reserved: BTreeMap<SecretName, Vec<Label>> = BTreeMap::new();
+            for row in sqlx::query($sql("SELECT name, secrets FROM identities WHERE team_id = ? ORDER BY name"))
+                .bind(team)
+                .fetch_all(&mut **tx)
+                .await?
+            {
+                let identity = label(row.try_get("name")?)?;
+                for name in parse_names(&row.try_get::<String, _>("secrets")?)? {
+                    reserved.entry(name).or_default().push(identity.clone());
+                }
+            }
+            let mut snapshot = RunSnapshot::default();
+            for row in sqlx::query($sql(
+                "SELECT id, scope, owner_id, name, version, key_version, ciphertext FROM secrets
+                 WHERE team_id = ? AND (scope = 'team' OR owner_id = ?)",
+            ))
+            .bind(team)
+            .bind(user.map(|u| u.0))
+            .fetch_all(&mut **tx)
+            .await?
+            {
+                let id = SecretId(row.try_get("id")?);
+                let name = secret_name(row.try_get("name")?)?;
+                let version = u32_of(row.try_get("version")?)?;
+                let owner = row.try_get::<Option<i64>, _>("owner_id")?;
+                let scope_of_row = scope(&row.try_get::<String, _>("scope")?)?;
+                snapshot.sealed.insert(
+                    id,
+                    Sealed {
+                        id,
+                        scope: scope_of_row,
+                        owner: owner.map(UserId),
+                        name: name.clone(),
+                        version,
+                        key_version: u32_of(row.try_get("key_version")?)?,
+                        ciphertext: row.try_get("ciphertext")?,
+                    },
+                );
+                if let (Scope::Personal, Some(owner)) = (scope(&row.try_get::<String, _>("scope")?)?, owner)
+                {
+                    snapshot.personal.push(PersonalSecret {
+                        id,
+                        owner: UserId(owner),
+                        name,
+                        version,
+                    });
+                } else {
+                    let reserved_for = reserved.get(&name).cloned().unwrap_or_default();
+                    snapshot.team.push(TeamSecret {
+                        id,
+                        name,
+                        version,
+                        reserved_for,
+                    });
+                }
+            }
+            if let Some(name) = environment {
+                let row =
+                    sqlx::query($sql("SELECT name, secrets FROM environments WHERE team_id = ? AND name = ?"))
+                        .bind(team)
+                        .bind(name.as_str())
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                if let Some(row) = row {
+                    snapshot.environment = Some(Environment {
+                        name: label(row.try_get("name")?)?,
+                        secrets: row
+                            .try_get::<Option<String>, _>("secrets")?
+                            .map(|s| parse_names(&s))
+                            .transpose()?,
+                    });
+                }
+            }
+            Ok(snapshot)
+        }
+
+                #[async_trait::async_trait]
+                impl Store for $store {
+                    $($specific)*
+
+            async fn ping(&self) -> Result<(), StoreError> {
+                sqlx::query($sql("SELECT 1")).execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+                let row = sqlx::query($sql("SELECT value FROM meta WHERE key = ?"))
+                    .bind(key)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(|r| r.try_get("value")).transpose()?)
+            }
+
+            async fn init_meta(&self, key: &str, value: &[u8]) -> Result<bool, StoreError> {
+                let done =
+                    sqlx::query($sql("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING"))
+                        .bind(key)
+                        .bind(value)
+                        .execute(&self.pool)
+                        .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn bootstrap(&self, first: Bootstrap) -> Result<Option<UserId>, StoreError> {
+                let mut tx = self.write().await?;
+                let teams: i64 = sqlx::query($sql("SELECT count(*) AS n FROM teams"))
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get("n")?;
+                if teams > 0 {
+                    return Ok(None);
+                }
+                sqlx::query($sql("INSERT INTO teams (id, name, data_key, key_version, created_at) VALUES (?, ?, ?, ?, ?)"))
+                    .bind(first.team.id)
+                    .bind(first.team.name.as_str())
+                    .bind(&first.team.data_key)
+                    .bind(i64::from(first.team.key_version))
+                    .bind(first.at)
+                    .execute(&mut *tx)
+                    .await?;
+                let owner = UserId(
+                    sqlx::query($sql("INSERT INTO users (name, created_at) VALUES (?, ?) RETURNING id"))
+                        .bind(first.owner.as_str())
+                        .bind(first.at)
+                        .fetch_one(&mut *tx)
+                        .await?
+                        .try_get("id")?,
+                );
+                sqlx::query($sql(
+                    "INSERT INTO members (team_id, user_id, role, created_at) VALUES (?, ?, 'owner', ?)",
+                ))
+                .bind(first.team.id)
+                .bind(owner.0)
+                .bind(first.at)
+                .execute(&mut *tx)
+                .await?;
+                insert_key(&mut tx, first.team.id, Some(owner), owner, &first.key).await?;
+                let event = AuditEvent {
+                    team: first.team.id,
+                    at: first.at,
+                    actor_user: None,
+                    actor_key: None,
+                    action: "team.bootstrap".into(),
+                    target: first.team.name.to_string(),
+                    outcome: "ok".into(),
+                    detail: serde_json::json!({ "owner": first.owner.as_str(), "key_id": first.key.key_id.as_str() }),
+                };
+                insert_audit(&mut tx, &event).await?;
+                tx.commit().await?;
+                Ok(Some(owner))
+            }
+
+            async fn team(&self, id: i64) -> Result<Option<TeamRow>, StoreError> {
+                let row = sqlx::query($sql("SELECT id, name, data_key, key_version FROM teams WHERE id = ?"))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(|r| {
+                    Ok(TeamRow {
+                        id: r.try_get("id")?,
+                        name: label(r.try_get("name")?)?,
+                        data_key: r.try_get("data_key")?,
+                        key_version: u32_of(r.try_get("key_version")?)?,
+                    })
+                })
+                .transpose()
+            }
+
+            async fn key_for_auth(&self, key_id: &KeyId) -> Result<Option<AuthKey>, StoreError> {
+                let row = sqlx::query($sql(format!(
+                    "SELECT {KEY_COLUMNS}, u.name AS user_name, m.role AS member_role
+                     FROM api_keys k JOIN users c ON c.id = k.created_by
+                     LEFT JOIN users u ON u.id = k.user_id
+                     LEFT JOIN members m ON m.team_id = k.team_id AND m.user_id = k.user_id
+                     WHERE k.key_id = ?"
+                )))
+                .bind(key_id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+                let Some(row) = row else { return Ok(None) };
+                let key = key_row(&row)?;
+                let member = match (
+                    row.try_get::<Option<String>, _>("user_name")?,
+                    row.try_get::<Option<String>, _>("member_role")?,
+                ) {
+                    (Some(name), Some(r)) => Some((name, role(&r)?)),
+                    _ => None,
+                };
+                Ok(Some(AuthKey { key, member }))
+            }
+
+            async fn create_key(
+                &self,
+                team: i64,
+                user: Option<UserId>,
+                creator: UserId,
+                key: NewKey,
+                audit: AuditEvent,
+            ) -> Result<i64, StoreError> {
+                let mut tx = self.write().await?;
+                let id = insert_key(&mut tx, team, user, creator, &key).await?;
+                insert_audit(&mut tx, &audit).await?;
+                tx.commit().await?;
+                Ok(id)
+            }
+
+            async fn keys(&self, team: i64, user: Option<UserId>) -> Result<Vec<KeyRow>, StoreError> {
+                let rows = sqlx::query($sql(format!(
+                    "SELECT {KEY_COLUMNS} FROM api_keys k JOIN users c ON c.id = k.created_by
+                     WHERE k.team_id = ? AND (? IS NULL OR k.user_id = ? OR k.created_by = ?)
+                     ORDER BY k.created_at, k.id"
+                )))
+                .bind(team)
+                .bind(user.map(|u| u.0))
+                .bind(user.map(|u| u.0))
+                .bind(user.map(|u| u.0))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(key_row).collect()
+            }
+
+            async fn revoke_key(
+                &self,
+                team: i64,
+                key_id: &KeyId,
+                user: Option<UserId>,
+                audit: AuditEvent,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.write().await?;
+                let done = sqlx::query($sql(
+                    "UPDATE api_keys SET revoked_at = ? WHERE team_id = ? AND key_id = ?
+                       AND revoked_at IS NULL AND (? IS NULL OR user_id = ? OR created_by = ?)",
+                ))
+                .bind(audit.at)
+                .bind(team)
+                .bind(key_id.as_str())
+                .bind(user.map(|u| u.0))
+                .bind(user.map(|u| u.0))
+                .bind(user.map(|u| u.0))
+                .execute(&mut *tx)
+                .await?;
+                let found = done.rows_affected() == 1;
+                if found {
+                    insert_audit(&mut tx, &audit).await?;
+                }
+                tx.commit().await?;
+                Ok(found)
+            }
+
+            async fn members(&self, team: i64) -> Result<Vec<MemberRow>, StoreError> {
+                let rows = sqlx::query($sql(
+                    "SELECT u.id, u.name, m.role, m.created_at FROM members m JOIN users u ON u.id = m.user_id
+                     WHERE m.team_id = ? ORDER BY u.name",
+                ))
+                .bind(team)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(member_row).collect()
+            }
+
+            async fn member(&self, team: i64, name: &Label) -> Result<Option<MemberRow>, StoreError> {
+                let row = sqlx::query($sql(
+                    "SELECT u.id, u.name, m.role, m.created_at FROM members m JOIN users u ON u.id = m.user_id
+                     WHERE m.team_id = ? AND u.name = ?",
+                ))
+                .bind(team)
+                .bind(name.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+                row.as_ref().map(member_row).transpose()
+            }
+
+            async fn add_member(
+                &self,
+                team: i64,
+                name: &Label,
+                role: Role,
+                key: NewKey,
+                creator: UserId,
+                audit: AuditEvent,
+            ) -> Result<UserId, StoreError> {
+                let mut tx = self.write().await?;
+                sqlx::query($sql(
+                    "INSERT INTO users (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                ))
+                .bind(name.as_str())
+                .bind(audit.at)
+                .execute(&mut *tx)
+                .await?;
+                let user = UserId(
+                    sqlx::query($sql("SELECT id FROM users WHERE name = ?"))
+                        .bind(name.as_str())
+                        .fetch_one(&mut *tx)
+                        .await?
+                        .try_get("id")?,
+                );
+                sqlx::query($sql("INSERT INTO members (team_id, user_id, role, created_at) VALUES (?, ?, ?, ?)"))
+                    .bind(team)
+                    .bind(user.0)
+                    .bind(role.as_str())
+                    .bind(audit.at)
+                    .execute(&mut *tx)
+                    .await?;
+                insert_key(&mut tx, team, Some(user), creator, &key).await?;
+                insert_audit(&mut tx, &audit).await?;
+                tx.commit().await?;
+                Ok(user)
+            }
+
+            async fn set_role(
+                &self,
+                team: i64,
+                user: UserId,
+                role: Role,
+                audit: AuditEvent,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.write().await?;
+                let done = sqlx::query($sql("UPDATE members SET role = ? WHERE team_id = ? AND user_id = ?"))
+                    .bind(role.as_str())
+                    .bind(team)
+                    .bind(user.0)
+                    .execute(&mut *tx)
+                    .await?;
+                let found = done.rows_affected() == 1;
+                if found {
+                    refuse_ownerless(&mut tx, team).await?;
+                    insert_audit(&mut tx, &audit).await?;
+                }
+                tx.commit().await?;
+                Ok(found)
+            }
+
+            async fn remove_member(
+                &self,
+                team: i64,
+                user: UserId,
+                audit: AuditEvent,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.write().await?;
+                let done = sqlx::query($sql("DELETE FROM members WHERE team_id = ? AND user_id = ?"))
+                    .bind(team)
+                    .bind(user.0)
+                    .execute(&mut *tx)
+                    .await?;
+                let found = done.rows_affected() == 1;
+                if found {
+                    refuse_ownerless(&mut tx, team).await?;
+                    insert_audit(&mut tx, &audit).await?;
+                }
+                tx.commit().await?;
+                Ok(found)
+            }
+
+            async fn create_secret(&self, secret: NewSecret, audit: AuditEvent) -> Result<(), StoreError> {
+                let mut tx = self.write().await?;
+                sqlx::query($sql(
+                    "INSERT INTO secrets (id, team_id, scope, owner_id, owner_key, name, name_key,
+                         description, version, key_version, ciphertext, value_len, created_at, created_by,
+                         updated_at, updated_by)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)",
+                ))
+                .bind(secret.id.0)
+                .bind(secret.team)
+                .bind(scope_text(secret.scope))
+                .bind(secret.owner.map(|u| u.0))
+                .bind(secret.owner.map_or(0, |u| u.0))
+                .bind(secret.name.as_str())
+                .bind(secret.name.as_str().to_ascii_lowercase())
+                .bind(&secret.description)
+                .bind(i64::from(secret.key_version))
+                .bind(&secret.ciphertext)
+                .bind(i64::from(secret.value_len))
+                .bind(secret.at)
+                .bind(secret.actor.0)
+                .bind(secret.at)
+                .bind(secret.actor.0)
+                .execute(&mut *tx)
+                .await?;
+                insert_audit(&mut tx, &audit).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn secret(
+                &self,
+                team: i64,
+                scope: Scope,
+                owner: Option<UserId>,
+                name: &SecretName,
+            ) -> Result<Option<SecretRow>, StoreError> {
+                let row = sqlx::query($sql(format!(
+                    "SELECT {SECRET_COLUMNS} FROM secrets s LEFT JOIN users o ON o.id = s.owner_id
+                     JOIN users c ON c.id = s.created_by JOIN users u ON u.id = s.updated_by
+                     WHERE s.team_id = ? AND s.scope = ? AND s.owner_key = ? AND s.name_key = ?"
+                )))
+                .bind(team)
+                .bind(scope_text(scope))
+                .bind(owner.map_or(0, |u| u.0))
+                .bind(name.as_str().to_ascii_lowercase())
+                .fetch_optional(&self.pool)
+                .await?;
+                row.as_ref().map(secret_row).transpose()
+            }
+
+            async fn secrets(
+                &self,
+                team: i64,
+                viewer: UserId,
+                all: bool,
+            ) -> Result<Vec<SecretRow>, StoreError> {
+                let rows = sqlx::query($sql(format!(
+                    "SELECT {SECRET_COLUMNS} FROM secrets s LEFT JOIN users o ON o.id = s.owner_id
+                     JOIN users c ON c.id = s.created_by JOIN users u ON u.id = s.updated_by
+                     WHERE s.team_id = ? AND (s.scope = 'team' OR s.owner_id = ? OR ?)
+                     ORDER BY s.name_key, s.scope = 'personal', o.name"
+                )))
+                .bind(team)
+                .bind(viewer.0)
+                .bind(all)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(secret_row).collect()
+            }
+
+            async fn update_secret(
+                &self,
+                update: SecretUpdate,
+                audit: AuditEvent,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.write().await?;
+                let (ciphertext, len) = update
+                    .value
+                    .as_ref()
+                    .map_or((None, None), |(c, l)| (Some(c), Some(*l)));
+                let bump = i64::from(update.value.is_some());
+                let done = sqlx::query($sql(
+                    "UPDATE secrets SET
+                         ciphertext = coalesce(?, ciphertext), value_len = coalesce(?, value_len),
+                         version = version + ?, description = coalesce(?, description),
+                         updated_at = ?, updated_by = ?
+                     WHERE id = ? AND version = ?",
+                ))
+                .bind(ciphertext)
+                .bind(len.map(i64::from))
+                .bind(bump)
+                .bind(update.description.as_deref())
+                .bind(update.at)
+                .bind(update.actor.0)
+                .bind(update.id.0)
+                .bind(i64::from(update.expected_version))
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() != 1 {
+                    return Err(StoreError::Conflict(
+                        "the secret changed or was deleted meanwhile",
+                    ));
+                }
+                insert_audit(&mut tx, &audit).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn delete_secret(&self, id: SecretId, audit: AuditEvent) -> Result<bool, StoreError> {
+                let mut tx = self.write().await?;
+                let done = sqlx::query($sql("DELETE FROM secrets WHERE id = ?"))
+                    .bind(id.0)
+                    .execute(&mut *tx)
+                    .await?;
+                let found = done.rows_affected() == 1;
+                if found {
+                    insert_audit(&mut tx, &audit).await?;
+                }
+                tx.commit().await?;
+                Ok(found)
+            }
+
+            async fn put_list(
+                &self,
+                kind: ListKind,
+                team: i64,
+                list: NamedList,
+                audit: AuditEvent,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.write().await?;
+                let secrets = list.secrets.as_deref().map(names_json);
+                let sql = match kind {
+                    ListKind::Environment => {
+                        "INSERT INTO environments (team_id, name, description, secrets, updated_at)
+                         VALUES (?, ?, ?, ?, ?) ON CONFLICT (team_id, name) DO UPDATE SET
+                         description = excluded.description, secrets = excluded.secrets,
+                         updated_at = excluded.updated_at"
+                    }
+                    ListKind::Identity => {
+                        "INSERT INTO identities (team_id, name, description, secrets, updated_at)
+                         VALUES (?, ?, ?, coalesce(?, '[]'), ?) ON CONFLICT (team_id, name) DO UPDATE SET
+                         description = excluded.description, secrets = excluded.secrets,
+                         updated_at = excluded.updated_at"
+                    }
+                };
+                sqlx::query($sql(sql))
+                    .bind(team)
+                    .bind(list.name.as_str())
+                    .bind(&list.description)
+                    .bind(secrets)
+                    .bind(list.updated_at)
+                    .execute(&mut *tx)
+                    .await?;
+                insert_audit(&mut tx, &audit).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn list(
+                &self,
+                kind: ListKind,
+                team: i64,
+                name: &Label,
+            ) -> Result<Option<NamedList>, StoreError> {
+                let sql = match kind {
+                    ListKind::Environment => {
+                        "SELECT name, description, secrets, updated_at FROM environments WHERE team_id = ? AND name = ?"
+                    }
+                    ListKind::Identity => {
+                        "SELECT name, description, secrets, updated_at FROM identities WHERE team_id = ? AND name = ?"
+                    }
+                };
+                let row = sqlx::query($sql(sql))
+                    .bind(team)
+                    .bind(name.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(named_list).transpose()
+            }
+
+            async fn lists(&self, kind: ListKind, team: i64) -> Result<Vec<NamedList>, StoreError> {
+                let sql = match kind {
+                    ListKind::Environment => {
+                        "SELECT name, description, secrets, updated_at FROM environments WHERE team_id = ? ORDER BY name"
+                    }
+                    ListKind::Identity => {
+                        "SELECT name, description, secrets, updated_at FROM identities WHERE team_id = ? ORDER BY name"
+                    }
+                };
+                let rows = sqlx::query($sql(sql)).bind(team).fetch_all(&self.pool).await?;
+                rows.iter().map(named_list).collect()
+            }
+
+            async fn delete_list(
+                &self,
+                kind: ListKind,
+                team: i64,
+                name: &Label,
+                audit: AuditEvent,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.write().await?;
+                let sql = match kind {
+                    ListKind::Environment => "DELETE FROM environments WHERE team_id = ? AND name = ?",
+                    ListKind::Identity => "DELETE FROM identities WHERE team_id = ? AND name = ?",
+                };
+                let done = sqlx::query($sql(sql))
+                    .bind(team)
+                    .bind(name.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                let found = done.rows_affected() == 1;
+                if found {
+                    insert_audit(&mut tx, &audit).await?;
+                }
+                tx.commit().await?;
+                Ok(found)
+            }
+
+            async fn finish_run(
+                &self,
+                team: i64,
+                id: &str,
+                outcome: serde_json::Value,
+                at: Millis,
+                audit: AuditEvent,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.write().await?;
+                let done = sqlx::query($sql(
+                    "UPDATE runs SET status = 'finished', ended_at = ?, outcome = ?
+                     WHERE team_id = ? AND id = ? AND status = 'started'",
+                ))
+                .bind(at)
+                .bind(json(&outcome))
+                .bind(team)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                let found = done.rows_affected() == 1;
+                if found {
+                    insert_audit(&mut tx, &audit).await?;
+                }
+                tx.commit().await?;
+                Ok(found)
+            }
+
+            async fn run(&self, team: i64, id: &str) -> Result<Option<RunRow>, StoreError> {
+                let row = sqlx::query($sql(
+                    "SELECT id, team_id, key_id, user_id, record, status, started_at, ended_at, outcome
+                     FROM runs WHERE team_id = ? AND id = ?",
+                ))
+                .bind(team)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.as_ref().map(run_row).transpose()
+            }
+
+            async fn audit(&self, team: i64, limit: u32) -> Result<Vec<AuditRow>, StoreError> {
+                let rows = sqlx::query($sql(
+                    "SELECT id, team_id, at, actor_user, actor_key, action, target, outcome, detail
+                     FROM audit WHERE team_id = ? ORDER BY id DESC LIMIT ?",
+                ))
+                .bind(team)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(AuditRow {
+                            id: r.try_get("id")?,
+                            event: AuditEvent {
+                                team: r.try_get("team_id")?,
+                                at: r.try_get("at")?,
+                                actor_user: r.try_get::<Option<i64>, _>("actor_user")?.map(UserId),
+                                actor_key: r.try_get("actor_key")?,
+                                action: r.try_get("action")?,
+                                target: r.try_get("target")?,
+                                outcome: r.try_get("outcome")?,
+                                detail: parse_json(&r.try_get::<String, _>("detail")?)?,
+                            },
+                        })
+                    })
+                    .collect()
+            }
+                }
+    };
+}
+
+pub(super) use sql_store;
+
+/// `?` placeholders as PostgreSQL's `$1`, `$2`, … (the shared queries hold no other `?`).
+#[must_use]
+pub(super) fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_are_numbered_in_order() {
+        assert_eq!(
+            super::numbered("SELECT a FROM t WHERE b = ? AND (? IS NULL OR c = ?)"),
+            "SELECT a FROM t WHERE b = $1 AND ($2 IS NULL OR c = $3)"
+        );
+    }
+}
