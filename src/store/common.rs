@@ -13,7 +13,7 @@
 
 /// Expands to the shared `Store` implementation for `$store` on `$db`; `$sql` turns a query
 /// with `?` placeholders into an `AssertSqlSafe` string for the engine; `specific` holds the
-/// backend's own methods (`touch_keys`, `resolve_run`, `runs`, and any overrides).
+/// backend's own methods (`resolve_run`, `runs`, and any overrides).
 macro_rules! sql_store {
     (
         store: $store:ty,
@@ -197,6 +197,28 @@ macro_rules! sql_store {
                 #[async_trait::async_trait]
                 impl Store for $store {
                     $($specific)*
+
+            async fn touch_keys(&self, used: &[(i64, Millis)]) -> Result<(), StoreError> {
+                if used.is_empty() {
+                    return Ok(());
+                }
+                let mut tx = self.write().await?;
+                for (row, at) in used {
+                    // Only forward, whichever replica writes (CASE: both engines know it).
+                    sqlx::query($sql(
+                        "UPDATE api_keys SET last_used_at = CASE
+                             WHEN last_used_at IS NULL OR last_used_at < ? THEN ? ELSE last_used_at END
+                         WHERE id = ?",
+                    ))
+                    .bind(at)
+                    .bind(at)
+                    .bind(row)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
 
             async fn ping(&self) -> Result<(), StoreError> {
                 sqlx::query($sql("SELECT 1")).execute(&self.pool).await?;

@@ -23,7 +23,7 @@ use sqlx::{Postgres, Row, Transaction};
 use super::rows::{
     KEY_COLUMNS, SECRET_COLUMNS, json, key_row, kind_text, label, member_row, named_list,
     names_json, parse_json, parse_names, role, run_row, scope, scope_text, secret_name, secret_row,
-    u32_of,
+    take_delivered, u32_of,
 };
 use super::{
     AuditEvent, AuditRow, AuthKey, Bootstrap, Decide, KeyRow, ListKind, MemberRow, Millis,
@@ -94,24 +94,6 @@ super::common::sql_store! {
     db: Postgres,
     sql: sql,
     specific: {
-    async fn touch_keys(&self, used: &[(i64, Millis)]) -> Result<(), StoreError> {
-        if used.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.write().await?;
-        for (row, at) in used {
-            sqlx::query(
-                "UPDATE api_keys SET last_used_at = GREATEST(coalesce(last_used_at, 0), $1) WHERE id = $2",
-            )
-            .bind(at)
-            .bind(row)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
     async fn resolve_run(
         &self,
         team: i64,
@@ -125,14 +107,7 @@ super::common::sql_store! {
             .await?;
         let mut snapshot = read_snapshot(&mut tx, team, user, environment).await?;
         let plan = decide(&snapshot);
-        let sealed = plan
-            .deliver
-            .iter()
-            .map(|id| snapshot.sealed.remove(id))
-            .collect::<Option<Vec<Sealed>>>()
-            .ok_or_else(|| {
-                StoreError::Corrupt("a delivered secret is not in the snapshot".into())
-            })?;
+        let sealed = take_delivered(&plan, &mut snapshot)?;
         record_run(&mut tx, team, &plan).await?;
         tx.commit().await?;
         Ok((plan, sealed))

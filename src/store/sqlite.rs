@@ -6,7 +6,7 @@
 //! between (resolution reads and records in one transaction, DESIGN §2 rule 7).
 //!
 //! The queries both engines share are in `store::common`; this file holds what is SQLite's
-//! own: opening the file, `BEGIN IMMEDIATE`, group-committed run records, `max()` and `rowid`.
+//! own: opening the file, `BEGIN IMMEDIATE`, group-committed run records and `rowid`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::rows::{
     KEY_COLUMNS, SECRET_COLUMNS, json, key_row, kind_text, label, member_row, named_list,
     names_json, parse_json, parse_names, role, run_row, scope, scope_text, secret_name, secret_row,
-    u32_of,
+    take_delivered, u32_of,
 };
 use super::{
     AuditEvent, AuditRow, AuthKey, Bootstrap, Decide, KeyRow, ListKind, MemberRow, Millis,
@@ -93,24 +93,6 @@ super::common::sql_store! {
     db: Sqlite,
     sql: sql,
     specific: {
-    async fn touch_keys(&self, used: &[(i64, Millis)]) -> Result<(), StoreError> {
-        if used.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.write().await?;
-        for (row, at) in used {
-            sqlx::query(
-                "UPDATE api_keys SET last_used_at = max(coalesce(last_used_at, 0), ?) WHERE id = ?",
-            )
-            .bind(at)
-            .bind(row)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
     async fn resolve_run(
         &self,
         team: i64,
@@ -123,14 +105,7 @@ super::common::sql_store! {
         let mut snapshot = read_snapshot(&mut read, team, user, environment).await?;
         read.rollback().await?;
         let plan = decide(&snapshot);
-        let sealed = plan
-            .deliver
-            .iter()
-            .map(|id| snapshot.sealed.remove(id))
-            .collect::<Option<Vec<Sealed>>>()
-            .ok_or_else(|| {
-                StoreError::Corrupt("a delivered secret is not in the snapshot".into())
-            })?;
+        let sealed = take_delivered(&plan, &mut snapshot)?;
         // The record: durable before any value leaves (group-committed by the run writer).
         let (reply, answer) = oneshot::channel();
         let gone = || StoreError::Corrupt("the run writer stopped".into());
