@@ -130,8 +130,10 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
             clap_complete::generate(shell, &mut command, "latch", &mut std::io::stdout());
             Ok(0)
         }
-        // `main` runs the launcher before any runtime exists (see `launch`); this arm only
-        // serves other callers of this function.
-        Command::Run(args) => launch(args, global),
+        // The launcher must start before any runtime or thread exists: `main` calls `launch`
+        // for it directly. Inside this async function it cannot run.
+        Command::Run(_) => Err(Error::Usage(
+            "`latch run` must be started through `cli::launch`, before any async runtime".into(),
+        )),
     }
 }

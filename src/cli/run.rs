@@ -169,8 +169,23 @@ pub fn launch(args: RunArgs, global: &Global) -> Result<u8, Error> {
     for name in &resolved.shadowed {
         tracing::info!("your personal secret {name} overrides the team secret of that name");
     }
-    let (spec, patterns, files) = plan(&args, &resolved, mode.is_some(), signals.as_ref())?;
+    let planned = plan(&args, &resolved, mode.is_some(), signals.as_ref());
     drop(resolved);
+    let (spec, patterns, files) = match planned {
+        Ok(planned) => planned,
+        Err(e) => {
+            // The run is recorded as started: say that it ended without starting the command.
+            let code = i32::from(e.failure().code());
+            report(
+                global,
+                &finish_key,
+                &run_id,
+                (Some(code), None, BTreeMap::new()),
+                started.elapsed(),
+            );
+            return Err(e);
+        }
+    };
     hygiene::wipe_stack();
 
     let (Some(mode), Some(signals)) = (mode, signals) else {
@@ -192,7 +207,13 @@ pub fn launch(args: RunArgs, global: &Global) -> Result<u8, Error> {
         &signals,
     );
     drop(files);
-    report(global, &finish_key, &run_id, &result, started.elapsed());
+    report(
+        global,
+        &finish_key,
+        &run_id,
+        ended(&result),
+        started.elapsed(),
+    );
     let outcome = result?;
     Ok(if outcome.timed_out {
         exit::TIMEOUT
@@ -364,15 +385,12 @@ fn open_log(path: &std::path::Path) -> Result<std::fs::File, Error> {
         .map_err(|e| Error::Config(format!("cannot open --log {}: {e}", path.display())))
 }
 
-/// `POST /v1/runs/{id}/finish`; a failure is a warning and never changes the exit status.
-fn report(
-    global: &Global,
-    key: &Split,
-    run_id: &str,
-    result: &Result<Outcome, LaunchError>,
-    duration: Duration,
-) {
-    let (exit_code, signal, masked) = match result {
+/// How a run ended, for its report: exit code or signal, and masked counts.
+type Ended = (Option<i32>, Option<i32>, BTreeMap<String, u64>);
+
+/// The report of a supervised run, or of a command that did not start.
+fn ended(result: &Result<Outcome, LaunchError>) -> Ended {
+    match result {
         Ok(outcome) => match outcome.exit {
             ChildExit::Exited(code) => (Some(code), None, outcome.masked.clone()),
             ChildExit::Signaled(n) => (None, Some(n), outcome.masked.clone()),
@@ -384,7 +402,17 @@ fn report(
             (Some(i32::from(exit::NOT_EXECUTABLE)), None, BTreeMap::new())
         }
         Err(LaunchError::Io { .. }) => (Some(i32::from(exit::INTERNAL)), None, BTreeMap::new()),
-    };
+    }
+}
+
+/// `POST /v1/runs/{id}/finish`; a failure is a warning and never changes the exit status.
+fn report(
+    global: &Global,
+    key: &Split,
+    run_id: &str,
+    (exit_code, signal, masked): Ended,
+    duration: Duration,
+) {
     let finish = FinishRun {
         exit_code,
         signal,
