@@ -166,11 +166,17 @@ fn event(
 }
 
 async fn data_key(app: &App, team: i64) -> Result<(DataKey, u32), ApiError> {
-    let row = app
-        .store
-        .team(team)
-        .await?
-        .ok_or_else(|| ApiError::internal("missing team"))?;
+    let row = if let Some(row) = app.team_row(team) {
+        row
+    } else {
+        let row = app
+            .store
+            .team(team)
+            .await?
+            .ok_or_else(|| ApiError::internal("missing team"))?;
+        app.remember_team(row.clone());
+        row
+    };
     Ok((app.root.unwrap(team, &row.data_key)?, row.key_version))
 }
 

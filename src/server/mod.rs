@@ -45,6 +45,10 @@ pub struct App {
     last_used: auth::LastUsed,
     /// Counters.
     pub metrics: Metrics,
+    /// Team rows (the wrapped data key and its version) already read. A team's data key never
+    /// changes once created, so every replica may keep it; the key stays wrapped here and is
+    /// unwrapped per request.
+    teams: std::sync::Mutex<std::collections::HashMap<i64, crate::store::TeamRow>>,
 }
 
 impl App {
@@ -57,7 +61,25 @@ impl App {
             limiter: auth::Limiter::default(),
             last_used: auth::LastUsed::default(),
             metrics: Metrics::default(),
+            teams: std::sync::Mutex::default(),
         })
+    }
+
+    /// A team row read before, if any.
+    pub(crate) fn team_row(&self, team: i64) -> Option<crate::store::TeamRow> {
+        self.teams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&team)
+            .cloned()
+    }
+
+    /// Keeps a team row for later requests.
+    pub(crate) fn remember_team(&self, row: crate::store::TeamRow) {
+        self.teams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(row.id, row);
     }
 
     /// Now, in Unix milliseconds.
