@@ -35,7 +35,9 @@ pub(crate) fn api_key(
         tracing::warn!(
             "--api-key is visible to other users in process lists and stays in shell history; prefer LATCH_API_KEY"
         );
-        Ok(Zeroizing::new(key.clone()))
+        Ok(Zeroizing::new(
+            secrecy::ExposeSecret::expose_secret(key).to_owned(),
+        ))
     } else if let Some(path) = &global.api_key_file {
         let text = std::fs::read_to_string(path).map_err(|e| {
             config_error(format!(

@@ -70,7 +70,7 @@ impl Error {
         match self {
             Self::Patterns(_) => Some("mask fewer or shorter secrets"),
             Self::Boot(_) => Some(
-                "check --data-dir, --root-key-file and that the root key is the one this database was created with",
+                "check --data-dir (or that --database-url names a reachable PostgreSQL), --root-key-file, and that the root key is the one this database was created with",
             ),
             Self::Client(ClientError::Refused(_)) => Some(
                 "check LATCH_API_KEY; an owner or admin can create a key with `latch api-key create`",

@@ -55,8 +55,8 @@ pub struct Global {
     pub api_key_file: Option<PathBuf>,
     /// The API key. Prefer the LATCH_API_KEY variable: arguments are visible to other users in
     /// process lists and stay in shell history.
-    #[arg(long, global = true, value_name = "KEY")]
-    pub api_key: Option<String>,
+    #[arg(long, global = true, value_name = "KEY", value_parser = secret_arg)]
+    pub api_key: Option<secrecy::SecretString>,
     /// Machine-readable JSON output on every listing and every create.
     #[arg(long, global = true)]
     pub json: bool,
@@ -66,6 +66,16 @@ pub struct Global {
     /// Only errors on stderr.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+}
+
+/// An argument that holds a credential: kept in a `SecretString`, so the parsed command line's
+/// `Debug` shows `[REDACTED]` instead of the key.
+#[allow(
+    clippy::unnecessary_wraps,
+    reason = "clap's value_parser takes a fallible function"
+)]
+pub(crate) fn secret_arg(text: &str) -> Result<secrecy::SecretString, std::convert::Infallible> {
+    Ok(secrecy::SecretString::from(text.to_owned()))
 }
 
 /// The command tree.
@@ -135,5 +145,20 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
         Command::Run(_) => Err(Error::Usage(
             "`latch run` must be started through `cli::launch`, before any async runtime".into(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_parsed_command_line_never_shows_a_credential() {
+        let key = "latch_p_AbCd1234ABCDEFGHIJKLMNOPQRSTUVWXYZ012345xxxxxx";
+        let cli = Cli::try_parse_from(["latch", "--api-key", key, "whoami"]).expect("parses");
+        assert!(!format!("{cli:?}").contains(key), "{cli:?}");
+        let url = "postgres://app:S3cretDbPass@db/latch";
+        let cli = Cli::try_parse_from(["latch", "serve", "--database-url", url]).expect("parses");
+        assert!(!format!("{cli:?}").contains("S3cretDbPass"), "{cli:?}");
     }
 }

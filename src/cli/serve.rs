@@ -30,9 +30,10 @@ pub struct ServeArgs {
         long,
         env = "LATCH_DATABASE_URL",
         hide_env_values = true,
-        value_name = "URL"
+        value_name = "URL",
+        value_parser = super::secret_arg
     )]
-    pub database_url: Option<String>,
+    pub database_url: Option<secrecy::SecretString>,
     /// With --database-url: most database connections this replica opens.
     #[arg(long, default_value_t = 16, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub db_max_connections: u32,
@@ -64,6 +65,7 @@ pub struct ServeArgs {
 /// the data directory on first start.
 async fn open_store(args: &ServeArgs) -> Result<(Arc<dyn Store>, RootKey), Error> {
     if let Some(url) = &args.database_url {
+        let url = secrecy::ExposeSecret::expose_secret(url);
         if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
             return Err(Error::Config(
                 "--database-url must be a postgres:// URL (SQLite is the default without it)"

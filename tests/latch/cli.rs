@@ -333,3 +333,33 @@ fn scrub_stops_quietly_when_its_reader_goes_away() {
     assert_eq!(status.code(), Some(0));
     writer.join().expect("joins");
 }
+
+#[test]
+fn serve_on_an_unreachable_database_says_so_without_its_password() {
+    let dir = tempfile::tempdir().expect("dir");
+    let root = dir.path().join("root.key");
+    std::fs::write(&root, "11".repeat(32)).expect("writes");
+    // Port 1 on loopback: nothing listens there.
+    let out = latch(&[
+        "-vvv",
+        "serve",
+        "--database-url",
+        "postgres://app:S3cretDbPass@127.0.0.1:1/latch",
+        "--root-key-file",
+        root.to_str().expect("utf8"),
+        "--db-acquire-timeout",
+        "1s",
+    ]);
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("--database-url"), "{err}");
+    assert!(!err.contains("S3cretDbPass"), "{err}");
+    // Without a root key file, replicas could not share one: refused before connecting.
+    let out = latch(&["serve", "--database-url", "postgres://127.0.0.1:1/latch"]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        text(&out.stderr).contains("--root-key-file"),
+        "{}",
+        text(&out.stderr)
+    );
+}
