@@ -151,3 +151,35 @@ fn install_panic_hook() {
         }));
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::termios::LocalFlags;
+
+    #[test]
+    fn a_panic_restores_the_outer_terminal() {
+        let pair = openpty(None, None).expect("a pseudo-terminal");
+        let outer = pair.slave;
+        let canonical = |fd: &OwnedFd| {
+            termios::tcgetattr(fd)
+                .expect("termios")
+                .local_flags
+                .contains(LocalFlags::ICANON)
+        };
+        assert!(canonical(&outer));
+        let raw = RawMode::enter(outer.as_fd()).expect("raw mode");
+        assert!(!canonical(&outer));
+        // The guard is leaked, so only the panic hook can restore the settings.
+        std::mem::forget(raw);
+        let result = std::panic::catch_unwind(|| panic!("deliberate, for the test"));
+        assert!(result.is_err());
+        assert!(
+            canonical(&outer),
+            "the panic hook did not restore the terminal"
+        );
+        if let Ok(mut slot) = SAVED.lock() {
+            *slot = None;
+        }
+    }
+}

@@ -734,6 +734,37 @@ async fn under_a_terminal_the_child_gets_one_and_window_sizes_follow() {
         // While the child runs, the outer terminal is raw; once latch is gone it is restored.
         let raw = nix::sys::termios::tcgetattr(&outer).expect("termios");
         assert!(!raw.local_flags.contains(LocalFlags::ICANON));
+        // Job control: SIGTSTP gives the terminal back and stops latch; SIGCONT takes it again.
+        let state = |pid: Pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .unwrap_or_default()
+                .lines()
+                .find_map(|l| l.strip_prefix("State:").map(|s| s.trim().chars().next()))
+                .flatten()
+        };
+        let until = |what: &str, check: &dyn Fn() -> bool| {
+            for _ in 0..400 {
+                if check() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            panic!("{what} did not happen");
+        };
+        kill(child.pid(), Signal::SIGTSTP).expect("signals latch");
+        until("stop", &|| state(child.pid()) == Some('T'));
+        let stopped = nix::sys::termios::tcgetattr(&outer).expect("termios");
+        assert!(
+            stopped.local_flags.contains(LocalFlags::ICANON),
+            "restored while stopped"
+        );
+        kill(child.pid(), Signal::SIGCONT).expect("signals latch");
+        until("raw mode again", &|| {
+            !nix::sys::termios::tcgetattr(&outer)
+                .expect("termios")
+                .local_flags
+                .contains(LocalFlags::ICANON)
+        });
         kill(child.pid(), Signal::SIGTERM).expect("signals latch");
         let mut child = child;
         let status = child.0.wait().expect("waits");
@@ -899,4 +930,202 @@ async fn the_exit_status_survives_a_platform_that_is_gone_at_the_end() {
         text(&o.stderr)
     );
     assert!(started.elapsed() < Duration::from_secs(120));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trigger_decides_user_context_and_a_team_key_cannot_claim_a_person() {
+    let p = platform().await;
+    // A personal key with a trigger that has no user context: the personal secret is not
+    // delivered, and the reason says why.
+    let o = output(
+        latch_run(
+            &p,
+            &[
+                "--trigger",
+                "schedule",
+                "--secrets",
+                "TOKEN,GH_TOKEN",
+                "--",
+                "env",
+            ],
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(
+        !text(&o.stdout).contains("GH_TOKEN="),
+        "{}",
+        text(&o.stdout)
+    );
+    assert!(
+        text(&o.stderr).contains("GH_TOKEN is not delivered: personal_unavailable"),
+        "{}",
+        text(&o.stderr)
+    );
+    // A team key with a person's trigger is refused before anything starts.
+    let created = p
+        .ok(
+            &p.owner,
+            Method::POST,
+            "/v1/api-keys",
+            Some(json!({"name": "bot", "kind": "team"})),
+        )
+        .await;
+    let team_key = created["key"].as_str().expect("key").to_owned();
+    let dir = tempfile::tempdir().expect("dir");
+    let marker = dir.path().join("started");
+    let mut command = latch_run(
+        &p,
+        &[
+            "--trigger",
+            "cli",
+            "--",
+            "touch",
+            marker.to_str().expect("utf8"),
+        ],
+    );
+    command.env("LATCH_API_KEY", &team_key);
+    let o = output(command, None).await;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("trigger_requires_user"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!marker.exists());
+    assert_clean("stderr", &o.stderr, &team_key);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn subreaper_adopts_and_reaps_orphans() {
+    let p = platform().await;
+    // The orphan's parent must be latch while it runs, and it must be gone (not a zombie)
+    // once it exits.
+    let script = r#"(sleep 0.5 & echo "orphan=$!"); echo ready; i=0; while [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done"#;
+    let mut command = latch_run(
+        &p,
+        &["--no-secrets", "--subreaper", "--", "sh", "-c", script],
+    );
+    tokio::task::spawn_blocking(move || {
+        command.stdout(Stdio::piped()).stderr(Stdio::null());
+        let mut child = Guard::spawn(&mut command);
+        let mut out = BufReader::new(child.0.stdout.take().expect("stdout"));
+        let seen = wait_for_line(&mut out, "ready");
+        let orphan: i32 = seen
+            .lines()
+            .find_map(|l| l.strip_prefix("orphan="))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("orphan pid");
+        let status = std::fs::read_to_string(format!("/proc/{orphan}/status")).unwrap_or_default();
+        let ppid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:"))
+            .map(str::trim);
+        assert_eq!(ppid, Some(child.pid().to_string().as_str()), "{status}");
+        // Bounded wait for the orphan to exit and be reaped.
+        let mut gone = false;
+        for _ in 0..200 {
+            if !std::path::Path::new(&format!("/proc/{orphan}")).exists() {
+                gone = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(gone, "the orphan was not reaped (still in /proc, a zombie)");
+    })
+    .await
+    .expect("joins");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn output_is_drained_and_the_grace_for_descendants_is_bounded() {
+    let p = platform().await;
+    // A descendant writes after the command exited: within the grace, so it is kept (masked).
+    let o = output(
+        latch_run(
+            &p,
+            &[
+                "--",
+                "sh",
+                "-c",
+                "(sleep 0.3; echo \"late $TOKEN\") & echo early",
+            ],
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(text(&o.stdout), "early\nlate [MASKED:TOKEN]\n");
+    // A descendant that keeps the pipe for 60 s does not keep latch: it ends after the grace.
+    let started = Instant::now();
+    let o = output(
+        latch_run(
+            &p,
+            &[
+                "--no-secrets",
+                "--",
+                "sh",
+                "-c",
+                "sleep 60 & echo parent done",
+            ],
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(text(&o.stdout), "parent done\n");
+    assert!(
+        started.elapsed() < Duration::from_secs(50),
+        "latch waited for the descendant"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_child_gets_the_original_signal_mask_and_latch_has_no_core() {
+    let p = platform().await;
+    // latch starts with SIGUSR2 blocked and blocks many more itself; the child (grep, which
+    // leaves its mask alone, unlike a shell) must get exactly SIGUSR2 back.
+    let mut command = latch_run(
+        &p,
+        &["--no-secrets", "--", "grep", "^SigBlk", "/proc/self/status"],
+    );
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            let mut set = nix::sys::signal::SigSet::empty();
+            set.add(Signal::SIGUSR2);
+            set.thread_block()?;
+            Ok(())
+        });
+    }
+    let o = output(command, None).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    // Bit 12 (signal 12, SIGUSR2) only.
+    assert_eq!(text(&o.stdout).trim(), "SigBlk:\t0000000000000800");
+
+    let mut command = latch_run(
+        &p,
+        &[
+            "--no-secrets",
+            "--",
+            "sh",
+            "-c",
+            "echo ready; i=0; while [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done",
+        ],
+    );
+    tokio::task::spawn_blocking(move || {
+        command.stdout(Stdio::piped()).stderr(Stdio::null());
+        let mut child = Guard::spawn(&mut command);
+        let mut out = BufReader::new(child.0.stdout.take().expect("stdout"));
+        wait_for_line(&mut out, "ready");
+        let limits =
+            std::fs::read_to_string(format!("/proc/{}/limits", child.pid())).expect("limits");
+        let core = limits
+            .lines()
+            .find(|l| l.starts_with("Max core file size"))
+            .expect("core line");
+        assert!(core.split_whitespace().nth(4) == Some("0"), "{core}");
+    })
+    .await
+    .expect("joins");
 }
