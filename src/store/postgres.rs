@@ -1,5 +1,6 @@
 //! The PostgreSQL backend, for several `latch serve` replicas over one database (DESIGN §8).
-//! It works on PostgreSQL-compatible engines that support advisory locks and `REPEATABLE READ`.
+//! Tested on PostgreSQL 15; a PostgreSQL-compatible engine needs advisory locks, `REPEATABLE
+//! READ` and identity columns (CockroachDB and others are not tested).
 //!
 //! - **Migrations** from `migrations/postgres`; sqlx's migrator holds a PostgreSQL advisory lock
 //!   while it runs, so replicas that start together apply them once.
