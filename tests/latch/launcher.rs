@@ -136,6 +136,20 @@ fn assert_clean(what: &str, bytes: &[u8], key: &str) {
     }
 }
 
+/// Starts `command` with stdout piped and `stderr` as given, and reads its stdout until a line
+/// contains `marker`: the child, the rest of its stdout, and what was read.
+fn start_until(
+    command: &mut Command,
+    stderr: Stdio,
+    marker: &str,
+) -> (Guard, BufReader<std::process::ChildStdout>, String) {
+    command.stdout(Stdio::piped()).stderr(stderr);
+    let mut child = Guard::spawn(command);
+    let mut out = BufReader::new(child.0.stdout.take().expect("stdout"));
+    let seen = wait_for_line(&mut out, marker);
+    (child, out, seen)
+}
+
 /// Reads lines from a child's stdout until one contains `marker` (bounded by the pipe's end).
 fn wait_for_line(reader: &mut impl BufRead, marker: &str) -> String {
     let mut seen = String::new();
@@ -265,10 +279,7 @@ echo ready
 i=0; while [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; exit 9"#;
     let mut command = latch_run(&p, &["--no-secrets", "--", "sh", "-c", script]);
     let o = tokio::task::spawn_blocking(move || {
-        command.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = Guard::spawn(&mut command);
-        let mut out = BufReader::new(child.0.stdout.take().expect("stdout"));
-        wait_for_line(&mut out, "ready");
+        let (mut child, mut out, _) = start_until(&mut command, Stdio::piped(), "ready");
         for (signal, name) in [
             (Signal::SIGINT, "INT"),
             (Signal::SIGHUP, "HUP"),
@@ -299,10 +310,7 @@ wait; wait"#;
         &["--no-secrets", "--signal-group", "--", "sh", "-c", script],
     );
     let o = tokio::task::spawn_blocking(move || {
-        command.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = Guard::spawn(&mut command);
-        let mut out = BufReader::new(child.0.stdout.take().expect("stdout"));
-        wait_for_line(&mut out, "ready");
+        let (mut child, mut out, _) = start_until(&mut command, Stdio::piped(), "ready");
         kill(child.pid(), Signal::SIGTERM).expect("signals latch");
         let mut rest = String::new();
         let _ = out.read_to_string(&mut rest);
@@ -544,10 +552,7 @@ async fn the_api_key_is_absent_from_the_child_and_from_the_launchers_environ() {
     );
     let key = p.owner.clone();
     tokio::task::spawn_blocking(move || {
-        command.stdout(Stdio::piped()).stderr(Stdio::null());
-        let mut child = Guard::spawn(&mut command);
-        let mut out = BufReader::new(child.0.stdout.take().expect("stdout"));
-        let seen = wait_for_line(&mut out, "ready");
+        let (child, _out, seen) = start_until(&mut command, Stdio::null(), "ready");
         assert!(seen.starts_with("0\n"), "{seen}");
         let environ = std::fs::read(format!("/proc/{}/environ", child.pid())).expect("environ");
         assert!(
@@ -615,10 +620,7 @@ async fn a_scan_of_the_launchers_memory_finds_no_key_and_no_value() {
         let key = key.clone();
         let extra = format!("{extra:?}");
         tokio::task::spawn_blocking(move || {
-            command.stdout(Stdio::piped()).stderr(Stdio::null());
-            let mut child = Guard::spawn(&mut command);
-            let mut out = BufReader::new(child.0.stdout.take().expect("stdout"));
-            wait_for_line(&mut out, "ready");
+            let (child, _out, _) = start_until(&mut command, Stdio::null(), "ready");
             let needles: [(&str, &[u8]); 4] = [
                 ("api key", key.as_bytes()),
                 ("TOKEN", TOKEN.as_bytes()),
@@ -651,10 +653,7 @@ async fn the_memory_scan_finds_a_value_that_is_there() {
         ],
     );
     tokio::task::spawn_blocking(move || {
-        command.stdout(Stdio::piped()).stderr(Stdio::null());
-        let mut child = Guard::spawn(&mut command);
-        let mut out = BufReader::new(child.0.stdout.take().expect("stdout"));
-        let line = wait_for_line(&mut out, "ready");
+        let (_child, _out, line) = start_until(&mut command, Stdio::null(), "ready");
         let pid: i32 = line
             .trim()
             .rsplit(' ')
@@ -1008,10 +1007,7 @@ async fn subreaper_adopts_and_reaps_orphans() {
         &["--no-secrets", "--subreaper", "--", "sh", "-c", script],
     );
     tokio::task::spawn_blocking(move || {
-        command.stdout(Stdio::piped()).stderr(Stdio::null());
-        let mut child = Guard::spawn(&mut command);
-        let mut out = BufReader::new(child.0.stdout.take().expect("stdout"));
-        let seen = wait_for_line(&mut out, "ready");
+        let (child, _out, seen) = start_until(&mut command, Stdio::null(), "ready");
         let orphan: i32 = seen
             .lines()
             .find_map(|l| l.strip_prefix("orphan="))
@@ -1114,10 +1110,7 @@ async fn the_child_gets_the_original_signal_mask_and_latch_has_no_core() {
         ],
     );
     tokio::task::spawn_blocking(move || {
-        command.stdout(Stdio::piped()).stderr(Stdio::null());
-        let mut child = Guard::spawn(&mut command);
-        let mut out = BufReader::new(child.0.stdout.take().expect("stdout"));
-        wait_for_line(&mut out, "ready");
+        let (child, _out, _) = start_until(&mut command, Stdio::null(), "ready");
         let limits =
             std::fs::read_to_string(format!("/proc/{}/limits", child.pid())).expect("limits");
         let core = limits
