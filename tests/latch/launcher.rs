@@ -1078,26 +1078,49 @@ async fn output_is_drained_and_the_grace_for_descendants_is_bounded() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_child_gets_the_original_signal_mask_and_latch_has_no_core() {
+async fn the_child_gets_the_original_signal_mask_and_dispositions_and_latch_has_no_core() {
     let p = platform().await;
     // latch starts with SIGUSR2 blocked and blocks many more itself; the child (grep, which
-    // leaves its mask alone, unlike a shell) must get exactly SIGUSR2 back.
+    // leaves its mask alone, unlike a shell) must get exactly the original mask back.
     let mut command = latch_run(
         &p,
-        &["--no-secrets", "--", "grep", "^SigBlk", "/proc/self/status"],
+        &[
+            "--no-secrets",
+            "--",
+            "grep",
+            "-E",
+            "^Sig(Blk|Ign)",
+            "/proc/self/status",
+        ],
     );
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut command, || {
             let mut set = nix::sys::signal::SigSet::empty();
             set.add(Signal::SIGUSR2);
             set.thread_block()?;
+            // And SIGUSR1 ignored, as a shell leaves it for a background job.
+            nix::sys::signal::signal(Signal::SIGUSR1, nix::sys::signal::SigHandler::SigIgn)?;
             Ok(())
         });
     }
     let o = output(command, None).await;
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    // Bit 12 (signal 12, SIGUSR2) only.
-    assert_eq!(text(&o.stdout).trim(), "SigBlk:\t0000000000000800");
+    // Blocked: SIGUSR2 (signal 12) only. Ignored: what latch inherited from this process (std's
+    // Command gives it SIGPIPE back at its default) plus SIGUSR1 (signal 10); SIGPIPE, which the
+    // Rust runtime ignores inside latch, is back to its default in the child too.
+    let own = std::fs::read_to_string("/proc/self/status").expect("status");
+    let own_ignored = own
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .expect("SigIgn");
+    let sigpipe = 1u64 << (13 - 1);
+    let usr1 = 1u64 << (10 - 1);
+    let expected = (own_ignored & !sigpipe) | usr1;
+    assert_eq!(
+        text(&o.stdout),
+        format!("SigBlk:\t0000000000000800\nSigIgn:\t{expected:016x}\n")
+    );
 
     let mut command = latch_run(
         &p,
