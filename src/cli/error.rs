@@ -6,6 +6,7 @@ use crate::core::scrub::BuildError;
 use crate::launcher::child::SpawnError;
 use crate::launcher::supervise::LaunchError;
 use crate::server::boot::BootError;
+use crate::store::StoreError;
 
 /// Everything a command can fail with. Messages are lowercase, specific, and never hold a
 /// secret value or an API key.
@@ -69,6 +70,9 @@ impl Error {
     pub fn remedy(&self) -> Option<&'static str> {
         match self {
             Self::Patterns(_) => Some("mask fewer or shorter secrets"),
+            Self::Boot(BootError::Store(StoreError::InUse(_))) => Some(
+                "stop the other `latch serve` on this --data-dir or give this one its own; several replicas need PostgreSQL (--database-url)",
+            ),
             Self::Boot(_) => Some(
                 "check --data-dir (or that --database-url names a reachable PostgreSQL), --root-key-file, and that the root key is the one this database was created with",
             ),

@@ -104,8 +104,8 @@ pub enum NameError {
 ///
 /// Matches `^[A-Za-z_][A-Za-z0-9_]*$`, at most 128 bytes, and is not a refused name. Equality,
 /// ordering and hashing ignore ASCII case; [`SecretName::as_str`] keeps the spelling.
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, Deserialize)]
+#[serde(try_from = "String")]
 pub struct SecretName(String);
 
 impl SecretName {
@@ -214,6 +214,13 @@ impl PartialOrd for SecretName {
     }
 }
 
+/// Serialized as its spelling, without a copy (records name many secrets).
+impl Serialize for SecretName {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
 impl fmt::Display for SecretName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -228,8 +235,8 @@ impl fmt::Debug for SecretName {
 
 /// The name of a team, user, environment or agent identity: `^[A-Za-z0-9][A-Za-z0-9._-]*$`, at
 /// most 64 bytes, case-sensitive. Kept narrow so it is safe in URL paths, logs and tables.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Label(String);
 
 impl Label {
@@ -291,6 +298,12 @@ impl std::str::FromStr for Label {
 impl From<Label> for String {
     fn from(value: Label) -> Self {
         value.0
+    }
+}
+
+impl Serialize for Label {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
     }
 }
 

@@ -223,11 +223,7 @@ async fn authenticate(app: &Arc<App>, key: &ApiKey, now: Millis) -> Result<Calle
                 .ok_or_else(|| ApiError::internal("team key without role"))?,
         ),
     };
-    let team = app
-        .store
-        .team(row.team)
-        .await?
-        .ok_or_else(|| ApiError::internal("key of a missing team"))?;
+    let team = app.team(row.team).await?;
     app.touch(row.row, row.last_used_at, now);
     Ok(Caller {
         team: row.team,

@@ -118,6 +118,7 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Migrate(e) => Self::internal(&e.to_string()),
             StoreError::Corrupt(what) => Self::internal(&what),
+            StoreError::InUse(_) => Self::internal("the database is in use by another server"),
         }
     }
 }

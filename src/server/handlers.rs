@@ -161,22 +161,12 @@ fn event(
         action: action.to_owned(),
         target,
         outcome: "ok".to_owned(),
-        detail,
+        detail: detail.to_string(),
     }
 }
 
 async fn data_key(app: &App, team: i64) -> Result<(DataKey, u32), ApiError> {
-    let row = if let Some(row) = app.team_row(team) {
-        row
-    } else {
-        let row = app
-            .store
-            .team(team)
-            .await?
-            .ok_or_else(|| ApiError::internal("missing team"))?;
-        app.remember_team(row.clone());
-        row
-    };
+    let row = app.team(team).await?;
     Ok((app.root.unwrap(team, &row.data_key)?, row.key_version))
 }
 
@@ -985,21 +975,19 @@ pub(super) async fn resolve(
     let base_event = event(&app, &caller, "run.start", id.clone(), json!({}));
     let outcome = Arc::new(Mutex::new(None));
     let slot = Arc::clone(&outcome);
-    let key_id = caller.key_id.to_string();
     let user = caller.user.as_ref().map(|(u, _)| *u);
-    let who = json!({
-        "key_id": key_id,
-        "user": caller.user.as_ref().map(|(_, n)| n.clone()),
-        "identity": caller.identity.as_ref().map(ToString::to_string),
-    });
-    let decide = Box::new(move |snapshot: &crate::store::RunSnapshot| {
-        let snap = resolve::Snapshot {
-            team: &snapshot.team,
-            personal: &snapshot.personal,
-            environment: snapshot.environment.as_ref(),
-        };
-        let result = resolve::resolve(&core_caller, &request, snap);
-        let plan = plan_run(&id, key_id, user, &who, &request, &result, now, base_event);
+    let started = RunStart {
+        id,
+        key_id: caller.key_id.to_string(),
+        user,
+        user_name: caller.user.as_ref().map(|(_, n)| n.clone()),
+        identity: caller.identity.clone(),
+        actor: caller.actor_name(),
+        now,
+    };
+    let decide = Box::new(move |snapshot: resolve::Snapshot<'_>| {
+        let result = resolve::resolve(&core_caller, &request, snapshot);
+        let plan = started.plan(&request, &result, base_event);
         *slot
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(result);
@@ -1078,78 +1066,153 @@ async fn open_values(
     Ok(secrets)
 }
 
-/// The run record and audit event for a resolution result (names only, never values).
-#[allow(
-    clippy::too_many_arguments,
-    reason = "one plain-data constructor, called once"
-)]
-fn plan_run(
-    id: &str,
+/// Who started a run and when: what its record and audit event say besides the resolution.
+struct RunStart {
+    id: String,
     key_id: String,
     user: Option<UserId>,
-    who: &serde_json::Value,
-    request: &RunRequest,
-    result: &Result<resolve::Resolution, ResolveError>,
+    user_name: Option<String>,
+    identity: Option<Label>,
+    actor: String,
     now: i64,
-    mut audit: AuditEvent,
-) -> RunPlan {
-    let requested = request
-        .secrets
-        .as_ref()
-        .map(|s| s.iter().map(ToString::to_string).collect::<Vec<_>>());
-    let required: Vec<String> = request.required.iter().map(ToString::to_string).collect();
-    let mut record = json!({
-        "who": who,
-        "environment": request.environment.as_ref().map(ToString::to_string),
-        "requested": requested,
-        "required": required,
-    });
-    let (status, deliver) = match result {
-        Ok(r) => {
-            record["trigger"] = json!(r.trigger);
-            record["user_context"] = json!(r.user_context.is_some());
-            record["delivered"] = json!(
+}
+
+/// A run record as stored (names only, never values); `GET /v1/runs/{id}` shows it.
+#[derive(serde::Serialize)]
+struct RunRecord<'a> {
+    who: Who<'a>,
+    environment: Option<&'a Label>,
+    requested: Option<&'a [SecretName]>,
+    required: &'a [SecretName],
+    #[serde(flatten)]
+    outcome: RecordOutcome<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct Who<'a> {
+    key_id: &'a str,
+    user: Option<&'a str>,
+    identity: Option<&'a Label>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum RecordOutcome<'a> {
+    Started {
+        trigger: resolve::Trigger,
+        user_context: bool,
+        delivered: &'a [DeliveredName<'a>],
+        missing: &'a [resolve::Missing],
+        shadowed: &'a [SecretName],
+    },
+    Refused {
+        refused: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        missing: Option<&'a [resolve::Missing]>,
+    },
+}
+
+#[derive(serde::Serialize)]
+struct DeliveredName<'a> {
+    name: &'a SecretName,
+    scope: Scope,
+    version: u32,
+}
+
+/// The detail of a run's audit event.
+#[derive(serde::Serialize)]
+struct RunAudit<'a> {
+    actor: &'a str,
+    status: &'static str,
+    delivered: &'a [DeliveredName<'a>],
+    missing: &'a [resolve::Missing],
+}
+
+impl RunStart {
+    /// The run record and audit event for a resolution result, serialized once each.
+    fn plan(
+        self,
+        request: &RunRequest,
+        result: &Result<resolve::Resolution, ResolveError>,
+        mut audit: AuditEvent,
+    ) -> RunPlan {
+        let delivered: Vec<DeliveredName<'_>> = result.as_ref().map_or_else(
+            |_| Vec::new(),
+            |r| {
                 r.delivered
                     .iter()
-                    .map(|d| json!({
-                        "name": d.name.as_str(), "scope": d.scope, "version": d.version
-                    }))
-                    .collect::<Vec<_>>()
-            );
-            record["missing"] = json!(r.missing);
-            record["shadowed"] = json!(r.shadowed);
-            ("started", r.delivered.iter().map(|d| d.id).collect())
-        }
-        Err(e) => {
-            record["refused"] = json!(e.to_string());
-            if let ResolveError::RequiredMissing { missing, .. } = e {
-                record["missing"] = json!(missing);
+                    .map(|d| DeliveredName {
+                        name: &d.name,
+                        scope: d.scope,
+                        version: d.version,
+                    })
+                    .collect()
+            },
+        );
+        let (status, outcome, missing): (_, _, &[resolve::Missing]) = match result {
+            Ok(r) => (
+                "started",
+                RecordOutcome::Started {
+                    trigger: r.trigger,
+                    user_context: r.user_context.is_some(),
+                    delivered: &delivered,
+                    missing: &r.missing,
+                    shadowed: &r.shadowed,
+                },
+                &r.missing,
+            ),
+            Err(e) => {
+                let missing = match e {
+                    ResolveError::RequiredMissing { missing, .. } => Some(missing.as_slice()),
+                    _ => None,
+                };
+                "refused".clone_into(&mut audit.outcome);
+                (
+                    "refused",
+                    RecordOutcome::Refused {
+                        refused: e.to_string(),
+                        missing,
+                    },
+                    missing.unwrap_or_default(),
+                )
             }
-            "refused".clone_into(&mut audit.outcome);
-            ("refused", Vec::new())
+        };
+        let record = RunRecord {
+            who: Who {
+                key_id: &self.key_id,
+                user: self.user_name.as_deref(),
+                identity: self.identity.as_ref(),
+            },
+            environment: request.environment.as_ref(),
+            requested: request.secrets.as_deref(),
+            required: &request.required,
+            outcome,
+        };
+        audit.detail = to_json(&RunAudit {
+            actor: &self.actor,
+            status,
+            delivered: &delivered,
+            missing,
+        });
+        RunPlan {
+            record: to_json(&record),
+            id: self.id,
+            key_id: self.key_id,
+            user: self.user,
+            status,
+            started_at: self.now,
+            deliver: result
+                .as_ref()
+                .map(|r| r.delivered.iter().map(|d| d.id).collect())
+                .unwrap_or_default(),
+            audit,
         }
-    };
-    if let Some(map) = audit.detail.as_object_mut() {
-        map.insert("status".into(), json!(status));
-        map.insert(
-            "delivered".into(),
-            record.get("delivered").cloned().unwrap_or(json!([])),
-        );
-        map.insert(
-            "missing".into(),
-            record.get("missing").cloned().unwrap_or(json!([])),
-        );
     }
-    RunPlan {
-        id: id.to_owned(),
-        key_id,
-        user,
-        record,
-        status,
-        started_at: now,
-        deliver,
-        audit,
-    }
+}
+
+/// JSON text of a record made of names, numbers and enums (serializing it cannot fail).
+fn to_json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned())
 }
 
 fn run_info(row: RunRow) -> RunInfo {
@@ -1257,14 +1320,15 @@ pub(super) async fn audit(
 ) -> Result<Json<Vec<AuditInfo>>, ApiError> {
     check(caller.role, Action::ReadAudit)?;
     let rows = app.store.audit(caller.team, q.limit.clamp(1, 1000)).await?;
-    Ok(Json(
-        rows.into_iter()
-            .map(|r| AuditInfo {
+    let events = rows
+        .into_iter()
+        .map(|r| {
+            let detail: serde_json::Value = serde_json::from_str(&r.event.detail)
+                .map_err(|_| ApiError::internal("an audit event's detail is not JSON"))?;
+            Ok(AuditInfo {
                 id: r.id,
                 at: r.event.at,
-                actor: r
-                    .event
-                    .detail
+                actor: detail
                     .get("actor")
                     .and_then(|a| a.as_str())
                     .map(ToOwned::to_owned),
@@ -1272,8 +1336,9 @@ pub(super) async fn audit(
                 action: r.event.action,
                 target: r.event.target,
                 outcome: r.event.outcome,
-                detail: r.event.detail,
+                detail,
             })
-            .collect(),
-    ))
+        })
+        .collect::<Result<_, ApiError>>()?;
+    Ok(Json(events))
 }

@@ -45,8 +45,7 @@ pub struct App {
     last_used: auth::LastUsed,
     /// Counters.
     pub metrics: Metrics,
-    /// Team rows (the wrapped data key and its version) already read. A team's data key never
-    /// changes once created, so every replica may keep it; the key stays wrapped here and is
+    /// Team rows already read (see [`App::team`]); the data key stays wrapped here and is
     /// unwrapped per request.
     teams: std::sync::Mutex<std::collections::HashMap<i64, crate::store::TeamRow>>,
 }
@@ -65,21 +64,31 @@ impl App {
         })
     }
 
-    /// A team row read before, if any.
-    pub(crate) fn team_row(&self, team: i64) -> Option<crate::store::TeamRow> {
-        self.teams
+    /// A team's row: read once, then kept (a team is never renamed and its data key never
+    /// changes, so every replica may keep it).
+    ///
+    /// # Errors
+    /// The store's error, or an internal error if the team does not exist.
+    pub(crate) async fn team(&self, team: i64) -> Result<crate::store::TeamRow, error::ApiError> {
+        let kept = self
+            .teams
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&team)
-            .cloned()
-    }
-
-    /// Keeps a team row for later requests.
-    pub(crate) fn remember_team(&self, row: crate::store::TeamRow) {
+            .cloned();
+        if let Some(row) = kept {
+            return Ok(row);
+        }
+        let row = self
+            .store
+            .team(team)
+            .await?
+            .ok_or_else(|| error::ApiError::internal("missing team"))?;
         self.teams
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(row.id, row);
+            .insert(row.id, row.clone());
+        Ok(row)
     }
 
     /// Now, in Unix milliseconds.

@@ -6,6 +6,11 @@
 //! or column only one engine has. Queries are written with `?` placeholders; each backend's
 //! `sql` function turns them into what its engine expects.
 //!
+//! Configuration changes begin with the backend's `write()`, which moves the cache generation
+//! on (see `store::cache`); run records begin with `record()`, which does not, so a busy
+//! platform keeps its caches; last-used times begin with `touch()`, which only the key rows
+//! kept for authentication depend on.
+//!
 //! [`sql_store!`] expands, inside a backend's module, to the shared helper functions and the
 //! whole `impl Store`, with the backend's own methods spliced in. A macro rather than generic
 //! code: sqlx's generic bounds over `Database` for every bound and decoded type would say
@@ -22,7 +27,7 @@ macro_rules! sql_store {
         specific: { $($specific:tt)* }
     ) => {
         async fn insert_audit(
-            tx: &mut Transaction<'static, $db>,
+            conn: &mut <$db as sqlx::Database>::Connection,
             e: &AuditEvent,
         ) -> Result<(), StoreError> {
             sqlx::query($sql(
@@ -36,14 +41,14 @@ macro_rules! sql_store {
             .bind(&e.action)
             .bind(&e.target)
             .bind(&e.outcome)
-            .bind(json(&e.detail))
-            .execute(&mut **tx)
+            .bind(&e.detail)
+            .execute(&mut *conn)
             .await?;
             Ok(())
         }
 
         async fn insert_key(
-            tx: &mut Transaction<'static, $db>,
+            conn: &mut <$db as sqlx::Database>::Connection,
             team: i64,
             user: Option<UserId>,
             creator: UserId,
@@ -66,14 +71,14 @@ macro_rules! sql_store {
             .bind(&key.name)
             .bind(key.created_at)
             .bind(key.expires_at)
-            .fetch_one(&mut **tx)
+            .fetch_one(&mut *conn)
             .await?;
             Ok(row.try_get("id")?)
         }
 
         /// Writes one run record and its audit event inside the writer's transaction.
         async fn record_run(
-            tx: &mut Transaction<'static, $db>,
+            conn: &mut <$db as sqlx::Database>::Connection,
             team: i64,
             plan: &RunPlan,
         ) -> Result<(), StoreError> {
@@ -85,24 +90,24 @@ macro_rules! sql_store {
             .bind(team)
             .bind(&plan.key_id)
             .bind(plan.user.map(|u| u.0))
-            .bind(json(&plan.record))
+            .bind(&plan.record)
             .bind(plan.status)
             .bind(plan.started_at)
-            .execute(&mut **tx)
+            .execute(&mut *conn)
             .await?;
-            insert_audit(tx, &plan.audit).await
+            insert_audit(conn, &plan.audit).await
         }
 
         /// A team must keep at least one owner: a change that leaves none is refused (and rolled back
         /// with the transaction).
         async fn refuse_ownerless(
-            tx: &mut Transaction<'static, $db>,
+            conn: &mut <$db as sqlx::Database>::Connection,
             team: i64,
         ) -> Result<(), StoreError> {
             let owners: i64 =
                 sqlx::query($sql("SELECT count(*) AS n FROM members WHERE team_id = ? AND role = 'owner'"))
                     .bind(team)
-                    .fetch_one(&mut **tx)
+                    .fetch_one(&mut *conn)
                     .await?
                     .try_get("n")?;
             if owners == 0 {
@@ -111,17 +116,16 @@ macro_rules! sql_store {
             Ok(())
         }
 
-        /// Reads what resolution needs, inside the caller's transaction.
-        async fn read_snapshot(
-            tx: &mut Transaction<'static, $db>,
+        /// Reads everything resolution may need about `team`, inside the caller's transaction
+        /// (one snapshot): see [`TeamData`](super::cache::TeamData).
+        async fn read_team(
+            conn: &mut <$db as sqlx::Database>::Connection,
             team: i64,
-            user: Option<UserId>,
-            environment: Option<&Label>,
-        ) -> Result<RunSnapshot, StoreError> {
+        ) -> Result<super::cache::TeamData, StoreError> {
             let mut reserved: BTreeMap<SecretName, Vec<Label>> = BTreeMap::new();
             for row in sqlx::query($sql("SELECT name, secrets FROM identities WHERE team_id = ? ORDER BY name"))
                 .bind(team)
-                .fetch_all(&mut **tx)
+                .fetch_all(&mut *conn)
                 .await?
             {
                 let identity = label(row.try_get("name")?)?;
@@ -129,69 +133,95 @@ macro_rules! sql_store {
                     reserved.entry(name).or_default().push(identity.clone());
                 }
             }
-            let mut snapshot = RunSnapshot::default();
+            let mut data = super::cache::TeamData::default();
             for row in sqlx::query($sql(
                 "SELECT id, scope, owner_id, name, version, key_version, ciphertext FROM secrets
-                 WHERE team_id = ? AND (scope = 'team' OR owner_id = ?)",
+                 WHERE team_id = ? ORDER BY id",
             ))
             .bind(team)
-            .bind(user.map(|u| u.0))
-            .fetch_all(&mut **tx)
+            .fetch_all(&mut *conn)
             .await?
             {
                 let id = SecretId(row.try_get("id")?);
                 let name = secret_name(row.try_get("name")?)?;
                 let version = u32_of(row.try_get("version")?)?;
-                let owner = row.try_get::<Option<i64>, _>("owner_id")?;
+                let owner = row.try_get::<Option<i64>, _>("owner_id")?.map(UserId);
                 let scope_of_row = scope(&row.try_get::<String, _>("scope")?)?;
-                snapshot.sealed.insert(
+                data.sealed.insert(
                     id,
                     Sealed {
                         id,
                         scope: scope_of_row,
-                        owner: owner.map(UserId),
+                        owner,
                         name: name.clone(),
                         version,
                         key_version: u32_of(row.try_get("key_version")?)?,
                         ciphertext: row.try_get("ciphertext")?,
                     },
                 );
-                if let (Scope::Personal, Some(owner)) = (scope(&row.try_get::<String, _>("scope")?)?, owner)
-                {
-                    snapshot.personal.push(PersonalSecret {
-                        id,
-                        owner: UserId(owner),
-                        name,
-                        version,
-                    });
-                } else {
-                    let reserved_for = reserved.get(&name).cloned().unwrap_or_default();
-                    snapshot.team.push(TeamSecret {
-                        id,
-                        name,
-                        version,
-                        reserved_for,
-                    });
+                match (scope_of_row, owner) {
+                    (Scope::Personal, Some(owner)) => {
+                        data.personal.entry(owner).or_default().push(PersonalSecret {
+                            id,
+                            owner,
+                            name,
+                            version,
+                        });
+                    }
+                    (Scope::Personal, None) => {
+                        return Err(StoreError::Corrupt(format!("personal secret {} has no owner", id.0)));
+                    }
+                    (Scope::Team, _) => {
+                        let reserved_for = reserved.get(&name).cloned().unwrap_or_default();
+                        data.team.push(TeamSecret {
+                            id,
+                            name,
+                            version,
+                            reserved_for,
+                        });
+                    }
                 }
             }
-            if let Some(name) = environment {
-                let row =
-                    sqlx::query($sql("SELECT name, secrets FROM environments WHERE team_id = ? AND name = ?"))
-                        .bind(team)
-                        .bind(name.as_str())
-                        .fetch_optional(&mut **tx)
-                        .await?;
-                if let Some(row) = row {
-                    snapshot.environment = Some(Environment {
-                        name: label(row.try_get("name")?)?,
-                        secrets: row
-                            .try_get::<Option<String>, _>("secrets")?
-                            .map(|s| parse_names(&s))
-                            .transpose()?,
-                    });
-                }
+            for row in sqlx::query($sql("SELECT name, secrets FROM environments WHERE team_id = ?"))
+                .bind(team)
+                .fetch_all(&mut *conn)
+                .await?
+            {
+                let name = label(row.try_get("name")?)?;
+                let secrets = row
+                    .try_get::<Option<String>, _>("secrets")?
+                    .map(|s| parse_names(&s))
+                    .transpose()?;
+                data.environments.insert(name.clone(), Environment { name, secrets });
             }
-            Ok(snapshot)
+            Ok(data)
+        }
+
+        /// The key row and its user's current membership, for authentication.
+        async fn read_auth_key(
+            pool: &sqlx::Pool<$db>,
+            key_id: &KeyId,
+        ) -> Result<Option<AuthKey>, StoreError> {
+            let row = sqlx::query($sql(format!(
+                "SELECT {KEY_COLUMNS}, u.name AS user_name, m.role AS member_role
+                 FROM api_keys k JOIN users c ON c.id = k.created_by
+                 LEFT JOIN users u ON u.id = k.user_id
+                 LEFT JOIN members m ON m.team_id = k.team_id AND m.user_id = k.user_id
+                 WHERE k.key_id = ?"
+            )))
+            .bind(key_id.as_str())
+            .fetch_optional(pool)
+            .await?;
+            let Some(row) = row else { return Ok(None) };
+            let key = key_row(&row)?;
+            let member = match (
+                row.try_get::<Option<String>, _>("user_name")?,
+                row.try_get::<Option<String>, _>("member_role")?,
+            ) {
+                (Some(name), Some(r)) => Some((name, role(&r)?)),
+                _ => None,
+            };
+            Ok(Some(AuthKey { key, member }))
         }
 
                 #[async_trait::async_trait]
@@ -202,7 +232,7 @@ macro_rules! sql_store {
                 if used.is_empty() {
                     return Ok(());
                 }
-                let mut tx = self.write().await?;
+                let mut tx = self.touch().await?;
                 for (row, at) in used {
                     // Only forward, whichever replica writes (CASE: both engines know it).
                     sqlx::query($sql(
@@ -285,7 +315,7 @@ macro_rules! sql_store {
                     action: "team.bootstrap".into(),
                     target: first.team.name.to_string(),
                     outcome: "ok".into(),
-                    detail: serde_json::json!({ "owner": first.owner.as_str(), "key_id": first.key.key_id.as_str() }),
+                    detail: serde_json::json!({ "owner": first.owner.as_str(), "key_id": first.key.key_id.as_str() }).to_string(),
                 };
                 insert_audit(&mut tx, &event).await?;
                 tx.commit().await?;
@@ -306,29 +336,6 @@ macro_rules! sql_store {
                     })
                 })
                 .transpose()
-            }
-
-            async fn key_for_auth(&self, key_id: &KeyId) -> Result<Option<AuthKey>, StoreError> {
-                let row = sqlx::query($sql(format!(
-                    "SELECT {KEY_COLUMNS}, u.name AS user_name, m.role AS member_role
-                     FROM api_keys k JOIN users c ON c.id = k.created_by
-                     LEFT JOIN users u ON u.id = k.user_id
-                     LEFT JOIN members m ON m.team_id = k.team_id AND m.user_id = k.user_id
-                     WHERE k.key_id = ?"
-                )))
-                .bind(key_id.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
-                let Some(row) = row else { return Ok(None) };
-                let key = key_row(&row)?;
-                let member = match (
-                    row.try_get::<Option<String>, _>("user_name")?,
-                    row.try_get::<Option<String>, _>("member_role")?,
-                ) {
-                    (Some(name), Some(r)) => Some((name, role(&r)?)),
-                    _ => None,
-                };
-                Ok(Some(AuthKey { key, member }))
             }
 
             async fn create_key(
@@ -720,7 +727,7 @@ macro_rules! sql_store {
                 at: Millis,
                 audit: AuditEvent,
             ) -> Result<bool, StoreError> {
-                let mut tx = self.write().await?;
+                let mut tx = self.record().await?;
                 let done = sqlx::query($sql(
                     "UPDATE runs SET status = 'finished', ended_at = ?, outcome = ?
                      WHERE team_id = ? AND id = ? AND status = 'started'",
@@ -772,7 +779,7 @@ macro_rules! sql_store {
                                 action: r.try_get("action")?,
                                 target: r.try_get("target")?,
                                 outcome: r.try_get("outcome")?,
-                                detail: parse_json(&r.try_get::<String, _>("detail")?)?,
+                                detail: r.try_get("detail")?,
                             },
                         })
                     })
@@ -799,6 +806,47 @@ pub(super) fn numbered(sql: &str) -> String {
         }
     }
     out
+}
+
+/// A write transaction that, once committed, moves a cache generation on (or, when the engine
+/// moves it inside the transaction, nothing more). It dereferences to the connection, so
+/// queries run on `&mut *tx` as on a plain transaction.
+pub(super) struct Write<DB: sqlx::Database> {
+    tx: sqlx::Transaction<'static, DB>,
+    moves: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+}
+
+impl<DB: sqlx::Database> Write<DB> {
+    /// Wraps `tx`; `moves` is the generation to move on after the commit, if any.
+    pub(super) fn new(
+        tx: sqlx::Transaction<'static, DB>,
+        moves: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    ) -> Self {
+        Self { tx, moves }
+    }
+
+    /// Commits, then moves the generation on. It moves on even when the commit reports an
+    /// error (the outcome may be unknown): a needless refill costs less than a stale entry.
+    pub(super) async fn commit(self) -> Result<(), sqlx::Error> {
+        let done = self.tx.commit().await;
+        if let Some(generation) = &self.moves {
+            generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        done
+    }
+}
+
+impl<DB: sqlx::Database> std::ops::Deref for Write<DB> {
+    type Target = DB::Connection;
+    fn deref(&self) -> &DB::Connection {
+        &self.tx
+    }
+}
+
+impl<DB: sqlx::Database> std::ops::DerefMut for Write<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        &mut self.tx
+    }
 }
 
 #[cfg(test)]

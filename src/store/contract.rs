@@ -50,7 +50,7 @@ fn event(action: &str) -> AuditEvent {
         action: action.to_owned(),
         target: "t".to_owned(),
         outcome: "ok".to_owned(),
-        detail: serde_json::json!({}),
+        detail: "{}".into(),
     }
 }
 
@@ -78,7 +78,227 @@ pub(crate) async fn run_all(store: &dyn Store) {
     lists(store).await;
     runs(store, owner, alice).await;
     audit(store).await;
+    kept_state_follows_every_change(store, owner, alice).await;
     auth_failures(store).await;
+}
+
+/// What a resolve saw: team secrets (name, version, reserving identities), the caller's
+/// personal secret names, and the named environment's list if it exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    team: Vec<(String, u32, Vec<String>)>,
+    personal: Vec<String>,
+    #[allow(
+        clippy::option_option,
+        reason = "no environment ≠ an environment without a list"
+    )]
+    environment: Option<Option<Vec<String>>>,
+    delivered: Vec<Vec<u8>>,
+}
+
+/// Resolves a run (recording it), delivering `deliver`, and says what its snapshot held.
+async fn seen(
+    store: &dyn Store,
+    user: Option<UserId>,
+    environment: &str,
+    deliver: Vec<SecretId>,
+) -> Seen {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let id = format!(
+        "seen-{}",
+        RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let view = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let slot = std::sync::Arc::clone(&view);
+    let environment = l(environment);
+    let (_, sealed) = store
+        .resolve_run(
+            TEAM,
+            user,
+            Some(&environment),
+            Box::new(move |snapshot| {
+                let team = snapshot
+                    .team
+                    .iter()
+                    .map(|s| {
+                        let reserved = s.reserved_for.iter().map(ToString::to_string).collect();
+                        (s.name.to_string(), s.version, reserved)
+                    })
+                    .collect();
+                let personal = snapshot
+                    .personal
+                    .iter()
+                    .map(|s| s.name.to_string())
+                    .collect();
+                let environment = snapshot.environment.map(|e| {
+                    e.secrets
+                        .as_ref()
+                        .map(|names| names.iter().map(ToString::to_string).collect())
+                });
+                *slot.lock().expect("lock") = Some((team, personal, environment));
+                plan(&id, user, deliver)
+            }),
+        )
+        .await
+        .expect("resolves");
+    let (team, personal, environment) = view.lock().expect("lock").take().expect("decided");
+    Seen {
+        team,
+        personal,
+        environment,
+        delivered: sealed.into_iter().map(|s| s.ciphertext).collect(),
+    }
+}
+
+/// Whatever a backend keeps between requests, every change is seen by the next request: each
+/// step reads first (so anything kept is filled), changes, and reads again.
+async fn kept_state_follows_every_change(store: &dyn Store, owner: UserId, alice: UserId) {
+    let db_url = |seen: &Seen| seen.team.iter().find(|t| t.0 == "DB_URL").cloned();
+    let first = seen(store, Some(alice), "later", vec![SecretId(101)]).await;
+    assert_eq!(db_url(&first).map(|t| t.1), Some(2));
+    assert_eq!(first.delivered, vec![vec![7, 7, 7]]);
+    assert_eq!(first.environment, None);
+
+    // A new value: the next resolve has the new version and the new ciphertext.
+    let update = SecretUpdate {
+        id: SecretId(101),
+        expected_version: 2,
+        value: Some((vec![8, 8], 11)),
+        description: None,
+        actor: owner,
+        at: 10_000,
+    };
+    store
+        .update_secret(update, event("secret.update"))
+        .await
+        .expect("updates");
+    let now = seen(store, Some(alice), "later", vec![SecretId(101)]).await;
+    assert_eq!(db_url(&now).map(|t| t.1), Some(3));
+    assert_eq!(now.delivered, vec![vec![8, 8]]);
+
+    // An identity attached: the secret is reserved from the next resolve on.
+    let reader = NamedList {
+        name: l("reader"),
+        description: String::new(),
+        secrets: Some(vec![n("DB_URL")]),
+        updated_at: 10_001,
+    };
+    store
+        .put_list(ListKind::Identity, TEAM, reader, event("identity.put"))
+        .await
+        .expect("puts");
+    let now = seen(store, Some(alice), "later", vec![]).await;
+    assert_eq!(db_url(&now).map(|t| t.2), Some(vec!["reader".to_owned()]));
+    store
+        .delete_list(
+            ListKind::Identity,
+            TEAM,
+            &l("reader"),
+            event("identity.delete"),
+        )
+        .await
+        .expect("deletes");
+    let now = seen(store, Some(alice), "later", vec![]).await;
+    assert_eq!(db_url(&now).map(|t| t.2), Some(vec![]));
+
+    // An environment created, changed and deleted.
+    for secrets in [Some(vec![n("DB_URL")]), None] {
+        let later = NamedList {
+            name: l("later"),
+            description: String::new(),
+            secrets: secrets.clone(),
+            updated_at: 10_002,
+        };
+        store
+            .put_list(ListKind::Environment, TEAM, later, event("env.put"))
+            .await
+            .expect("puts");
+        let now = seen(store, Some(alice), "later", vec![]).await;
+        let expected = secrets.map(|s| s.iter().map(ToString::to_string).collect());
+        assert_eq!(now.environment, Some(expected));
+    }
+    store
+        .delete_list(
+            ListKind::Environment,
+            TEAM,
+            &l("later"),
+            event("env.delete"),
+        )
+        .await
+        .expect("deletes");
+    assert_eq!(
+        seen(store, Some(alice), "later", vec![]).await.environment,
+        None
+    );
+
+    // A personal secret created, then deleted.
+    let before = seen(store, Some(alice), "later", vec![]).await;
+    store
+        .create_secret(
+            secret(106, Scope::Personal, Some(alice), "TOKEN", alice),
+            event("secret.create"),
+        )
+        .await
+        .expect("creates");
+    let now = seen(store, Some(alice), "later", vec![]).await;
+    assert!(now.personal.contains(&"TOKEN".to_owned()), "{now:?}");
+    assert!(!before.personal.contains(&"TOKEN".to_owned()));
+    store
+        .delete_secret(SecretId(106), event("secret.delete"))
+        .await
+        .expect("deletes");
+    assert_eq!(seen(store, Some(alice), "later", vec![]).await, before);
+
+    // Keys: a new member's key, a role change, a revocation, the member's removal.
+    let carol_key = new_key(KeyKind::Personal, 30, None, None);
+    let carol = store
+        .add_member(
+            TEAM,
+            &l("carol"),
+            Role::Builder,
+            carol_key.clone(),
+            owner,
+            event("member.add"),
+        )
+        .await
+        .expect("adds");
+    let read = || async {
+        store
+            .key_for_auth(&carol_key.key_id)
+            .await
+            .expect("reads")
+            .expect("found")
+    };
+    assert_eq!(
+        read().await.member,
+        Some(("carol".to_owned(), Role::Builder))
+    );
+    store
+        .set_role(TEAM, carol, Role::Admin, event("member.role"))
+        .await
+        .expect("sets");
+    assert_eq!(read().await.member, Some(("carol".to_owned(), Role::Admin)));
+    store
+        .touch_keys(&[(read().await.key.row, 20_000)])
+        .await
+        .expect("touches");
+    assert_eq!(read().await.key.last_used_at, Some(20_000));
+    assert!(
+        store
+            .revoke_key(TEAM, &carol_key.key_id, None, event("key.revoke"))
+            .await
+            .expect("revokes")
+    );
+    assert!(read().await.key.revoked_at.is_some());
+    store
+        .remove_member(TEAM, carol, event("member.remove"))
+        .await
+        .expect("removes");
+    assert_eq!(
+        read().await.member,
+        None,
+        "a removed member's key has no role"
+    );
 }
 
 /// Shared failure counts, where a backend keeps them, count per bucket and window.
@@ -632,7 +852,7 @@ fn plan(id: &str, user: Option<UserId>, deliver: Vec<SecretId>) -> RunPlan {
         id: id.to_owned(),
         key_id: "AbCd1234".to_owned(),
         user,
-        record: serde_json::json!({ "trigger": "cli" }),
+        record: r#"{"trigger":"cli"}"#.into(),
         status: "started",
         started_at: 8_000,
         deliver,

@@ -6,6 +6,7 @@
 //! sees a secret value: ciphertexts are sealed and opened by the caller, which chooses the row
 //! ids that the ciphertexts are bound to.
 
+mod cache;
 mod common;
 pub mod postgres;
 mod rows;
@@ -19,7 +20,7 @@ use async_trait::async_trait;
 use crate::core::apikey::{KeyDigest, KeyId, KeyKind};
 use crate::core::name::{Label, SecretName};
 use crate::core::perm::Role;
-use crate::core::resolve::{Environment, PersonalSecret, Scope, SecretId, TeamSecret, UserId};
+use crate::core::resolve::{Scope, SecretId, Snapshot, UserId};
 
 /// Unix time in milliseconds.
 pub type Millis = i64;
@@ -36,6 +37,11 @@ pub enum StoreError {
     /// Migrations failed.
     #[error("database migration failed")]
     Migrate(#[source] sqlx::migrate::MigrateError),
+    /// Another `latch serve` holds this SQLite database.
+    #[error(
+        "the database {0} is in use by another `latch serve`; a SQLite database has one server"
+    )]
+    InUse(String),
     /// A row holds something this version cannot read.
     #[error("corrupt row: {0}")]
     Corrupt(String),
@@ -264,8 +270,8 @@ pub struct AuditEvent {
     pub target: String,
     /// `ok`, `denied`, `refused`...
     pub outcome: String,
-    /// More, as JSON (names, never values).
-    pub detail: serde_json::Value,
+    /// More, as JSON text (names, never values).
+    pub detail: String,
 }
 
 /// An audit event as stored.
@@ -277,20 +283,7 @@ pub struct AuditRow {
     pub event: AuditEvent,
 }
 
-/// Everything resolution reads, in one snapshot.
-#[derive(Debug, Clone, Default)]
-pub struct RunSnapshot {
-    /// The sealed values of every secret below, by id (read with them, in the same snapshot).
-    pub sealed: std::collections::BTreeMap<SecretId, Sealed>,
-    /// Every team secret, with the identities it is reserved for.
-    pub team: Vec<TeamSecret>,
-    /// The key user's personal secrets.
-    pub personal: Vec<PersonalSecret>,
-    /// The environment asked for, if it exists.
-    pub environment: Option<Environment>,
-}
-
-/// A run to record, decided from a [`RunSnapshot`].
+/// A run to record, decided from a resolution [`Snapshot`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunPlan {
     /// Run id.
@@ -299,8 +292,8 @@ pub struct RunPlan {
     pub key_id: String,
     /// The key's user, if a personal key.
     pub user: Option<UserId>,
-    /// Who, trigger, names, missing, shadowed: as JSON (never values).
-    pub record: serde_json::Value,
+    /// Who, trigger, names, missing, shadowed: as JSON text (never values).
+    pub record: String,
     /// `started` or `refused`.
     pub status: &'static str,
     /// When.
@@ -367,7 +360,7 @@ pub struct Bootstrap {
 }
 
 /// Decides the run from the snapshot, inside the store's transaction.
-pub type Decide = Box<dyn FnOnce(&RunSnapshot) -> RunPlan + Send>;
+pub type Decide = Box<dyn FnOnce(Snapshot<'_>) -> RunPlan + Send>;
 
 /// The storage contract. See the module documentation.
 #[async_trait]
@@ -491,10 +484,11 @@ pub trait Store: Send + Sync + 'static {
         audit: AuditEvent,
     ) -> Result<bool, StoreError>;
 
-    /// In one transaction: reads the snapshot for a run of `team` by `user` (personal keys)
-    /// asking for `environment`, lets `decide` plan the run, writes the run and its audit
-    /// event, and returns the plan with the sealed values to deliver. If the write fails,
-    /// nothing is returned (fail closed).
+    /// Reads the snapshot for a run of `team` by `user` (personal keys) asking for
+    /// `environment` (from one database snapshot, possibly kept from an earlier request of the
+    /// same generation, see `store::cache`), lets `decide` plan the run, durably writes the run
+    /// and its audit event in one transaction, and returns the plan with the sealed values to
+    /// deliver. If the write fails, nothing is returned (fail closed).
     async fn resolve_run(
         &self,
         team: i64,

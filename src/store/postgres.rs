@@ -9,8 +9,12 @@
 //!   just as SQLite's single writer serializes them.
 //! - **Resolution** reads its snapshot and writes the run record and audit event in one
 //!   `REPEATABLE READ` transaction; no value is returned unless it commits (fail closed).
-//! - **No cache**: every request reads the database, so a key revoked, a member removed or a
-//!   secret updated through one replica takes effect on every replica at the next request.
+//! - **What is kept in memory is checked in the database**: every configuration write
+//!   increments the `generation` row in its own transaction, and a resolve reads that row in
+//!   its snapshot before it uses the team's secrets kept from an earlier request
+//!   (`store::cache`). Authentication reads the key row on every request. A key revoked, a
+//!   member removed or a secret updated through one replica therefore takes effect on every
+//!   replica at the next request.
 //!
 //! The queries both engines share are in `store::common` (with `?` placeholders numbered for
 //! PostgreSQL by `sql`); this file holds what is PostgreSQL's own.
@@ -19,17 +23,18 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{Postgres, Row};
 
+use super::cache::Teams;
+use super::common::Write;
 use super::rows::{
     KEY_COLUMNS, SECRET_COLUMNS, json, key_row, kind_text, label, member_row, named_list,
-    names_json, parse_json, parse_names, role, run_row, scope, scope_text, secret_name, secret_row,
-    take_delivered, u32_of,
+    names_json, parse_names, role, run_row, scope, scope_text, secret_name, secret_row, u32_of,
 };
 use super::{
     AuditEvent, AuditRow, AuthKey, Bootstrap, Decide, KeyRow, ListKind, MemberRow, Millis,
-    NamedList, NewKey, NewSecret, RunPlan, RunRow, RunSnapshot, Sealed, SecretRow, SecretUpdate,
-    Store, StoreError, TeamRow,
+    NamedList, NewKey, NewSecret, RunPlan, RunRow, Sealed, SecretRow, SecretUpdate, Store,
+    StoreError, TeamRow,
 };
 use crate::core::apikey::KeyId;
 use crate::core::name::{Label, SecretName};
@@ -63,6 +68,7 @@ impl Default for PoolSettings {
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    teams: std::sync::Arc<Teams>,
 }
 
 impl PgStore {
@@ -77,16 +83,35 @@ impl PgStore {
             .connect(url)
             .await?;
         MIGRATOR.run(&pool).await.map_err(StoreError::Migrate)?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            teams: std::sync::Arc::default(),
+        })
     }
 
-    async fn write(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+    /// A configuration change: serialized by the advisory lock, and the generation moves on
+    /// with it (every replica refills what it kept).
+    async fn write(&self) -> Result<Write<Postgres>, StoreError> {
+        let mut tx = self.record().await?;
+        sqlx::query("UPDATE generation SET n = n + 1 WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+
+    /// Last-used times: key rows are not kept, so this is a plain [`record`](Self::record).
+    async fn touch(&self) -> Result<Write<Postgres>, StoreError> {
+        self.record().await
+    }
+
+    /// A run record or a last-used time: serialized, but nothing kept depends on it.
+    async fn record(&self) -> Result<Write<Postgres>, StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(WRITE_LOCK)
             .execute(&mut *tx)
             .await?;
-        Ok(tx)
+        Ok(Write::new(tx, None))
     }
 }
 
@@ -106,12 +131,28 @@ super::common::sql_store! {
             .pool
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ")
             .await?;
-        let mut snapshot = read_snapshot(&mut tx, team, user, environment).await?;
-        let plan = decide(&snapshot);
-        let sealed = take_delivered(&plan, &mut snapshot)?;
+        let generation: i64 = sqlx::query("SELECT n FROM generation WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("n")?;
+        let generation = u64::try_from(generation)
+            .map_err(|_| StoreError::Corrupt("negative generation".into()))?;
+        let data = if let Some(data) = self.teams.get(&team, generation) {
+            data
+        } else {
+            let data = std::sync::Arc::new(read_team(&mut tx, team).await?);
+            self.teams.put(team, generation, std::sync::Arc::clone(&data));
+            data
+        };
+        let plan = decide(data.snapshot(user, environment));
+        let sealed = data.sealed(&plan.deliver)?;
         record_run(&mut tx, team, &plan).await?;
         tx.commit().await?;
         Ok((plan, sealed))
+    }
+
+    async fn key_for_auth(&self, key_id: &KeyId) -> Result<Option<AuthKey>, StoreError> {
+        read_auth_key(&self.pool, key_id).await
     }
 
     async fn runs(

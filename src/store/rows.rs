@@ -6,9 +6,7 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 
-use super::{
-    KeyRow, MemberRow, NamedList, RunPlan, RunRow, RunSnapshot, Sealed, SecretRow, StoreError,
-};
+use super::{KeyRow, MemberRow, NamedList, RunRow, SecretRow, StoreError};
 use crate::core::apikey::{KeyDigest, KeyId, KeyKind};
 use crate::core::name::{Label, SecretName};
 use crate::core::perm::Role;
@@ -209,19 +207,4 @@ pub(super) fn member_row(row: &impl Cells) -> Result<MemberRow, StoreError> {
         role: role(&row.text("role")?)?,
         created_at: row.int("created_at")?,
     })
-}
-
-/// The sealed values of the secrets `plan` delivers, taken out of `snapshot`.
-///
-/// # Errors
-/// [`StoreError::Corrupt`] if the plan names a secret the snapshot does not hold.
-pub(super) fn take_delivered(
-    plan: &RunPlan,
-    snapshot: &mut RunSnapshot,
-) -> Result<Vec<Sealed>, StoreError> {
-    plan.deliver
-        .iter()
-        .map(|id| snapshot.sealed.remove(id))
-        .collect::<Option<Vec<Sealed>>>()
-        .ok_or_else(|| StoreError::Corrupt("a delivered secret is not in the snapshot".into()))
 }

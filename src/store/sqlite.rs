@@ -5,28 +5,40 @@
 //! the read snapshot and the write lock are taken together and no other writer can slip in
 //! between (resolution reads and records in one transaction, DESIGN §2 rule 7).
 //!
+//! One `latch serve` process owns the database: it holds an exclusive lock on `<file>.lock`
+//! while it runs, and a second server on the same file refuses to start. Every change therefore
+//! goes through this process, which lets it keep what authentication and resolution read in
+//! memory and check it against a generation counter moved on by each committed change
+//! (`store::cache`): a resolve then reads no row at all.
+//!
 //! The queries both engines share are in `store::common`; this file holds what is SQLite's
 //! own: opening the file, `BEGIN IMMEDIATE`, group-committed run records and `rowid`.
 
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use nix::fcntl::{Flock, FlockArg};
 
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Row, Sqlite};
 use tokio::sync::{mpsc, oneshot};
 
+use super::cache::{Generational, Teams};
+use super::common::Write;
 use super::rows::{
     KEY_COLUMNS, SECRET_COLUMNS, json, key_row, kind_text, label, member_row, named_list,
-    names_json, parse_json, parse_names, role, run_row, scope, scope_text, secret_name, secret_row,
-    take_delivered, u32_of,
+    names_json, parse_names, role, run_row, scope, scope_text, secret_name, secret_row, u32_of,
 };
 use super::{
     AuditEvent, AuditRow, AuthKey, Bootstrap, Decide, KeyRow, ListKind, MemberRow, Millis,
-    NamedList, NewKey, NewSecret, RunPlan, RunRow, RunSnapshot, Sealed, SecretRow, SecretUpdate,
-    Store, StoreError, TeamRow,
+    NamedList, NewKey, NewSecret, RunPlan, RunRow, Sealed, SecretRow, SecretUpdate, Store,
+    StoreError, TeamRow,
 };
 use crate::core::apikey::KeyId;
 use crate::core::name::{Label, SecretName};
@@ -40,6 +52,20 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 pub struct SqliteStore {
     pool: SqlitePool,
     runs: mpsc::Sender<RunJob>,
+    kept: Arc<Kept>,
+}
+
+/// What this process keeps between requests, valid for one generation (`store::cache`).
+#[derive(Debug)]
+struct Kept {
+    /// Moved on after every committed configuration change.
+    generation: Arc<AtomicU64>,
+    /// Moved on after every committed last-used write (kept key rows carry the time).
+    touches: Arc<AtomicU64>,
+    teams: Teams,
+    keys: Generational<KeyId, AuthKey>,
+    /// The exclusive lock on `<file>.lock`, held while any handle to the store lives.
+    _owner: Flock<File>,
 }
 
 /// Most resolutions committed together by the run writer.
@@ -66,6 +92,7 @@ impl SqliteStore {
     /// # Errors
     /// [`StoreError`] if the file cannot be opened or migrated.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let owner = lock_owner(path)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -80,12 +107,58 @@ impl SqliteStore {
         MIGRATOR.run(&pool).await.map_err(StoreError::Migrate)?;
         let (runs, queue) = mpsc::channel(1024);
         tokio::spawn(run_writer(pool.clone(), queue));
-        Ok(Self { pool, runs })
+        let kept = Arc::new(Kept {
+            generation: Arc::new(AtomicU64::new(0)),
+            touches: Arc::new(AtomicU64::new(0)),
+            teams: Teams::default(),
+            keys: Generational::default(),
+            _owner: owner,
+        });
+        Ok(Self { pool, runs, kept })
     }
 
-    async fn write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    /// A configuration change: the caches are refilled once it commits.
+    async fn write(&self) -> Result<Write<Sqlite>, StoreError> {
+        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        Ok(Write::new(tx, Some(Arc::clone(&self.kept.generation))))
     }
+
+    /// A run record: nothing kept depends on it.
+    async fn record(&self) -> Result<Write<Sqlite>, StoreError> {
+        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        Ok(Write::new(tx, None))
+    }
+
+    /// Last-used times: the kept key rows are refilled once it commits.
+    async fn touch(&self) -> Result<Write<Sqlite>, StoreError> {
+        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        Ok(Write::new(tx, Some(Arc::clone(&self.kept.touches))))
+    }
+
+    fn generation(&self) -> u64 {
+        self.kept.generation.load(Ordering::SeqCst)
+    }
+
+    /// The generation kept key rows are valid for: both counters only grow, so their sum moves
+    /// whenever either does.
+    fn key_generation(&self) -> u64 {
+        self.generation()
+            .wrapping_add(self.kept.touches.load(Ordering::SeqCst))
+    }
+}
+
+/// Takes the exclusive lock that makes this process the database's only server.
+fn lock_owner(path: &Path) -> Result<Flock<File>, StoreError> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let in_use = || StoreError::InUse(path.display().to_string());
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| StoreError::Corrupt(format!("cannot open {}: {e}", lock_path.display())))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| in_use())
 }
 
 super::common::sql_store! {
@@ -100,12 +173,20 @@ super::common::sql_store! {
         environment: Option<&Label>,
         decide: Decide,
     ) -> Result<(RunPlan, Vec<Sealed>), StoreError> {
-        // The reads: one snapshot (a read transaction; WAL lets many run at once).
-        let mut read = self.pool.begin().await?;
-        let mut snapshot = read_snapshot(&mut read, team, user, environment).await?;
-        read.rollback().await?;
-        let plan = decide(&snapshot);
-        let sealed = take_delivered(&plan, &mut snapshot)?;
+        // The reads: one snapshot of the team (a read transaction; WAL lets many run at once),
+        // kept until the next configuration change.
+        let generation = self.generation();
+        let data = if let Some(data) = self.kept.teams.get(&team, generation) {
+            data
+        } else {
+            let mut read = self.pool.begin().await?;
+            let data = Arc::new(read_team(&mut read, team).await?);
+            read.rollback().await?;
+            self.kept.teams.put(team, generation, Arc::clone(&data));
+            data
+        };
+        let plan = decide(data.snapshot(user, environment));
+        let sealed = data.sealed(&plan.deliver)?;
         // The record: durable before any value leaves (group-committed by the run writer).
         let (reply, answer) = oneshot::channel();
         let gone = || StoreError::Corrupt("the run writer stopped".into());
@@ -119,6 +200,18 @@ super::common::sql_store! {
             .map_err(|_| gone())?;
         answer.await.map_err(|_| gone())??;
         Ok((plan, sealed))
+    }
+
+    async fn key_for_auth(&self, key_id: &KeyId) -> Result<Option<AuthKey>, StoreError> {
+        let generation = self.key_generation();
+        if let Some(found) = self.kept.keys.get(key_id, generation) {
+            return Ok(Some(found));
+        }
+        let found = read_auth_key(&self.pool, key_id).await?;
+        if let Some(found) = &found {
+            self.kept.keys.put(key_id.clone(), generation, found.clone());
+        }
+        Ok(found)
     }
 
     async fn runs(

@@ -871,23 +871,32 @@ async fn data_survives_a_restart_and_a_wrong_root_key_is_refused() {
         .await
         .expect_err("refused");
     assert!(err.to_string().contains("does not match"), "{err}");
-    // The binary says so and exits 78.
     let wrong_file = dir.path().join("wrong.key");
     std::fs::write(&wrong_file, wrong.to_hex().as_bytes()).expect("writes");
-    let out = Command::new(env!("CARGO_BIN_EXE_latch"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .arg("--root-key-file")
-        .arg(&wrong_file)
-        .output()
-        .expect("runs");
-    assert_eq!(
-        out.status.code(),
-        Some(78),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let serve = || {
+        Command::new(env!("CARGO_BIN_EXE_latch"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .arg("--root-key-file")
+            .arg(&wrong_file)
+            .output()
+            .expect("runs")
+    };
+    // While this process holds the database, a second server refuses it (exit 78): one SQLite
+    // database has one server, which is what lets that server keep what it read.
+    let out = serve();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("in use by another `latch serve`"),
+        "{stderr}"
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("does not match this database"));
+    drop(store);
+    // Once released, the binary gets as far as the root key, says it does not match, exits 78.
+    let out = serve();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("does not match this database"), "{stderr}");
 }
 
 #[tokio::test]

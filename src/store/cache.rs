@@ -1,0 +1,143 @@
+//! What resolution and authentication read, kept between requests and checked against a
+//! *generation*: a number that moves after every committed configuration change (secrets,
+//! environments, identities, members, keys; never run records or last-used times).
+//!
+//! Each backend says where its generation comes from:
+//! - **SQLite**: one `latch serve` process owns the database file (it holds a lock on it), so
+//!   every change goes through this process; a counter in memory, moved on after each commit.
+//! - **PostgreSQL**: a row every configuration write increments inside its own transaction, read
+//!   inside the resolving transaction's snapshot; every replica sees every change that way.
+//!
+//! An entry is filled under the generation read *before* its rows were read, so an entry filled
+//! while a change commits carries the older number and is refilled at the next request: a
+//! cached entry never outlives the change that made it stale. Only ciphertexts are kept, never a
+//! value; values are opened per request.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use super::{Sealed, StoreError};
+use crate::core::name::Label;
+use crate::core::resolve::{Environment, PersonalSecret, SecretId, Snapshot, TeamSecret, UserId};
+
+/// Entries kept per cache; beyond it the cache starts over (bounded memory whatever the number
+/// of teams or keys).
+const MAX_ENTRIES: usize = 4096;
+
+/// A map whose entries are valid for one generation.
+#[derive(Debug)]
+pub(super) struct Generational<K, V> {
+    entries: Mutex<HashMap<K, (u64, V)>>,
+}
+
+impl<K, V> Default for Generational<K, V> {
+    fn default() -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: Eq + Hash, V: Clone> Generational<K, V> {
+    /// The entry for `key` if it was filled at `generation`.
+    pub(super) fn get(&self, key: &K, generation: u64) -> Option<V> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries
+            .get(key)
+            .filter(|(filled, _)| *filled == generation)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Keeps `value` for `key`, read at `generation`, unless a newer entry is already there.
+    pub(super) fn put(&self, key: K, generation: u64, value: V) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= MAX_ENTRIES && !entries.contains_key(&key) {
+            entries.clear();
+        }
+        match entries.get(&key) {
+            Some((filled, _)) if *filled > generation => {}
+            _ => {
+                entries.insert(key, (generation, value));
+            }
+        }
+    }
+}
+
+/// Everything resolution may read about one team, in one snapshot: its team secrets (with the
+/// identities that reserve them), every member's personal secrets, its environments and the
+/// ciphertexts of all of these.
+#[derive(Debug, Default)]
+pub(super) struct TeamData {
+    pub(super) team: Vec<TeamSecret>,
+    pub(super) personal: HashMap<UserId, Vec<PersonalSecret>>,
+    pub(super) environments: HashMap<Label, Environment>,
+    pub(super) sealed: HashMap<SecretId, Sealed>,
+}
+
+impl TeamData {
+    /// The view resolution takes for a run by `user` (with user context) naming `environment`.
+    #[must_use]
+    pub(super) fn snapshot(
+        &self,
+        user: Option<UserId>,
+        environment: Option<&Label>,
+    ) -> Snapshot<'_> {
+        Snapshot {
+            team: &self.team,
+            personal: user
+                .and_then(|u| self.personal.get(&u))
+                .map_or(&[], Vec::as_slice),
+            environment: environment.and_then(|name| self.environments.get(name)),
+        }
+    }
+
+    /// The ciphertexts of `ids`, in that order.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] if one is not in this snapshot.
+    pub(super) fn sealed(&self, ids: &[SecretId]) -> Result<Vec<Sealed>, StoreError> {
+        ids.iter()
+            .map(|id| self.sealed.get(id).cloned())
+            .collect::<Option<Vec<Sealed>>>()
+            .ok_or_else(|| StoreError::Corrupt("a delivered secret is not in the snapshot".into()))
+    }
+}
+
+/// The team data cache every backend keeps.
+pub(super) type Teams = Generational<i64, Arc<TeamData>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_serves_only_its_own_generation() {
+        let cache: Generational<i64, &str> = Generational::default();
+        cache.put(1, 7, "seven");
+        assert_eq!(cache.get(&1, 7), Some("seven"));
+        assert_eq!(cache.get(&1, 8), None, "a change moved the generation on");
+        assert_eq!(cache.get(&2, 7), None);
+    }
+
+    #[test]
+    fn an_older_fill_never_replaces_a_newer_one() {
+        let cache: Generational<i64, &str> = Generational::default();
+        cache.put(1, 8, "new");
+        cache.put(1, 7, "read before the change");
+        assert_eq!(cache.get(&1, 8), Some("new"));
+        cache.put(1, 9, "newer");
+        assert_eq!(cache.get(&1, 9), Some("newer"));
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        let cache: Generational<usize, usize> = Generational::default();
+        for i in 0..=MAX_ENTRIES {
+            cache.put(i, 0, i);
+        }
+        let len = cache.entries.lock().expect("lock").len();
+        assert!(len <= MAX_ENTRIES, "{len} entries");
+        assert_eq!(cache.get(&MAX_ENTRIES, 0), Some(MAX_ENTRIES));
+    }
+}
