@@ -13,6 +13,9 @@
     reason = "statistics over request counts far below 2^52"
 )]
 
+#[global_allocator]
+static ALLOCATOR: latch::launcher::alloc::Wiping = latch::launcher::alloc::Wiping;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -201,10 +201,16 @@ impl Hash for SecretName {
 }
 
 impl Ord for SecretName {
+    /// Byte order of the ASCII-lowercased names (a plain loop: resolution sorts hundreds).
     fn cmp(&self, other: &Self) -> Ordering {
-        let a = self.0.bytes().map(|b| b.to_ascii_lowercase());
-        let b = other.0.bytes().map(|b| b.to_ascii_lowercase());
-        a.cmp(b)
+        let (a, b) = (self.0.as_bytes(), other.0.as_bytes());
+        for (x, y) in a.iter().zip(b) {
+            let (x, y) = (x.to_ascii_lowercase(), y.to_ascii_lowercase());
+            if x != y {
+                return x.cmp(&y);
+            }
+        }
+        a.len().cmp(&b.len())
     }
 }
 
@@ -503,6 +509,18 @@ mod properties {
             let lower = SecretName::new(text.to_ascii_lowercase()).expect("valid");
             let upper = SecretName::new(text.to_ascii_uppercase()).expect("valid");
             prop_assert_eq!(lower, upper);
+        }
+
+        #[test]
+        fn order_is_the_order_of_the_lowercased_names(
+            a in "[A-Za-z_][A-Za-z0-9_]{0,12}",
+            b in "[A-Za-z_][A-Za-z0-9_]{0,12}",
+        ) {
+            prop_assume!(!is_refused(&a) && !is_refused(&b));
+            let expected = a.to_ascii_lowercase().cmp(&b.to_ascii_lowercase());
+            let (x, y) = (SecretName::new(a).expect("valid"), SecretName::new(b).expect("valid"));
+            prop_assert_eq!(x.cmp(&y), expected);
+            prop_assert_eq!(x == y, expected == Ordering::Equal);
         }
     }
 }

@@ -333,10 +333,10 @@ fn list(missing: &[Missing]) -> String {
     parts.join(", ")
 }
 
-/// One entry of the pool: where a name would come from.
-struct Candidate {
+/// One entry of the pool: where a name would come from (borrowed from the snapshot).
+struct Candidate<'a> {
     id: SecretId,
-    name: SecretName,
+    name: &'a SecretName,
     scope: Scope,
     version: u32,
 }
@@ -377,7 +377,7 @@ pub fn resolve(
     let (pool, shadowed_in_pool) = pool(snapshot, identity.as_ref(), user_context);
 
     // Rule 4: the allowlist. The run's list, else the environment's, else none.
-    let allowlist: Option<Vec<SecretName>> = match (&request.secrets, environment) {
+    let allowlist: Option<Vec<&SecretName>> = match (&request.secrets, environment) {
         (Some(list), _) => Some(dedup(list)),
         (None, Some(env)) => env.secrets.as_deref().map(dedup),
         (None, None) => None,
@@ -386,13 +386,13 @@ pub fn resolve(
     // Rule 5: delivered = pool ∩ allowlist; every other allowlisted name is missing.
     let why_missing = |name: &SecretName| missing_reason(caller, snapshot, user_context, name);
     let mut missing = Vec::new();
-    let delivered_names: BTreeSet<SecretName> = match &allowlist {
-        None => pool.keys().cloned().collect(),
+    let delivered_names: BTreeSet<&SecretName> = match &allowlist {
+        None => pool.keys().copied().collect(),
         Some(list) => {
             let mut names = BTreeSet::new();
-            for name in list {
+            for &name in list {
                 if pool.contains_key(name) {
-                    names.insert(name.clone());
+                    names.insert(name);
                 } else {
                     missing.push(Missing {
                         name: name.clone(),
@@ -405,7 +405,7 @@ pub fn resolve(
     };
     let delivered: Vec<Delivery> = delivered_names
         .iter()
-        .filter_map(|n| pool.get(n))
+        .filter_map(|&n| pool.get(n))
         .map(|c| Delivery {
             id: c.id,
             name: c.name.clone(),
@@ -416,20 +416,24 @@ pub fn resolve(
     let shadowed: Vec<SecretName> = shadowed_in_pool
         .into_iter()
         .filter(|n| delivered_names.contains(n))
+        .cloned()
         .collect();
 
     // Rule 6: required names not delivered stop the run.
     let mut required_missing = Vec::new();
     for name in dedup(&request.required) {
-        if delivered_names.contains(&name) {
+        if delivered_names.contains(name) {
             continue;
         }
-        let reason = if pool.contains_key(&name) {
+        let reason = if pool.contains_key(name) {
             MissingReason::NotAllowlisted
         } else {
-            why_missing(&name)
+            why_missing(name)
         };
-        let entry = Missing { name, reason };
+        let entry = Missing {
+            name: name.clone(),
+            reason,
+        };
         if !missing.contains(&entry) {
             missing.push(entry.clone());
         }
@@ -483,11 +487,14 @@ fn missing_reason(
 /// DESIGN §2 rule 3. Team secrets not reserved, or reserved for `identity`; then, with user
 /// context, the user's personal secrets, each overriding a team secret of its name. Returns the
 /// pool by name and the names where such an override happened.
-fn pool(
-    snapshot: Snapshot<'_>,
+fn pool<'a>(
+    snapshot: Snapshot<'a>,
     identity: Option<&Label>,
     user_context: Option<UserId>,
-) -> (BTreeMap<SecretName, Candidate>, BTreeSet<SecretName>) {
+) -> (
+    BTreeMap<&'a SecretName, Candidate<'a>>,
+    BTreeSet<&'a SecretName>,
+) {
     let mut pool = BTreeMap::new();
     for s in snapshot.team {
         let visible =
@@ -495,11 +502,11 @@ fn pool(
         if visible {
             let team = Candidate {
                 id: s.id,
-                name: s.name.clone(),
+                name: &s.name,
                 scope: Scope::Team,
                 version: s.version,
             };
-            pool.insert(s.name.clone(), team);
+            pool.insert(&s.name, team);
         }
     }
     let mut shadowed = BTreeSet::new();
@@ -507,12 +514,12 @@ fn pool(
         for s in snapshot.personal.iter().filter(|s| s.owner == user) {
             let personal = Candidate {
                 id: s.id,
-                name: s.name.clone(),
+                name: &s.name,
                 scope: Scope::Personal,
                 version: s.version,
             };
-            if pool.insert(s.name.clone(), personal).is_some() {
-                shadowed.insert(s.name.clone());
+            if pool.insert(&s.name, personal).is_some() {
+                shadowed.insert(&s.name);
             }
         }
     }
@@ -520,13 +527,9 @@ fn pool(
 }
 
 /// Drops repeated names (ignoring case), keeping the first spelling and the order.
-fn dedup(names: &[SecretName]) -> Vec<SecretName> {
+fn dedup(names: &[SecretName]) -> Vec<&SecretName> {
     let mut seen = BTreeSet::new();
-    names
-        .iter()
-        .filter(|n| seen.insert((*n).clone()))
-        .cloned()
-        .collect()
+    names.iter().filter(|&n| seen.insert(n)).collect()
 }
 
 #[cfg(test)]

@@ -8,10 +8,16 @@
 //! so it is off until [`enable`] is called: `latch serve` and the management commands do not
 //! pay for it.
 //!
-//! The binary installs it with `#[global_allocator]`; the library's unit tests run on the
-//! system allocator.
+//! Underneath is mimalloc rather than the C library's allocator: the platform allocates and
+//! frees many small blocks per request from several threads, where glibc's arenas spent a
+//! fifth of the CPU of `benches/resolve.rs` (BENCHMARKS.md).
+//!
+//! The binary installs it with `#[global_allocator]`, and so do the benchmarks, so they measure
+//! what ships; the library's unit tests run on the system allocator.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
+
+use mimalloc::MiMalloc as Base;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use zeroize::Zeroize;
@@ -29,7 +35,7 @@ pub fn enabled() -> bool {
     WIPE.load(Ordering::Relaxed)
 }
 
-/// The system allocator, with blocks wiped before they are freed once [`enable`]d.
+/// mimalloc, with blocks wiped before they are freed once [`enable`]d.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Wiping;
 
@@ -43,17 +49,17 @@ unsafe fn wipe(ptr: *mut u8, len: usize) {
     unsafe { std::slice::from_raw_parts_mut(ptr, len) }.zeroize();
 }
 
-// SAFETY: every method forwards to `System` with the same layout; wiping only writes inside
+// SAFETY: every method forwards to `Base` with the same layout; wiping only writes inside
 // the block being freed, before it is freed.
 unsafe impl GlobalAlloc for Wiping {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded as is.
-        unsafe { System.alloc(layout) }
+        unsafe { Base.alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded as is.
-        unsafe { System.alloc_zeroed(layout) }
+        unsafe { Base.alloc_zeroed(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -62,26 +68,26 @@ unsafe impl GlobalAlloc for Wiping {
             unsafe { wipe(ptr, layout.size()) };
         }
         // SAFETY: forwarded as is.
-        unsafe { System.dealloc(ptr, layout) }
+        unsafe { Base.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         if !enabled() {
             // SAFETY: forwarded as is.
-            return unsafe { System.realloc(ptr, layout, new_size) };
+            return unsafe { Base.realloc(ptr, layout, new_size) };
         }
         // An in-place `realloc` may move the block and free the old one unwiped: allocate,
         // copy, wipe and free instead.
         // SAFETY: the caller guarantees `new_size` with `layout.align()` is a valid layout.
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
         // SAFETY: `new_layout` has a non-zero size (GlobalAlloc's contract for realloc).
-        let new = unsafe { System.alloc(new_layout) };
+        let new = unsafe { Base.alloc(new_layout) };
         if !new.is_null() {
             // SAFETY: both blocks are live and do not overlap; the copy stays within both.
             unsafe {
                 std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
                 wipe(ptr, layout.size());
-                System.dealloc(ptr, layout);
+                Base.dealloc(ptr, layout);
             }
         }
         new

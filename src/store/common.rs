@@ -30,10 +30,9 @@ macro_rules! sql_store {
             conn: &mut <$db as sqlx::Database>::Connection,
             e: &AuditEvent,
         ) -> Result<(), StoreError> {
-            sqlx::query($sql(
-                "INSERT INTO audit (team_id, at, actor_user, actor_key, action, target, outcome, detail)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            ))
+            sqlx::query($sql(format!(
+                "INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            )))
             .bind(e.team)
             .bind(e.at)
             .bind(e.actor_user.map(|u| u.0))
@@ -82,10 +81,9 @@ macro_rules! sql_store {
             team: i64,
             plan: &RunPlan,
         ) -> Result<(), StoreError> {
-            sqlx::query($sql(
-                "INSERT INTO runs (id, team_id, key_id, user_id, record, status, started_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
-            ))
+            sqlx::query($sql(format!(
+                "INSERT INTO runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            )))
             .bind(&plan.id)
             .bind(team)
             .bind(&plan.key_id)

@@ -28,8 +28,9 @@ use sqlx::{Postgres, Row};
 use super::cache::Teams;
 use super::common::Write;
 use super::rows::{
-    KEY_COLUMNS, SECRET_COLUMNS, json, key_row, kind_text, label, member_row, named_list,
-    names_json, parse_names, role, run_row, scope, scope_text, secret_name, secret_row, u32_of,
+    AUDIT_COLUMNS, KEY_COLUMNS, RUN_COLUMNS, SECRET_COLUMNS, json, key_row, kind_text, label,
+    member_row, named_list, names_json, parse_names, role, run_row, scope, scope_text, secret_name,
+    secret_row, u32_of,
 };
 use super::{
     AuditEvent, AuditRow, AuthKey, Bootstrap, Decide, KeyRow, ListKind, MemberRow, Millis,

@@ -109,6 +109,13 @@ pub(super) fn parse_names(text: &str) -> Result<Vec<SecretName>, StoreError> {
     serde_json::from_str(text).map_err(|e| corrupt("secret names", e))
 }
 
+/// The columns a new run record is written to, in this order.
+pub(super) const RUN_COLUMNS: &str = "id, team_id, key_id, user_id, record, status, started_at";
+
+/// The columns a new audit event is written to, in this order.
+pub(super) const AUDIT_COLUMNS: &str =
+    "team_id, at, actor_user, actor_key, action, target, outcome, detail";
+
 pub(super) const KEY_COLUMNS: &str =
     "k.id, k.key_id, k.digest, k.last4, k.team_id, k.kind, k.user_id,
     k.created_by, c.name AS created_by_name, k.role_at_creation, k.identity, k.name,

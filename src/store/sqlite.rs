@@ -26,14 +26,15 @@ use nix::fcntl::{Flock, FlockArg};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite};
+use sqlx::{QueryBuilder, Row, Sqlite};
 use tokio::sync::{mpsc, oneshot};
 
 use super::cache::{Generational, Teams};
 use super::common::Write;
 use super::rows::{
-    KEY_COLUMNS, SECRET_COLUMNS, json, key_row, kind_text, label, member_row, named_list,
-    names_json, parse_names, role, run_row, scope, scope_text, secret_name, secret_row, u32_of,
+    AUDIT_COLUMNS, KEY_COLUMNS, RUN_COLUMNS, SECRET_COLUMNS, json, key_row, kind_text, label,
+    member_row, named_list, names_json, parse_names, role, run_row, scope, scope_text, secret_name,
+    secret_row, u32_of,
 };
 use super::{
     AuditEvent, AuditRow, AuthKey, Bootstrap, Decide, KeyRow, ListKind, MemberRow, Millis,
@@ -244,49 +245,93 @@ fn sql(
 }
 
 /// The run writer: group commit for run records. It takes every record waiting (up to
-/// [`MAX_BATCH`]), writes each with its audit event in its own savepoint inside one
-/// `BEGIN IMMEDIATE` transaction, commits once, and only then answers: one fsync covers the
-/// batch, and a run's values leave only once its record is durable. A record that fails rolls
-/// back to its savepoint alone; if the commit fails, every job gets the error (fail closed).
+/// [`MAX_BATCH`]) and writes them all, with their audit events, in one `BEGIN IMMEDIATE`
+/// transaction of two multi-row inserts, commits once, and only then answers: one fsync and two
+/// statements cover the batch, and a run's values leave only once its record is durable. If the
+/// batch fails, each record is written again in its own savepoint, so one bad record fails
+/// alone; if a commit fails, every job of it gets the error (fail closed).
 async fn run_writer(pool: SqlitePool, mut queue: mpsc::Receiver<RunJob>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let mut results = Vec::with_capacity(batch.len());
-        let committed = async {
-            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-            for RunJob { team, plan, reply } in batch.drain(..) {
-                sqlx::query("SAVEPOINT run").execute(&mut *tx).await?;
-                let result = record_run(&mut tx, team, &plan).await;
-                let end = if result.is_ok() {
-                    "RELEASE run"
-                } else {
-                    "ROLLBACK TO run; RELEASE run"
-                };
-                sqlx::query(sqlx::AssertSqlSafe(end))
-                    .execute(&mut *tx)
-                    .await?;
-                results.push((reply, result));
+        let results = match write_together(&pool, &batch).await {
+            Ok(()) => batch.iter().map(|_| Ok(())).collect(),
+            Err(e) => {
+                tracing::debug!(error = %e, runs = batch.len(), "a batch of run records failed; writing each alone");
+                write_each(&pool, &batch).await
             }
-            tx.commit().await?;
-            Ok::<(), StoreError>(())
+        };
+        for (job, result) in batch.drain(..).zip(results) {
+            let _ = job.reply.send(result);
         }
-        .await;
-        let failed = committed.is_err();
-        if let Err(e) = committed {
-            tracing::error!(error = %e, "a batch of run records could not be committed");
+    }
+}
+
+/// Writes every record of `jobs` and its audit event in one transaction.
+async fn write_together(pool: &SqlitePool, jobs: &[RunJob]) -> Result<(), StoreError> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut runs = QueryBuilder::<Sqlite>::new(format!("INSERT INTO runs ({RUN_COLUMNS}) "));
+    runs.push_values(jobs, |mut row, RunJob { team, plan, .. }| {
+        row.push_bind(plan.id.as_str())
+            .push_bind(*team)
+            .push_bind(plan.key_id.as_str())
+            .push_bind(plan.user.map(|u| u.0))
+            .push_bind(plan.record.as_str())
+            .push_bind(plan.status)
+            .push_bind(plan.started_at);
+    });
+    runs.build().persistent(false).execute(&mut *tx).await?;
+    let mut audit = QueryBuilder::<Sqlite>::new(format!("INSERT INTO audit ({AUDIT_COLUMNS}) "));
+    audit.push_values(jobs, |mut row, job| {
+        let e = &job.plan.audit;
+        row.push_bind(e.team)
+            .push_bind(e.at)
+            .push_bind(e.actor_user.map(|u| u.0))
+            .push_bind(e.actor_key.as_deref())
+            .push_bind(e.action.as_str())
+            .push_bind(e.target.as_str())
+            .push_bind(e.outcome.as_str())
+            .push_bind(e.detail.as_str());
+    });
+    audit.build().persistent(false).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Writes each record of `jobs` in its own savepoint of one transaction: a record that fails
+/// rolls back alone and gets its error; the others commit together.
+async fn write_each(pool: &SqlitePool, jobs: &[RunJob]) -> Vec<Result<(), StoreError>> {
+    let mut results = Vec::with_capacity(jobs.len());
+    let committed = async {
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        for RunJob { team, plan, .. } in jobs {
+            sqlx::query("SAVEPOINT run").execute(&mut *tx).await?;
+            let result = record_run(&mut tx, *team, plan).await;
+            let end = if result.is_ok() {
+                "RELEASE run"
+            } else {
+                "ROLLBACK TO run; RELEASE run"
+            };
+            sqlx::query(sqlx::AssertSqlSafe(end))
+                .execute(&mut *tx)
+                .await?;
+            results.push(result);
         }
-        for (reply, result) in results {
-            let result = if failed {
+        tx.commit().await?;
+        Ok::<(), StoreError>(())
+    }
+    .await;
+    if let Err(e) = committed {
+        tracing::error!(error = %e, "a batch of run records could not be committed");
+        return jobs
+            .iter()
+            .map(|_| {
                 Err(StoreError::Corrupt(
                     "the run record could not be committed".into(),
                 ))
-            } else {
-                result
-            };
-            let _ = reply.send(result);
-        }
-        batch.clear();
+            })
+            .collect();
     }
+    results
 }
 
 #[cfg(test)]
