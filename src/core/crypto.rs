@@ -263,7 +263,11 @@ pub struct Binding<'a> {
 impl Binding<'_> {
     /// Length-prefixed, so no two bindings encode alike.
     fn aad(&self) -> Vec<u8> {
-        let mut aad = b"latch/secret/v1\0".to_vec();
+        const PREFIX: &[u8] = b"latch/secret/v1\0";
+        // Sized once: prefix, team, scope, owner tag and id, secret, name length and name,
+        // version, key version.
+        let mut aad = Vec::with_capacity(PREFIX.len() + 8 + 1 + 9 + 8 + 8 + self.name.len() + 8);
+        aad.extend_from_slice(PREFIX);
         aad.extend_from_slice(&self.team.to_be_bytes());
         aad.push(match self.scope {
             Scope::Team => 0,

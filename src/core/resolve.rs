@@ -386,43 +386,50 @@ pub fn resolve(
     // Rule 5: delivered = pool ∩ allowlist; every other allowlisted name is missing.
     let why_missing = |name: &SecretName| missing_reason(caller, snapshot, user_context, name);
     let mut missing = Vec::new();
-    let delivered_names: BTreeSet<&SecretName> = match &allowlist {
-        None => pool.keys().copied().collect(),
-        Some(list) => {
-            let mut names = BTreeSet::new();
-            for &name in list {
-                if pool.contains_key(name) {
-                    names.insert(name);
-                } else {
-                    missing.push(Missing {
-                        name: name.clone(),
-                        reason: why_missing(name),
-                    });
-                }
+    // `None`: no allowlist, the whole pool is delivered.
+    let delivered_names: Option<BTreeSet<&SecretName>> = allowlist.map(|list| {
+        let mut names = BTreeSet::new();
+        for name in list {
+            if pool.contains_key(name) {
+                names.insert(name);
+            } else {
+                missing.push(Missing {
+                    name: name.clone(),
+                    reason: why_missing(name),
+                });
             }
-            names
         }
+        names
+    });
+    let is_delivered = |name: &SecretName| {
+        delivered_names
+            .as_ref()
+            .map_or_else(|| pool.contains_key(name), |names| names.contains(name))
     };
-    let delivered: Vec<Delivery> = delivered_names
-        .iter()
-        .filter_map(|&n| pool.get(n))
-        .map(|c| Delivery {
-            id: c.id,
-            name: c.name.clone(),
-            scope: c.scope,
-            version: c.version,
-        })
-        .collect();
+    let delivery = |c: &Candidate<'_>| Delivery {
+        id: c.id,
+        name: c.name.clone(),
+        scope: c.scope,
+        version: c.version,
+    };
+    let delivered: Vec<Delivery> = match &delivered_names {
+        None => pool.values().map(delivery).collect(),
+        Some(names) => names
+            .iter()
+            .filter_map(|&n| pool.get(n))
+            .map(delivery)
+            .collect(),
+    };
     let shadowed: Vec<SecretName> = shadowed_in_pool
         .into_iter()
-        .filter(|n| delivered_names.contains(n))
+        .filter(|n| is_delivered(n))
         .cloned()
         .collect();
 
     // Rule 6: required names not delivered stop the run.
     let mut required_missing = Vec::new();
     for name in dedup(&request.required) {
-        if delivered_names.contains(name) {
+        if is_delivered(name) {
             continue;
         }
         let reason = if pool.contains_key(name) {

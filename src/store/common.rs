@@ -154,7 +154,7 @@ macro_rules! sql_store {
                         name: name.clone(),
                         version,
                         key_version: u32_of(row.try_get("key_version")?)?,
-                        ciphertext: row.try_get("ciphertext")?,
+                        ciphertext: row.try_get::<Vec<u8>, _>("ciphertext")?.into(),
                     },
                 );
                 match (scope_of_row, owner) {

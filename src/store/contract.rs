@@ -146,7 +146,7 @@ async fn seen(
         team,
         personal,
         environment,
-        delivered: sealed.into_iter().map(|s| s.ciphertext).collect(),
+        delivered: sealed.into_iter().map(|s| s.ciphertext.to_vec()).collect(),
     }
 }
 
@@ -786,7 +786,7 @@ async fn runs(store: &dyn Store, owner: UserId, alice: UserId) {
         (sealed[0].id, sealed[0].scope),
         (SecretId(103), Scope::Personal)
     );
-    assert_eq!(sealed[0].ciphertext, vec![1, 2, 3, 103]);
+    assert_eq!(*sealed[0].ciphertext, [1, 2, 3, 103]);
 
     let missing = l("nope");
     store

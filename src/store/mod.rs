@@ -319,8 +319,8 @@ pub struct Sealed {
     pub version: u32,
     /// Data key version.
     pub key_version: u32,
-    /// The ciphertext.
-    pub ciphertext: Vec<u8>,
+    /// The ciphertext (shared with the kept team snapshot, see `store::cache`).
+    pub ciphertext: std::sync::Arc<[u8]>,
 }
 
 /// A run as stored.
