@@ -13,6 +13,7 @@
     reason = "statistics over request counts far below 2^52"
 )]
 
+/// The binary's allocator, so the figures are those of what ships.
 #[global_allocator]
 static ALLOCATOR: latch::launcher::alloc::Wiping = latch::launcher::alloc::Wiping;
 
