@@ -158,7 +158,7 @@ fn lock_owner(path: &Path) -> Result<Flock<File>, StoreError> {
         .truncate(false)
         .write(true)
         .open(&lock_path)
-        .map_err(|e| StoreError::Corrupt(format!("cannot open {}: {e}", lock_path.display())))?;
+        .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
     Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| in_use())
 }
 
