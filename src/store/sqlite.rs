@@ -6,7 +6,8 @@
 //! between (resolution reads and records in one transaction, DESIGN §2 rule 7).
 //!
 //! One `latch serve` process owns the database: it holds an exclusive lock on `<file>.lock`
-//! while it runs, and a second server on the same file refuses to start. Every change therefore
+//! while it runs, and a second server on the same file refuses to start (after waiting a few
+//! seconds, in case the first is only finishing). Every change therefore
 //! goes through this process, which lets it keep what authentication and resolution read in
 //! memory and check it against a generation counter moved on by each committed change
 //! (`store::cache`): a resolve then reads no row at all.
@@ -93,7 +94,7 @@ impl SqliteStore {
     /// # Errors
     /// [`StoreError`] if the file cannot be opened or migrated.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        let owner = lock_owner(path)?;
+        let owner = lock_owner(path).await?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -148,18 +149,34 @@ impl SqliteStore {
     }
 }
 
-/// Takes the exclusive lock that makes this process the database's only server.
-fn lock_owner(path: &Path) -> Result<Flock<File>, StoreError> {
+/// How long opening waits for another server to release the database (a restart whose old
+/// process is still draining) before it reports the database in use.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
+
+/// Takes the exclusive lock that makes this process the database's only server, waiting up to
+/// [`LOCK_WAIT`] for a previous holder to let go.
+async fn lock_owner(path: &Path) -> Result<Flock<File>, StoreError> {
     let mut lock_path = path.as_os_str().to_owned();
     lock_path.push(".lock");
-    let in_use = || StoreError::InUse(path.display().to_string());
-    let file = File::options()
+    let mut file = File::options()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&lock_path)
         .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
-    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| in_use())
+    let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(lock),
+            Err((again, nix::errno::Errno::EWOULDBLOCK))
+                if tokio::time::Instant::now() < deadline =>
+            {
+                file = again;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(_) => return Err(StoreError::InUse(path.display().to_string())),
+        }
+    }
 }
 
 super::common::sql_store! {
