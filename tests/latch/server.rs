@@ -1243,3 +1243,174 @@ async fn tls_serving_with_a_private_ca() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The real `latch serve` at trace level, through a session that writes, rotates, resolves
+/// (twice, so once from the kept snapshot), finishes and audits, and a refused key: neither a
+/// secret value (nor its base64 or hex) nor an API key reaches its stdout or stderr.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_server_logs_no_value_and_no_key_even_at_trace() {
+    use base64::Engine as _;
+    use std::io::Read;
+    const VALUE: &str = "trace-never-shows-7f3a9c2e5b1d";
+    const ROTATED: &str = "trace-rotated-value-0c4e8a2b6d";
+    let dir = tempfile::tempdir().expect("dir");
+    let key_file = dir.path().join("owner.key");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_latch"))
+        .args(["serve", "-vvv", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--bootstrap-key-file")
+        .arg(&key_file)
+        .env("LATCH_LOG", "trace")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    let kill = |signal| {
+        let _ = nix::sys::signal::kill(pid, signal);
+    };
+    let mut stdout = child.stdout.take().expect("stdout");
+    let out = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().expect("stderr");
+    let err = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines_tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let url = loop {
+        let line = lines_rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| {
+                kill(nix::sys::signal::Signal::SIGKILL);
+                panic!("the server did not start")
+            });
+        if let Some(url) = line.strip_prefix("latch: listening on ") {
+            break url.to_owned();
+        }
+    };
+    let owner = std::fs::read_to_string(&key_file)
+        .expect("bootstrap key")
+        .trim()
+        .to_owned();
+    let http = Client::new();
+    let call = |key: String, method: Method, path: &str, body: Option<Value>| {
+        let mut request = http
+            .request(method, format!("{url}{path}"))
+            .bearer_auth(key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move {
+            let response = request.send().await.expect("answers");
+            (response.status(), response.text().await.expect("body"))
+        }
+    };
+    let (status, _) = call(
+        owner.clone(),
+        Method::POST,
+        "/v1/secrets",
+        Some(json!({"scope": "team", "name": "TRACED", "value": VALUE})),
+    )
+    .await;
+    assert!(status.is_success(), "{status}");
+    let (_, created) = call(
+        owner.clone(),
+        Method::POST,
+        "/v1/api-keys",
+        Some(json!({"name": "second", "kind": "personal"})),
+    )
+    .await;
+    let created: Value = serde_json::from_str(&created).expect("json");
+    let second = created["key"].as_str().expect("raw key").to_owned();
+    for (key, value) in [(&owner, VALUE), (&second, VALUE)] {
+        let (status, body) = call(key.clone(), Method::POST, "/v1/runs", Some(json!({}))).await;
+        assert!(status.is_success(), "{status}");
+        assert!(body.contains(value), "the run delivers the value");
+    }
+    let (status, _) = call(
+        owner.clone(),
+        Method::PATCH,
+        "/v1/secrets/team/TRACED",
+        Some(json!({"value": ROTATED})),
+    )
+    .await;
+    assert!(status.is_success(), "{status}");
+    let (_, body) = call(owner.clone(), Method::POST, "/v1/runs", Some(json!({}))).await;
+    let run: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(
+        run["secrets"][0]["value"], ROTATED,
+        "the rotated value at once"
+    );
+    let run_id = run["run_id"].as_str().expect("id").to_owned();
+    let finish = format!("/v1/runs/{run_id}/finish");
+    let (status, _) = call(
+        owner.clone(),
+        Method::POST,
+        &finish,
+        Some(json!({"exit_code": 0, "duration_ms": 5, "masked": {"TRACED": 1}})),
+    )
+    .await;
+    assert!(status.is_success(), "{status}");
+    for path in ["/v1/audit", "/v1/runs", &format!("/v1/runs/{run_id}")] {
+        let (status, _) = call(owner.clone(), Method::GET, path, None).await;
+        assert!(status.is_success(), "{path}: {status}");
+    }
+    // A key with one character changed: refused, and not echoed.
+    let mut wrong = second.clone().into_bytes();
+    let i = wrong.len() - 10;
+    wrong[i] = if wrong[i] == b'A' { b'B' } else { b'A' };
+    let wrong = String::from_utf8(wrong).expect("ascii");
+    let (status, _) = call(wrong.clone(), Method::GET, "/v1/whoami", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    kill(nix::sys::signal::Signal::SIGTERM);
+    let status = tokio::task::spawn_blocking(move || child.wait().expect("waits"))
+        .await
+        .expect("joins");
+    assert_eq!(status.code(), Some(0));
+    let logs = format!(
+        "{}{}",
+        out.join().expect("stdout"),
+        err.join().expect("stderr")
+    );
+    assert!(
+        logs.contains("TRACE") || logs.contains("DEBUG"),
+        "trace logging is on"
+    );
+    for (what, text) in [("value", VALUE), ("rotated value", ROTATED)] {
+        let encodings = [
+            text.to_owned(),
+            base64::engine::general_purpose::STANDARD.encode(text),
+            text.bytes().map(|b| format!("{b:02x}")).collect(),
+        ];
+        for e in encodings {
+            assert!(!logs.contains(&e), "the {what} reached the log as {e:?}");
+        }
+    }
+    for (what, key) in [
+        ("owner key", &owner),
+        ("new key", &second),
+        ("wrong key", &wrong),
+    ] {
+        assert!(!logs.contains(key.as_str()), "the {what} reached the log");
+        // Nor its secret part alone (everything after the 8-character key id).
+        assert!(
+            !logs.contains(&key[16..46]),
+            "part of the {what} reached the log"
+        );
+    }
+}
