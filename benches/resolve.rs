@@ -1,8 +1,11 @@
 //! `POST /v1/runs` throughput and latency against `GET /healthz`, measured the same way in the
 //! same run: an in-process platform on 127.0.0.1:0 (temporary SQLite, `synchronous=FULL`), a
-//! team with 100 secrets, and `CLIENTS` concurrent keep-alive clients for `SECONDS` each.
+//! team with 100 secrets, and `CLIENTS` concurrent keep-alive clients. The two phases alternate,
+//! `ROUNDS` times `SECONDS` each, so a drift in the machine's speed weighs on both alike; each
+//! line also gives the process's CPU time per request (server, clients and SQLite together).
 //! Every resolve delivers all 100 secrets, so it reads, decrypts and durably records a run.
-//! Run: `cargo bench --bench resolve` (env `CLIENTS`, `SECONDS` override the defaults 64, 5).
+//! Run: `cargo bench --bench resolve` (env `CLIENTS`, `ROUNDS`, `SECONDS` override the
+//! defaults 64, 3, 3).
 //! With `LATCH_BENCH_DATABASE_URL=postgres://…` (an empty database) the platform runs on
 //! PostgreSQL instead.
 
@@ -36,22 +39,60 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-struct Stats {
-    per_second: f64,
-    p50: Duration,
-    p99: Duration,
+/// What one phase measured; phases of the same kind from several rounds add up.
+#[derive(Default)]
+struct Phase {
+    latencies: Vec<Duration>,
     errors: usize,
+    seconds: f64,
+    /// Process CPU time (user + system, every thread: server, clients, SQLite).
+    cpu: Duration,
 }
 
-async fn drive(
-    clients: u64,
-    seconds: u64,
-    make: Arc<dyn Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync>,
-) -> Stats {
+impl Phase {
+    fn add(&mut self, other: Self) {
+        self.latencies.extend(other.latencies);
+        self.errors += other.errors;
+        self.seconds += other.seconds;
+        self.cpu += other.cpu;
+    }
+
+    fn per_second(&self) -> f64 {
+        self.latencies.len() as f64 / self.seconds
+    }
+
+    fn cpu_per_request(&self) -> Duration {
+        self.cpu / u32::try_from(self.latencies.len().max(1)).unwrap_or(u32::MAX)
+    }
+
+    fn quantile(&mut self, q: f64) -> Duration {
+        self.latencies.sort_unstable();
+        self.latencies
+            .get(((self.latencies.len() as f64 - 1.0) * q) as usize)
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+/// CPU time this process has used so far, all threads.
+fn cpu_time() -> Duration {
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
+        .expect("getrusage");
+    let time = |t: nix::sys::time::TimeVal| {
+        Duration::from_secs(t.tv_sec() as u64) + Duration::from_micros(t.tv_usec() as u64)
+    };
+    time(usage.user_time()) + time(usage.system_time())
+}
+
+type MakeRequest = Arc<dyn Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync>;
+
+async fn drive(clients: u64, seconds: u64, make: &MakeRequest) -> Phase {
     let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let cpu_before = cpu_time();
     let mut tasks = Vec::new();
     for _ in 0..clients {
-        let make = Arc::clone(&make);
+        let make = Arc::clone(make);
         tasks.push(tokio::spawn(async move {
             let http = reqwest::Client::new();
             let (mut latencies, mut errors) = (Vec::new(), 0usize);
@@ -68,31 +109,21 @@ async fn drive(
             (latencies, errors)
         }));
     }
-    let started = Instant::now();
-    let (mut all, mut errors) = (Vec::new(), 0);
+    let mut phase = Phase::default();
     for t in tasks {
         let (l, e) = t.await.expect("client");
-        all.extend(l);
-        errors += e;
+        phase.latencies.extend(l);
+        phase.errors += e;
     }
-    let elapsed = started.elapsed().as_secs_f64().max(seconds as f64);
-    all.sort_unstable();
-    let pick = |q: f64| {
-        all.get(((all.len() as f64 - 1.0) * q) as usize)
-            .copied()
-            .unwrap_or_default()
-    };
-    Stats {
-        per_second: all.len() as f64 / elapsed,
-        p50: pick(0.50),
-        p99: pick(0.99),
-        errors,
-    }
+    phase.cpu = cpu_time().saturating_sub(cpu_before);
+    phase.seconds = started.elapsed().as_secs_f64();
+    phase
 }
 
 fn main() {
     let clients = env_or("CLIENTS", 64);
-    let seconds = env_or("SECONDS", 5);
+    let seconds = env_or("SECONDS", 3);
+    let rounds = env_or("ROUNDS", 3);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -125,21 +156,31 @@ fn main() {
             let r = http.post(format!("{url}/v1/secrets")).bearer_auth(&owner).json(&body).send().await.expect("creates");
             assert!(r.status().is_success());
         }
-        println!("platform: {engine}, 100 team secrets; {clients} clients, {seconds} s each");
+        println!("platform: {engine}, 100 team secrets; {clients} clients; {rounds} rounds of {seconds} s of each, alternating");
         let health_url = format!("{url}/healthz");
-        let health = drive(clients, seconds, Arc::new(move |c| c.get(&health_url))).await;
+        let health_request: MakeRequest = Arc::new(move |c| c.get(&health_url));
         let runs_url = format!("{url}/v1/runs");
-        let owner2 = owner.clone();
-        let runs = drive(clients, seconds, Arc::new(move |c| c.post(&runs_url).bearer_auth(&owner2).json(&json!({})))).await;
-        for (what, s) in [("GET /healthz", &health), ("POST /v1/runs", &runs)] {
+        let runs_request: MakeRequest = Arc::new(move |c| c.post(&runs_url).bearer_auth(&owner).json(&json!({})));
+        // Alternating rounds, so a drift in the machine's speed weighs on both alike.
+        let (mut health, mut runs) = (Phase::default(), Phase::default());
+        for _ in 0..rounds {
+            health.add(drive(clients, seconds, &health_request).await);
+            runs.add(drive(clients, seconds, &runs_request).await);
+        }
+        for (what, s) in [("GET /healthz", &mut health), ("POST /v1/runs", &mut runs)] {
             println!(
-                "{what:<14} {:>9.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms   errors {}",
-                s.per_second,
-                s.p50.as_secs_f64() * 1e3,
-                s.p99.as_secs_f64() * 1e3,
+                "{what:<14} {:>9.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms   CPU {:>6.1} µs/req   errors {}",
+                s.per_second(),
+                s.quantile(0.50).as_secs_f64() * 1e3,
+                s.quantile(0.99).as_secs_f64() * 1e3,
+                s.cpu_per_request().as_secs_f64() * 1e6,
                 s.errors
             );
         }
-        println!("resolve throughput = {:.1}% of /healthz", 100.0 * runs.per_second / health.per_second);
+        println!(
+            "resolve throughput = {:.1}% of /healthz; CPU per resolve = {:.1}× a /healthz",
+            100.0 * runs.per_second() / health.per_second(),
+            runs.cpu_per_request().as_secs_f64() / health.cpu_per_request().as_secs_f64().max(1e-9)
+        );
     });
 }

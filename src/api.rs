@@ -13,6 +13,7 @@ use crate::core::apikey::KeyKind;
 use crate::core::name::{Label, SecretName};
 use crate::core::perm::Role;
 use crate::core::resolve::{Missing, Scope, Trigger};
+use crate::core::value::WipingBuf;
 
 /// An error body (`application/problem+json`, RFC 9457) with a stable `code`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -334,6 +335,81 @@ pub struct Resolved {
     pub shadowed: Vec<String>,
 }
 
+/// Writes the answer to `POST /v1/runs` as the values are opened, into one [`WipingBuf`]: the
+/// bytes serde_json writes for the same [`Resolved`] (a property test holds it to that),
+/// without first building a `Resolved` that holds its own copy of every value.
+#[derive(Debug)]
+pub struct ResolvedWriter {
+    out: WipingBuf,
+    first: bool,
+}
+
+fn put(out: &mut WipingBuf, value: &(impl Serialize + ?Sized)) -> Result<(), serde_json::Error> {
+    serde_json::to_writer(out, value)
+}
+
+impl ResolvedWriter {
+    /// Starts the answer of run `run_id`, with room for `capacity` bytes before it first grows.
+    ///
+    /// # Errors
+    /// Only if serde_json refuses to write a string, which it does not.
+    pub fn new(run_id: &str, trigger: Trigger, capacity: usize) -> Result<Self, serde_json::Error> {
+        let mut out = WipingBuf::with_capacity(capacity);
+        out.extend(b"{\"run_id\":");
+        put(&mut out, run_id)?;
+        out.extend(b",\"trigger\":");
+        put(&mut out, &trigger)?;
+        out.extend(b",\"secrets\":[");
+        Ok(Self { out, first: true })
+    }
+
+    /// Adds one delivered secret, fields in [`ResolvedSecret`]'s order.
+    ///
+    /// # Errors
+    /// As [`ResolvedWriter::new`].
+    pub fn secret(
+        &mut self,
+        name: &str,
+        scope: Scope,
+        version: u32,
+        value: &str,
+    ) -> Result<(), serde_json::Error> {
+        let out = &mut self.out;
+        out.extend(if self.first {
+            b"{\"name\":"
+        } else {
+            b",{\"name\":"
+        });
+        self.first = false;
+        put(out, name)?;
+        out.extend(b",\"scope\":");
+        put(out, &scope)?;
+        out.extend(b",\"version\":");
+        put(out, &version)?;
+        out.extend(b",\"value\":");
+        put(out, value)?;
+        out.extend(b"}");
+        Ok(())
+    }
+
+    /// Ends the answer with the missing and shadowed names.
+    ///
+    /// # Errors
+    /// As [`ResolvedWriter::new`].
+    pub fn finish(
+        mut self,
+        missing: &[Missing],
+        shadowed: &[SecretName],
+    ) -> Result<WipingBuf, serde_json::Error> {
+        self.out.extend(b"],\"missing\":");
+        put(&mut self.out, missing)?;
+        self.out.extend(b",\"shadowed\":");
+        put(&mut self.out, shadowed)?;
+        self.out.extend(b"}");
+        Ok(self.out)
+    }
+}
+
 /// `POST /v1/runs/{id}/finish`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -390,4 +466,71 @@ pub struct AuditInfo {
     /// More (never a value).
     #[schema(value_type = Object)]
     pub detail: serde_json::Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::core::resolve::MissingReason;
+
+    fn name() -> impl Strategy<Value = SecretName> {
+        "[A-Za-z_][A-Za-z0-9_]{0,20}".prop_map(|n| SecretName::new(n).expect("valid name"))
+    }
+
+    fn scope() -> impl Strategy<Value = Scope> {
+        prop_oneof![Just(Scope::Team), Just(Scope::Personal)]
+    }
+
+    fn missing() -> impl Strategy<Value = Missing> {
+        let reason = prop_oneof![
+            Just(MissingReason::NotFound),
+            Just(MissingReason::ReservedForIdentity),
+            Just(MissingReason::PersonalUnavailable),
+            Just(MissingReason::NotAllowlisted),
+        ];
+        (name(), reason).prop_map(|(name, reason)| Missing { name, reason })
+    }
+
+    proptest! {
+        /// The streamed answer is exactly what serde_json writes for the same `Resolved`, for
+        /// values with quotes, backslashes, control characters and non-ASCII text, and whatever
+        /// the starting capacity (so growth is exercised).
+        #[test]
+        fn the_written_answer_is_what_serde_writes(
+            run_id in "run_[0-9a-f]{0,32}",
+            trigger in prop::sample::select(Trigger::ALL.to_vec()),
+            secrets in prop::collection::vec(
+                (name(), scope(), any::<u32>(), "[^\u{0}]{1,40}|[\"\\\\\u{1}-\u{1f}\u{7f}é✓]{1,10}"),
+                0..12,
+            ),
+            missing in prop::collection::vec(missing(), 0..4),
+            shadowed in prop::collection::vec(name(), 0..4),
+            capacity in 0usize..4096,
+        ) {
+            let mut writer = ResolvedWriter::new(&run_id, trigger, capacity).expect("writes");
+            for (name, scope, version, value) in &secrets {
+                writer.secret(name.as_str(), *scope, *version, value).expect("writes");
+            }
+            let written = writer.finish(&missing, &shadowed).expect("writes");
+            let typed = Resolved {
+                run_id,
+                trigger,
+                secrets: secrets
+                    .iter()
+                    .map(|(name, scope, version, value)| ResolvedSecret {
+                        name: name.to_string(),
+                        scope: *scope,
+                        version: *version,
+                        value: SecretString::from(value.as_str()),
+                    })
+                    .collect(),
+                missing,
+                shadowed: shadowed.iter().map(ToString::to_string).collect(),
+            };
+            let want = serde_json::to_vec(&typed).expect("serializes");
+            prop_assert_eq!(written.as_ref(), want.as_slice());
+        }
+    }
 }

@@ -68,11 +68,18 @@ impl SecretValue {
     /// [`ValueError`] says which rule the value breaks, never what it holds.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, ValueError> {
         let bytes = Zeroizing::new(bytes);
-        check(&bytes)?;
-        let text = std::str::from_utf8(&bytes).map_err(|e| ValueError::NotUtf8 {
+        Ok(Self(SecretString::from(Self::check_text(&bytes)?)))
+    }
+
+    /// Checks `bytes` against the rules of a value without taking them: the text they hold.
+    ///
+    /// # Errors
+    /// [`ValueError`] says which rule the value breaks, never what it holds.
+    pub fn check_text(bytes: &[u8]) -> Result<&str, ValueError> {
+        check(bytes)?;
+        std::str::from_utf8(bytes).map_err(|e| ValueError::NotUtf8 {
             at: e.valid_up_to(),
-        })?;
-        Ok(Self(SecretString::from(text)))
+        })
     }
 
     /// The value, for the few places where bytes must leave.
@@ -119,6 +126,57 @@ impl Clone for SecretValue {
 impl fmt::Debug for SecretValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SecretValue([REDACTED])")
+    }
+}
+
+/// A growable byte buffer for text that holds secret values, such as an answer being written.
+///
+/// A `Vec` that grows leaves its old allocation to the allocator as it was, values included;
+/// this one moves to a new allocation and wipes the old one, and wipes its whole capacity on
+/// drop. `Debug` prints only its length.
+#[derive(Default)]
+pub struct WipingBuf(Zeroizing<Vec<u8>>);
+
+impl WipingBuf {
+    /// An empty buffer with room for `capacity` bytes before it first grows.
+    #[must_use]
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self(Zeroizing::new(Vec::with_capacity(capacity)))
+    }
+
+    /// Appends `bytes`, growing (and wiping what it leaves) when there is no room.
+    pub fn extend(&mut self, bytes: &[u8]) {
+        if self.0.capacity() - self.0.len() < bytes.len() {
+            let needed = self.0.len() + bytes.len();
+            let mut grown = Vec::with_capacity(needed.max(2 * self.0.capacity()));
+            grown.extend_from_slice(&self.0);
+            // The old `Zeroizing` is dropped here, which wipes its whole capacity.
+            self.0 = Zeroizing::new(grown);
+        }
+        self.0.extend_from_slice(bytes);
+    }
+}
+
+impl AsRef<[u8]> for WipingBuf {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::io::Write for WipingBuf {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.extend(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl fmt::Debug for WipingBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WipingBuf({} bytes)", self.0.len())
     }
 }
 
@@ -183,5 +241,25 @@ mod tests {
         assert!(!shown.contains(SAMPLE), "{shown}");
         assert!(!shown.contains("4f9a"), "{shown}");
         assert!(shown.contains("REDACTED"));
+    }
+
+    #[test]
+    fn a_wiping_buffer_keeps_its_content_across_growth_and_never_prints_it() {
+        use std::io::Write as _;
+        let mut buf = WipingBuf::with_capacity(4);
+        let mut want = Vec::new();
+        for i in 0..200u32 {
+            let piece = format!("{SAMPLE}-{i};");
+            if i % 2 == 0 {
+                buf.extend(piece.as_bytes());
+            } else {
+                buf.write_all(piece.as_bytes()).expect("writes");
+            }
+            want.extend_from_slice(piece.as_bytes());
+            assert_eq!(buf.as_ref(), want.as_slice(), "after piece {i}");
+        }
+        let shown = format!("{buf:?}");
+        assert_eq!(shown, format!("WipingBuf({} bytes)", want.len()));
+        assert!(!shown.contains(SAMPLE));
     }
 }

@@ -6,15 +6,16 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use axum::Json;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use getrandom::SysRng;
-use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::json;
+use zeroize::Zeroizing;
 
 use super::App;
 use super::auth::Caller;
@@ -22,7 +23,7 @@ use super::boot::random_id;
 use super::error::ApiError;
 use crate::api::{
     AddMember, AddedMember, AuditInfo, CreateKey, CreateSecret, CreatedKey, FinishRun, KeyInfo,
-    ListInfo, MemberInfo, Problem, PutList, ResolveRun, Resolved, ResolvedSecret, RunInfo,
+    ListInfo, MemberInfo, Problem, PutList, ResolveRun, Resolved, ResolvedWriter, RunInfo,
     SecretInfo, SetRole, UpdateSecret, Whoami,
 };
 use crate::core::apikey::{self, ApiKey, KeyId, KeyKind};
@@ -31,7 +32,7 @@ use crate::core::duration::Expiry;
 use crate::core::name::{Label, SecretName};
 use crate::core::perm::{Action, check};
 use crate::core::resolve::{self, ResolveError, RunRequest, Scope, SecretId, UserId};
-use crate::core::value::SecretValue;
+use crate::core::value::{SecretValue, WipingBuf};
 use crate::store::{
     AuditEvent, KeyRow, ListKind, MemberRow, NamedList, NewKey, NewSecret, RunPlan, RunRow, Sealed,
     SecretRow, SecretUpdate,
@@ -1008,19 +1009,13 @@ pub(super) async fn resolve(
         .take()
         .ok_or_else(|| ApiError::internal("resolution did not run"))?;
     let resolution = result.map_err(refusal)?;
-    let secrets = open_values(&app, caller.team, &sealed).await?;
-    let body = Resolved {
-        run_id: plan.id,
-        trigger: resolution.trigger,
-        secrets,
-        missing: resolution.missing,
-        shadowed: resolution
-            .shadowed
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
-    };
-    Ok(no_store((StatusCode::CREATED, Json(body)).into_response()))
+    let body = answer(&app, caller.team, &plan.id, &resolution, &sealed).await?;
+    let response = (
+        StatusCode::CREATED,
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from(Bytes::from_owner(body)),
+    );
+    Ok(no_store(response.into_response()))
 }
 
 /// The answer to a refused resolution.
@@ -1041,14 +1036,27 @@ fn refusal(e: ResolveError) -> ApiError {
     }
 }
 
-/// Opens the delivered values under the team's data key.
-async fn open_values(
+/// Writes the answer to a delivered run ([`api::Resolved`]), opening each value under the
+/// team's data key into one reused scratch buffer and escaping it straight into the answer.
+/// Both buffers are wiped when dropped; the answer's when the server has sent it.
+async fn answer(
     app: &App,
     team: i64,
+    run_id: &str,
+    resolution: &resolve::Resolution,
     sealed: &[Sealed],
-) -> Result<Vec<ResolvedSecret>, ApiError> {
+) -> Result<WipingBuf, ApiError> {
+    const ENTRY: usize = r#"{"name":"","scope":"personal","version":4294967295,"value":""},"#.len();
     let (key, _) = data_key(app, team).await?;
-    let mut secrets = Vec::with_capacity(sealed.len());
+    let capacity = 256
+        + sealed
+            .iter()
+            .map(|s| ENTRY + s.name.as_str().len() + s.ciphertext.len())
+            .sum::<usize>()
+        + 64 * (resolution.missing.len() + resolution.shadowed.len());
+    let unwritable = |_| ApiError::internal("the answer could not be written");
+    let mut out = ResolvedWriter::new(run_id, resolution.trigger, capacity).map_err(unwritable)?;
+    let mut scratch = Zeroizing::new(Vec::new());
     for s in sealed {
         let binding = Binding {
             team,
@@ -1059,15 +1067,12 @@ async fn open_values(
             version: s.version,
             key_version: s.key_version,
         };
-        let value = key.open(&binding, &s.ciphertext)?;
-        secrets.push(ResolvedSecret {
-            name: s.name.to_string(),
-            scope: s.scope,
-            version: s.version,
-            value: SecretString::from(value.expose()),
-        });
+        let value = key.open_into(&binding, &s.ciphertext, &mut scratch)?;
+        out.secret(s.name.as_str(), s.scope, s.version, value)
+            .map_err(unwritable)?;
     }
-    Ok(secrets)
+    out.finish(&resolution.missing, &resolution.shadowed)
+        .map_err(unwritable)
 }
 
 /// Who started a run and when: what its record and audit event say besides the resolution.
