@@ -193,14 +193,17 @@ async fn show_run(api: &Api, owner: &str) -> Result<(), Error> {
         .call(owner, reqwest::Method::GET, "/v1/runs?limit=1", None)
         .await?;
     let run = &runs[0];
+    // `delivered` maps each scope to its names and their versions.
     let names = |v: &Value| -> Vec<String> {
-        v.as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|d| d["name"].as_str().unwrap_or("?").to_owned())
-                    .collect()
+        ["team", "personal"]
+            .iter()
+            .filter_map(|scope| Some((scope, v[scope].as_object()?)))
+            .flat_map(|(scope, names)| {
+                names
+                    .iter()
+                    .map(move |(name, version)| format!("{name} ({scope}, v{version})"))
             })
-            .unwrap_or_default()
+            .collect()
     };
     println!("run       {}", run["id"].as_str().unwrap_or("?"));
     println!(

@@ -53,7 +53,11 @@ pub(crate) async fn run(command: RunsCommand, global: &Global) -> Result<u8, Err
                             || format!("key {}", r.record["who"]["key_id"].as_str().unwrap_or("?")),
                             ToOwned::to_owned,
                         );
-                        let delivered = r.record["delivered"].as_array().map_or(0, Vec::len);
+                        let delivered: usize = ["team", "personal"]
+                            .iter()
+                            .filter_map(|scope| r.record["delivered"][scope].as_object())
+                            .map(serde_json::Map::len)
+                            .sum();
                         let exit = r
                             .outcome
                             .as_ref()

@@ -998,18 +998,26 @@ pub(super) async fn resolve(
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(result);
         plan
     });
-    let (plan, sealed) = app
+    let run = app
         .store
         .resolve_run(caller.team, user, body.environment.as_ref(), decide)
         .await?;
-    app.metrics.runs.fetch_add(1, Ordering::Relaxed);
     let result = outcome
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .take()
         .ok_or_else(|| ApiError::internal("resolution did not run"))?;
-    let resolution = result.map_err(refusal)?;
-    let body = answer(&app, caller.team, &plan.id, &resolution, &sealed).await?;
+    // The answer is prepared (the values opened) while the record is being committed, and
+    // nothing leaves, not even a refusal, before the record is durable (fail closed).
+    let prepared = match result {
+        Ok(resolution) => {
+            Ok(answer(&app, caller.team, &run.plan.id, &resolution, &run.sealed).await)
+        }
+        Err(e) => Err(refusal(e)),
+    };
+    run.durable.wait().await?;
+    app.metrics.runs.fetch_add(1, Ordering::Relaxed);
+    let body = prepared??;
     let response = (
         StatusCode::CREATED,
         [(header::CONTENT_TYPE, "application/json")],
@@ -1110,7 +1118,7 @@ enum RecordOutcome<'a> {
     Started {
         trigger: resolve::Trigger,
         user_context: bool,
-        delivered: &'a [DeliveredName<'a>],
+        delivered: Delivered<'a>,
         missing: &'a [resolve::Missing],
         shadowed: &'a [SecretName],
     },
@@ -1121,11 +1129,40 @@ enum RecordOutcome<'a> {
     },
 }
 
-#[derive(serde::Serialize)]
-struct DeliveredName<'a> {
-    name: &'a SecretName,
-    scope: Scope,
-    version: u32,
+/// The delivered names of a run record, by scope, each with its version:
+/// `{"team": {"NAME": 3}, "personal": {"OTHER": 1}}`. A map per scope keeps a record of a
+/// hundred names under one database page, where a list of objects took two.
+#[derive(serde::Serialize, Default)]
+struct Delivered<'a> {
+    team: NameVersions<'a>,
+    personal: NameVersions<'a>,
+}
+
+#[derive(Default)]
+struct NameVersions<'a>(Vec<(&'a SecretName, u32)>);
+
+impl serde::Serialize for NameVersions<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(name, version)| (*name, *version)))
+    }
+}
+
+impl<'a> Delivered<'a> {
+    fn of(deliveries: &'a [resolve::Delivery]) -> Self {
+        let mut delivered = Self::default();
+        for d in deliveries {
+            let scope = match d.scope {
+                Scope::Team => &mut delivered.team,
+                Scope::Personal => &mut delivered.personal,
+            };
+            scope.0.push((&d.name, d.version));
+        }
+        delivered
+    }
+
+    fn len(&self) -> usize {
+        self.team.0.len() + self.personal.0.len()
+    }
 }
 
 /// The detail of a run's audit event. The delivered names are in the run record (the event's
@@ -1147,26 +1184,17 @@ impl RunStart {
         result: &Result<resolve::Resolution, ResolveError>,
         mut audit: AuditEvent,
     ) -> RunPlan {
-        let delivered: Vec<DeliveredName<'_>> = result.as_ref().map_or_else(
-            |_| Vec::new(),
-            |r| {
-                r.delivered
-                    .iter()
-                    .map(|d| DeliveredName {
-                        name: &d.name,
-                        scope: d.scope,
-                        version: d.version,
-                    })
-                    .collect()
-            },
-        );
+        let delivered = result
+            .as_ref()
+            .map_or_else(|_| Delivered::default(), |r| Delivered::of(&r.delivered));
+        let delivered_count = delivered.len();
         let (status, outcome, missing): (_, _, &[resolve::Missing]) = match result {
             Ok(r) => (
                 "started",
                 RecordOutcome::Started {
                     trigger: r.trigger,
                     user_context: r.user_context.is_some(),
-                    delivered: &delivered,
+                    delivered,
                     missing: &r.missing,
                     shadowed: &r.shadowed,
                 },
@@ -1202,7 +1230,7 @@ impl RunStart {
         audit.detail = to_json(&RunAudit {
             actor: &self.actor,
             status,
-            delivered_count: delivered.len(),
+            delivered_count,
             missing,
         });
         RunPlan {

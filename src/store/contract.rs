@@ -12,8 +12,8 @@ use crate::core::perm::Role;
 use crate::core::resolve::{Scope, SecretId, UserId};
 
 use super::{
-    AuditEvent, Bootstrap, ListKind, NamedList, NewKey, NewSecret, RunPlan, SecretUpdate, Store,
-    StoreError, TeamRow,
+    AuditEvent, Bootstrap, Decide, ListKind, NamedList, NewKey, NewSecret, RunPlan, Sealed,
+    SecretUpdate, Store, StoreError, TeamRow,
 };
 
 const TEAM: i64 = 4242;
@@ -97,6 +97,19 @@ struct Seen {
 }
 
 /// Resolves a run (recording it), delivering `deliver`, and says what its snapshot held.
+/// Resolves a run and waits until its record is durable, as the server does before answering.
+async fn resolve_durably(
+    store: &dyn Store,
+    team: i64,
+    user: Option<UserId>,
+    environment: Option<&Label>,
+    decide: Decide,
+) -> Result<(RunPlan, Vec<Sealed>), StoreError> {
+    let run = store.resolve_run(team, user, environment, decide).await?;
+    run.durable.wait().await?;
+    Ok((run.plan, run.sealed))
+}
+
 async fn seen(
     store: &dyn Store,
     user: Option<UserId>,
@@ -111,36 +124,36 @@ async fn seen(
     let view = std::sync::Arc::new(std::sync::Mutex::new(None));
     let slot = std::sync::Arc::clone(&view);
     let environment = l(environment);
-    let (_, sealed) = store
-        .resolve_run(
-            TEAM,
-            user,
-            Some(&environment),
-            Box::new(move |snapshot| {
-                let team = snapshot
-                    .team
-                    .iter()
-                    .map(|s| {
-                        let reserved = s.reserved_for.iter().map(ToString::to_string).collect();
-                        (s.name.to_string(), s.version, reserved)
-                    })
-                    .collect();
-                let personal = snapshot
-                    .personal
-                    .iter()
-                    .map(|s| s.name.to_string())
-                    .collect();
-                let environment = snapshot.environment.map(|e| {
-                    e.secrets
-                        .as_ref()
-                        .map(|names| names.iter().map(ToString::to_string).collect())
-                });
-                *slot.lock().expect("lock") = Some((team, personal, environment));
-                plan(&id, user, deliver)
-            }),
-        )
-        .await
-        .expect("resolves");
+    let (_, sealed) = resolve_durably(
+        store,
+        TEAM,
+        user,
+        Some(&environment),
+        Box::new(move |snapshot| {
+            let team = snapshot
+                .team
+                .iter()
+                .map(|s| {
+                    let reserved = s.reserved_for.iter().map(ToString::to_string).collect();
+                    (s.name.to_string(), s.version, reserved)
+                })
+                .collect();
+            let personal = snapshot
+                .personal
+                .iter()
+                .map(|s| s.name.to_string())
+                .collect();
+            let environment = snapshot.environment.map(|e| {
+                e.secrets
+                    .as_ref()
+                    .map(|names| names.iter().map(ToString::to_string).collect())
+            });
+            *slot.lock().expect("lock") = Some((team, personal, environment));
+            plan(&id, user, deliver)
+        }),
+    )
+    .await
+    .expect("resolves");
     let (team, personal, environment) = view.lock().expect("lock").take().expect("decided");
     Seen {
         team,
@@ -744,42 +757,41 @@ async fn runs(store: &dyn Store, owner: UserId, alice: UserId) {
         .expect("puts");
 
     let open = l("open");
-    let (started, sealed) = store
-        .resolve_run(
-            TEAM,
-            Some(alice),
-            Some(&open),
-            Box::new(move |snapshot| {
-                let team: Vec<(&str, Vec<&str>)> = snapshot
-                    .team
-                    .iter()
-                    .map(|s| {
-                        (
-                            s.name.as_str(),
-                            s.reserved_for.iter().map(Label::as_str).collect(),
-                        )
-                    })
-                    .collect();
-                assert_eq!(
-                    team,
-                    vec![("DB_URL", vec![]), ("DEPLOY_KEY", vec!["deployer"])]
-                );
-                let personal: Vec<&str> =
-                    snapshot.personal.iter().map(|s| s.name.as_str()).collect();
-                assert_eq!(
-                    personal,
-                    vec!["DB_URL"],
-                    "only the caller's personal secrets"
-                );
-                assert_eq!(
-                    snapshot.environment.as_ref().map(|e| e.name.as_str()),
-                    Some("open")
-                );
-                plan("run-1", Some(alice), vec![SecretId(103)])
-            }),
-        )
-        .await
-        .expect("resolves");
+    let (started, sealed) = resolve_durably(
+        store,
+        TEAM,
+        Some(alice),
+        Some(&open),
+        Box::new(move |snapshot| {
+            let team: Vec<(&str, Vec<&str>)> = snapshot
+                .team
+                .iter()
+                .map(|s| {
+                    (
+                        s.name.as_str(),
+                        s.reserved_for.iter().map(Label::as_str).collect(),
+                    )
+                })
+                .collect();
+            assert_eq!(
+                team,
+                vec![("DB_URL", vec![]), ("DEPLOY_KEY", vec!["deployer"])]
+            );
+            let personal: Vec<&str> = snapshot.personal.iter().map(|s| s.name.as_str()).collect();
+            assert_eq!(
+                personal,
+                vec!["DB_URL"],
+                "only the caller's personal secrets"
+            );
+            assert_eq!(
+                snapshot.environment.as_ref().map(|e| e.name.as_str()),
+                Some("open")
+            );
+            plan("run-1", Some(alice), vec![SecretId(103)])
+        }),
+    )
+    .await
+    .expect("resolves");
     assert_eq!(started.status, "started");
     assert_eq!(sealed.len(), 1);
     assert_eq!(
@@ -789,22 +801,27 @@ async fn runs(store: &dyn Store, owner: UserId, alice: UserId) {
     assert_eq!(*sealed[0].ciphertext, [1, 2, 3, 103]);
 
     let missing = l("nope");
-    store
-        .resolve_run(
-            TEAM,
-            None,
-            Some(&missing),
-            Box::new(|snapshot| {
-                assert!(snapshot.environment.is_none());
-                assert!(snapshot.personal.is_empty());
-                plan("run-2", None, vec![])
-            }),
-        )
-        .await
-        .expect("resolves");
-    let duplicate = store
-        .resolve_run(TEAM, None, None, Box::new(|_| plan("run-2", None, vec![])))
-        .await;
+    resolve_durably(
+        store,
+        TEAM,
+        None,
+        Some(&missing),
+        Box::new(|snapshot| {
+            assert!(snapshot.environment.is_none());
+            assert!(snapshot.personal.is_empty());
+            plan("run-2", None, vec![])
+        }),
+    )
+    .await
+    .expect("resolves");
+    let duplicate = resolve_durably(
+        store,
+        TEAM,
+        None,
+        None,
+        Box::new(|_| plan("run-2", None, vec![])),
+    )
+    .await;
     assert!(duplicate.is_err(), "a failed write returns no values");
 
     assert_eq!(store.runs(TEAM, None, 10).await.expect("lists").len(), 2);

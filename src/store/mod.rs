@@ -362,6 +362,51 @@ pub struct Bootstrap {
 /// Decides the run from the snapshot, inside the store's transaction.
 pub type Decide = Box<dyn FnOnce(Snapshot<'_>) -> RunPlan + Send>;
 
+/// A planned run: the plan, the sealed values it delivers, and whether its record is durable.
+#[derive(Debug)]
+pub struct PendingRun {
+    /// What was decided and is being recorded.
+    pub plan: RunPlan,
+    /// The sealed values to deliver.
+    pub sealed: Vec<Sealed>,
+    /// When the record and its audit event are durable.
+    pub durable: Durable,
+}
+
+/// Resolves once a run's record and audit event are durable, or says why they are not.
+///
+/// No value of the run may leave before it resolves `Ok` (DESIGN §2.7, fail closed). Until
+/// then the caller may prepare its answer (open the values), so that work overlaps the commit
+/// instead of waiting for it.
+#[derive(Debug)]
+#[must_use = "no value may leave before the run's record is durable"]
+pub struct Durable(Option<tokio::sync::oneshot::Receiver<Result<(), StoreError>>>);
+
+impl Durable {
+    /// Already durable (committed before the store answered).
+    fn done() -> Self {
+        Self(None)
+    }
+
+    /// Durable when the writer answers on `reply`.
+    fn after(reply: tokio::sync::oneshot::Receiver<Result<(), StoreError>>) -> Self {
+        Self(Some(reply))
+    }
+
+    /// Waits until the record is durable.
+    ///
+    /// # Errors
+    /// [`StoreError`] if it was not written; the run's values must then not be sent.
+    pub async fn wait(self) -> Result<(), StoreError> {
+        match self.0 {
+            None => Ok(()),
+            Some(reply) => reply
+                .await
+                .map_err(|_| StoreError::Corrupt("the run writer stopped".into()))?,
+        }
+    }
+}
+
 /// The storage contract. See the module documentation.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -486,16 +531,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// Reads the snapshot for a run of `team` by `user` (personal keys) asking for
     /// `environment` (from one database snapshot, possibly kept from an earlier request of the
-    /// same generation, see `store::cache`), lets `decide` plan the run, durably writes the run
-    /// and its audit event in one transaction, and returns the plan with the sealed values to
-    /// deliver. If the write fails, nothing is returned (fail closed).
+    /// same generation, see `store::cache`), lets `decide` plan the run, and writes the run and
+    /// its audit event in one transaction. Returns the plan with the sealed values to deliver
+    /// and a [`Durable`] that resolves once that write is durable, or fails if it is not (then
+    /// no value may leave: fail closed).
     async fn resolve_run(
         &self,
         team: i64,
         user: Option<UserId>,
         environment: Option<&Label>,
         decide: Decide,
-    ) -> Result<(RunPlan, Vec<Sealed>), StoreError>;
+    ) -> Result<PendingRun, StoreError>;
     /// Records a run's end; whether the run exists and was started.
     async fn finish_run(
         &self,

@@ -33,9 +33,9 @@ use super::rows::{
     secret_row, u32_of,
 };
 use super::{
-    AuditEvent, AuditRow, AuthKey, Bootstrap, Decide, KeyRow, ListKind, MemberRow, Millis,
-    NamedList, NewKey, NewSecret, RunPlan, RunRow, Sealed, SecretRow, SecretUpdate, Store,
-    StoreError, TeamRow,
+    AuditEvent, AuditRow, AuthKey, Bootstrap, Decide, Durable, KeyRow, ListKind, MemberRow, Millis,
+    NamedList, NewKey, NewSecret, PendingRun, RunPlan, RunRow, Sealed, SecretRow, SecretUpdate,
+    Store, StoreError, TeamRow,
 };
 use crate::core::apikey::KeyId;
 use crate::core::name::{Label, SecretName};
@@ -127,7 +127,7 @@ super::common::sql_store! {
         user: Option<UserId>,
         environment: Option<&Label>,
         decide: Decide,
-    ) -> Result<(RunPlan, Vec<Sealed>), StoreError> {
+    ) -> Result<PendingRun, StoreError> {
         let mut tx = self
             .pool
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ")
@@ -149,7 +149,11 @@ super::common::sql_store! {
         let sealed = data.sealed(&plan.deliver)?;
         record_run(&mut tx, team, &plan).await?;
         tx.commit().await?;
-        Ok((plan, sealed))
+        Ok(PendingRun {
+            plan,
+            sealed,
+            durable: Durable::done(),
+        })
     }
 
     async fn key_for_auth(&self, key_id: &KeyId) -> Result<Option<AuthKey>, StoreError> {

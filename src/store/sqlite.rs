@@ -38,9 +38,9 @@ use super::rows::{
     secret_row, u32_of,
 };
 use super::{
-    AuditEvent, AuditRow, AuthKey, Bootstrap, Decide, KeyRow, ListKind, MemberRow, Millis,
-    NamedList, NewKey, NewSecret, RunPlan, RunRow, Sealed, SecretRow, SecretUpdate, Store,
-    StoreError, TeamRow,
+    AuditEvent, AuditRow, AuthKey, Bootstrap, Decide, Durable, KeyRow, ListKind, MemberRow, Millis,
+    NamedList, NewKey, NewSecret, PendingRun, RunPlan, RunRow, Sealed, SecretRow, SecretUpdate,
+    Store, StoreError, TeamRow,
 };
 use crate::core::apikey::KeyId;
 use crate::core::name::{Label, SecretName};
@@ -190,7 +190,7 @@ super::common::sql_store! {
         user: Option<UserId>,
         environment: Option<&Label>,
         decide: Decide,
-    ) -> Result<(RunPlan, Vec<Sealed>), StoreError> {
+    ) -> Result<PendingRun, StoreError> {
         // The reads: one snapshot of the team (a read transaction; WAL lets many run at once),
         // kept until the next configuration change.
         let generation = self.generation();
@@ -205,9 +205,9 @@ super::common::sql_store! {
         };
         let plan = decide(data.snapshot(user, environment));
         let sealed = data.sealed(&plan.deliver)?;
-        // The record: durable before any value leaves (group-committed by the run writer).
-        let (reply, answer) = oneshot::channel();
-        let gone = || StoreError::Corrupt("the run writer stopped".into());
+        // The record: durable before any value leaves (group-committed by the run writer, which
+        // answers on `reply` once the batch is committed).
+        let (reply, durable) = oneshot::channel();
         self.runs
             .send(RunJob {
                 team,
@@ -215,9 +215,12 @@ super::common::sql_store! {
                 reply,
             })
             .await
-            .map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())??;
-        Ok((plan, sealed))
+            .map_err(|_| StoreError::Corrupt("the run writer stopped".into()))?;
+        Ok(PendingRun {
+            plan,
+            sealed,
+            durable: Durable::after(durable),
+        })
     }
 
     async fn key_for_auth(&self, key_id: &KeyId) -> Result<Option<AuthKey>, StoreError> {

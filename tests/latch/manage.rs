@@ -268,10 +268,32 @@ async fn keys_members_lists_runs_audit_and_whoami() {
     assert_eq!(latch(&p, &alice, &["whoami"]).await.status.code(), Some(77));
 
     // Runs and audit.
+    for name in ["RUN_A", "RUN_B"] {
+        p.ok(
+            &k,
+            Method::POST,
+            "/v1/secrets",
+            Some(json!({"scope": "team", "name": name, "value": "a-run-value-123"})),
+        )
+        .await;
+    }
     let run = p.ok(&k, Method::POST, "/v1/runs", Some(json!({}))).await;
     let run_id = run["run_id"].as_str().expect("id");
     let runs = out(&latch(&p, &k, &["runs", "list"]).await);
     assert!(runs.contains(run_id) && runs.contains("started"), "{runs}");
+    let delivered = run["secrets"].as_array().expect("secrets").len();
+    assert!(delivered >= 2, "{run}");
+    let row: Vec<&str> = runs
+        .lines()
+        .find(|l| l.starts_with(run_id))
+        .expect("the run's row")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        row[1..5],
+        ["owner", "cli", "started", &delivered.to_string()],
+        "ID WHO TRIGGER STATUS SECRETS: {runs}"
+    );
     let shown = json_of(&latch(&p, &k, &["runs", "show", run_id]).await);
     assert_eq!(shown["id"], run_id);
     let audit = out(&latch(&p, &k, &["audit", "--limit", "50"]).await);

@@ -272,6 +272,45 @@ async fn a_full_session_shows_values_only_in_run_resolution() {
         .await;
     assert_eq!(v["status"], "finished");
     record("finish", &v);
+    // The run record: who, what was asked, what was delivered (scope and version), what was
+    // missing and why; then how it ended.
+    let detail = p
+        .ok(&owner, Method::GET, &format!("/v1/runs/{run_id}"), None)
+        .await;
+    let r = &detail["record"];
+    assert_eq!(
+        (
+            &r["who"]["user"],
+            &r["who"]["identity"],
+            &r["trigger"],
+            &r["user_context"]
+        ),
+        (&json!("owner"), &Value::Null, &json!("cli"), &json!(true)),
+        "{detail}"
+    );
+    assert_eq!(
+        (&r["environment"], &r["requested"], &r["required"]),
+        (&json!("ci"), &Value::Null, &json!([])),
+        "{detail}"
+    );
+    assert_eq!(
+        r["delivered"],
+        json!({"team": {"DB_URL": 1}, "personal": {"GH_TOKEN": 1}}),
+        "{detail}"
+    );
+    assert_eq!(
+        (&r["missing"], &r["shadowed"]),
+        (
+            &json!([{"name": "DEPLOY_KEY", "reason": "reserved_for_identity"}]),
+            &json!([])
+        ),
+        "{detail}"
+    );
+    assert_eq!(
+        detail["outcome"],
+        json!({"exit_code": 0, "signal": null, "duration_ms": 1200, "masked": {"DB_URL": 2}}),
+        "{detail}"
+    );
     for path in [
         "/v1/runs".to_owned(),
         format!("/v1/runs/{run_id}"),
@@ -836,6 +875,60 @@ async fn health_readiness_and_no_store() {
         Some("no-store")
     );
     assert!(run.headers().get("content-encoding").is_none());
+    p.stop().await;
+}
+
+/// DESIGN §2.7: when the run's record cannot be written, no value leaves. The failure is real:
+/// a trigger, created on the database file from another connection, aborts every insert into
+/// `runs`; the values are opened while the record is being committed, and still none is sent.
+#[tokio::test]
+async fn a_run_whose_record_cannot_be_written_gets_no_value() {
+    use sqlx::Connection as _;
+    const VALUE: &str = "never-sent-without-a-record-0042";
+    let p = start().await;
+    let owner = p.owner.clone();
+    for i in 0..20 {
+        p.ok(
+            &owner,
+            Method::POST,
+            "/v1/secrets",
+            Some(
+                json!({"scope": "team", "name": format!("S_{i}"), "value": format!("{VALUE}-{i}")}),
+            ),
+        )
+        .await;
+    }
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(p.dir.path().join("latch.db"))
+        .busy_timeout(Duration::from_secs(10));
+    let mut db = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .expect("opens the database file");
+    sqlx::query(
+        "CREATE TRIGGER refuse_runs BEFORE INSERT ON runs \
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+    )
+    .execute(&mut db)
+    .await
+    .expect("creates the trigger");
+    for _ in 0..3 {
+        let (status, body) = p
+            .call(&owner, Method::POST, "/v1/runs", Some(json!({})))
+            .await;
+        assert!(status.is_server_error(), "{status} {body}");
+        assert!(!body.to_string().contains(VALUE), "a value left: {body}");
+    }
+    let listed = p.ok(&owner, Method::GET, "/v1/runs", None).await;
+    assert_eq!(listed, json!([]), "no run was recorded");
+    sqlx::query("DROP TRIGGER refuse_runs")
+        .execute(&mut db)
+        .await
+        .expect("drops the trigger");
+    db.close().await.expect("closes");
+    let run = p
+        .ok(&owner, Method::POST, "/v1/runs", Some(json!({})))
+        .await;
+    assert_eq!(run["secrets"].as_array().map(Vec::len), Some(20), "{run}");
     p.stop().await;
 }
 
