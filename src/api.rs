@@ -369,20 +369,21 @@ impl ResolvedWriter {
     /// As [`ResolvedWriter::new`].
     pub fn secret(
         &mut self,
-        name: &str,
+        name: &SecretName,
         scope: Scope,
         version: u32,
         value: &str,
     ) -> Result<(), serde_json::Error> {
         let out = &mut self.out;
         out.extend(if self.first {
-            b"{\"name\":"
+            b"{\"name\":\""
         } else {
-            b",{\"name\":"
+            b",{\"name\":\""
         });
         self.first = false;
-        put(out, name)?;
-        out.extend(b",\"scope\":");
+        // A name is `[A-Za-z_][A-Za-z0-9_]*`: nothing in it needs escaping.
+        out.extend(name.as_str().as_bytes());
+        out.extend(b"\",\"scope\":");
         put(out, &scope)?;
         out.extend(b",\"version\":");
         put(out, &version)?;
@@ -511,7 +512,7 @@ mod tests {
         ) {
             let mut writer = ResolvedWriter::new(&run_id, trigger, capacity).expect("writes");
             for (name, scope, version, value) in &secrets {
-                writer.secret(name.as_str(), *scope, *version, value).expect("writes");
+                writer.secret(name, *scope, *version, value).expect("writes");
             }
             let written = writer.finish(&missing, &shadowed).expect("writes");
             let typed = Resolved {

@@ -1044,8 +1044,9 @@ fn refusal(e: ResolveError) -> ApiError {
     }
 }
 
-/// Writes the answer to a delivered run ([`api::Resolved`]), opening each value under the
-/// team's data key into one reused scratch buffer and escaping it straight into the answer.
+/// Writes the answer to a delivered run ([`api::Resolved`]), opening each value (with its kept
+/// [`ValueKey`](crate::core::crypto::ValueKey), made from the team's data key on first use)
+/// into one reused scratch buffer and escaping it straight into the answer.
 /// Both buffers are wiped when dropped; the answer's when the server has sent it.
 async fn answer(
     app: &App,
@@ -1055,7 +1056,7 @@ async fn answer(
     sealed: &[Sealed],
 ) -> Result<WipingBuf, ApiError> {
     const ENTRY: usize = r#"{"name":"","scope":"personal","version":4294967295,"value":""},"#.len();
-    let (key, _) = data_key(app, team).await?;
+    let mut data: Option<DataKey> = None;
     let capacity = 256
         + sealed
             .iter()
@@ -1075,8 +1076,21 @@ async fn answer(
             version: s.version,
             key_version: s.key_version,
         };
-        let value = key.open_into(&binding, &s.ciphertext, &mut scratch)?;
-        out.secret(s.name.as_str(), s.scope, s.version, value)
+        if s.key.get().is_none() {
+            let key = match data.take() {
+                Some(key) => key,
+                None => data_key(app, team).await?.0,
+            };
+            // Concurrent first opens may race; the key that loses is dropped, and wiped.
+            let _ = s.key.set(key.value_key(&s.ciphertext)?);
+            data = Some(key);
+        }
+        let value = s
+            .key
+            .get()
+            .ok_or_else(|| ApiError::internal("a value's key was not kept"))?
+            .open_into(&binding, &s.ciphertext, &mut scratch)?;
+        out.secret(&s.name, s.scope, s.version, value)
             .map_err(unwritable)?;
     }
     out.finish(&resolution.missing, &resolution.shadowed)

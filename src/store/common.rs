@@ -155,6 +155,7 @@ macro_rules! sql_store {
                         version,
                         key_version: u32_of(row.try_get("key_version")?)?,
                         ciphertext: row.try_get::<Vec<u8>, _>("ciphertext")?.into(),
+                        key: std::sync::Arc::default(),
                     },
                 );
                 match (scope_of_row, owner) {

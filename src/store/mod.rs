@@ -18,6 +18,7 @@ pub(crate) mod contract;
 use async_trait::async_trait;
 
 use crate::core::apikey::{KeyDigest, KeyId, KeyKind};
+use crate::core::crypto::ValueKey;
 use crate::core::name::{Label, SecretName};
 use crate::core::perm::Role;
 use crate::core::resolve::{Scope, SecretId, Snapshot, UserId};
@@ -321,6 +322,9 @@ pub struct Sealed {
     pub key_version: u32,
     /// The ciphertext (shared with the kept team snapshot, see `store::cache`).
     pub ciphertext: std::sync::Arc<[u8]>,
+    /// The ciphertext's own cipher, made by the server on first open and kept with it (so
+    /// until the team's next change): derived key material, never a value.
+    pub key: std::sync::Arc<std::sync::OnceLock<ValueKey>>,
 }
 
 /// A run as stored.
