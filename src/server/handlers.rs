@@ -1053,7 +1053,7 @@ async fn answer(
     team: i64,
     run_id: &str,
     resolution: &resolve::Resolution,
-    sealed: &[Sealed],
+    sealed: &[Arc<Sealed>],
 ) -> Result<WipingBuf, ApiError> {
     const ENTRY: usize = r#"{"name":"","scope":"personal","version":4294967295,"value":""},"#.len();
     let mut data: Option<DataKey> = None;

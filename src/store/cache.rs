@@ -72,7 +72,7 @@ pub(super) struct TeamData {
     pub(super) team: Vec<TeamSecret>,
     pub(super) personal: HashMap<UserId, Vec<PersonalSecret>>,
     pub(super) environments: HashMap<Label, Environment>,
-    pub(super) sealed: HashMap<SecretId, Sealed>,
+    pub(super) sealed: HashMap<SecretId, Arc<Sealed>>,
 }
 
 impl TeamData {
@@ -96,10 +96,10 @@ impl TeamData {
     ///
     /// # Errors
     /// [`StoreError::Corrupt`] if one is not in this snapshot.
-    pub(super) fn sealed(&self, ids: &[SecretId]) -> Result<Vec<Sealed>, StoreError> {
+    pub(super) fn sealed(&self, ids: &[SecretId]) -> Result<Vec<Arc<Sealed>>, StoreError> {
         ids.iter()
             .map(|id| self.sealed.get(id).cloned())
-            .collect::<Option<Vec<Sealed>>>()
+            .collect::<Option<Vec<Arc<Sealed>>>>()
             .ok_or_else(|| StoreError::Corrupt("a delivered secret is not in the snapshot".into()))
     }
 }

@@ -147,16 +147,16 @@ macro_rules! sql_store {
                 let scope_of_row = scope(&row.try_get::<String, _>("scope")?)?;
                 data.sealed.insert(
                     id,
-                    Sealed {
+                    std::sync::Arc::new(Sealed {
                         id,
                         scope: scope_of_row,
                         owner,
                         name: name.clone(),
                         version,
                         key_version: u32_of(row.try_get("key_version")?)?,
-                        ciphertext: row.try_get::<Vec<u8>, _>("ciphertext")?.into(),
-                        key: std::sync::Arc::default(),
-                    },
+                        ciphertext: row.try_get::<Vec<u8>, _>("ciphertext")?,
+                        key: std::sync::OnceLock::new(),
+                    }),
                 );
                 match (scope_of_row, owner) {
                     (Scope::Personal, Some(owner)) => {

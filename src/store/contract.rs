@@ -104,7 +104,7 @@ async fn resolve_durably(
     user: Option<UserId>,
     environment: Option<&Label>,
     decide: Decide,
-) -> Result<(RunPlan, Vec<Sealed>), StoreError> {
+) -> Result<(RunPlan, Vec<std::sync::Arc<Sealed>>), StoreError> {
     let run = store.resolve_run(team, user, environment, decide).await?;
     run.durable.wait().await?;
     Ok((run.plan, run.sealed))
@@ -159,7 +159,7 @@ async fn seen(
         team,
         personal,
         environment,
-        delivered: sealed.into_iter().map(|s| s.ciphertext.to_vec()).collect(),
+        delivered: sealed.into_iter().map(|s| s.ciphertext.clone()).collect(),
     }
 }
 

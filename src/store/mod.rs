@@ -306,7 +306,7 @@ pub struct RunPlan {
 }
 
 /// A delivered secret's sealed value and what it is bound to.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Sealed {
     /// Id.
     pub id: SecretId,
@@ -320,11 +320,11 @@ pub struct Sealed {
     pub version: u32,
     /// Data key version.
     pub key_version: u32,
-    /// The ciphertext (shared with the kept team snapshot, see `store::cache`).
-    pub ciphertext: std::sync::Arc<[u8]>,
+    /// The ciphertext.
+    pub ciphertext: Vec<u8>,
     /// The ciphertext's own cipher, made by the server on first open and kept with it (so
     /// until the team's next change): derived key material, never a value.
-    pub key: std::sync::Arc<std::sync::OnceLock<ValueKey>>,
+    pub key: std::sync::OnceLock<ValueKey>,
 }
 
 /// A run as stored.
@@ -371,8 +371,8 @@ pub type Decide = Box<dyn FnOnce(Snapshot<'_>) -> RunPlan + Send>;
 pub struct PendingRun {
     /// What was decided and is being recorded.
     pub plan: RunPlan,
-    /// The sealed values to deliver.
-    pub sealed: Vec<Sealed>,
+    /// The sealed values to deliver (shared with the kept team snapshot, see `store::cache`).
+    pub sealed: Vec<std::sync::Arc<Sealed>>,
     /// When the record and its audit event are durable.
     pub durable: Durable,
 }
