@@ -180,6 +180,58 @@ pub struct RunRequest {
     pub required: Vec<SecretName>,
 }
 
+impl RunRequest {
+    /// Everything [`resolve`] depends on besides the snapshot, as bytes: two `(caller,
+    /// request)` pairs give the same bytes exactly when they are equal *as spelled* (names are
+    /// compared by their bytes here, not ignoring case, because a missing name is reported as
+    /// asked for). A server keeps a decision per snapshot under these bytes.
+    #[must_use]
+    pub fn inputs(&self, caller: &Caller) -> Vec<u8> {
+        /// Length-prefixed, so no text can run into the next field.
+        fn text(out: &mut Vec<u8>, s: &str) {
+            out.extend_from_slice(&u32::try_from(s.len()).unwrap_or(u32::MAX).to_le_bytes());
+            out.extend_from_slice(s.as_bytes());
+        }
+        fn names(out: &mut Vec<u8>, list: &[SecretName]) {
+            out.extend_from_slice(&u32::try_from(list.len()).unwrap_or(u32::MAX).to_le_bytes());
+            for name in list {
+                text(out, name.as_str());
+            }
+        }
+        let mut out = Vec::with_capacity(64);
+        match caller {
+            Caller::Personal { user } => {
+                out.push(b'p');
+                out.extend_from_slice(&user.0.to_le_bytes());
+            }
+            Caller::Team { identity: None } => out.push(b't'),
+            Caller::Team {
+                identity: Some(identity),
+            } => {
+                out.push(b'i');
+                text(&mut out, identity.as_str());
+            }
+        }
+        text(&mut out, self.trigger.map_or("", Trigger::as_str));
+        match &self.environment {
+            None => out.push(0),
+            Some(name) => {
+                out.push(1);
+                text(&mut out, name.as_str());
+            }
+        }
+        match &self.secrets {
+            None => out.push(0),
+            Some(list) => {
+                out.push(1);
+                names(&mut out, list);
+            }
+        }
+        names(&mut out, &self.required);
+        out
+    }
+}
+
 /// A team secret as resolution sees it: no value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TeamSecret {
@@ -1123,6 +1175,84 @@ mod properties {
         ]
     }
 
+    /// Callers and requests from small sets, names in several spellings (`A`, `a`, `AB`…) and
+    /// lists that differ only in where one name ends and the next begins.
+    fn spelled_inputs() -> impl Strategy<Value = (Caller, RunRequest)> {
+        let spelled = || {
+            prop::collection::vec(
+                prop::sample::select(&["A", "a", "B", "AB", "A_B", "_"][..])
+                    .prop_map(|n| SecretName::new(n).expect("valid")),
+                0..3,
+            )
+        };
+        (
+            caller(),
+            prop::option::of(trigger()),
+            prop::option::of(label()),
+            prop::option::of(spelled()),
+            spelled(),
+        )
+            .prop_map(|(caller, trigger, environment, secrets, required)| {
+                (
+                    caller,
+                    RunRequest {
+                        trigger,
+                        environment,
+                        secrets,
+                        required,
+                    },
+                )
+            })
+    }
+
+    /// Two inputs: the same, unrelated, or one changed in a way that must tell them apart
+    /// (every name's case flipped, no list against an empty one, a name moved from the
+    /// allowlist to the required list).
+    fn input_pairs() -> impl Strategy<Value = ((Caller, RunRequest), (Caller, RunRequest))> {
+        let flip = |names: &[SecretName]| -> Vec<SecretName> {
+            let flipped = |n: &SecretName| {
+                let s: String = n
+                    .as_str()
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_uppercase() {
+                            c.to_ascii_lowercase()
+                        } else {
+                            c.to_ascii_uppercase()
+                        }
+                    })
+                    .collect();
+                SecretName::new(s).expect("valid")
+            };
+            names.iter().map(flipped).collect()
+        };
+        (spelled_inputs(), spelled_inputs(), 0..5u8).prop_map(move |(a, other, how)| {
+            let mut b = a.clone();
+            let request = &mut b.1;
+            match how {
+                0 => {}
+                1 => b = other,
+                2 => {
+                    request.required = flip(&request.required);
+                    request.secrets = request.secrets.as_deref().map(flip);
+                }
+                3 => {
+                    request.secrets = match request.secrets.take() {
+                        None => Some(Vec::new()),
+                        Some(list) if list.is_empty() => None,
+                        list => list,
+                    };
+                }
+                _ => {
+                    if let Some(name) = request.secrets.as_mut().and_then(Vec::pop) {
+                        request.required.insert(0, name);
+                    }
+                }
+            }
+            (a, b)
+        })
+    }
+
     proptest! {
         #[test]
         fn resolution_never_leaks_and_accounts_for_every_name(
@@ -1185,6 +1315,25 @@ mod properties {
                 prop_assert!(resolution.missing.iter().all(|m| m.reason != MissingReason::NotAllowlisted
                     || request.required.contains(&m.name)));
             }
+        }
+
+        /// The bytes a decision is kept under tell inputs apart exactly as spelled: equal
+        /// bytes only for equal inputs, so a kept decision is never served to other inputs
+        /// (a name asked for as `a` is reported missing as `a`, not as `A`).
+        #[test]
+        fn inputs_are_equal_exactly_when_spelled_alike((a, b) in input_pairs()) {
+            let spelled = |(caller, request): &(Caller, RunRequest)| {
+                let list = |names: &[SecretName]| names.iter().map(|n| n.as_str().to_owned()).collect::<Vec<_>>();
+                (
+                    caller.clone(),
+                    request.trigger,
+                    request.environment.clone(),
+                    request.secrets.as_deref().map(list),
+                    list(&request.required),
+                )
+            };
+            prop_assert_eq!(a.1.inputs(&a.0) == b.1.inputs(&b.0), spelled(&a) == spelled(&b));
+            prop_assert_eq!(a.1.inputs(&a.0), a.1.clone().inputs(&a.0.clone()), "deterministic");
         }
     }
 }

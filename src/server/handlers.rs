@@ -2,8 +2,8 @@
 //! and opened here, and leave only in the answer to `POST /v1/runs`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -34,8 +34,8 @@ use crate::core::perm::{Action, check};
 use crate::core::resolve::{self, ResolveError, RunRequest, Scope, SecretId, UserId};
 use crate::core::value::{SecretValue, WipingBuf};
 use crate::store::{
-    AuditEvent, KeyRow, ListKind, MemberRow, NamedList, NewKey, NewSecret, RunPlan, RunRow, Sealed,
-    SecretRow, SecretUpdate,
+    AuditEvent, Decided, Decision, KeyRow, ListKind, MemberRow, NamedList, NewKey, NewSecret,
+    RunAsk, RunPlan, RunRow, Sealed, SecretRow, SecretUpdate,
 };
 
 type Shared = State<Arc<App>>;
@@ -978,8 +978,6 @@ pub(super) async fn resolve(
     let now = app.now();
     let id = run_id(now)?;
     let base_event = event(&app, &caller, "run.start", id.clone(), json!({}));
-    let outcome = Arc::new(Mutex::new(None));
-    let slot = Arc::clone(&outcome);
     let user = caller.user.as_ref().map(|(u, _)| *u);
     let started = RunStart {
         id,
@@ -990,29 +988,29 @@ pub(super) async fn resolve(
         actor: caller.actor_name(),
         now,
     };
-    let decide = Box::new(move |snapshot: resolve::Snapshot<'_>| {
-        let result = resolve::resolve(&core_caller, &request, snapshot);
-        let plan = started.plan(&request, &result, base_event);
-        *slot
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(result);
-        plan
-    });
-    let run = app
-        .store
-        .resolve_run(caller.team, user, body.environment.as_ref(), decide)
-        .await?;
-    let result = outcome
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .take()
-        .ok_or_else(|| ApiError::internal("resolution did not run"))?;
+    let ask = RunAsk {
+        user,
+        environment: request.environment.clone(),
+        inputs: request.inputs(&core_caller),
+        decide: Box::new(move |snapshot| {
+            let result = resolve::resolve(&core_caller, &request, snapshot);
+            let record = to_json(&SharedRecord::of(&request, &result));
+            Decided { result, record }
+        }),
+        start: Box::new(move |decision| started.plan(decision, base_event)),
+    };
+    let run = app.store.resolve_run(caller.team, ask).await?;
     // The answer is prepared (the values opened) while the record is being committed, and
     // nothing leaves, not even a refusal, before the record is durable (fail closed).
-    let prepared = match result {
-        Ok(resolution) => {
-            Ok(answer(&app, caller.team, &run.plan.id, &resolution, &run.sealed).await)
-        }
+    let prepared = match &run.decision.result {
+        Ok(resolution) => Ok(answer(
+            &app,
+            caller.team,
+            &run.plan.id,
+            resolution,
+            &run.decision.sealed,
+        )
+        .await),
         Err(e) => Err(refusal(e)),
     };
     run.durable.wait().await?;
@@ -1027,7 +1025,7 @@ pub(super) async fn resolve(
 }
 
 /// The answer to a refused resolution.
-fn refusal(e: ResolveError) -> ApiError {
+fn refusal(e: &ResolveError) -> ApiError {
     match e {
         ResolveError::TriggerRequiresUser { trigger } => ApiError::bad_request(
             "trigger_requires_user",
@@ -1040,7 +1038,9 @@ fn refusal(e: ResolveError) -> ApiError {
             "unknown_environment",
             format!("environment `{name}` does not exist"),
         ),
-        ResolveError::RequiredMissing { missing, .. } => ApiError::required_missing(missing),
+        ResolveError::RequiredMissing { missing, .. } => {
+            ApiError::required_missing(missing.clone())
+        }
     }
 }
 
@@ -1108,15 +1108,49 @@ struct RunStart {
     now: i64,
 }
 
-/// A run record as stored (names only, never values); `GET /v1/runs/{id}` shows it.
+/// A run's own part of its record (names only, never values): who started it. The rest is its
+/// decision's [`SharedRecord`]; `GET /v1/runs/{id}` shows both as one object.
 #[derive(serde::Serialize)]
-struct RunRecord<'a> {
+struct OwnRecord<'a> {
     who: Who<'a>,
+}
+
+/// The part of a run record that follows from its decision, shared by every run with the same
+/// inputs over the same snapshot (and stored once for them all).
+#[derive(serde::Serialize)]
+struct SharedRecord<'a> {
     environment: Option<&'a Label>,
     requested: Option<&'a [SecretName]>,
     required: &'a [SecretName],
     #[serde(flatten)]
     outcome: RecordOutcome<'a>,
+}
+
+impl<'a> SharedRecord<'a> {
+    fn of(request: &'a RunRequest, result: &'a Result<resolve::Resolution, ResolveError>) -> Self {
+        let outcome = match result {
+            Ok(r) => RecordOutcome::Started {
+                trigger: r.trigger,
+                user_context: r.user_context.is_some(),
+                delivered: Delivered::of(&r.delivered),
+                missing: &r.missing,
+                shadowed: &r.shadowed,
+            },
+            Err(e) => RecordOutcome::Refused {
+                refused: e.to_string(),
+                missing: match e {
+                    ResolveError::RequiredMissing { missing, .. } => Some(missing),
+                    _ => None,
+                },
+            },
+        };
+        Self {
+            environment: request.environment.as_ref(),
+            requested: request.secrets.as_deref(),
+            required: &request.required,
+            outcome,
+        }
+    }
 }
 
 #[derive(serde::Serialize)]
@@ -1173,10 +1207,6 @@ impl<'a> Delivered<'a> {
         }
         delivered
     }
-
-    fn len(&self) -> usize {
-        self.team.0.len() + self.personal.0.len()
-    }
 }
 
 /// The detail of a run's audit event. The delivered names are in the run record (the event's
@@ -1191,73 +1221,37 @@ struct RunAudit<'a> {
 }
 
 impl RunStart {
-    /// The run record and audit event for a resolution result, serialized once each.
-    fn plan(
-        self,
-        request: &RunRequest,
-        result: &Result<resolve::Resolution, ResolveError>,
-        mut audit: AuditEvent,
-    ) -> RunPlan {
-        let delivered = result
-            .as_ref()
-            .map_or_else(|_| Delivered::default(), |r| Delivered::of(&r.delivered));
-        let delivered_count = delivered.len();
-        let (status, outcome, missing): (_, _, &[resolve::Missing]) = match result {
-            Ok(r) => (
-                "started",
-                RecordOutcome::Started {
-                    trigger: r.trigger,
-                    user_context: r.user_context.is_some(),
-                    delivered,
-                    missing: &r.missing,
-                    shadowed: &r.shadowed,
-                },
-                &r.missing,
-            ),
-            Err(e) => {
-                let missing = match e {
-                    ResolveError::RequiredMissing { missing, .. } => Some(missing.as_slice()),
-                    _ => None,
-                };
-                "refused".clone_into(&mut audit.outcome);
-                (
-                    "refused",
-                    RecordOutcome::Refused {
-                        refused: e.to_string(),
-                        missing,
-                    },
-                    missing.unwrap_or_default(),
-                )
-            }
+    /// This run's own part of its record, and its audit event, for `decision`.
+    fn plan(self, decision: &Decision, mut audit: AuditEvent) -> RunPlan {
+        let (status, delivered_count, missing): (_, _, &[resolve::Missing]) = match &decision.result
+        {
+            Ok(r) => ("started", r.delivered.len(), &r.missing),
+            Err(ResolveError::RequiredMissing { missing, .. }) => ("refused", 0, missing),
+            Err(_) => ("refused", 0, &[]),
         };
-        let record = RunRecord {
-            who: Who {
-                key_id: &self.key_id,
-                user: self.user_name.as_deref(),
-                identity: self.identity.as_ref(),
-            },
-            environment: request.environment.as_ref(),
-            requested: request.secrets.as_deref(),
-            required: &request.required,
-            outcome,
-        };
+        if status == "refused" {
+            "refused".clone_into(&mut audit.outcome);
+        }
         audit.detail = to_json(&RunAudit {
             actor: &self.actor,
             status,
             delivered_count,
             missing,
         });
+        let record = to_json(&OwnRecord {
+            who: Who {
+                key_id: &self.key_id,
+                user: self.user_name.as_deref(),
+                identity: self.identity.as_ref(),
+            },
+        });
         RunPlan {
-            record: to_json(&record),
+            record,
             id: self.id,
             key_id: self.key_id,
             user: self.user,
             status,
             started_at: self.now,
-            deliver: result
-                .as_ref()
-                .map(|r| r.delivered.iter().map(|d| d.id).collect())
-                .unwrap_or_default(),
             audit,
         }
     }

@@ -12,18 +12,31 @@
 //! while a change commits carries the older number and is refilled at the next request: a
 //! cached entry never outlives the change that made it stale. Only ciphertexts are kept, never a
 //! value; values are opened per request.
+//!
+//! A team's snapshot also keeps the [`Decision`]s made over it, by their exact inputs: a run
+//! that repeats another's inputs (the same key kind and user or identity, trigger, environment,
+//! lists) over the same snapshot gets the same resolution, so it is not resolved again. They go
+//! with the snapshot at the team's next change.
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::{Sealed, StoreError};
+use super::{Decide, Decision, Sealed, SharedRecord, StoreError};
 use crate::core::name::Label;
 use crate::core::resolve::{Environment, PersonalSecret, SecretId, Snapshot, TeamSecret, UserId};
 
 /// Entries kept per cache; beyond it the cache starts over (bounded memory whatever the number
 /// of teams or keys).
 const MAX_ENTRIES: usize = 4096;
+
+/// Decisions kept per team snapshot; beyond it, new ones are made per run and not kept.
+const MAX_DECISIONS: usize = 64;
+
+/// Longest inputs whose decision is kept (a run naming a few hundred secrets): a caller cannot
+/// make the server keep much by asking for long lists.
+const MAX_KEPT_INPUTS: usize = 8 * 1024;
 
 /// A map whose entries are valid for one generation.
 #[derive(Debug)]
@@ -73,6 +86,8 @@ pub(super) struct TeamData {
     pub(super) personal: HashMap<UserId, Vec<PersonalSecret>>,
     pub(super) environments: HashMap<Label, Environment>,
     pub(super) sealed: HashMap<SecretId, Arc<Sealed>>,
+    /// Decisions made over this snapshot, by their exact inputs.
+    pub(super) decisions: Mutex<HashMap<Vec<u8>, Arc<Decision>>>,
 }
 
 impl TeamData {
@@ -92,15 +107,52 @@ impl TeamData {
         }
     }
 
-    /// The ciphertexts of `ids`, in that order.
+    /// The decision kept for `inputs`, or the one `decide` makes over this snapshot (kept for
+    /// the next run with these inputs, within bounds).
     ///
     /// # Errors
-    /// [`StoreError::Corrupt`] if one is not in this snapshot.
-    pub(super) fn sealed(&self, ids: &[SecretId]) -> Result<Vec<Arc<Sealed>>, StoreError> {
-        ids.iter()
-            .map(|id| self.sealed.get(id).cloned())
-            .collect::<Option<Vec<Arc<Sealed>>>>()
-            .ok_or_else(|| StoreError::Corrupt("a delivered secret is not in the snapshot".into()))
+    /// [`StoreError::Corrupt`] if a delivered secret is not in this snapshot.
+    pub(super) fn decide(
+        &self,
+        user: Option<UserId>,
+        environment: Option<&Label>,
+        inputs: Vec<u8>,
+        decide: Decide,
+    ) -> Result<Arc<Decision>, StoreError> {
+        let decisions = self
+            .decisions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(decision) = decisions.get(&inputs) {
+            return Ok(Arc::clone(decision));
+        }
+        drop(decisions);
+        let decided = decide(self.snapshot(user, environment));
+        let sealed = match &decided.result {
+            Ok(resolution) => resolution
+                .delivered
+                .iter()
+                .map(|d| self.sealed.get(&d.id).cloned())
+                .collect::<Option<Vec<Arc<Sealed>>>>()
+                .ok_or_else(|| {
+                    StoreError::Corrupt("a delivered secret is not in the snapshot".into())
+                })?,
+            Err(_) => Vec::new(),
+        };
+        let decision = Arc::new(Decision {
+            result: decided.result,
+            sealed,
+            record: SharedRecord::new(decided.record),
+            stored: AtomicBool::new(false),
+        });
+        let mut decisions = self
+            .decisions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if decisions.len() < MAX_DECISIONS && inputs.len() <= MAX_KEPT_INPUTS {
+            decisions.insert(inputs, Arc::clone(&decision));
+        }
+        Ok(decision)
     }
 }
 

@@ -75,20 +75,38 @@ macro_rules! sql_store {
             Ok(row.try_get("id")?)
         }
 
-        /// Writes one run record and its audit event inside the writer's transaction.
+        /// Stores a decision's shared record, unless it is stored already.
+        async fn insert_decision<'c>(
+            conn: impl sqlx::Executor<'c, Database = $db>,
+            shared: &SharedRecord,
+        ) -> Result<(), StoreError> {
+            sqlx::query($sql(format!(
+                "INSERT INTO run_decisions ({SHARED_COLUMNS}) VALUES (?, ?) ON CONFLICT DO NOTHING"
+            )))
+            .bind(shared.digest.as_slice())
+            .bind(&shared.json)
+            .execute(conn)
+            .await?;
+            Ok(())
+        }
+
+        /// Writes one run record, referring to the shared record `decision` (the digest of one
+        /// stored already or in the same transaction), and its audit event.
         async fn record_run(
             conn: &mut <$db as sqlx::Database>::Connection,
             team: i64,
             plan: &RunPlan,
+            decision: &[u8; 32],
         ) -> Result<(), StoreError> {
             sqlx::query($sql(format!(
-                "INSERT INTO runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
             )))
             .bind(&plan.id)
             .bind(team)
             .bind(&plan.key_id)
             .bind(plan.user.map(|u| u.0))
             .bind(&plan.record)
+            .bind(decision.as_slice())
             .bind(plan.status)
             .bind(plan.started_at)
             .execute(&mut *conn)
@@ -746,10 +764,9 @@ macro_rules! sql_store {
             }
 
             async fn run(&self, team: i64, id: &str) -> Result<Option<RunRow>, StoreError> {
-                let row = sqlx::query($sql(
-                    "SELECT id, team_id, key_id, user_id, record, status, started_at, ended_at, outcome
-                     FROM runs WHERE team_id = ? AND id = ?",
-                ))
+                let row = sqlx::query($sql(format!(
+                    "SELECT {RUN_SELECT} WHERE r.team_id = ? AND r.id = ?"
+                )))
                 .bind(team)
                 .bind(id)
                 .fetch_optional(&self.pool)

@@ -9,11 +9,13 @@
 use crate::core::apikey::{ApiKey, KeyKind};
 use crate::core::name::{Label, SecretName};
 use crate::core::perm::Role;
-use crate::core::resolve::{Scope, SecretId, UserId};
+use std::sync::Arc;
+
+use crate::core::resolve::{Delivery, Resolution, Scope, SecretId, Trigger, UserId};
 
 use super::{
-    AuditEvent, Bootstrap, Decide, ListKind, NamedList, NewKey, NewSecret, RunPlan, Sealed,
-    SecretUpdate, Store, StoreError, TeamRow,
+    AuditEvent, Bootstrap, Decide, Decided, Decision, ListKind, NamedList, NewKey, NewSecret,
+    RunAsk, RunPlan, SecretUpdate, Store, StoreError, TeamRow,
 };
 
 const TEAM: i64 = 4242;
@@ -78,6 +80,7 @@ pub(crate) async fn run_all(store: &dyn Store) {
     lists(store).await;
     runs(store, owner, alice).await;
     audit(store).await;
+    decisions_are_shared_until_a_change(store).await;
     kept_state_follows_every_change(store, owner, alice).await;
     auth_failures(store).await;
 }
@@ -96,18 +99,29 @@ struct Seen {
     delivered: Vec<Vec<u8>>,
 }
 
-/// Resolves a run (recording it), delivering `deliver`, and says what its snapshot held.
-/// Resolves a run and waits until its record is durable, as the server does before answering.
+/// Resolves a run `id` (its inputs are its id: each id is decided once per snapshot), records
+/// it, and waits until its record is durable, as the server does before answering.
 async fn resolve_durably(
     store: &dyn Store,
     team: i64,
     user: Option<UserId>,
     environment: Option<&Label>,
+    id: &str,
     decide: Decide,
-) -> Result<(RunPlan, Vec<std::sync::Arc<Sealed>>), StoreError> {
-    let run = store.resolve_run(team, user, environment, decide).await?;
+) -> Result<(RunPlan, Arc<Decision>), StoreError> {
+    let ask = RunAsk {
+        user,
+        environment: environment.cloned(),
+        inputs: id.as_bytes().to_vec(),
+        decide,
+        start: Box::new({
+            let id = id.to_owned();
+            move |_| plan(&id, user)
+        }),
+    };
+    let run = store.resolve_run(team, ask).await?;
     run.durable.wait().await?;
-    Ok((run.plan, run.sealed))
+    Ok((run.plan, run.decision))
 }
 
 async fn seen(
@@ -124,11 +138,12 @@ async fn seen(
     let view = std::sync::Arc::new(std::sync::Mutex::new(None));
     let slot = std::sync::Arc::clone(&view);
     let environment = l(environment);
-    let (_, sealed) = resolve_durably(
+    let (_, decision) = resolve_durably(
         store,
         TEAM,
         user,
         Some(&environment),
+        &id,
         Box::new(move |snapshot| {
             let team = snapshot
                 .team
@@ -149,7 +164,7 @@ async fn seen(
                     .map(|names| names.iter().map(ToString::to_string).collect())
             });
             *slot.lock().expect("lock") = Some((team, personal, environment));
-            plan(&id, user, deliver)
+            decided(&deliver)
         }),
     )
     .await
@@ -159,7 +174,11 @@ async fn seen(
         team,
         personal,
         environment,
-        delivered: sealed.into_iter().map(|s| s.ciphertext.clone()).collect(),
+        delivered: decision
+            .sealed
+            .iter()
+            .map(|s| s.ciphertext.clone())
+            .collect(),
     }
 }
 
@@ -757,11 +776,12 @@ async fn runs(store: &dyn Store, owner: UserId, alice: UserId) {
         .expect("puts");
 
     let open = l("open");
-    let (started, sealed) = resolve_durably(
+    let (started, decision) = resolve_durably(
         store,
         TEAM,
         Some(alice),
         Some(&open),
+        "run-1",
         Box::new(move |snapshot| {
             let team: Vec<(&str, Vec<&str>)> = snapshot
                 .team
@@ -787,12 +807,13 @@ async fn runs(store: &dyn Store, owner: UserId, alice: UserId) {
                 snapshot.environment.as_ref().map(|e| e.name.as_str()),
                 Some("open")
             );
-            plan("run-1", Some(alice), vec![SecretId(103)])
+            decided(&[SecretId(103)])
         }),
     )
     .await
     .expect("resolves");
     assert_eq!(started.status, "started");
+    let sealed = &decision.sealed;
     assert_eq!(sealed.len(), 1);
     assert_eq!(
         (sealed[0].id, sealed[0].scope),
@@ -806,22 +827,17 @@ async fn runs(store: &dyn Store, owner: UserId, alice: UserId) {
         TEAM,
         None,
         Some(&missing),
+        "run-2",
         Box::new(|snapshot| {
             assert!(snapshot.environment.is_none());
             assert!(snapshot.personal.is_empty());
-            plan("run-2", None, vec![])
+            decided(&[])
         }),
     )
     .await
     .expect("resolves");
-    let duplicate = resolve_durably(
-        store,
-        TEAM,
-        None,
-        None,
-        Box::new(|_| plan("run-2", None, vec![])),
-    )
-    .await;
+    let duplicate =
+        resolve_durably(store, TEAM, None, None, "run-2", Box::new(|_| decided(&[]))).await;
     assert!(duplicate.is_err(), "a failed write returns no values");
 
     assert_eq!(store.runs(TEAM, None, 10).await.expect("lists").len(), 2);
@@ -864,15 +880,149 @@ async fn runs(store: &dyn Store, owner: UserId, alice: UserId) {
     );
 }
 
-fn plan(id: &str, user: Option<UserId>, deliver: Vec<SecretId>) -> RunPlan {
+/// Runs with equal inputs over one snapshot share one decision (not decided again), each run
+/// still reads back whole, and the next configuration change makes the next run decide anew.
+async fn decisions_are_shared_until_a_change(store: &dyn Store) {
+    let ask = |id: &str, decide: Decide| RunAsk {
+        user: None,
+        environment: None,
+        inputs: b"the same inputs".to_vec(),
+        decide,
+        start: Box::new({
+            let id = id.to_owned();
+            move |_| plan(&id, None)
+        }),
+    };
+    let resolve = |id: &'static str, decide: Decide| async move {
+        let run = store
+            .resolve_run(TEAM, ask(id, decide))
+            .await
+            .expect("resolves");
+        run.durable.wait().await.expect("durable");
+        run.decision
+    };
+    let first = resolve("shared-1", Box::new(|_| decided(&[SecretId(105)]))).await;
+    let second = resolve(
+        "shared-2",
+        Box::new(|_| panic!("the same inputs were decided again")),
+    )
+    .await;
+    assert!(Arc::ptr_eq(&first, &second), "one decision for both runs");
+    assert_eq!(second.sealed.len(), 1);
+    for id in ["shared-1", "shared-2"] {
+        let run = store.run(TEAM, id).await.expect("reads").expect("found");
+        assert_eq!(
+            run.record,
+            serde_json::json!({"who": {"key_id": "AbCd1234"}, "trigger": "cli"}),
+            "{id}: its own part and the shared part, as one record"
+        );
+    }
+    let listed = store.runs(TEAM, None, 2).await.expect("lists");
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().all(|r| r.record["trigger"] == "cli"));
+
+    let env = NamedList {
+        name: l("shared"),
+        description: String::new(),
+        secrets: None,
+        updated_at: 20_000,
+    };
+    store
+        .put_list(ListKind::Environment, TEAM, env, event("environment.put"))
+        .await
+        .expect("puts");
+    let after = resolve("shared-3", Box::new(|_| decided(&[]))).await;
+    assert!(
+        !Arc::ptr_eq(&first, &after),
+        "a change ends the kept decisions"
+    );
+    assert!(after.sealed.is_empty());
+}
+
+/// Two replicas of one database deciding the same inputs at once: `slow` takes its snapshot,
+/// then `fast` stores the shared record and its run, then `slow` goes on and must still record
+/// its run (seeing the record stored rather than failing), and both runs read back whole.
+pub(crate) async fn replicas_share_one_record(slow: Arc<dyn Store>, fast: Arc<dyn Store>) {
+    use std::sync::mpsc;
+    use std::time::Duration;
+    const WAIT: Duration = Duration::from_secs(30);
+    bootstrap(&*slow).await;
+    let ask = |id: &str, decide: Decide| RunAsk {
+        user: None,
+        environment: None,
+        inputs: b"raced".to_vec(),
+        decide,
+        start: Box::new({
+            let id = id.to_owned();
+            move |_| plan(&id, None)
+        }),
+    };
+    let (snapshot_taken, taken) = mpsc::channel();
+    let (go_on, go) = mpsc::channel::<()>();
+    let held = ask(
+        "raced-slow",
+        Box::new(move |_| {
+            snapshot_taken.send(()).expect("the test waits");
+            tokio::task::block_in_place(|| go.recv_timeout(WAIT)).expect("the test lets it go on");
+            decided(&[])
+        }),
+    );
+    let slow_run = tokio::spawn(async move {
+        let run = slow.resolve_run(TEAM, held).await?;
+        run.durable.wait().await
+    });
+    tokio::task::spawn_blocking(move || taken.recv_timeout(WAIT))
+        .await
+        .expect("joins")
+        .expect("the slow replica took its snapshot");
+    let run = fast
+        .resolve_run(TEAM, ask("raced-fast", Box::new(|_| decided(&[]))))
+        .await
+        .expect("the fast replica resolves");
+    run.durable.wait().await.expect("durable");
+    go_on.send(()).expect("the slow replica waits");
+    slow_run
+        .await
+        .expect("joins")
+        .expect("the slow replica records its run too");
+    for id in ["raced-slow", "raced-fast"] {
+        let run = fast.run(TEAM, id).await.expect("reads").expect("found");
+        assert_eq!(run.record["trigger"], "cli", "{id}: whole record");
+    }
+}
+
+/// A decision delivering `deliver` (each named `S<id>`), with a small shared record.
+fn decided(deliver: &[SecretId]) -> Decided {
+    let delivered = deliver
+        .iter()
+        .map(|&id| Delivery {
+            id,
+            name: n(&format!("S{}", id.0)),
+            scope: Scope::Team,
+            version: 1,
+        })
+        .collect();
+    Decided {
+        result: Ok(Resolution {
+            trigger: Trigger::Cli,
+            user_context: None,
+            identity: None,
+            delivered,
+            missing: Vec::new(),
+            shadowed: Vec::new(),
+        }),
+        record: r#"{"trigger":"cli"}"#.into(),
+    }
+}
+
+fn plan(id: &str, user: Option<UserId>) -> RunPlan {
     RunPlan {
         id: id.to_owned(),
         key_id: "AbCd1234".to_owned(),
         user,
-        record: r#"{"trigger":"cli"}"#.into(),
+        record: r#"{"who":{"key_id":"AbCd1234"}}"#.into(),
         status: "started",
         started_at: 8_000,
-        deliver,
         audit: event("run.start"),
     }
 }

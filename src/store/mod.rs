@@ -15,13 +15,15 @@ pub mod sqlite;
 #[cfg(test)]
 pub(crate) mod contract;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use crate::core::apikey::{KeyDigest, KeyId, KeyKind};
 use crate::core::crypto::ValueKey;
 use crate::core::name::{Label, SecretName};
 use crate::core::perm::Role;
-use crate::core::resolve::{Scope, SecretId, Snapshot, UserId};
+use crate::core::resolve::{Resolution, ResolveError, Scope, SecretId, Snapshot, UserId};
 
 /// Unix time in milliseconds.
 pub type Millis = i64;
@@ -284,7 +286,7 @@ pub struct AuditRow {
     pub event: AuditEvent,
 }
 
-/// A run to record, decided from a resolution [`Snapshot`].
+/// One run to record: what is its own (the shared part of its record is its [`Decision`]'s).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunPlan {
     /// Run id.
@@ -293,14 +295,13 @@ pub struct RunPlan {
     pub key_id: String,
     /// The key's user, if a personal key.
     pub user: Option<UserId>,
-    /// Who, trigger, names, missing, shadowed: as JSON text (never values).
+    /// This run's own part of its record (who started it), as a JSON object; the rest is the
+    /// decision's [`SharedRecord`]. Names only, never values.
     pub record: String,
     /// `started` or `refused`.
     pub status: &'static str,
     /// When.
     pub started_at: Millis,
-    /// Secrets whose ciphertexts to return (empty when refused).
-    pub deliver: Vec<SecretId>,
     /// The audit event, written in the same transaction.
     pub audit: AuditEvent,
 }
@@ -363,16 +364,92 @@ pub struct Bootstrap {
     pub at: Millis,
 }
 
-/// Decides the run from the snapshot, inside the store's transaction.
-pub type Decide = Box<dyn FnOnce(Snapshot<'_>) -> RunPlan + Send>;
+/// What resolution decided over a snapshot, as the caller's `decide` returns it.
+#[derive(Debug)]
+pub struct Decided {
+    /// The resolution, or why the run is refused.
+    pub result: Result<Resolution, ResolveError>,
+    /// The part of the run record that follows from the decision (environment, names asked
+    /// for, trigger, delivered names and versions, missing, shadowed) as a JSON object. Names
+    /// only, never values.
+    pub record: String,
+}
 
-/// A planned run: the plan, the sealed values it delivers, and whether its record is durable.
+/// A decision's part of the run record, stored once and referred to by each run that shares
+/// it: a run of a hundred secrets writes its own few fields, not every name again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedRecord {
+    /// SHA-256 of `json`: the row the runs refer to.
+    pub digest: [u8; 32],
+    /// The JSON object.
+    pub json: String,
+}
+
+impl SharedRecord {
+    /// The shared record for `json`.
+    #[must_use]
+    pub fn new(json: String) -> Self {
+        use sha2::Digest as _;
+        Self {
+            digest: sha2::Sha256::digest(json.as_bytes()).into(),
+            json,
+        }
+    }
+}
+
+/// A run's decision over one team snapshot. Every run with the same inputs over the same
+/// snapshot (until the team's next change) shares it, so a repeated run is not resolved again.
+#[derive(Debug)]
+pub struct Decision {
+    /// The resolution, or why the run is refused.
+    pub result: Result<Resolution, ResolveError>,
+    /// The sealed values it delivers, in the resolution's order (shared with the kept team
+    /// snapshot, see `store::cache`); empty when refused.
+    pub sealed: Vec<Arc<Sealed>>,
+    /// Its part of every such run's record.
+    pub record: SharedRecord,
+    /// Whether this process has stored `record` already (backends that store it apart from
+    /// the runs referring to it).
+    pub(crate) stored: std::sync::atomic::AtomicBool,
+}
+
+/// Decides a run from the snapshot. Called at most once per [`RunAsk::inputs`] and snapshot.
+pub type Decide = Box<dyn FnOnce(Snapshot<'_>) -> Decided + Send>;
+
+/// Makes one run's own record and audit event from its decision.
+pub type Start = Box<dyn FnOnce(&Decision) -> RunPlan + Send>;
+
+/// A run to resolve and record.
+pub struct RunAsk {
+    /// The key's user (personal keys): whose personal secrets the snapshot holds.
+    pub user: Option<UserId>,
+    /// The environment the run names.
+    pub environment: Option<Label>,
+    /// Everything `decide` depends on besides the snapshot, exactly (names as spelled): runs
+    /// with equal inputs over the same snapshot share one [`Decision`].
+    pub inputs: Vec<u8>,
+    /// Resolves the run, when no decision for these inputs is kept.
+    pub decide: Decide,
+    /// This run's own part.
+    pub start: Start,
+}
+
+impl std::fmt::Debug for RunAsk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunAsk")
+            .field("user", &self.user)
+            .field("environment", &self.environment)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A run being recorded: its plan, its decision, and whether its record is durable.
 #[derive(Debug)]
 pub struct PendingRun {
-    /// What was decided and is being recorded.
+    /// This run's own part of the record.
     pub plan: RunPlan,
-    /// The sealed values to deliver (shared with the kept team snapshot, see `store::cache`).
-    pub sealed: Vec<std::sync::Arc<Sealed>>,
+    /// What was decided (shared with other runs of the same inputs).
+    pub decision: Arc<Decision>,
     /// When the record and its audit event are durable.
     pub durable: Durable,
 }
@@ -533,19 +610,14 @@ pub trait Store: Send + Sync + 'static {
         audit: AuditEvent,
     ) -> Result<bool, StoreError>;
 
-    /// Reads the snapshot for a run of `team` by `user` (personal keys) asking for
-    /// `environment` (from one database snapshot, possibly kept from an earlier request of the
-    /// same generation, see `store::cache`), lets `decide` plan the run, and writes the run and
-    /// its audit event in one transaction. Returns the plan with the sealed values to deliver
-    /// and a [`Durable`] that resolves once that write is durable, or fails if it is not (then
-    /// no value may leave: fail closed).
-    async fn resolve_run(
-        &self,
-        team: i64,
-        user: Option<UserId>,
-        environment: Option<&Label>,
-        decide: Decide,
-    ) -> Result<PendingRun, StoreError>;
+    /// Reads the snapshot for a run of `team` by `ask.user` (personal keys) naming
+    /// `ask.environment` (from one database snapshot, possibly kept from an earlier request of
+    /// the same generation, see `store::cache`), takes the decision kept for `ask.inputs` over
+    /// that snapshot or lets `ask.decide` make it, and writes the run (its own part, and the
+    /// decision's shared record if new) and its audit event in one transaction. Returns the
+    /// plan and decision and a [`Durable`] that resolves once that write is durable, or fails
+    /// if it is not (then no value may leave: fail closed).
+    async fn resolve_run(&self, team: i64, ask: RunAsk) -> Result<PendingRun, StoreError>;
     /// Records a run's end; whether the run exists and was started.
     async fn finish_run(
         &self,

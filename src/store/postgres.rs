@@ -20,6 +20,7 @@
 //! PostgreSQL by `sql`); this file holds what is PostgreSQL's own.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -28,14 +29,14 @@ use sqlx::{Postgres, Row};
 use super::cache::Teams;
 use super::common::Write;
 use super::rows::{
-    AUDIT_COLUMNS, KEY_COLUMNS, RUN_COLUMNS, SECRET_COLUMNS, json, key_row, kind_text, label,
-    member_row, named_list, names_json, parse_names, role, run_row, scope, scope_text, secret_name,
-    secret_row, u32_of,
+    AUDIT_COLUMNS, KEY_COLUMNS, RUN_COLUMNS, RUN_SELECT, SECRET_COLUMNS, SHARED_COLUMNS, json,
+    key_row, kind_text, label, member_row, named_list, names_json, parse_names, role, run_row,
+    scope, scope_text, secret_name, secret_row, u32_of,
 };
 use super::{
-    AuditEvent, AuditRow, AuthKey, Bootstrap, Decide, Durable, KeyRow, ListKind, MemberRow, Millis,
-    NamedList, NewKey, NewSecret, PendingRun, RunPlan, RunRow, Sealed, SecretRow, SecretUpdate,
-    Store, StoreError, TeamRow,
+    AuditEvent, AuditRow, AuthKey, Bootstrap, Durable, KeyRow, ListKind, MemberRow, Millis,
+    NamedList, NewKey, NewSecret, PendingRun, RunAsk, RunPlan, RunRow, Sealed, SecretRow,
+    SecretUpdate, SharedRecord, Store, StoreError, TeamRow,
 };
 use crate::core::apikey::KeyId;
 use crate::core::name::{Label, SecretName};
@@ -121,13 +122,7 @@ super::common::sql_store! {
     db: Postgres,
     sql: sql,
     specific: {
-    async fn resolve_run(
-        &self,
-        team: i64,
-        user: Option<UserId>,
-        environment: Option<&Label>,
-        decide: Decide,
-    ) -> Result<PendingRun, StoreError> {
+    async fn resolve_run(&self, team: i64, ask: RunAsk) -> Result<PendingRun, StoreError> {
         let mut tx = self
             .pool
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ")
@@ -145,13 +140,33 @@ super::common::sql_store! {
             self.teams.put(team, generation, std::sync::Arc::clone(&data));
             data
         };
-        let plan = decide(data.snapshot(user, environment));
-        let sealed = data.sealed(&plan.deliver)?;
-        record_run(&mut tx, team, &plan).await?;
+        let decision = data.decide(ask.user, ask.environment.as_ref(), ask.inputs, ask.decide)?;
+        let plan = (ask.start)(&decision);
+        // The shared record, once per decision kept by this process. Another replica may
+        // have committed the same record after this transaction's snapshot began: the insert
+        // then fails to serialize, and that failure says the record is stored.
+        let store_decision = !decision.stored.load(Ordering::Acquire);
+        if store_decision {
+            sqlx::query("SAVEPOINT decision").execute(&mut *tx).await?;
+            let end = match insert_decision(&mut *tx, &decision.record).await {
+                Ok(()) => "RELEASE SAVEPOINT decision",
+                Err(StoreError::Database(sqlx::Error::Database(e)))
+                    if e.code().as_deref() == Some(SERIALIZATION_FAILURE) =>
+                {
+                    "ROLLBACK TO SAVEPOINT decision"
+                }
+                Err(e) => return Err(e),
+            };
+            sqlx::query(end).execute(&mut *tx).await?;
+        }
+        record_run(&mut tx, team, &plan, &decision.record.digest).await?;
         tx.commit().await?;
+        if store_decision {
+            decision.stored.store(true, Ordering::Release);
+        }
         Ok(PendingRun {
             plan,
-            sealed,
+            decision,
             durable: Durable::done(),
         })
     }
@@ -166,11 +181,10 @@ super::common::sql_store! {
         user: Option<UserId>,
         limit: u32,
     ) -> Result<Vec<RunRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, team_id, key_id, user_id, record, status, started_at, ended_at, outcome
-             FROM runs WHERE team_id = $1 AND ($2 IS NULL OR user_id = $3)
-             ORDER BY started_at DESC, seq DESC LIMIT $4",
-        )
+        let rows = sqlx::query(sql(format!(
+            "SELECT {RUN_SELECT} WHERE r.team_id = ? AND (? IS NULL OR r.user_id = ?)
+             ORDER BY r.started_at DESC, r.seq DESC LIMIT ?"
+        )))
         .bind(team)
         .bind(user.map(|u| u.0))
         .bind(user.map(|u| u.0))
@@ -216,6 +230,9 @@ fn sql(
 ) -> sqlx::AssertSqlSafe<std::borrow::Cow<'static, str>> {
     sqlx::AssertSqlSafe(super::common::numbered(&text.into()).into())
 }
+
+/// SQLSTATE `serialization_failure`.
+const SERIALIZATION_FAILURE: &str = "40001";
 
 /// Windows of failed authentications older than this are deleted as new ones are counted.
 const AUTH_FAILURES_KEPT_MS: Millis = 10 * 60 * 1000;
@@ -266,6 +283,20 @@ mod tests {
             .await
             .expect("connects");
         super::super::contract::run_all(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replicas_deciding_the_same_run_at_once_both_record_it() {
+        let Some(url) = test_database().await else {
+            return;
+        };
+        let connect = || PgStore::connect(&url, PoolSettings::default());
+        let (a, b) = tokio::join!(connect(), connect());
+        super::super::contract::replicas_share_one_record(
+            std::sync::Arc::new(a.expect("a")),
+            std::sync::Arc::new(b.expect("b")),
+        )
+        .await;
     }
 
     #[tokio::test]

@@ -110,7 +110,16 @@ pub(super) fn parse_names(text: &str) -> Result<Vec<SecretName>, StoreError> {
 }
 
 /// The columns a new run record is written to, in this order.
-pub(super) const RUN_COLUMNS: &str = "id, team_id, key_id, user_id, record, status, started_at";
+pub(super) const RUN_COLUMNS: &str =
+    "id, team_id, key_id, user_id, record, decision, status, started_at";
+
+/// The columns a decision's shared record is written to, in this order.
+pub(super) const SHARED_COLUMNS: &str = "digest, record";
+
+/// What [`run_row`] reads, from runs `r` with their shared records: `SELECT {RUN_SELECT} WHERE …`.
+pub(super) const RUN_SELECT: &str =
+    "r.id, r.team_id, r.key_id, r.user_id, r.record, d.record AS shared, r.status, r.started_at,
+     r.ended_at, r.outcome FROM runs r LEFT JOIN run_decisions d ON d.digest = r.decision";
 
 /// The columns a new audit event is written to, in this order.
 pub(super) const AUDIT_COLUMNS: &str =
@@ -184,7 +193,7 @@ pub(super) fn run_row(row: &impl Cells) -> Result<RunRow, StoreError> {
         team: row.int("team_id")?,
         key_id: row.text("key_id")?,
         user: row.opt_int("user_id")?.map(UserId),
-        record: parse_json(&row.text("record")?)?,
+        record: run_record(&row.text("record")?, row.opt_text("shared")?.as_deref())?,
         status: row.text("status")?,
         started_at: row.int("started_at")?,
         ended_at: row.opt_int("ended_at")?,
@@ -193,6 +202,22 @@ pub(super) fn run_row(row: &impl Cells) -> Result<RunRow, StoreError> {
             .map(|o| parse_json(&o))
             .transpose()?,
     })
+}
+
+/// A run's record: its own part, with its decision's shared part added (runs recorded before
+/// records were shared have none, and hold everything in their own).
+fn run_record(own: &str, shared: Option<&str>) -> Result<serde_json::Value, StoreError> {
+    let mut record = parse_json(own)?;
+    if let Some(shared) = shared {
+        let serde_json::Value::Object(shared) = parse_json(shared)? else {
+            return Err(corrupt("shared run record", "not an object"));
+        };
+        let Some(own) = record.as_object_mut() else {
+            return Err(corrupt("run record", "not an object"));
+        };
+        own.extend(shared);
+    }
+    Ok(record)
 }
 
 pub(super) fn named_list(row: &impl Cells) -> Result<NamedList, StoreError> {
@@ -214,4 +239,44 @@ pub(super) fn member_row(row: &impl Cells) -> Result<MemberRow, StoreError> {
         role: role(&row.text("role")?)?,
         created_at: row.int("created_at")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_record_is_its_own_part_and_its_shared_part() {
+        let own = r#"{"who":{"key_id":"AbCd1234","user":"ann"}}"#;
+        let shared = r#"{"trigger":"cli","delivered":{"team":{"DB_URL":3},"personal":{}}}"#;
+        assert_eq!(
+            run_record(own, Some(shared)).expect("reads"),
+            serde_json::json!({
+                "who": {"key_id": "AbCd1234", "user": "ann"},
+                "trigger": "cli",
+                "delivered": {"team": {"DB_URL": 3}, "personal": {}},
+            })
+        );
+        // Runs recorded before records were shared hold everything in their own part.
+        let whole = r#"{"who":{"key_id":"AbCd1234"},"trigger":"schedule"}"#;
+        assert_eq!(
+            run_record(whole, None).expect("reads"),
+            serde_json::json!({"who": {"key_id": "AbCd1234"}, "trigger": "schedule"})
+        );
+    }
+
+    #[test]
+    fn a_run_record_that_is_not_two_objects_is_corrupt() {
+        for (own, shared) in [
+            ("[1]", Some("{}")),
+            ("{}", Some("[]")),
+            ("{}", Some("not json")),
+            ("{", None),
+        ] {
+            assert!(
+                matches!(run_record(own, shared), Err(StoreError::Corrupt(_))),
+                "{own} {shared:?}"
+            );
+        }
+    }
 }

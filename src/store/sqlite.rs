@@ -33,14 +33,14 @@ use tokio::sync::{mpsc, oneshot};
 use super::cache::{Generational, Teams};
 use super::common::Write;
 use super::rows::{
-    AUDIT_COLUMNS, KEY_COLUMNS, RUN_COLUMNS, SECRET_COLUMNS, json, key_row, kind_text, label,
-    member_row, named_list, names_json, parse_names, role, run_row, scope, scope_text, secret_name,
-    secret_row, u32_of,
+    AUDIT_COLUMNS, KEY_COLUMNS, RUN_COLUMNS, RUN_SELECT, SECRET_COLUMNS, SHARED_COLUMNS, json,
+    key_row, kind_text, label, member_row, named_list, names_json, parse_names, role, run_row,
+    scope, scope_text, secret_name, secret_row, u32_of,
 };
 use super::{
-    AuditEvent, AuditRow, AuthKey, Bootstrap, Decide, Durable, KeyRow, ListKind, MemberRow, Millis,
-    NamedList, NewKey, NewSecret, PendingRun, RunPlan, RunRow, Sealed, SecretRow, SecretUpdate,
-    Store, StoreError, TeamRow,
+    AuditEvent, AuditRow, AuthKey, Bootstrap, Decision, Durable, KeyRow, ListKind, MemberRow,
+    Millis, NamedList, NewKey, NewSecret, PendingRun, RunAsk, RunPlan, RunRow, Sealed, SecretRow,
+    SecretUpdate, SharedRecord, Store, StoreError, TeamRow,
 };
 use crate::core::apikey::KeyId;
 use crate::core::name::{Label, SecretName};
@@ -77,6 +77,8 @@ const MAX_BATCH: usize = 128;
 struct RunJob {
     team: i64,
     plan: RunPlan,
+    /// The decision whose shared record the run refers to.
+    shared: Arc<Decision>,
     reply: oneshot::Sender<Result<(), StoreError>>,
 }
 
@@ -184,13 +186,7 @@ super::common::sql_store! {
     db: Sqlite,
     sql: sql,
     specific: {
-    async fn resolve_run(
-        &self,
-        team: i64,
-        user: Option<UserId>,
-        environment: Option<&Label>,
-        decide: Decide,
-    ) -> Result<PendingRun, StoreError> {
+    async fn resolve_run(&self, team: i64, ask: RunAsk) -> Result<PendingRun, StoreError> {
         // The reads: one snapshot of the team (a read transaction; WAL lets many run at once),
         // kept until the next configuration change.
         let generation = self.generation();
@@ -203,8 +199,8 @@ super::common::sql_store! {
             self.kept.teams.put(team, generation, Arc::clone(&data));
             data
         };
-        let plan = decide(data.snapshot(user, environment));
-        let sealed = data.sealed(&plan.deliver)?;
+        let decision = data.decide(ask.user, ask.environment.as_ref(), ask.inputs, ask.decide)?;
+        let plan = (ask.start)(&decision);
         // The record: durable before any value leaves (group-committed by the run writer, which
         // answers on `reply` once the batch is committed).
         let (reply, durable) = oneshot::channel();
@@ -212,13 +208,14 @@ super::common::sql_store! {
             .send(RunJob {
                 team,
                 plan: plan.clone(),
+                shared: Arc::clone(&decision),
                 reply,
             })
             .await
             .map_err(|_| StoreError::Corrupt("the run writer stopped".into()))?;
         Ok(PendingRun {
             plan,
-            sealed,
+            decision,
             durable: Durable::after(durable),
         })
     }
@@ -241,11 +238,10 @@ super::common::sql_store! {
         user: Option<UserId>,
         limit: u32,
     ) -> Result<Vec<RunRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, team_id, key_id, user_id, record, status, started_at, ended_at, outcome
-             FROM runs WHERE team_id = ? AND (? IS NULL OR user_id = ?)
-             ORDER BY started_at DESC, rowid DESC LIMIT ?",
-        )
+        let rows = sqlx::query(sql(format!(
+            "SELECT {RUN_SELECT} WHERE r.team_id = ? AND (? IS NULL OR r.user_id = ?)
+             ORDER BY r.started_at DESC, r.rowid DESC LIMIT ?"
+        )))
         .bind(team)
         .bind(user.map(|u| u.0))
         .bind(user.map(|u| u.0))
@@ -265,11 +261,12 @@ fn sql(
 }
 
 /// The run writer: group commit for run records. It takes every record waiting (up to
-/// [`MAX_BATCH`]) and writes them all, with their audit events, in one `BEGIN IMMEDIATE`
-/// transaction of two multi-row inserts, commits once, and only then answers: one fsync and two
-/// statements cover the batch, and a run's values leave only once its record is durable. If the
-/// batch fails, each record is written again in its own savepoint, so one bad record fails
-/// alone; if a commit fails, every job of it gets the error (fail closed).
+/// [`MAX_BATCH`]) and writes them all, with their shared records and audit events, in one
+/// `BEGIN IMMEDIATE` transaction of three multi-row inserts, commits once, and only then
+/// answers: one fsync and three statements cover the batch, and a run's values leave only once
+/// its record is durable. If the batch fails, each record is written again in its own
+/// savepoint, so one bad record fails alone; if a commit fails, every job of it gets the error
+/// (fail closed).
 async fn run_writer(pool: SqlitePool, mut queue: mpsc::Receiver<RunJob>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -289,16 +286,37 @@ async fn run_writer(pool: SqlitePool, mut queue: mpsc::Receiver<RunJob>) {
 /// Writes every record of `jobs` and its audit event in one transaction.
 async fn write_together(pool: &SqlitePool, jobs: &[RunJob]) -> Result<(), StoreError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let mut runs = QueryBuilder::<Sqlite>::new(format!("INSERT INTO runs ({RUN_COLUMNS}) "));
-    runs.push_values(jobs, |mut row, RunJob { team, plan, .. }| {
-        row.push_bind(plan.id.as_str())
-            .push_bind(*team)
-            .push_bind(plan.key_id.as_str())
-            .push_bind(plan.user.map(|u| u.0))
-            .push_bind(plan.record.as_str())
-            .push_bind(plan.status)
-            .push_bind(plan.started_at);
+    let mut shared: Vec<&SharedRecord> = Vec::new();
+    for job in jobs {
+        if !shared.iter().any(|s| s.digest == job.shared.record.digest) {
+            shared.push(&job.shared.record);
+        }
+    }
+    let mut records =
+        QueryBuilder::<Sqlite>::new(format!("INSERT INTO run_decisions ({SHARED_COLUMNS}) "));
+    records.push_values(shared, |mut row, record| {
+        row.push_bind(record.digest.as_slice())
+            .push_bind(record.json.as_str());
     });
+    records.push(" ON CONFLICT DO NOTHING");
+    records.build().persistent(false).execute(&mut *tx).await?;
+    let mut runs = QueryBuilder::<Sqlite>::new(format!("INSERT INTO runs ({RUN_COLUMNS}) "));
+    runs.push_values(
+        jobs,
+        |mut row,
+         RunJob {
+             team, plan, shared, ..
+         }| {
+            row.push_bind(plan.id.as_str())
+                .push_bind(*team)
+                .push_bind(plan.key_id.as_str())
+                .push_bind(plan.user.map(|u| u.0))
+                .push_bind(plan.record.as_str())
+                .push_bind(shared.record.digest.as_slice())
+                .push_bind(plan.status)
+                .push_bind(plan.started_at);
+        },
+    );
     runs.build().persistent(false).execute(&mut *tx).await?;
     let mut audit = QueryBuilder::<Sqlite>::new(format!("INSERT INTO audit ({AUDIT_COLUMNS}) "));
     audit.push_values(jobs, |mut row, job| {
@@ -323,9 +341,16 @@ async fn write_each(pool: &SqlitePool, jobs: &[RunJob]) -> Vec<Result<(), StoreE
     let mut results = Vec::with_capacity(jobs.len());
     let committed = async {
         let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-        for RunJob { team, plan, .. } in jobs {
+        for RunJob {
+            team, plan, shared, ..
+        } in jobs
+        {
             sqlx::query("SAVEPOINT run").execute(&mut *tx).await?;
-            let result = record_run(&mut tx, *team, plan).await;
+            let result = async {
+                insert_decision(&mut *tx, &shared.record).await?;
+                record_run(&mut tx, *team, plan, &shared.record.digest).await
+            }
+            .await;
             let end = if result.is_ok() {
                 "RELEASE run"
             } else {

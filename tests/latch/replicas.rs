@@ -278,7 +278,21 @@ async fn concurrent_resolves_through_both_replicas_all_succeed() {
         None,
     )
     .await;
-    assert!(runs.as_array().expect("list").len() >= 100, "runs recorded");
+    let runs = runs.as_array().expect("list");
+    assert_eq!(runs.len(), 320, "every run recorded");
+    for run in runs {
+        // Each record is whole: its own part and the shared part, which both replicas stored
+        // at once (one of them seeing the other's and going on).
+        let record = &run["record"];
+        assert!(record["who"]["key_id"].is_string(), "{run}");
+        assert_eq!(
+            record["delivered"]["team"]
+                .as_object()
+                .map(serde_json::Map::len),
+            Some(20),
+            "{run}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

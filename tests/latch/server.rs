@@ -932,6 +932,104 @@ async fn a_run_whose_record_cannot_be_written_gets_no_value() {
     p.stop().await;
 }
 
+/// Runs that repeat their inputs share one stored copy of what they resolved to (names and
+/// versions), each run keeping only who started it; every record still reads back whole, and
+/// an older run keeps the versions it got after a secret changes.
+#[tokio::test]
+async fn repeated_runs_store_their_names_once_and_read_back_whole() {
+    use sqlx::Connection as _;
+    let p = start().await;
+    let owner = p.owner.clone();
+    for i in 0..20 {
+        p.ok(
+            &owner,
+            Method::POST,
+            "/v1/secrets",
+            Some(json!({"scope": "team", "name": format!("S_{i}"), "value": format!("value-{i}-abcdefgh")})),
+        )
+        .await;
+    }
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        let run = p
+            .ok(&owner, Method::POST, "/v1/runs", Some(json!({})))
+            .await;
+        ids.push(run["run_id"].as_str().expect("run id").to_owned());
+    }
+    p.ok(
+        &owner,
+        Method::POST,
+        "/v1/runs",
+        Some(json!({"secrets": ["S_1"]})),
+    )
+    .await;
+    p.ok(
+        &owner,
+        Method::PATCH,
+        "/v1/secrets/team/S_0",
+        Some(json!({"value": "value-0-changed"})),
+    )
+    .await;
+    let after = p
+        .ok(&owner, Method::POST, "/v1/runs", Some(json!({})))
+        .await;
+    let after = after["run_id"].as_str().expect("run id").to_owned();
+
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(p.dir.path().join("latch.db"))
+        .read_only(true);
+    let mut db = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .expect("opens the database file");
+    let count = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql);
+    let runs = count("SELECT count(*) FROM runs").fetch_one(&mut db).await;
+    let shared = count("SELECT count(*) FROM run_decisions")
+        .fetch_one(&mut db)
+        .await;
+    db.close().await.expect("closes");
+    assert_eq!(runs.expect("counts"), 12);
+    assert_eq!(
+        shared.expect("counts"),
+        3,
+        "ten alike, one with its own list, one after a change"
+    );
+
+    for id in &ids {
+        let run = p
+            .ok(&owner, Method::GET, &format!("/v1/runs/{id}"), None)
+            .await;
+        let record = &run["record"];
+        assert_eq!(record["who"]["user"], "owner", "{run}");
+        assert_eq!(record["trigger"], "cli", "{run}");
+        assert_eq!(
+            record["delivered"]["team"]
+                .as_object()
+                .map(serde_json::Map::len),
+            Some(20),
+            "{run}"
+        );
+        assert_eq!(
+            record["delivered"]["team"]["S_0"], 1,
+            "the version this run got: {run}"
+        );
+    }
+    let run = p
+        .ok(&owner, Method::GET, &format!("/v1/runs/{after}"), None)
+        .await;
+    assert_eq!(run["record"]["delivered"]["team"]["S_0"], 2, "{run}");
+    let listed = p.ok(&owner, Method::GET, "/v1/runs", None).await;
+    let listed = listed.as_array().expect("list");
+    assert_eq!(listed.len(), 12);
+    assert!(
+        listed
+            .iter()
+            .all(|r| r["record"]["who"]["key_id"].is_string()
+                && r["record"]["delivered"]["team"].is_object()),
+        "{listed:?}"
+    );
+    p.stop().await;
+}
+
 #[tokio::test]
 async fn data_survives_a_restart_and_a_wrong_root_key_is_refused() {
     let p = start().await;
