@@ -20,7 +20,7 @@ use std::alloc::{GlobalAlloc, Layout};
 use mimalloc::MiMalloc as Base;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use zeroize::Zeroize;
+use crate::core::value::wipe_raw;
 
 static WIPE: AtomicBool = AtomicBool::new(false);
 
@@ -39,16 +39,6 @@ pub fn enabled() -> bool {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Wiping;
 
-/// Zeroes `len` bytes at `ptr` with volatile writes (a plain `memset` before `free` is a dead
-/// store the compiler may remove).
-///
-/// # Safety
-/// `ptr` must be valid for writes of `len` bytes.
-unsafe fn wipe(ptr: *mut u8, len: usize) {
-    // SAFETY: the caller guarantees `ptr..ptr+len` is one live allocation.
-    unsafe { std::slice::from_raw_parts_mut(ptr, len) }.zeroize();
-}
-
 // SAFETY: every method forwards to `Base` with the same layout; wiping only writes inside
 // the block being freed, before it is freed.
 unsafe impl GlobalAlloc for Wiping {
@@ -65,7 +55,7 @@ unsafe impl GlobalAlloc for Wiping {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if enabled() {
             // SAFETY: `ptr` is a live block of `layout.size()` bytes until freed below.
-            unsafe { wipe(ptr, layout.size()) };
+            unsafe { wipe_raw(ptr, layout.size()) };
         }
         // SAFETY: forwarded as is.
         unsafe { Base.dealloc(ptr, layout) }
@@ -86,7 +76,7 @@ unsafe impl GlobalAlloc for Wiping {
             // SAFETY: both blocks are live and do not overlap; the copy stays within both.
             unsafe {
                 std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
-                wipe(ptr, layout.size());
+                wipe_raw(ptr, layout.size());
                 Base.dealloc(ptr, layout);
             }
         }
