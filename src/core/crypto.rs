@@ -156,7 +156,7 @@ fn open_with(
     body: &[u8],
     out: &mut Zeroizing<Vec<u8>>,
 ) -> Result<(), CryptoError> {
-    crate::core::value::wipe_vec(&mut **out);
+    crate::core::value::wipe_vec(out);
     if out.capacity() < body.len() {
         **out = Vec::with_capacity(body.len());
     }
