@@ -383,9 +383,10 @@ impl ResolvedWriter {
         self.first = false;
         // A name is `[A-Za-z_][A-Za-z0-9_]*`: nothing in it needs escaping.
         out.extend(name.as_str().as_bytes());
-        out.extend(b"\",\"scope\":");
-        put(out, &scope)?;
-        out.extend(b",\"version\":");
+        out.extend(match scope {
+            Scope::Team => b"\",\"scope\":\"team\",\"version\":".as_slice(),
+            Scope::Personal => b"\",\"scope\":\"personal\",\"version\":".as_slice(),
+        });
         put(out, &version)?;
         out.extend(b",\"value\":");
         put(out, value)?;

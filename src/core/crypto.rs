@@ -12,6 +12,7 @@ use std::fmt;
 
 use aws_lc_rs::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 use rand_core::TryCryptoRng;
+use smallvec::SmallVec;
 use zeroize::Zeroizing;
 
 use super::resolve::Scope;
@@ -296,11 +297,13 @@ pub struct Binding<'a> {
 
 impl Binding<'_> {
     /// Length-prefixed, so no two bindings encode alike.
-    fn aad(&self) -> Vec<u8> {
+    /// On the stack: every name a secret may have (at most 128 bytes) fits, so opening a
+    /// value allocates nothing for it.
+    fn aad(&self) -> SmallVec<[u8; 192]> {
         const PREFIX: &[u8] = b"latch/secret/v1\0";
-        // Sized once: prefix, team, scope, owner tag and id, secret, name length and name,
-        // version, key version.
-        let mut aad = Vec::with_capacity(PREFIX.len() + 8 + 1 + 9 + 8 + 8 + self.name.len() + 8);
+        // Prefix, team, scope, owner tag and id, secret, name length and name, version, key
+        // version.
+        let mut aad = SmallVec::new();
         aad.extend_from_slice(PREFIX);
         aad.extend_from_slice(&self.team.to_be_bytes());
         aad.push(match self.scope {

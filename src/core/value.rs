@@ -145,14 +145,21 @@ impl WipingBuf {
     }
 
     /// Appends `bytes`, growing (and wiping what it leaves) when there is no room.
+    #[inline]
     pub fn extend(&mut self, bytes: &[u8]) {
         if self.0.capacity() - self.0.len() < bytes.len() {
-            let needed = self.0.len() + bytes.len();
-            let mut grown = Vec::with_capacity(needed.max(2 * self.0.capacity()));
-            grown.extend_from_slice(&self.0);
-            wipe_vec(&mut std::mem::replace(&mut self.0, grown));
+            self.grow(bytes.len());
         }
         self.0.extend_from_slice(bytes);
+    }
+
+    /// Moves to an allocation with room for `more` bytes, wiping the one it leaves.
+    #[cold]
+    fn grow(&mut self, more: usize) {
+        let needed = self.0.len() + more;
+        let mut grown = Vec::with_capacity(needed.max(2 * self.0.capacity()));
+        grown.extend_from_slice(&self.0);
+        wipe_vec(&mut std::mem::replace(&mut self.0, grown));
     }
 }
 

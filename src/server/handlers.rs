@@ -950,10 +950,18 @@ pub(super) async fn remove_member(
 /// UUIDv7. Ids made later sort later, so new runs append to the end of the id index instead of
 /// landing on a random page of it (each random landing is a page written per run).
 fn run_id(now: i64) -> Result<String, ApiError> {
-    let a = random_id(&mut SysRng)?;
-    let b = random_id(&mut SysRng)? & 0xffff;
+    use rand_core::TryRng;
+    use std::fmt::Write as _;
+    let mut random = [0u8; 10];
+    SysRng
+        .try_fill_bytes(&mut random)
+        .map_err(|_| ApiError::from(CryptoError::Rng))?;
     let ms = u64::try_from(now).unwrap_or(0) & 0xffff_ffff_ffff;
-    Ok(format!("run_{ms:012x}{a:016x}{b:04x}"))
+    let mut id = format!("run_{ms:012x}");
+    for b in random {
+        let _ = write!(id, "{b:02x}");
+    }
+    Ok(id)
 }
 
 #[utoipa::path(post, path = "/v1/runs", tag = "runs", request_body = ResolveRun, responses((status = 201, description = "the run and its secrets (the only response that carries values)", body = Resolved), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, description = "a required secret is missing", body = Problem)))]
@@ -1388,4 +1396,34 @@ pub(super) async fn audit(
         })
         .collect::<Result<_, ApiError>>()?;
     Ok(Json(events))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_are_time_ordered_hex_with_80_random_bits() {
+        let id = run_id(1_700_000_000_000).expect("id");
+        let hex = id.strip_prefix("run_").expect("prefix");
+        assert_eq!(hex.len(), 32, "{id}");
+        assert!(
+            hex.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+            "{id}"
+        );
+        assert!(
+            hex.starts_with(&format!("{:012x}", 1_700_000_000_000_u64)),
+            "{id}"
+        );
+        let same_ms: std::collections::BTreeSet<String> = (0..100)
+            .map(|_| run_id(1_700_000_000_000).expect("id"))
+            .collect();
+        assert_eq!(same_ms.len(), 100, "ids of one millisecond differ");
+        let later = run_id(1_700_000_000_001).expect("id");
+        assert!(
+            same_ms.iter().all(|earlier| *earlier < later),
+            "a later id sorts later"
+        );
+    }
 }

@@ -262,8 +262,8 @@ fn sql(
 
 /// The run writer: group commit for run records. It takes every record waiting (up to
 /// [`MAX_BATCH`]) and writes them all, with their shared records and audit events, in one
-/// `BEGIN IMMEDIATE` transaction of three multi-row inserts, commits once, and only then
-/// answers: one fsync and three statements cover the batch, and a run's values leave only once
+/// `BEGIN IMMEDIATE` transaction of multi-row inserts, commits once, and only then answers:
+/// one fsync and a few statements cover the batch, and a run's values leave only once
 /// its record is durable. If the batch fails, each record is written again in its own
 /// savepoint, so one bad record fails alone; if a commit fails, every job of it gets the error
 /// (fail closed).
@@ -292,47 +292,70 @@ async fn write_together(pool: &SqlitePool, jobs: &[RunJob]) -> Result<(), StoreE
             shared.push(&job.shared.record);
         }
     }
-    let mut records =
-        QueryBuilder::<Sqlite>::new(format!("INSERT INTO run_decisions ({SHARED_COLUMNS}) "));
-    records.push_values(shared, |mut row, record| {
-        row.push_bind(record.digest.as_slice())
-            .push_bind(record.json.as_str());
-    });
-    records.push(" ON CONFLICT DO NOTHING");
-    records.build().persistent(false).execute(&mut *tx).await?;
-    let mut runs = QueryBuilder::<Sqlite>::new(format!("INSERT INTO runs ({RUN_COLUMNS}) "));
-    runs.push_values(
-        jobs,
-        |mut row,
-         RunJob {
-             team, plan, shared, ..
-         }| {
-            row.push_bind(plan.id.as_str())
-                .push_bind(*team)
-                .push_bind(plan.key_id.as_str())
-                .push_bind(plan.user.map(|u| u.0))
-                .push_bind(plan.record.as_str())
-                .push_bind(shared.record.digest.as_slice())
-                .push_bind(plan.status)
-                .push_bind(plan.started_at);
-        },
-    );
-    runs.build().persistent(false).execute(&mut *tx).await?;
-    let mut audit = QueryBuilder::<Sqlite>::new(format!("INSERT INTO audit ({AUDIT_COLUMNS}) "));
-    audit.push_values(jobs, |mut row, job| {
-        let e = &job.plan.audit;
-        row.push_bind(e.team)
-            .push_bind(e.at)
-            .push_bind(e.actor_user.map(|u| u.0))
-            .push_bind(e.actor_key.as_deref())
-            .push_bind(e.action.as_str())
-            .push_bind(e.target.as_str())
-            .push_bind(e.outcome.as_str())
-            .push_bind(e.detail.as_str());
-    });
-    audit.build().persistent(false).execute(&mut *tx).await?;
+    for chunk in in_shapes(&shared) {
+        let mut records =
+            QueryBuilder::<Sqlite>::new(format!("INSERT INTO run_decisions ({SHARED_COLUMNS}) "));
+        records.push_values(chunk, |mut row, record| {
+            row.push_bind(record.digest.as_slice())
+                .push_bind(record.json.as_str());
+        });
+        records.push(" ON CONFLICT DO NOTHING");
+        records.build().execute(&mut *tx).await?;
+    }
+    for chunk in in_shapes(jobs) {
+        let mut runs = QueryBuilder::<Sqlite>::new(format!("INSERT INTO runs ({RUN_COLUMNS}) "));
+        runs.push_values(
+            chunk,
+            |mut row,
+             RunJob {
+                 team, plan, shared, ..
+             }| {
+                row.push_bind(plan.id.as_str())
+                    .push_bind(*team)
+                    .push_bind(plan.key_id.as_str())
+                    .push_bind(plan.user.map(|u| u.0))
+                    .push_bind(plan.record.as_str())
+                    .push_bind(shared.record.digest.as_slice())
+                    .push_bind(plan.status)
+                    .push_bind(plan.started_at);
+            },
+        );
+        runs.build().execute(&mut *tx).await?;
+        let mut audit =
+            QueryBuilder::<Sqlite>::new(format!("INSERT INTO audit ({AUDIT_COLUMNS}) "));
+        audit.push_values(chunk, |mut row, job| {
+            let e = &job.plan.audit;
+            row.push_bind(e.team)
+                .push_bind(e.at)
+                .push_bind(e.actor_user.map(|u| u.0))
+                .push_bind(e.actor_key.as_deref())
+                .push_bind(e.action.as_str())
+                .push_bind(e.target.as_str())
+                .push_bind(e.outcome.as_str())
+                .push_bind(e.detail.as_str());
+        });
+        audit.build().execute(&mut *tx).await?;
+    }
     tx.commit().await?;
     Ok(())
+}
+
+/// Largest multi-row insert the writer makes.
+const MAX_SHAPE: usize = 64;
+
+/// `items` in consecutive chunks whose lengths are powers of two up to [`MAX_SHAPE`], largest
+/// first: a batch of any size becomes a few multi-row inserts of only seven shapes, which the
+/// connection prepares once and keeps (a statement per batch size was prepared anew each time).
+fn in_shapes<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if items.is_empty() {
+            return None;
+        }
+        let len = MAX_SHAPE.min(1 << items.len().ilog2());
+        let (chunk, rest) = items.split_at(len);
+        items = rest;
+        Some(chunk)
+    })
 }
 
 /// Writes each record of `jobs` in its own savepoint of one transaction: a record that fails
@@ -389,6 +412,21 @@ mod tests {
             .await
             .expect("opens");
         (store, dir)
+    }
+
+    #[test]
+    fn batches_are_cut_into_a_few_shapes() {
+        let lengths = |n: usize| -> Vec<usize> {
+            let items: Vec<usize> = (0..n).collect();
+            let chunks: Vec<&[usize]> = in_shapes(&items).collect();
+            assert_eq!(chunks.concat(), items, "every item once, in order");
+            chunks.iter().map(|c| c.len()).collect()
+        };
+        assert_eq!(lengths(0), Vec::<usize>::new());
+        assert_eq!(lengths(1), vec![1]);
+        assert_eq!(lengths(37), vec![32, 4, 1]);
+        assert_eq!(lengths(MAX_BATCH), vec![64, 64]);
+        assert_eq!(lengths(127), vec![64, 32, 16, 8, 4, 2, 1]);
     }
 
     #[tokio::test]
