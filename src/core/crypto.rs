@@ -12,7 +12,6 @@ use std::fmt;
 
 use aws_lc_rs::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 use rand_core::TryCryptoRng;
-use smallvec::SmallVec;
 use zeroize::Zeroizing;
 
 use super::resolve::Scope;
@@ -296,33 +295,70 @@ pub struct Binding<'a> {
 }
 
 impl Binding<'_> {
-    /// Length-prefixed, so no two bindings encode alike.
-    /// On the stack: every name a secret may have (at most 128 bytes) fits, so opening a
-    /// value allocates nothing for it.
-    fn aad(&self) -> SmallVec<[u8; 192]> {
+    /// Length-prefixed, so no two bindings encode alike: prefix, team, scope, owner tag and
+    /// id, secret, name length and name, version, key version.
+    fn aad(&self) -> AadBuf {
         const PREFIX: &[u8] = b"latch/secret/v1\0";
-        // Prefix, team, scope, owner tag and id, secret, name length and name, version, key
-        // version.
-        let mut aad = SmallVec::new();
-        aad.extend_from_slice(PREFIX);
-        aad.extend_from_slice(&self.team.to_be_bytes());
-        aad.push(match self.scope {
-            Scope::Team => 0,
+        let (tag, owner) = match self.owner {
+            None => (0u8, None),
+            Some(owner) => (1, Some(owner.to_be_bytes())),
+        };
+        let scope = [match self.scope {
+            Scope::Team => 0u8,
             Scope::Personal => 1,
-        });
-        match self.owner {
-            None => aad.push(0),
-            Some(owner) => {
-                aad.push(1);
-                aad.extend_from_slice(&owner.to_be_bytes());
-            }
+        }];
+        let parts: [&[u8]; 10] = [
+            PREFIX,
+            &self.team.to_be_bytes(),
+            &scope,
+            &[tag],
+            owner.as_ref().map_or(&[][..], |o| &o[..]),
+            &self.secret.to_be_bytes(),
+            &(self.name.len() as u64).to_be_bytes(),
+            self.name.as_bytes(),
+            &self.version.to_be_bytes(),
+            &self.key_version.to_be_bytes(),
+        ];
+        let len = parts.iter().map(|p| p.len()).sum();
+        let mut aad = if len <= AAD_ON_STACK {
+            AadBuf::Stack([0; AAD_ON_STACK], len)
+        } else {
+            AadBuf::Heap(vec![0; len])
+        };
+        let mut at = 0;
+        for part in parts {
+            aad.as_mut()[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
         }
-        aad.extend_from_slice(&self.secret.to_be_bytes());
-        aad.extend_from_slice(&(self.name.len() as u64).to_be_bytes());
-        aad.extend_from_slice(self.name.as_bytes());
-        aad.extend_from_slice(&self.version.to_be_bytes());
-        aad.extend_from_slice(&self.key_version.to_be_bytes());
         aad
+    }
+}
+
+/// Room for the associated data of every name a secret may have (at most 128 bytes).
+const AAD_ON_STACK: usize = 200;
+
+/// A binding's associated data: built on the stack, so opening a value allocates nothing for
+/// it (a longer name, which a secret never has, goes to the heap).
+enum AadBuf {
+    Stack([u8; AAD_ON_STACK], usize),
+    Heap(Vec<u8>),
+}
+
+impl AsRef<[u8]> for AadBuf {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            Self::Stack(bytes, len) => &bytes[..*len],
+            Self::Heap(bytes) => bytes,
+        }
+    }
+}
+
+impl AsMut<[u8]> for AadBuf {
+    fn as_mut(&mut self) -> &mut [u8] {
+        match self {
+            Self::Stack(bytes, len) => &mut bytes[..*len],
+            Self::Heap(bytes) => bytes,
+        }
     }
 }
 
@@ -345,7 +381,12 @@ impl DataKey {
         value: &SecretValue,
         rng: &mut R,
     ) -> Result<Vec<u8>, CryptoError> {
-        seal(&self.0, &binding.aad(), value.expose().as_bytes(), rng)
+        seal(
+            &self.0,
+            binding.aad().as_ref(),
+            value.expose().as_bytes(),
+            rng,
+        )
     }
 
     /// Opens a value sealed for the row described by `binding`.
@@ -354,7 +395,7 @@ impl DataKey {
     /// [`CryptoError::Integrity`] if the ciphertext was altered or belongs to another row;
     /// [`CryptoError::Malformed`] if it is not a sealed value.
     pub fn open(&self, binding: &Binding<'_>, sealed: &[u8]) -> Result<SecretValue, CryptoError> {
-        let mut plain = open(&self.0, &binding.aad(), sealed)?;
+        let mut plain = open(&self.0, binding.aad().as_ref(), sealed)?;
         SecretValue::from_bytes(std::mem::take(&mut *plain)).map_err(|_| CryptoError::Malformed)
     }
 
@@ -410,7 +451,7 @@ impl ValueKey {
         open_with(
             &self.cipher,
             Nonce::assume_unique_for_key(inner),
-            &binding.aad(),
+            binding.aad().as_ref(),
             body,
             scratch,
         )?;
@@ -442,6 +483,42 @@ mod tests {
     }
 
     const VALUE: &str = "sk-live-4f9a8b7c6d5e";
+
+    /// The associated data is part of every stored ciphertext: its bytes must never change.
+    #[test]
+    fn the_associated_data_keeps_its_stored_format() {
+        let team = binding("DB_URL").aad();
+        let mut want = b"latch/secret/v1\0".to_vec();
+        want.extend_from_slice(&1i64.to_be_bytes()); // team
+        want.push(0); // scope: team
+        want.push(0); // no owner
+        want.extend_from_slice(&7i64.to_be_bytes()); // secret id
+        want.extend_from_slice(&6u64.to_be_bytes()); // name length
+        want.extend_from_slice(b"DB_URL");
+        want.extend_from_slice(&1u32.to_be_bytes()); // version
+        want.extend_from_slice(&1u32.to_be_bytes()); // key version
+        assert_eq!(team.as_ref(), want.as_slice());
+
+        let long = "N".repeat(300); // longer than any secret name: built on the heap
+        let personal = Binding {
+            scope: Scope::Personal,
+            owner: Some(42),
+            version: 3,
+            ..binding(&long)
+        }
+        .aad();
+        let mut want = b"latch/secret/v1\0".to_vec();
+        want.extend_from_slice(&1i64.to_be_bytes());
+        want.push(1); // scope: personal
+        want.push(1); // an owner…
+        want.extend_from_slice(&42i64.to_be_bytes()); // …and its id
+        want.extend_from_slice(&7i64.to_be_bytes());
+        want.extend_from_slice(&300u64.to_be_bytes());
+        want.extend_from_slice(long.as_bytes());
+        want.extend_from_slice(&3u32.to_be_bytes());
+        want.extend_from_slice(&1u32.to_be_bytes());
+        assert_eq!(personal.as_ref(), want.as_slice());
+    }
 
     #[test]
     fn root_key_file_format() {
@@ -586,7 +663,7 @@ mod tests {
             Some(CryptoError::Malformed)
         );
         // A plaintext that breaks the rules of a value is refused, not returned.
-        let nul = seal(&key.0, &here.aad(), b"a\0b", &mut rng).expect("seals");
+        let nul = seal(&key.0, here.aad().as_ref(), b"a\0b", &mut rng).expect("seals");
         let nul_key = key.value_key(&nul).expect("derives");
         assert_eq!(
             nul_key.open_into(&here, &nul, &mut scratch).err(),

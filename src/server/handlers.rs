@@ -155,6 +155,14 @@ fn event(
         map.insert("actor".into(), json!(caller.actor_name()));
     }
     AuditEvent {
+        detail: detail.to_string(),
+        ..event_without_detail(app, caller, action, target)
+    }
+}
+
+/// An event whose detail the caller writes itself (a run's, from its decision).
+fn event_without_detail(app: &App, caller: &Caller, action: &str, target: String) -> AuditEvent {
+    AuditEvent {
         team: caller.team,
         at: app.now(),
         actor_user: Some(caller.actor()),
@@ -162,7 +170,7 @@ fn event(
         action: action.to_owned(),
         target,
         outcome: "ok".to_owned(),
-        detail: detail.to_string(),
+        detail: String::new(),
     }
 }
 
@@ -985,7 +993,7 @@ pub(super) async fn resolve(
     };
     let now = app.now();
     let id = run_id(now)?;
-    let base_event = event(&app, &caller, "run.start", id.clone(), json!({}));
+    let base_event = event_without_detail(&app, &caller, "run.start", id.clone());
     let user = caller.user.as_ref().map(|(u, _)| *u);
     let started = RunStart {
         id,

@@ -121,7 +121,7 @@ async fn resolve_durably(
     };
     let run = store.resolve_run(team, ask).await?;
     run.durable.wait().await?;
-    Ok((run.plan, run.decision))
+    Ok((RunPlan::clone(&run.plan), run.decision))
 }
 
 async fn seen(

@@ -447,7 +447,7 @@ impl std::fmt::Debug for RunAsk {
 #[derive(Debug)]
 pub struct PendingRun {
     /// This run's own part of the record.
-    pub plan: RunPlan,
+    pub plan: Arc<RunPlan>,
     /// What was decided (shared with other runs of the same inputs).
     pub decision: Arc<Decision>,
     /// When the record and its audit event are durable.

@@ -141,7 +141,7 @@ super::common::sql_store! {
             data
         };
         let decision = data.decide(ask.user, ask.environment.as_ref(), ask.inputs, ask.decide)?;
-        let plan = (ask.start)(&decision);
+        let plan = std::sync::Arc::new((ask.start)(&decision));
         // The shared record, once per decision kept by this process. Another replica may
         // have committed the same record after this transaction's snapshot began: the insert
         // then fails to serialize, and that failure says the record is stored.

@@ -76,7 +76,7 @@ const MAX_BATCH: usize = 128;
 /// A run record waiting for the run writer.
 struct RunJob {
     team: i64,
-    plan: RunPlan,
+    plan: Arc<RunPlan>,
     /// The decision whose shared record the run refers to.
     shared: Arc<Decision>,
     reply: oneshot::Sender<Result<(), StoreError>>,
@@ -200,14 +200,14 @@ super::common::sql_store! {
             data
         };
         let decision = data.decide(ask.user, ask.environment.as_ref(), ask.inputs, ask.decide)?;
-        let plan = (ask.start)(&decision);
+        let plan = Arc::new((ask.start)(&decision));
         // The record: durable before any value leaves (group-committed by the run writer, which
         // answers on `reply` once the batch is committed).
         let (reply, durable) = oneshot::channel();
         self.runs
             .send(RunJob {
                 team,
-                plan: plan.clone(),
+                plan: Arc::clone(&plan),
                 shared: Arc::clone(&decision),
                 reply,
             })
