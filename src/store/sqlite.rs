@@ -262,8 +262,8 @@ fn sql(
 
 /// The run writer: group commit for run records. It takes every record waiting (up to
 /// [`MAX_BATCH`]) and writes them all, with their shared records and audit events, in one
-/// `BEGIN IMMEDIATE` transaction of multi-row inserts, commits once, and only then answers:
-/// one fsync and a few statements cover the batch, and a run's values leave only once
+/// `BEGIN IMMEDIATE` transaction of three multi-row inserts, sent as one statement list, commits
+/// once, and only then answers: one fsync and one exchange with the database cover the batch, and a run's values leave only once
 /// its record is durable. If the batch fails, each record is written again in its own
 /// savepoint, so one bad record fails alone; if a commit fails, every job of it gets the error
 /// (fail closed).
@@ -285,77 +285,63 @@ async fn run_writer(pool: SqlitePool, mut queue: mpsc::Receiver<RunJob>) {
 
 /// Writes every record of `jobs` and its audit event in one transaction.
 async fn write_together(pool: &SqlitePool, jobs: &[RunJob]) -> Result<(), StoreError> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let mut shared: Vec<&SharedRecord> = Vec::new();
     for job in jobs {
         if !shared.iter().any(|s| s.digest == job.shared.record.digest) {
             shared.push(&job.shared.record);
         }
     }
-    for chunk in in_shapes(&shared) {
-        let mut records =
-            QueryBuilder::<Sqlite>::new(format!("INSERT INTO run_decisions ({SHARED_COLUMNS}) "));
-        records.push_values(chunk, |mut row, record| {
-            row.push_bind(record.digest.as_slice())
-                .push_bind(record.json.as_str());
-        });
-        records.push(" ON CONFLICT DO NOTHING");
-        records.build().execute(&mut *tx).await?;
-    }
-    for chunk in in_shapes(jobs) {
-        let mut runs = QueryBuilder::<Sqlite>::new(format!("INSERT INTO runs ({RUN_COLUMNS}) "));
-        runs.push_values(
-            chunk,
-            |mut row,
-             RunJob {
-                 team, plan, shared, ..
-             }| {
-                row.push_bind(plan.id.as_str())
-                    .push_bind(*team)
-                    .push_bind(plan.key_id.as_str())
-                    .push_bind(plan.user.map(|u| u.0))
-                    .push_bind(plan.record.as_str())
-                    .push_bind(shared.record.digest.as_slice())
-                    .push_bind(plan.status)
-                    .push_bind(plan.started_at);
-            },
-        );
-        runs.build().execute(&mut *tx).await?;
-        let mut audit =
-            QueryBuilder::<Sqlite>::new(format!("INSERT INTO audit ({AUDIT_COLUMNS}) "));
-        audit.push_values(chunk, |mut row, job| {
-            let e = &job.plan.audit;
-            row.push_bind(e.team)
-                .push_bind(e.at)
-                .push_bind(e.actor_user.map(|u| u.0))
-                .push_bind(e.actor_key.as_deref())
-                .push_bind(e.action.as_str())
-                .push_bind(e.target.as_str())
-                .push_bind(e.outcome.as_str())
-                .push_bind(e.detail.as_str());
-        });
-        audit.build().execute(&mut *tx).await?;
-    }
-    tx.commit().await?;
-    Ok(())
-}
-
-/// Largest multi-row insert the writer makes.
-const MAX_SHAPE: usize = 64;
-
-/// `items` in consecutive chunks whose lengths are powers of two up to [`MAX_SHAPE`], largest
-/// first: a batch of any size becomes a few multi-row inserts of only seven shapes, which the
-/// connection prepares once and keeps (a statement per batch size was prepared anew each time).
-fn in_shapes<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
-    std::iter::from_fn(move || {
-        if items.is_empty() {
-            return None;
+    // One statement list, so the whole batch is one exchange with the connection's thread:
+    // under load, each exchange waits for that thread and then for this task to be scheduled.
+    let mut batch = QueryBuilder::<Sqlite>::new(format!(
+        "BEGIN IMMEDIATE; INSERT INTO run_decisions ({SHARED_COLUMNS}) "
+    ));
+    batch.push_values(shared, |mut row, record| {
+        row.push_bind(record.digest.as_slice())
+            .push_bind(record.json.as_str());
+    });
+    batch.push(format!(
+        " ON CONFLICT DO NOTHING; INSERT INTO runs ({RUN_COLUMNS}) "
+    ));
+    batch.push_values(
+        jobs,
+        |mut row,
+         RunJob {
+             team, plan, shared, ..
+         }| {
+            row.push_bind(plan.id.as_str())
+                .push_bind(*team)
+                .push_bind(plan.key_id.as_str())
+                .push_bind(plan.user.map(|u| u.0))
+                .push_bind(plan.record.as_str())
+                .push_bind(shared.record.digest.as_slice())
+                .push_bind(plan.status)
+                .push_bind(plan.started_at);
+        },
+    );
+    batch.push(format!("; INSERT INTO audit ({AUDIT_COLUMNS}) "));
+    batch.push_values(jobs, |mut row, job| {
+        let e = &job.plan.audit;
+        row.push_bind(e.team)
+            .push_bind(e.at)
+            .push_bind(e.actor_user.map(|u| u.0))
+            .push_bind(e.actor_key.as_deref())
+            .push_bind(e.action.as_str())
+            .push_bind(e.target.as_str())
+            .push_bind(e.outcome.as_str())
+            .push_bind(e.detail.as_str());
+    });
+    batch.push("; COMMIT");
+    let mut conn = pool.acquire().await?;
+    match batch.build().execute(&mut *conn).await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            // The transaction may still be open on this connection: close it, rather than
+            // hand it back to the pool in that state.
+            drop(conn.detach());
+            Err(e.into())
         }
-        let len = MAX_SHAPE.min(1 << items.len().ilog2());
-        let (chunk, rest) = items.split_at(len);
-        items = rest;
-        Some(chunk)
-    })
+    }
 }
 
 /// Writes each record of `jobs` in its own savepoint of one transaction: a record that fails
@@ -412,21 +398,6 @@ mod tests {
             .await
             .expect("opens");
         (store, dir)
-    }
-
-    #[test]
-    fn batches_are_cut_into_a_few_shapes() {
-        let lengths = |n: usize| -> Vec<usize> {
-            let items: Vec<usize> = (0..n).collect();
-            let chunks: Vec<&[usize]> = in_shapes(&items).collect();
-            assert_eq!(chunks.concat(), items, "every item once, in order");
-            chunks.iter().map(|c| c.len()).collect()
-        };
-        assert_eq!(lengths(0), Vec::<usize>::new());
-        assert_eq!(lengths(1), vec![1]);
-        assert_eq!(lengths(37), vec![32, 4, 1]);
-        assert_eq!(lengths(MAX_BATCH), vec![64, 64]);
-        assert_eq!(lengths(127), vec![64, 32, 16, 8, 4, 2, 1]);
     }
 
     #[tokio::test]
