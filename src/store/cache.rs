@@ -34,6 +34,17 @@ const MAX_ENTRIES: usize = 4096;
 /// Decisions kept per team snapshot; beyond it, new ones are made per run and not kept.
 const MAX_DECISIONS: usize = 64;
 
+/// Most bytes of decisions kept per team snapshot (their inputs, shared records and lists of
+/// values), whatever the team's size.
+const MAX_KEPT_BYTES: usize = 1024 * 1024;
+
+/// The decisions kept for one team snapshot, and what they weigh.
+#[derive(Debug, Default)]
+pub(super) struct Decisions {
+    by_inputs: HashMap<Vec<u8>, Arc<Decision>>,
+    bytes: usize,
+}
+
 /// Longest inputs whose decision is kept (a run naming a few hundred secrets): a caller cannot
 /// make the server keep much by asking for long lists.
 const MAX_KEPT_INPUTS: usize = 8 * 1024;
@@ -87,7 +98,7 @@ pub(super) struct TeamData {
     pub(super) environments: HashMap<Label, Environment>,
     pub(super) sealed: HashMap<SecretId, Arc<Sealed>>,
     /// Decisions made over this snapshot, by their exact inputs.
-    pub(super) decisions: Mutex<HashMap<Vec<u8>, Arc<Decision>>>,
+    pub(super) decisions: Mutex<Decisions>,
 }
 
 impl TeamData {
@@ -123,7 +134,7 @@ impl TeamData {
             .decisions
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(decision) = decisions.get(&inputs) {
+        if let Some(decision) = decisions.by_inputs.get(&inputs) {
             return Ok(Arc::clone(decision));
         }
         drop(decisions);
@@ -149,8 +160,19 @@ impl TeamData {
             .decisions
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if decisions.len() < MAX_DECISIONS && inputs.len() <= MAX_KEPT_INPUTS {
-            decisions.insert(inputs, Arc::clone(&decision));
+        if let Some(kept) = decisions.by_inputs.get(&inputs) {
+            // Another run made it meanwhile: share that one.
+            return Ok(Arc::clone(kept));
+        }
+        let size = inputs.len()
+            + decision.record.json.len()
+            + decision.sealed.len() * std::mem::size_of::<Arc<Sealed>>();
+        if decisions.by_inputs.len() < MAX_DECISIONS
+            && inputs.len() <= MAX_KEPT_INPUTS
+            && decisions.bytes + size <= MAX_KEPT_BYTES
+        {
+            decisions.bytes += size;
+            decisions.by_inputs.insert(inputs, Arc::clone(&decision));
         }
         Ok(decision)
     }
@@ -180,6 +202,88 @@ mod tests {
         assert_eq!(cache.get(&1, 8), Some("new"));
         cache.put(1, 9, "newer");
         assert_eq!(cache.get(&1, 9), Some("newer"));
+    }
+
+    /// A decision is made once per inputs, and kept only within bounds (a caller cannot make
+    /// the server keep much by varying or lengthening what it asks for).
+    #[test]
+    fn decisions_are_kept_per_inputs_within_bounds() {
+        use crate::core::resolve::{Resolution, Trigger};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let data = TeamData::default();
+        let made = Arc::new(AtomicUsize::new(0));
+        let decide_sized = |inputs: Vec<u8>, record: String| {
+            let made = Arc::clone(&made);
+            data.decide(
+                None,
+                None,
+                inputs,
+                Box::new(move |_| {
+                    made.fetch_add(1, Ordering::SeqCst);
+                    super::super::Decided {
+                        result: Ok(Resolution {
+                            trigger: Trigger::Integration,
+                            user_context: None,
+                            identity: None,
+                            delivered: Vec::new(),
+                            missing: Vec::new(),
+                            shadowed: Vec::new(),
+                        }),
+                        record,
+                    }
+                }),
+            )
+            .expect("decides")
+        };
+        let decide_for = |inputs: Vec<u8>| decide_sized(inputs, "{}".into());
+        let first = decide_for(b"a".to_vec());
+        assert!(Arc::ptr_eq(&first, &decide_for(b"a".to_vec())));
+        assert_eq!(made.load(Ordering::SeqCst), 1, "decided once");
+
+        let long = vec![b'x'; MAX_KEPT_INPUTS + 1];
+        decide_for(long.clone());
+        decide_for(long);
+        assert_eq!(made.load(Ordering::SeqCst), 3, "long inputs are not kept");
+
+        for i in 0..2 * MAX_DECISIONS {
+            decide_for(format!("inputs {i}").into_bytes());
+        }
+        let kept = data.decisions.lock().expect("lock").by_inputs.len();
+        assert_eq!(kept, MAX_DECISIONS);
+        let before = made.load(Ordering::SeqCst);
+        decide_for(format!("inputs {}", 2 * MAX_DECISIONS - 1).into_bytes());
+        assert_eq!(
+            made.load(Ordering::SeqCst),
+            before + 1,
+            "beyond the bound: decided per run"
+        );
+
+        let data = TeamData::default();
+        let big = || format!("[{}]", "1,".repeat(MAX_KEPT_BYTES / 3));
+        let decide_sized = |inputs: &[u8]| {
+            data.decide(
+                None,
+                None,
+                inputs.to_vec(),
+                Box::new(move |_| super::super::Decided {
+                    result: Err(crate::core::resolve::ResolveError::EnvironmentNotFound {
+                        name: Label::new("gone").expect("label"),
+                    }),
+                    record: big(),
+                }),
+            )
+            .expect("decides")
+        };
+        let one = decide_sized(b"one");
+        assert!(
+            Arc::ptr_eq(&one, &decide_sized(b"one")),
+            "the first big one is kept"
+        );
+        let two = decide_sized(b"two");
+        assert!(
+            !Arc::ptr_eq(&two, &decide_sized(b"two")),
+            "past the byte bound: not kept"
+        );
     }
 
     #[test]
