@@ -5,7 +5,7 @@
 //! line also gives the process's CPU time per request (server, clients and SQLite together).
 //! Every resolve delivers all 100 secrets, so it reads, decrypts and durably records a run.
 //! Run: `cargo bench --bench resolve` (env `CLIENTS`, `ROUNDS`, `SECONDS` override the
-//! defaults 64, 3, 3).
+//! defaults 64, 6, 3).
 //! With `LATCH_BENCH_DATABASE_URL=postgres://…` (an empty database) the platform runs on
 //! PostgreSQL instead.
 
@@ -123,7 +123,7 @@ async fn drive(clients: u64, seconds: u64, make: &MakeRequest) -> Phase {
 fn main() {
     let clients = env_or("CLIENTS", 64);
     let seconds = env_or("SECONDS", 3);
-    let rounds = env_or("ROUNDS", 3);
+    let rounds = env_or("ROUNDS", 6);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
