@@ -110,14 +110,8 @@ async fn resolve_durably(
     decide: Decide,
 ) -> Result<(RunPlan, Arc<Decision>), StoreError> {
     let ask = RunAsk {
-        user,
         environment: environment.cloned(),
-        inputs: id.as_bytes().to_vec(),
-        decide,
-        start: Box::new({
-            let id = id.to_owned();
-            move |_| plan(&id, user)
-        }),
+        ..ask(id, user, id.as_bytes(), decide)
     };
     let run = store.resolve_run(team, ask).await?;
     run.durable.wait().await?;
@@ -883,19 +877,9 @@ async fn runs(store: &dyn Store, owner: UserId, alice: UserId) {
 /// Runs with equal inputs over one snapshot share one decision (not decided again), each run
 /// still reads back whole, and the next configuration change makes the next run decide anew.
 async fn decisions_are_shared_until_a_change(store: &dyn Store) {
-    let ask = |id: &str, decide: Decide| RunAsk {
-        user: None,
-        environment: None,
-        inputs: b"the same inputs".to_vec(),
-        decide,
-        start: Box::new({
-            let id = id.to_owned();
-            move |_| plan(&id, None)
-        }),
-    };
     let resolve = |id: &'static str, decide: Decide| async move {
         let run = store
-            .resolve_run(TEAM, ask(id, decide))
+            .resolve_run(TEAM, ask(id, None, b"the same inputs", decide))
             .await
             .expect("resolves");
         run.durable.wait().await.expect("durable");
@@ -947,20 +931,12 @@ pub(crate) async fn replicas_share_one_record(slow: Arc<dyn Store>, fast: Arc<dy
     use std::time::Duration;
     const WAIT: Duration = Duration::from_secs(30);
     bootstrap(&*slow).await;
-    let ask = |id: &str, decide: Decide| RunAsk {
-        user: None,
-        environment: None,
-        inputs: b"raced".to_vec(),
-        decide,
-        start: Box::new({
-            let id = id.to_owned();
-            move |_| plan(&id, None)
-        }),
-    };
     let (snapshot_taken, taken) = mpsc::channel();
     let (go_on, go) = mpsc::channel::<()>();
     let held = ask(
         "raced-slow",
+        None,
+        b"raced",
         Box::new(move |_| {
             snapshot_taken.send(()).expect("the test waits");
             tokio::task::block_in_place(|| go.recv_timeout(WAIT)).expect("the test lets it go on");
@@ -976,7 +952,10 @@ pub(crate) async fn replicas_share_one_record(slow: Arc<dyn Store>, fast: Arc<dy
         .expect("joins")
         .expect("the slow replica took its snapshot");
     let run = fast
-        .resolve_run(TEAM, ask("raced-fast", Box::new(|_| decided(&[]))))
+        .resolve_run(
+            TEAM,
+            ask("raced-fast", None, b"raced", Box::new(|_| decided(&[]))),
+        )
         .await
         .expect("the fast replica resolves");
     run.durable.wait().await.expect("durable");
@@ -1012,6 +991,18 @@ fn decided(deliver: &[SecretId]) -> Decided {
             shadowed: Vec::new(),
         }),
         record: r#"{"trigger":"cli"}"#.into(),
+    }
+}
+
+/// Run `id` by `user`'s key (no environment) with `inputs`, decided by `decide`.
+fn ask(id: &str, user: Option<UserId>, inputs: &[u8], decide: Decide) -> RunAsk {
+    let id = id.to_owned();
+    RunAsk {
+        user,
+        environment: None,
+        inputs: inputs.to_vec(),
+        decide,
+        start: Box::new(move |_| plan(&id, user)),
     }
 }
 

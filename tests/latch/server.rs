@@ -127,6 +127,21 @@ impl Platform {
         assert!(status.is_success(), "{method} {path}: {status} {value}");
         value
     }
+
+    /// Creates team secrets `S_0`… `S_{count-1}`, the value of `S_i` being `value(i)`.
+    async fn team_secrets(&self, key: &str, count: usize, value: impl Fn(usize) -> String) {
+        for i in 0..count {
+            let body = json!({"scope": "team", "name": format!("S_{i}"), "value": value(i)});
+            self.ok(key, Method::POST, "/v1/secrets", Some(body)).await;
+        }
+    }
+}
+
+/// How many team secrets a run record says were delivered.
+pub(crate) fn delivered_team_secrets(record: &Value) -> Option<usize> {
+    record["delivered"]["team"]
+        .as_object()
+        .map(serde_json::Map::len)
 }
 
 const DB_URL: &str = "postgres://app:s3cr3t-db-pass@db/prod";
@@ -887,17 +902,7 @@ async fn a_run_whose_record_cannot_be_written_gets_no_value() {
     const VALUE: &str = "never-sent-without-a-record-0042";
     let p = start().await;
     let owner = p.owner.clone();
-    for i in 0..20 {
-        p.ok(
-            &owner,
-            Method::POST,
-            "/v1/secrets",
-            Some(
-                json!({"scope": "team", "name": format!("S_{i}"), "value": format!("{VALUE}-{i}")}),
-            ),
-        )
-        .await;
-    }
+    p.team_secrets(&owner, 20, |i| format!("{VALUE}-{i}")).await;
     let options = sqlx::sqlite::SqliteConnectOptions::new()
         .filename(p.dir.path().join("latch.db"))
         .busy_timeout(Duration::from_secs(10));
@@ -940,15 +945,8 @@ async fn repeated_runs_store_their_names_once_and_read_back_whole() {
     use sqlx::Connection as _;
     let p = start().await;
     let owner = p.owner.clone();
-    for i in 0..20 {
-        p.ok(
-            &owner,
-            Method::POST,
-            "/v1/secrets",
-            Some(json!({"scope": "team", "name": format!("S_{i}"), "value": format!("value-{i}-abcdefgh")})),
-        )
+    p.team_secrets(&owner, 20, |i| format!("value-{i}-abcdefgh"))
         .await;
-    }
     let mut ids = Vec::new();
     for _ in 0..10 {
         let run = p
@@ -1001,13 +999,7 @@ async fn repeated_runs_store_their_names_once_and_read_back_whole() {
         let record = &run["record"];
         assert_eq!(record["who"]["user"], "owner", "{run}");
         assert_eq!(record["trigger"], "cli", "{run}");
-        assert_eq!(
-            record["delivered"]["team"]
-                .as_object()
-                .map(serde_json::Map::len),
-            Some(20),
-            "{run}"
-        );
+        assert_eq!(delivered_team_secrets(record), Some(20), "{run}");
         assert_eq!(
             record["delivered"]["team"]["S_0"], 1,
             "the version this run got: {run}"
