@@ -1010,7 +1010,7 @@ pub(super) async fn resolve(
         inputs: request.inputs(&core_caller),
         decide: Box::new(move |snapshot| {
             let result = resolve::resolve(&core_caller, &request, snapshot);
-            let record = to_json(&SharedRecord::of(&request, &result));
+            let record = to_json(&DecidedRecord::of(&request, &result));
             Decided { result, record }
         }),
         start: Box::new(move |decision| started.plan(decision, base_event)),
@@ -1125,7 +1125,7 @@ struct RunStart {
 }
 
 /// A run's own part of its record (names only, never values): who started it. The rest is its
-/// decision's [`SharedRecord`]; `GET /v1/runs/{id}` shows both as one object.
+/// decision's [`DecidedRecord`]; `GET /v1/runs/{id}` shows both as one object.
 #[derive(serde::Serialize)]
 struct OwnRecord<'a> {
     who: Who<'a>,
@@ -1134,7 +1134,7 @@ struct OwnRecord<'a> {
 /// The part of a run record that follows from its decision, shared by every run with the same
 /// inputs over the same snapshot (and stored once for them all).
 #[derive(serde::Serialize)]
-struct SharedRecord<'a> {
+struct DecidedRecord<'a> {
     environment: Option<&'a Label>,
     requested: Option<&'a [SecretName]>,
     required: &'a [SecretName],
@@ -1142,7 +1142,7 @@ struct SharedRecord<'a> {
     outcome: RecordOutcome<'a>,
 }
 
-impl<'a> SharedRecord<'a> {
+impl<'a> DecidedRecord<'a> {
     fn of(request: &'a RunRequest, result: &'a Result<resolve::Resolution, ResolveError>) -> Self {
         let outcome = match result {
             Ok(r) => RecordOutcome::Started {

@@ -262,11 +262,11 @@ fn sql(
 
 /// The run writer: group commit for run records. It takes every record waiting (up to
 /// [`MAX_BATCH`]) and writes them all, with their shared records and audit events, in one
-/// `BEGIN IMMEDIATE` transaction of three multi-row inserts, sent as one statement list, commits
-/// once, and only then answers: one fsync and one exchange with the database cover the batch, and a run's values leave only once
-/// its record is durable. If the batch fails, each record is written again in its own
-/// savepoint, so one bad record fails alone; if a commit fails, every job of it gets the error
-/// (fail closed).
+/// `BEGIN IMMEDIATE` transaction of three multi-row inserts sent as one statement list, commits
+/// once, and only then answers: one fsync and one exchange with the database cover the batch,
+/// and a run's values leave only once its record is durable. If the batch fails, each record is
+/// written again in its own savepoint, so one bad record fails alone; if a commit fails, every
+/// job of it gets the error (fail closed).
 async fn run_writer(pool: SqlitePool, mut queue: mpsc::Receiver<RunJob>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -283,7 +283,8 @@ async fn run_writer(pool: SqlitePool, mut queue: mpsc::Receiver<RunJob>) {
     }
 }
 
-/// Writes every record of `jobs` and its audit event in one transaction.
+/// Writes every record of `jobs`, the shared records they refer to (unless stored already) and
+/// their audit events in one transaction.
 async fn write_together(pool: &SqlitePool, jobs: &[RunJob]) -> Result<(), StoreError> {
     let mut shared: Vec<&SharedRecord> = Vec::new();
     for job in jobs {
