@@ -249,22 +249,31 @@ pub struct LastUsed {
     written: Mutex<HashMap<i64, Millis>>,
 }
 
+impl LastUsed {
+    /// Whether key `row` (last stored as used at `stored`) should be written as used `now`:
+    /// not if it was written, by this replica or in the stored row, less than a minute ago.
+    /// Notes the write when it is due.
+    fn due(&self, row: i64, stored: Option<Millis>, now: Millis) -> bool {
+        let mut written = self
+            .written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let last = written.get(&row).copied().or(stored).unwrap_or(Millis::MIN);
+        if now.saturating_sub(last) < TOUCH_EVERY_MS {
+            return false;
+        }
+        if written.len() > MAX_TRACKED {
+            written.clear();
+        }
+        written.insert(row, now);
+        true
+    }
+}
+
 impl App {
     fn touch(self: &Arc<Self>, row: i64, stored: Option<Millis>, now: Millis) {
-        {
-            let mut written = self
-                .last_used
-                .written
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let last = written.get(&row).copied().or(stored).unwrap_or(Millis::MIN);
-            if now.saturating_sub(last) < TOUCH_EVERY_MS {
-                return;
-            }
-            if written.len() > MAX_TRACKED {
-                written.clear();
-            }
-            written.insert(row, now);
+        if !self.last_used.due(row, stored, now) {
+            return;
         }
         let app = Arc::clone(self);
         tokio::spawn(async move {
@@ -272,5 +281,30 @@ impl App {
                 tracing::warn!(error = %e, "cannot record a key's last use");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_use_is_written_at_most_once_a_minute_per_key() {
+        let last_used = LastUsed::default();
+        assert!(last_used.due(1, None, 1_000_000), "a first use is written");
+        for later in [1_000_001, 1_030_000, 1_000_000 + TOUCH_EVERY_MS - 1] {
+            assert!(
+                !last_used.due(1, None, later),
+                "within the minute: no write"
+            );
+        }
+        assert!(last_used.due(2, None, 1_000_001), "per key");
+        assert!(
+            last_used.due(1, None, 1_000_000 + TOUCH_EVERY_MS),
+            "a minute on: written"
+        );
+        // A use another replica stored recently is not written again.
+        assert!(!last_used.due(3, Some(5_000_000), 5_000_000 + 10));
+        assert!(last_used.due(3, Some(5_000_000), 5_000_000 + TOUCH_EVERY_MS));
     }
 }

@@ -380,6 +380,43 @@ async fn a_full_session_shows_values_only_in_run_resolution() {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // Environments and identities are deleted; a run naming a deleted environment is refused.
+    for path in ["/v1/environments/ci", "/v1/identities/deployer"] {
+        let v = p.ok(&owner, Method::DELETE, path, None).await;
+        assert_eq!(v, Value::String(String::new()), "{path}");
+        for method in [Method::GET, Method::DELETE] {
+            let (status, v) = p.call(&owner, method.clone(), path, None).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {v}");
+        }
+    }
+    let (status, v) = p
+        .call(
+            &owner,
+            Method::POST,
+            "/v1/runs",
+            Some(json!({"environment": "ci"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    assert_eq!(v["code"], "unknown_environment");
+    // The owner's key shows its last use (written once, in the background, not per request).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let keys = p.ok(&owner, Method::GET, "/v1/api-keys", None).await;
+        let used = keys
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|k| k["last_used_at"].as_i64().is_some() && k["created_by"] == "owner");
+        if used {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no last use shown: {keys}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     p.stop().await;
 }
 
@@ -554,6 +591,17 @@ async fn the_permission_matrix_row_by_row() {
         admin_keys.as_array().expect("list").len() > builder_keys.as_array().expect("list").len()
     );
     // A demoted admin's personal key is demoted at once; a removed member's key stops working.
+    // A team key the admin made keeps the admin role it was made with, through the demotion
+    // and the removal of its creator.
+    let made = p
+        .ok(
+            &keys[1].1,
+            Method::POST,
+            "/v1/api-keys",
+            Some(json!({"name": "ada's team key", "kind": "team"})),
+        )
+        .await;
+    let ada_team_key = made["key"].as_str().expect("raw key").to_owned();
     p.ok(
         &owner,
         Method::PATCH,
@@ -563,6 +611,13 @@ async fn the_permission_matrix_row_by_row() {
     .await;
     let (status, _) = p.call(&keys[1].1, Method::GET, "/v1/audit", None).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    p.ok(&ada_team_key, Method::GET, "/v1/audit", None).await;
+    p.ok(&owner, Method::DELETE, "/v1/members/ada", None).await;
+    let (status, _) = p.call(&keys[1].1, Method::GET, "/v1/whoami", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let whoami = p.ok(&ada_team_key, Method::GET, "/v1/whoami", None).await;
+    assert_eq!(whoami["role"], "admin", "{whoami}");
+    p.ok(&ada_team_key, Method::GET, "/v1/audit", None).await;
     p.ok(&owner, Method::DELETE, "/v1/members/bo", None).await;
     let (status, v) = p.call(&keys[2].1, Method::GET, "/v1/whoami", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{v}");
@@ -1187,6 +1242,12 @@ async fn kill_9_during_a_burst_of_writes_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (mut child, url, owner) = spawn_serve(dir.path());
     assert!(owner.starts_with("latch_p_"));
+    // The bootstrap key file and the root key generated on first start: owner-only.
+    for file in ["owner.key", "root.key"] {
+        use std::os::unix::fs::PermissionsExt as _;
+        let meta = std::fs::metadata(dir.path().join(file)).expect(file);
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{file}");
+    }
     let http = Client::new();
     let acknowledged = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut writers = Vec::new();
