@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use getrandom::SysRng;
 use latch::core::crypto::RootKey;
@@ -400,7 +400,7 @@ async fn a_full_session_shows_values_only_in_run_resolution() {
     assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
     assert_eq!(v["code"], "unknown_environment");
     // The owner's key shows its last use (written once, in the background, not per request).
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let keys = p.ok(&owner, Method::GET, "/v1/api-keys", None).await;
         let used = keys
@@ -411,10 +411,7 @@ async fn a_full_session_shows_values_only_in_run_resolution() {
         if used {
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no last use shown: {keys}"
-        );
+        assert!(Instant::now() < deadline, "no last use shown: {keys}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     p.stop().await;
@@ -1471,8 +1468,22 @@ async fn tls_serving_with_a_private_ca() {
         "an unknown CA is refused"
     );
     assert!(String::from_utf8_lossy(&untrusted.stderr).contains("certificate"));
-    child.kill().expect("stops");
-    let _ = child.wait();
+    // SIGINT (Ctrl-C) stops it gracefully, as SIGTERM does (tested with trace logging below).
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("signals");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waits") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().expect("stops");
+            let _ = child.wait();
+            panic!("SIGINT did not stop the server");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "graceful stop: {status:?}");
     // Unusable certificate files are a configuration error, before listening.
     let out = Command::new(env!("CARGO_BIN_EXE_latch"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
