@@ -29,7 +29,7 @@ use crate::core::split::Split;
 use crate::launcher::child::{self, SpawnError, Spec};
 use crate::launcher::files::SecretDir;
 use crate::launcher::hygiene;
-use crate::launcher::signals::Signals;
+use crate::launcher::signals::{self, Signals};
 use crate::launcher::supervise::{self, LaunchError, Mode, Outcome};
 
 /// How masked regions are written.
@@ -155,6 +155,12 @@ pub fn launch(args: RunArgs, global: &Global) -> Result<u8, Error> {
         None => None,
     };
     tracing::debug!(?hardened, ?mode, "launcher starting");
+    for signal in signals::inherited_ignored() {
+        tracing::info!(
+            "{signal} was ignored when latch started (nohup, a background job): the command \
+             inherits that and will not react to it"
+        );
+    }
     let log = args.log.as_deref().map(open_log).transpose()?;
     let key = context::api_key(global, env_key)?;
     let started = std::time::Instant::now();

@@ -83,6 +83,26 @@ impl Signals {
     }
 }
 
+/// The forwarded signals whose disposition was "ignore" when latch started (`nohup` ignores
+/// SIGHUP; a background job of a non-interactive shell ignores SIGINT and SIGQUIT). The child
+/// inherits that disposition through `execve`, as under tini or a plain `exec`, so a signal
+/// forwarded to it does nothing, and a shell cannot even trap it (POSIX `trap`).
+#[must_use]
+pub fn inherited_ignored() -> Vec<Signal> {
+    FORWARDED
+        .into_iter()
+        .filter(|&signal| {
+            let mut old = std::mem::MaybeUninit::<nix::libc::sigaction>::zeroed();
+            // SAFETY: a null new action only reads the current one into `old`, which is valid
+            // for writes; zeroed is a valid `sigaction`.
+            let read =
+                unsafe { nix::libc::sigaction(signal as i32, std::ptr::null(), old.as_mut_ptr()) };
+            // SAFETY: initialised (zeroed, then written by a successful call).
+            read == 0 && unsafe { old.assume_init() }.sa_sigaction == nix::libc::SIG_IGN
+        })
+        .collect()
+}
+
 impl AsFd for Signals {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()

@@ -41,6 +41,16 @@ async fn platform() -> Platform {
     p
 }
 
+/// The signals latch forwards (`latch::launcher::signals::FORWARDED`).
+const FORWARDED: [Signal; 6] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
+
 /// `latch run ARGS` against `p` with the owner's key in `LATCH_API_KEY`.
 fn latch_run(p: &Platform, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_latch"));
@@ -51,7 +61,29 @@ fn latch_run(p: &Platform, args: &[&str]) -> Command {
         .env("LATCH_API_KEY", &p.owner)
         .env_remove("LATCH_LOG")
         .stdin(Stdio::null());
+    default_dispositions(&mut command);
     command
+}
+
+/// Starts `command` with every forwarded signal at its default disposition, whatever this test
+/// process inherited.
+///
+/// Regression (issue 24): a CI runner started under `nohup` ignores SIGHUP, and a background job
+/// of a non-interactive shell ignores SIGINT and SIGQUIT. An ignored disposition survives `fork`
+/// and `execve` (that is how `nohup` works, and latch keeps it, as tini does), and a
+/// non-interactive shell cannot trap a signal that was ignored when it started (POSIX `trap`).
+/// So the trapping children of these tests never saw the signal latch forwarded, and the tests
+/// failed whenever the suite was started that way.
+fn default_dispositions(command: &mut Command) {
+    // SAFETY: `signal` is async-signal-safe; nothing is allocated.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(command, || {
+            for signal in FORWARDED {
+                nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigDfl)?;
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Runs to the end on a blocking thread, with `input` on stdin.
@@ -152,6 +184,13 @@ fn start_until(
 
 /// Reads lines from a child's stdout until one contains `marker` (bounded by the pipe's end).
 fn wait_for_line(reader: &mut impl BufRead, marker: &str) -> String {
+    read_until_line(reader, marker)
+        .unwrap_or_else(|seen| panic!("no line with {marker:?}; saw {seen:?}"))
+}
+
+/// Reads lines until one contains `marker`: what was read, or (as the error) what was read
+/// before the stream ended.
+fn read_until_line(reader: &mut impl BufRead, marker: &str) -> Result<String, String> {
     let mut seen = String::new();
     for _ in 0..1000 {
         let mut line = String::new();
@@ -160,10 +199,28 @@ fn wait_for_line(reader: &mut impl BufRead, marker: &str) -> String {
         }
         seen.push_str(&line);
         if line.contains(marker) {
-            return seen;
+            return Ok(seen);
         }
     }
-    panic!("no line with {marker:?}; saw {seen:?}");
+    Err(seen)
+}
+
+impl Guard {
+    /// [`wait_for_line`] on this child's stdout; when the stream ends first, the panic says
+    /// how latch ended and what it printed on stderr.
+    fn expect_line(&mut self, reader: &mut impl BufRead, marker: &str) -> String {
+        match read_until_line(reader, marker) {
+            Ok(seen) => seen,
+            Err(seen) => {
+                let o = self.wait_output();
+                panic!(
+                    "no line with {marker:?}; saw {seen:?}; latch ended with {:?}, stderr: {}",
+                    o.status,
+                    text(&o.stderr)
+                );
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -270,33 +327,154 @@ async fn not_found_is_127_and_not_executable_is_126() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn each_forwarded_signal_reaches_a_trapping_child() {
-    let p = platform().await;
-    let script = r#"for s in INT HUP QUIT USR1 USR2; do trap "echo got $s" $s; done
+/// A child that traps every forwarded signal (`got NAME`), exits 0 on SIGTERM, and 9 if it is
+/// still running after 30 s. A shell runs a trap once its foreground `sleep` has ended.
+const TRAPPING: &str = r#"for s in INT HUP QUIT USR1 USR2; do trap "echo got $s" $s; done
 trap 'echo got TERM; exit 0' TERM
 echo ready
 i=0; while [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; exit 9"#;
-    let mut command = latch_run(&p, &["--no-secrets", "--", "sh", "-c", script]);
-    let o = tokio::task::spawn_blocking(move || {
-        let (mut child, mut out, _) = start_until(&mut command, Stdio::piped(), "ready");
-        for (signal, name) in [
-            (Signal::SIGINT, "INT"),
-            (Signal::SIGHUP, "HUP"),
-            (Signal::SIGQUIT, "QUIT"),
-            (Signal::SIGUSR1, "USR1"),
-            (Signal::SIGUSR2, "USR2"),
-            (Signal::SIGTERM, "TERM"),
-        ] {
-            kill(child.pid(), signal).expect("signals latch");
-            wait_for_line(&mut out, &format!("got {name}"));
+
+/// The forwarded signals other than SIGTERM, with the names the trapping child prints.
+const TRAPPED: [(Signal, &str); 5] = [
+    (Signal::SIGINT, "INT"),
+    (Signal::SIGHUP, "HUP"),
+    (Signal::SIGQUIT, "QUIT"),
+    (Signal::SIGUSR1, "USR1"),
+    (Signal::SIGUSR2, "USR2"),
+];
+
+/// Starts latch over [`TRAPPING`] (with `ignore` ignored when latch starts, if given), runs
+/// `drive` against it once the child is ready, then ends it with SIGTERM: what the child printed
+/// after `drive`, and how latch ended.
+async fn with_trapping_child(
+    p: &Platform,
+    ignore: Option<Signal>,
+    drive: impl FnOnce(&mut Guard, &mut BufReader<std::process::ChildStdout>) + Send + 'static,
+) -> (String, Output) {
+    let mut command = latch_run(p, &["-v", "--no-secrets", "--", "sh", "-c", TRAPPING]);
+    if let Some(signal) = ignore {
+        // SAFETY: `signal` is async-signal-safe; nothing is allocated.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+                nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigIgn)?;
+                Ok(())
+            });
         }
+    }
+    tokio::task::spawn_blocking(move || {
+        let (mut child, mut out, _) = start_until(&mut command, Stdio::piped(), "ready");
+        drive(&mut child, &mut out);
+        kill(child.pid(), Signal::SIGTERM).expect("signals latch");
+        let mut rest = String::new();
+        out.read_to_string(&mut rest).expect("reads");
         child.0.stdout = None;
-        child.wait_output()
+        (rest, child.wait_output())
     })
     .await
-    .expect("joins");
+    .expect("joins")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_forwarded_signal_reaches_a_trapping_child() {
+    let p = platform().await;
+    // One at a time, each awaited: every one arrives, in the order sent, none fatal to latch.
+    let (rest, o) = with_trapping_child(&p, None, |child, out| {
+        for (signal, name) in TRAPPED {
+            kill(child.pid(), signal).expect("signals latch");
+            let seen = child.expect_line(out, &format!("got {name}"));
+            assert_eq!(seen, format!("got {name}\n"), "in order, nothing else");
+        }
+    })
+    .await;
+    assert_eq!(rest, "got TERM\n");
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(
+        !text(&o.stderr).contains("was ignored"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_different_signals_loses_none() {
+    let p = platform().await;
+    // All five sent back to back, before latch or the child can act on the first: each kind is
+    // pending on its own, so every one is forwarded and trapped (in signal-number order when
+    // several are pending together, so the order is not asserted).
+    let (rest, o) = with_trapping_child(&p, None, |child, out| {
+        for (signal, _) in TRAPPED {
+            kill(child.pid(), signal).expect("signals latch");
+        }
+        let mut seen = String::new();
+        for (_, name) in TRAPPED {
+            if !seen.contains(&format!("got {name}\n")) {
+                seen.push_str(&child.expect_line(out, &format!("got {name}")));
+            }
+        }
+        let mut lines: Vec<&str> = seen.lines().collect();
+        lines.sort_unstable();
+        assert_eq!(
+            lines,
+            ["got HUP", "got INT", "got QUIT", "got USR1", "got USR2"]
+        );
+    })
+    .await;
+    assert_eq!(rest, "got TERM\n");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_one_signal_arrives_at_least_once_and_harms_nothing() {
+    let p = platform().await;
+    // The kernel keeps one pending instance of each ordinary signal: identical signals that
+    // arrive before latch reads the first become one (and so again at the child). Three
+    // SIGUSR1 back to back reach the child once to three times; latch and the child live on.
+    let (rest, o) = with_trapping_child(&p, None, |child, out| {
+        for _ in 0..3 {
+            kill(child.pid(), Signal::SIGUSR1).expect("signals latch");
+        }
+        child.expect_line(out, "got USR1");
+        kill(child.pid(), Signal::SIGUSR2).expect("signals latch");
+        let seen = child.expect_line(out, "got USR2");
+        assert!(
+            seen.lines().all(|l| l == "got USR1" || l == "got USR2"),
+            "{seen}"
+        );
+        assert!(seen.matches("got USR1").count() <= 2, "{seen}");
+    })
+    .await;
+    assert!(rest.ends_with("got TERM\n"), "{rest}");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signal_ignored_when_latch_starts_stays_ignored_in_the_child() {
+    let p = platform().await;
+    // As under `nohup`: SIGHUP is ignored when latch starts. latch still survives it and
+    // forwards it, the child inherits the ignored disposition (a shell cannot even trap it),
+    // and every other signal still arrives.
+    let (rest, o) = with_trapping_child(&p, Some(Signal::SIGHUP), |child, out| {
+        kill(child.pid(), Signal::SIGHUP).expect("signals latch");
+        kill(child.pid(), Signal::SIGUSR1).expect("signals latch");
+        let seen = child.expect_line(out, "got USR1");
+        // Had SIGHUP reached a trap, it would have run first: it was sent first and has the
+        // lower number.
+        assert_eq!(seen, "got USR1\n");
+    })
+    .await;
+    assert_eq!(rest, "got TERM\n");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    // `latch run -v` says why a trap will not fire.
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("SIGHUP was ignored when latch started"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("was ignored when latch started").count(),
+        1,
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1116,7 +1294,11 @@ async fn the_child_gets_the_original_signal_mask_and_dispositions_and_latch_has_
         .expect("SigIgn");
     let sigpipe = 1u64 << (13 - 1);
     let usr1 = 1u64 << (10 - 1);
-    let expected = (own_ignored & !sigpipe) | usr1;
+    // `latch_run` starts latch with the forwarded signals at their defaults.
+    let forwarded = FORWARDED
+        .iter()
+        .fold(0u64, |m, s| m | 1u64 << (*s as i32 - 1));
+    let expected = (own_ignored & !sigpipe & !forwarded) | usr1;
     assert_eq!(
         text(&o.stdout),
         format!("SigBlk:\t0000000000000800\nSigIgn:\t{expected:016x}\n")
