@@ -1,0 +1,214 @@
+//! `whoami` and API keys: create (the raw key shown once), list, revoke.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use getrandom::SysRng;
+use serde_json::json;
+
+use super::{ApiJson, Shared, event, no_store};
+use crate::api::{CreateKey, CreatedKey, KeyInfo, Problem, Whoami};
+use crate::core::apikey::{self, ApiKey, KeyId, KeyKind};
+use crate::core::crypto::CryptoError;
+use crate::core::duration::Expiry;
+use crate::core::perm::{Action, check};
+use crate::server::App;
+use crate::server::auth::Caller;
+use crate::server::error::ApiError;
+use crate::store::{KeyRow, ListKind, NewKey};
+
+#[utoipa::path(get, path = "/v1/whoami", tag = "keys", responses((status = 200, body = Whoami), (status = 401, body = Problem)))]
+pub(in crate::server) async fn whoami(caller: Caller) -> Json<Whoami> {
+    Json(Whoami {
+        team: caller.team_name.clone(),
+        user: caller.user.as_ref().map(|(_, n)| n.clone()),
+        role: caller.role,
+        key_kind: caller.kind,
+        key_id: caller.key_id.to_string(),
+        identity: caller.identity.as_ref().map(ToString::to_string),
+    })
+}
+
+pub(super) fn key_info(row: &KeyRow, user_names: &BTreeMap<i64, String>) -> KeyInfo {
+    KeyInfo {
+        id: row.key_id.to_string(),
+        name: row.name.clone(),
+        preview: apikey::preview(row.kind, &row.last4),
+        kind: row.kind,
+        user: row.user.and_then(|u| user_names.get(&u.0).cloned()),
+        created_by: row.created_by_name.clone(),
+        identity: row.identity.as_ref().map(ToString::to_string),
+        created_at: row.created_at,
+        last_used_at: row.last_used_at,
+        expires_at: row.expires_at,
+        revoked_at: row.revoked_at,
+    }
+}
+
+pub(super) async fn user_names(app: &App, team: i64) -> Result<BTreeMap<i64, String>, ApiError> {
+    Ok(app
+        .store
+        .members(team)
+        .await?
+        .into_iter()
+        .map(|m| (m.user.0, m.name.to_string()))
+        .collect())
+}
+
+/// Draws a key and describes it for storage.
+pub(super) fn draw_key(
+    kind: KeyKind,
+    name: String,
+    now: i64,
+    expires: Expiry,
+) -> Result<(ApiKey, NewKey), ApiError> {
+    let key = ApiKey::generate(kind, &mut SysRng).map_err(|_| ApiError::from(CryptoError::Rng))?;
+    let expires_at = match expires {
+        Expiry::Never => None,
+        Expiry::After(d) => {
+            Some(now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
+        }
+    };
+    let new = NewKey {
+        key_id: key.id(),
+        digest: key.digest(),
+        last4: key.last4().to_owned(),
+        kind,
+        role_at_creation: None,
+        identity: None,
+        name,
+        created_at: now,
+        expires_at,
+    };
+    Ok((key, new))
+}
+
+#[utoipa::path(post, path = "/v1/api-keys", tag = "keys", request_body = CreateKey, responses((status = 201, description = "the raw key, shown once", body = CreatedKey), (status = 400, body = Problem), (status = 403, body = Problem)))]
+pub(in crate::server) async fn create_key(
+    State(app): Shared,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateKey>,
+) -> Result<Response, ApiError> {
+    let name = body.name.trim().to_owned();
+    if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            "a key name is 1 to 100 printable characters",
+        ));
+    }
+    let expires: Expiry = body.expires.as_deref().unwrap_or("90d").parse().map_err(
+        |e: crate::core::duration::DurationError| {
+            ApiError::bad_request("invalid_expiry", e.to_string())
+        },
+    )?;
+    let (user, role_at_creation) = match body.kind {
+        KeyKind::Personal => {
+            check(caller.role, Action::CreatePersonalKey)?;
+            if body.identity.is_some() {
+                return Err(ApiError::bad_request(
+                    "invalid_identity",
+                    "only team keys are bound to an identity",
+                ));
+            }
+            (Some(caller.own_user()?), None)
+        }
+        KeyKind::Team => {
+            check(caller.role, Action::CreateTeamKey)?;
+            (None, Some(caller.role))
+        }
+    };
+    if let Some(identity) = &body.identity
+        && app
+            .store
+            .list(ListKind::Identity, caller.team, identity)
+            .await?
+            .is_none()
+    {
+        return Err(ApiError::not_found(
+            "unknown_identity",
+            format!("identity `{identity}` does not exist"),
+        ));
+    }
+    let (key, mut new) = draw_key(body.kind, name, app.now(), expires)?;
+    new.role_at_creation = role_at_creation;
+    new.identity = body.identity;
+    let audit = event(
+        &app,
+        &caller,
+        "api_key.create",
+        new.key_id.to_string(),
+        json!({ "kind": body.kind, "name": new.name }),
+    );
+    let row_key_id = new.key_id.clone();
+    app.store
+        .create_key(caller.team, user, caller.actor(), new, audit)
+        .await?;
+    let names = user_names(&app, caller.team).await?;
+    let row = app
+        .store
+        .keys(caller.team, None)
+        .await?
+        .into_iter()
+        .find(|k| k.key_id == row_key_id)
+        .ok_or_else(|| ApiError::internal("created key not found"))?;
+    let created = CreatedKey {
+        info: key_info(&row, &names),
+        key: key.expose().to_owned(),
+    };
+    Ok(no_store(
+        (StatusCode::CREATED, Json(created)).into_response(),
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/api-keys", tag = "keys", responses((status = 200, body = [KeyInfo])))]
+pub(in crate::server) async fn list_keys(
+    State(app): Shared,
+    caller: Caller,
+) -> Result<Json<Vec<KeyInfo>>, ApiError> {
+    let only = if check(caller.role, Action::ManageAllKeys).is_ok() {
+        None
+    } else {
+        check(caller.role, Action::ManageOwnKeys)?;
+        Some(caller.actor())
+    };
+    let names = user_names(&app, caller.team).await?;
+    let keys = app.store.keys(caller.team, only).await?;
+    Ok(Json(keys.iter().map(|k| key_info(k, &names)).collect()))
+}
+
+#[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "keys", params(("id" = String, Path, description = "key id")), responses((status = 204, description = "revoked"), (status = 404, body = Problem)))]
+pub(in crate::server) async fn revoke_key(
+    State(app): Shared,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let key_id =
+        KeyId::try_from(id).map_err(|e| ApiError::bad_request("invalid_key_id", e.to_string()))?;
+    let only = if check(caller.role, Action::ManageAllKeys).is_ok() {
+        None
+    } else {
+        Some(caller.actor())
+    };
+    let audit = event(
+        &app,
+        &caller,
+        "api_key.revoke",
+        key_id.to_string(),
+        json!({}),
+    );
+    if app
+        .store
+        .revoke_key(caller.team, &key_id, only, audit)
+        .await?
+    {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(
+            "unknown_key",
+            "no such key, or already revoked",
+        ))
+    }
+}

@@ -1,0 +1,190 @@
+//! The HTTP handlers, one file per resource: parse, check the permission, call the store,
+//! answer. Values are sealed and opened here, and leave only in the answer to `POST /v1/runs`.
+//! This file holds what they share: the JSON and query extractors with problem+json rejections,
+//! name parsing, audit events.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::App;
+use super::auth::Caller;
+use super::error::ApiError;
+use crate::core::crypto::DataKey;
+use crate::core::name::{Label, SecretName};
+use crate::core::resolve::Scope;
+use crate::store::AuditEvent;
+
+mod audit;
+mod health;
+mod keys;
+mod lists;
+mod members;
+mod runs;
+mod secrets;
+
+pub(super) use self::audit::*;
+pub(super) use self::health::*;
+pub(super) use self::keys::*;
+pub(super) use self::lists::*;
+pub(super) use self::members::*;
+pub(super) use self::runs::*;
+pub(super) use self::secrets::*;
+
+type Shared = State<Arc<App>>;
+
+/// A JSON object body; every rejection is problem+json: 415 without a JSON content type, 413
+/// over the size limit, 400 `invalid_json` for malformed JSON, 400 `invalid_body` for anything
+/// else that is not the expected object (including an array where an object is expected, which
+/// serde would otherwise accept for a struct).
+pub(super) struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let json_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| {
+                let v = v.trim();
+                v == "application/json" || (v.starts_with("application/") && v.ends_with("+json"))
+            });
+        if !json_type {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as `content-type: application/json`",
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|r| {
+                if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "body_too_large",
+                        "the request body is too large",
+                    )
+                } else {
+                    ApiError::bad_request("invalid_body", r.body_text())
+                }
+            })?;
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "the body must be a JSON object",
+            ));
+        }
+        serde_json::from_slice(&bytes).map(Self).map_err(|e| {
+            let code = match e.classify() {
+                serde_json::error::Category::Data => "invalid_body",
+                _ => "invalid_json",
+            };
+            ApiError::bad_request(code, e.to_string())
+        })
+    }
+}
+
+/// Query string whose rejections are problem+json too.
+pub(super) struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    axum::extract::Query<T>: FromRequestParts<S, Rejection = QueryRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Self(q.0))
+            .map_err(|r| ApiError::bad_request("invalid_query", r.body_text()))
+    }
+}
+
+fn label(text: &str, what: &str) -> Result<Label, ApiError> {
+    Label::new(text).map_err(|e| ApiError::bad_request("invalid_name", format!("{what}: {e}")))
+}
+
+fn secret_name(text: &str) -> Result<SecretName, ApiError> {
+    SecretName::new(text).map_err(|e| ApiError::bad_request("invalid_name", e.to_string()))
+}
+
+fn scope_of(text: &str) -> Result<Scope, ApiError> {
+    match text {
+        "team" => Ok(Scope::Team),
+        "personal" => Ok(Scope::Personal),
+        _ => Err(ApiError::bad_request(
+            "invalid_scope",
+            "scope must be `team` or `personal`",
+        )),
+    }
+}
+
+fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn event(
+    app: &App,
+    caller: &Caller,
+    action: &str,
+    target: String,
+    detail: serde_json::Value,
+) -> AuditEvent {
+    let mut detail = detail;
+    if let Some(map) = detail.as_object_mut() {
+        map.insert("actor".into(), json!(caller.actor_name()));
+    }
+    AuditEvent {
+        detail: detail.to_string(),
+        ..event_without_detail(app, caller, action, target)
+    }
+}
+
+/// An event whose detail the caller writes itself (a run's, from its decision).
+fn event_without_detail(app: &App, caller: &Caller, action: &str, target: String) -> AuditEvent {
+    AuditEvent {
+        team: caller.team,
+        at: app.now(),
+        actor_user: Some(caller.actor()),
+        actor_key: Some(caller.key_id.to_string()),
+        action: action.to_owned(),
+        target,
+        outcome: "ok".to_owned(),
+        detail: String::new(),
+    }
+}
+
+async fn data_key(app: &App, team: i64) -> Result<(DataKey, u32), ApiError> {
+    let row = app.team(team).await?;
+    Ok((app.root.unwrap(team, &row.data_key)?, row.key_version))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Limit {
+    #[serde(default = "default_limit")]
+    pub(super) limit: u32,
+}
+
+const fn default_limit() -> u32 {
+    50
+}

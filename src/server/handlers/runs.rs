@@ -1,0 +1,465 @@
+//! Runs: resolution (the only answer that carries values), finish, list and show.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use getrandom::SysRng;
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use super::{ApiJson, ApiQuery, Limit, Shared, data_key, event, event_without_detail, no_store};
+use crate::api::{FinishRun, Problem, ResolveRun, Resolved, ResolvedWriter, RunInfo};
+use crate::core::crypto::{Binding, CryptoError, DataKey};
+use crate::core::name::{Label, SecretName};
+use crate::core::perm::{Action, check};
+use crate::core::resolve::{self, ResolveError, RunRequest, Scope, UserId};
+use crate::core::value::WipingBuf;
+use crate::server::App;
+use crate::server::auth::Caller;
+use crate::server::error::ApiError;
+use crate::store::{AuditEvent, Decided, Decision, RunAsk, RunPlan, RunRow, Sealed};
+
+/// A new run id: the start time in milliseconds (48 bits) then 80 random bits, in hex, like a
+/// UUIDv7. Ids made later sort later, so new runs append to the end of the id index instead of
+/// landing on a random page of it (each random landing is a page written per run).
+fn run_id(now: i64) -> Result<String, ApiError> {
+    use rand_core::TryRng;
+    use std::fmt::Write as _;
+    let mut random = [0u8; 10];
+    SysRng
+        .try_fill_bytes(&mut random)
+        .map_err(|_| ApiError::from(CryptoError::Rng))?;
+    let ms = u64::try_from(now).unwrap_or(0) & 0xffff_ffff_ffff;
+    let mut id = format!("run_{ms:012x}");
+    for b in random {
+        let _ = write!(id, "{b:02x}");
+    }
+    Ok(id)
+}
+
+#[utoipa::path(post, path = "/v1/runs", tag = "runs", request_body = ResolveRun, responses((status = 201, description = "the run and its secrets (the only response that carries values)", body = Resolved), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, description = "a required secret is missing", body = Problem)))]
+pub(in crate::server) async fn resolve(
+    State(app): Shared,
+    caller: Caller,
+    ApiJson(body): ApiJson<ResolveRun>,
+) -> Result<Response, ApiError> {
+    check(caller.role, Action::StartRun)?;
+    let core_caller = match &caller.user {
+        Some((user, _)) => resolve::Caller::Personal { user: *user },
+        None => resolve::Caller::Team {
+            identity: caller.identity.clone(),
+        },
+    };
+    let request = RunRequest {
+        trigger: body.trigger,
+        environment: body.environment.clone(),
+        secrets: body.secrets.clone(),
+        required: body.required.clone(),
+    };
+    let now = app.now();
+    let id = run_id(now)?;
+    let base_event = event_without_detail(&app, &caller, "run.start", id.clone());
+    let user = caller.user.as_ref().map(|(u, _)| *u);
+    let started = RunStart {
+        id,
+        key_id: caller.key_id.to_string(),
+        user,
+        user_name: caller.user.as_ref().map(|(_, n)| n.clone()),
+        identity: caller.identity.clone(),
+        actor: caller.actor_name(),
+        now,
+    };
+    let ask = RunAsk {
+        user,
+        environment: request.environment.clone(),
+        inputs: request.inputs(&core_caller),
+        decide: Box::new(move |snapshot| {
+            let result = resolve::resolve(&core_caller, &request, snapshot);
+            let record = to_json(&DecidedRecord::of(&request, &result));
+            Decided { result, record }
+        }),
+        start: Box::new(move |decision| started.plan(decision, base_event)),
+    };
+    let run = app.store.resolve_run(caller.team, ask).await?;
+    // The answer is prepared (the values opened) while the record is being committed, and
+    // nothing leaves, not even a refusal, before the record is durable (fail closed).
+    let prepared = match &run.decision.result {
+        Ok(resolution) => Ok(answer(
+            &app,
+            caller.team,
+            &run.plan.id,
+            resolution,
+            &run.decision.sealed,
+        )
+        .await),
+        Err(e) => Err(refusal(e)),
+    };
+    run.durable.wait().await?;
+    app.metrics.runs.fetch_add(1, Ordering::Relaxed);
+    let body = prepared??;
+    let response = (
+        StatusCode::CREATED,
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from(Bytes::from_owner(body)),
+    );
+    Ok(no_store(response.into_response()))
+}
+
+/// The answer to a refused resolution.
+fn refusal(e: &ResolveError) -> ApiError {
+    match e {
+        ResolveError::TriggerRequiresUser { trigger } => ApiError::bad_request(
+            "trigger_requires_user",
+            format!(
+                "trigger `{trigger}` needs a user and a team key has none; use a personal key or \
+                 a schedule/integration trigger"
+            ),
+        ),
+        ResolveError::EnvironmentNotFound { name } => ApiError::not_found(
+            "unknown_environment",
+            format!("environment `{name}` does not exist"),
+        ),
+        ResolveError::RequiredMissing { missing, .. } => {
+            ApiError::required_missing(missing.clone())
+        }
+    }
+}
+
+/// Writes the answer to a delivered run ([`api::Resolved`]), opening each value (with its kept
+/// [`ValueKey`](crate::core::crypto::ValueKey), made from the team's data key on first use)
+/// into one reused scratch buffer and escaping it straight into the answer.
+/// Both buffers are wiped when dropped; the answer's when the server has sent it.
+async fn answer(
+    app: &App,
+    team: i64,
+    run_id: &str,
+    resolution: &resolve::Resolution,
+    sealed: &[Arc<Sealed>],
+) -> Result<WipingBuf, ApiError> {
+    const ENTRY: usize = r#"{"name":"","scope":"personal","version":4294967295,"value":""},"#.len();
+    let mut data: Option<DataKey> = None;
+    let capacity = 256
+        + sealed
+            .iter()
+            .map(|s| ENTRY + s.name.as_str().len() + s.ciphertext.len())
+            .sum::<usize>()
+        + 64 * (resolution.missing.len() + resolution.shadowed.len());
+    let unwritable = |_| ApiError::internal("the answer could not be written");
+    let mut out = ResolvedWriter::new(run_id, resolution.trigger, capacity).map_err(unwritable)?;
+    let mut scratch = Zeroizing::new(Vec::new());
+    for s in sealed {
+        let binding = Binding {
+            team,
+            scope: s.scope,
+            owner: s.owner.map(|u| u.0),
+            secret: s.id.0,
+            name: s.name.as_str(),
+            version: s.version,
+            key_version: s.key_version,
+        };
+        if s.key.get().is_none() {
+            let key = match data.take() {
+                Some(key) => key,
+                None => data_key(app, team).await?.0,
+            };
+            // Concurrent first opens may race; the key that loses is dropped, and wiped.
+            let _ = s.key.set(key.value_key(&s.ciphertext)?);
+            data = Some(key);
+        }
+        let value = s
+            .key
+            .get()
+            .ok_or_else(|| ApiError::internal("a value's key was not kept"))?
+            .open_into(&binding, &s.ciphertext, &mut scratch)?;
+        out.secret(&s.name, s.scope, s.version, value)
+            .map_err(unwritable)?;
+    }
+    out.finish(&resolution.missing, &resolution.shadowed)
+        .map_err(unwritable)
+}
+
+/// Who started a run and when: what its record and audit event say besides the resolution.
+struct RunStart {
+    id: String,
+    key_id: String,
+    user: Option<UserId>,
+    user_name: Option<String>,
+    identity: Option<Label>,
+    actor: String,
+    now: i64,
+}
+
+/// A run's own part of its record (names only, never values): who started it. The rest is its
+/// decision's [`DecidedRecord`]; `GET /v1/runs/{id}` shows both as one object.
+#[derive(serde::Serialize)]
+struct OwnRecord<'a> {
+    who: Who<'a>,
+}
+
+/// The part of a run record that follows from its decision, shared by every run with the same
+/// inputs over the same snapshot (and stored once for them all).
+#[derive(serde::Serialize)]
+struct DecidedRecord<'a> {
+    environment: Option<&'a Label>,
+    requested: Option<&'a [SecretName]>,
+    required: &'a [SecretName],
+    #[serde(flatten)]
+    outcome: RecordOutcome<'a>,
+}
+
+impl<'a> DecidedRecord<'a> {
+    fn of(request: &'a RunRequest, result: &'a Result<resolve::Resolution, ResolveError>) -> Self {
+        let outcome = match result {
+            Ok(r) => RecordOutcome::Started {
+                trigger: r.trigger,
+                user_context: r.user_context.is_some(),
+                delivered: Delivered::of(&r.delivered),
+                missing: &r.missing,
+                shadowed: &r.shadowed,
+            },
+            Err(e) => RecordOutcome::Refused {
+                refused: e.to_string(),
+                missing: match e {
+                    ResolveError::RequiredMissing { missing, .. } => Some(missing),
+                    _ => None,
+                },
+            },
+        };
+        Self {
+            environment: request.environment.as_ref(),
+            requested: request.secrets.as_deref(),
+            required: &request.required,
+            outcome,
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Who<'a> {
+    key_id: &'a str,
+    user: Option<&'a str>,
+    identity: Option<&'a Label>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum RecordOutcome<'a> {
+    Started {
+        trigger: resolve::Trigger,
+        user_context: bool,
+        delivered: Delivered<'a>,
+        missing: &'a [resolve::Missing],
+        shadowed: &'a [SecretName],
+    },
+    Refused {
+        refused: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        missing: Option<&'a [resolve::Missing]>,
+    },
+}
+
+/// The delivered names of a run record, by scope, each with its version:
+/// `{"team": {"NAME": 3}, "personal": {"OTHER": 1}}`. A map per scope keeps a record of a
+/// hundred names under one database page, where a list of objects took two.
+#[derive(serde::Serialize, Default)]
+struct Delivered<'a> {
+    team: NameVersions<'a>,
+    personal: NameVersions<'a>,
+}
+
+#[derive(Default)]
+struct NameVersions<'a>(Vec<(&'a SecretName, u32)>);
+
+impl serde::Serialize for NameVersions<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(name, version)| (*name, *version)))
+    }
+}
+
+impl<'a> Delivered<'a> {
+    fn of(deliveries: &'a [resolve::Delivery]) -> Self {
+        let mut delivered = Self::default();
+        for d in deliveries {
+            let scope = match d.scope {
+                Scope::Team => &mut delivered.team,
+                Scope::Personal => &mut delivered.personal,
+            };
+            scope.0.push((&d.name, d.version));
+        }
+        delivered
+    }
+}
+
+/// The detail of a run's audit event. The delivered names are in the run record (the event's
+/// target is the run id, written in the same transaction); the event counts them, so a run
+/// is not written twice over.
+#[derive(serde::Serialize)]
+struct RunAudit<'a> {
+    actor: &'a str,
+    status: &'static str,
+    delivered_count: usize,
+    missing: &'a [resolve::Missing],
+}
+
+impl RunStart {
+    /// This run's own part of its record, and its audit event, for `decision`.
+    fn plan(self, decision: &Decision, mut audit: AuditEvent) -> RunPlan {
+        let (status, delivered_count, missing): (_, _, &[resolve::Missing]) = match &decision.result
+        {
+            Ok(r) => ("started", r.delivered.len(), &r.missing),
+            Err(ResolveError::RequiredMissing { missing, .. }) => ("refused", 0, missing),
+            Err(_) => ("refused", 0, &[]),
+        };
+        if status == "refused" {
+            "refused".clone_into(&mut audit.outcome);
+        }
+        audit.detail = to_json(&RunAudit {
+            actor: &self.actor,
+            status,
+            delivered_count,
+            missing,
+        });
+        let record = to_json(&OwnRecord {
+            who: Who {
+                key_id: &self.key_id,
+                user: self.user_name.as_deref(),
+                identity: self.identity.as_ref(),
+            },
+        });
+        RunPlan {
+            record,
+            id: self.id,
+            key_id: self.key_id,
+            user: self.user,
+            status,
+            started_at: self.now,
+            audit,
+        }
+    }
+}
+
+/// JSON text of a record made of names, numbers and enums (serializing it cannot fail).
+fn to_json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned())
+}
+
+fn run_info(row: RunRow) -> RunInfo {
+    RunInfo {
+        id: row.id,
+        status: row.status,
+        started_at: row.started_at,
+        ended_at: row.ended_at,
+        record: row.record,
+        outcome: row.outcome,
+    }
+}
+
+/// Runs the caller may read: all, or only those of its own key's user.
+fn run_filter(caller: &Caller) -> Result<Option<UserId>, ApiError> {
+    if check(caller.role, Action::ReadAllRuns).is_ok() {
+        return Ok(None);
+    }
+    check(caller.role, Action::ReadOwnRuns)?;
+    Ok(Some(caller.own_user()?))
+}
+
+#[utoipa::path(post, path = "/v1/runs/{id}/finish", tag = "runs", params(("id" = String, Path)), request_body = FinishRun, responses((status = 200, body = RunInfo), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub(in crate::server) async fn finish_run(
+    State(app): Shared,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<FinishRun>,
+) -> Result<Json<RunInfo>, ApiError> {
+    let run = app.store.run(caller.team, &id).await?;
+    let run = run.ok_or_else(|| ApiError::not_found("unknown_run", "no such run"))?;
+    if run.key_id != caller.key_id.as_str() && check(caller.role, Action::ReadAllRuns).is_err() {
+        return Err(ApiError::not_found("unknown_run", "no such run"));
+    }
+    let outcome = json!({
+        "exit_code": body.exit_code,
+        "signal": body.signal,
+        "duration_ms": body.duration_ms,
+        "masked": body.masked,
+    });
+    let audit = event(&app, &caller, "run.finish", id.clone(), outcome.clone());
+    if !app
+        .store
+        .finish_run(caller.team, &id, outcome, app.now(), audit)
+        .await?
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "run_not_started",
+            "the run is already finished or was refused",
+        ));
+    }
+    let row = app
+        .store
+        .run(caller.team, &id)
+        .await?
+        .ok_or_else(|| ApiError::internal("finished run vanished"))?;
+    Ok(Json(run_info(row)))
+}
+
+#[utoipa::path(get, path = "/v1/runs", tag = "runs", params(("limit" = Option<u32>, Query)), responses((status = 200, body = [RunInfo])))]
+pub(in crate::server) async fn list_runs(
+    State(app): Shared,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<Limit>,
+) -> Result<Json<Vec<RunInfo>>, ApiError> {
+    let only = run_filter(&caller)?;
+    let rows = app
+        .store
+        .runs(caller.team, only, q.limit.clamp(1, 1000))
+        .await?;
+    Ok(Json(rows.into_iter().map(run_info).collect()))
+}
+
+#[utoipa::path(get, path = "/v1/runs/{id}", tag = "runs", params(("id" = String, Path)), responses((status = 200, body = RunInfo), (status = 404, body = Problem)))]
+pub(in crate::server) async fn show_run(
+    State(app): Shared,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<RunInfo>, ApiError> {
+    let only = run_filter(&caller)?;
+    let row = app.store.run(caller.team, &id).await?;
+    match row {
+        Some(row) if only.is_none() || row.user == only => Ok(Json(run_info(row))),
+        _ => Err(ApiError::not_found("unknown_run", "no such run")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_are_time_ordered_hex_with_80_random_bits() {
+        let id = run_id(1_700_000_000_000).expect("id");
+        let hex = id.strip_prefix("run_").expect("prefix");
+        assert_eq!(hex.len(), 32, "{id}");
+        assert!(
+            hex.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+            "{id}"
+        );
+        assert!(
+            hex.starts_with(&format!("{:012x}", 1_700_000_000_000_u64)),
+            "{id}"
+        );
+        let same_ms: std::collections::BTreeSet<String> = (0..100)
+            .map(|_| run_id(1_700_000_000_000).expect("id"))
+            .collect();
+        assert_eq!(same_ms.len(), 100, "ids of one millisecond differ");
+        let later = run_id(1_700_000_000_001).expect("id");
+        assert!(
+            same_ms.iter().all(|earlier| *earlier < later),
+            "a later id sorts later"
+        );
+    }
+}

@@ -1,0 +1,245 @@
+//! Write-only secrets: create, list metadata, update, delete. Values are sealed here and never
+//! answered.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use getrandom::SysRng;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiJson, ApiQuery, Shared, data_key, event, scope_of, secret_name};
+use crate::api::{CreateSecret, Problem, SecretInfo, UpdateSecret};
+use crate::core::crypto::Binding;
+use crate::core::perm::{Action, check};
+use crate::core::resolve::{Scope, SecretId, UserId};
+use crate::core::value::SecretValue;
+use crate::server::App;
+use crate::server::auth::Caller;
+use crate::server::boot::random_id;
+use crate::server::error::ApiError;
+use crate::store::{NewSecret, SecretRow, SecretUpdate};
+
+fn secret_info(row: &SecretRow) -> SecretInfo {
+    SecretInfo {
+        name: row.name.to_string(),
+        scope: row.scope,
+        owner: row.owner_name.clone(),
+        description: row.description.clone(),
+        version: row.version,
+        value_length: row.value_len,
+        created_at: row.created_at,
+        created_by: row.created_by.clone(),
+        updated_at: row.updated_at,
+        updated_by: row.updated_by.clone(),
+    }
+}
+
+/// Who owns a secret of `scope` written by `caller`, after the permission check.
+fn owner_for(caller: &Caller, scope: Scope) -> Result<Option<UserId>, ApiError> {
+    match scope {
+        Scope::Team => {
+            check(caller.role, Action::WriteTeamSecret)?;
+            Ok(None)
+        }
+        Scope::Personal => {
+            check(caller.role, Action::WriteOwnPersonalSecret)?;
+            Ok(Some(caller.own_user()?))
+        }
+    }
+}
+
+fn value_of(text: String) -> Result<SecretValue, ApiError> {
+    SecretValue::new(text).map_err(|e| ApiError::bad_request("invalid_value", e.to_string()))
+}
+
+pub(super) fn description_of(text: String) -> Result<String, ApiError> {
+    if text.len() > 1024 || text.contains('\0') {
+        return Err(ApiError::bad_request(
+            "invalid_description",
+            "a description is at most 1024 bytes, without NUL",
+        ));
+    }
+    Ok(text)
+}
+
+#[utoipa::path(post, path = "/v1/secrets", tag = "secrets", request_body = CreateSecret, responses((status = 201, body = SecretInfo), (status = 400, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem)))]
+pub(in crate::server) async fn create_secret(
+    State(app): Shared,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateSecret>,
+) -> Result<Response, ApiError> {
+    let owner = owner_for(&caller, body.scope)?;
+    let value = value_of(body.value)?;
+    let description = description_of(body.description)?;
+    let (key, key_version) = data_key(&app, caller.team).await?;
+    let id = SecretId(random_id(&mut SysRng)?);
+    let binding = Binding {
+        team: caller.team,
+        scope: body.scope,
+        owner: owner.map(|u| u.0),
+        secret: id.0,
+        name: body.name.as_str(),
+        version: 1,
+        key_version,
+    };
+    let ciphertext = key.seal(&binding, &value, &mut SysRng)?;
+    let target = format!("{}/{}", body.scope, body.name);
+    let audit = event(
+        &app,
+        &caller,
+        "secret.create",
+        target,
+        json!({ "name": body.name.as_str(), "scope": body.scope }),
+    );
+    let secret = NewSecret {
+        id,
+        team: caller.team,
+        scope: body.scope,
+        owner,
+        name: body.name.clone(),
+        description,
+        key_version,
+        ciphertext,
+        value_len: u32::try_from(value.len()).unwrap_or(u32::MAX),
+        actor: caller.actor(),
+        at: app.now(),
+    };
+    app.store.create_secret(secret, audit).await?;
+    let row = app
+        .store
+        .secret(caller.team, body.scope, owner, &body.name)
+        .await?
+        .ok_or_else(|| ApiError::internal("created secret not found"))?;
+    Ok((StatusCode::CREATED, Json(secret_info(&row))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(in crate::server) struct ListSecretsQuery {
+    #[serde(default)]
+    all: bool,
+}
+
+#[utoipa::path(get, path = "/v1/secrets", tag = "secrets", params(("all" = Option<bool>, Query, description = "add every member's personal secret names (owners and admins)")), responses((status = 200, body = [SecretInfo])))]
+pub(in crate::server) async fn list_secrets(
+    State(app): Shared,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<ListSecretsQuery>,
+) -> Result<Json<Vec<SecretInfo>>, ApiError> {
+    check(caller.role, Action::ListSecrets)?;
+    if query.all {
+        check(caller.role, Action::ListAllPersonalSecrets)?;
+    }
+    let viewer = caller.user.as_ref().map_or(UserId(0), |(id, _)| *id);
+    let rows = app.store.secrets(caller.team, viewer, query.all).await?;
+    Ok(Json(rows.iter().map(secret_info).collect()))
+}
+
+async fn find_secret(
+    app: &App,
+    caller: &Caller,
+    scope: &str,
+    name: &str,
+) -> Result<(SecretRow, Option<UserId>), ApiError> {
+    let scope = scope_of(scope)?;
+    let name = secret_name(name)?;
+    let owner = owner_for(caller, scope)?;
+    let row = app
+        .store
+        .secret(caller.team, scope, owner, &name)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found("unknown_secret", format!("no {scope} secret `{name}`"))
+        })?;
+    Ok((row, owner))
+}
+
+#[utoipa::path(patch, path = "/v1/secrets/{scope}/{name}", tag = "secrets", params(("scope" = String, Path), ("name" = String, Path)), request_body = UpdateSecret, responses((status = 200, body = SecretInfo), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub(in crate::server) async fn update_secret(
+    State(app): Shared,
+    caller: Caller,
+    Path((scope, name)): Path<(String, String)>,
+    ApiJson(body): ApiJson<UpdateSecret>,
+) -> Result<Json<SecretInfo>, ApiError> {
+    if body.value.is_none() && body.description.is_none() {
+        return Err(ApiError::bad_request(
+            "empty_update",
+            "give a new value, a new description, or both",
+        ));
+    }
+    let (row, owner) = find_secret(&app, &caller, &scope, &name).await?;
+    let description = body.description.map(description_of).transpose()?;
+    let value = match body.value {
+        None => None,
+        Some(text) => {
+            let value = value_of(text)?;
+            let (key, key_version) = data_key(&app, caller.team).await?;
+            let binding = Binding {
+                team: caller.team,
+                scope: row.scope,
+                owner: owner.map(|u| u.0),
+                secret: row.id.0,
+                name: row.name.as_str(),
+                version: row.version + 1,
+                key_version,
+            };
+            let sealed = key.seal(&binding, &value, &mut SysRng)?;
+            Some((sealed, u32::try_from(value.len()).unwrap_or(u32::MAX)))
+        }
+    };
+    let detail = json!({ "name": row.name.as_str(), "value_changed": value.is_some() });
+    let audit = event(
+        &app,
+        &caller,
+        "secret.update",
+        format!("{}/{}", row.scope, row.name),
+        detail,
+    );
+    let update = SecretUpdate {
+        id: row.id,
+        expected_version: row.version,
+        value,
+        description,
+        actor: caller.actor(),
+        at: app.now(),
+    };
+    app.store.update_secret(update, audit).await?;
+    let row = app
+        .store
+        .secret(caller.team, row.scope, owner, &row.name)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "the secret was deleted meanwhile",
+            )
+        })?;
+    Ok(Json(secret_info(&row)))
+}
+
+#[utoipa::path(delete, path = "/v1/secrets/{scope}/{name}", tag = "secrets", params(("scope" = String, Path), ("name" = String, Path)), responses((status = 204, description = "deleted"), (status = 404, body = Problem)))]
+pub(in crate::server) async fn delete_secret(
+    State(app): Shared,
+    caller: Caller,
+    Path((scope, name)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let (row, _) = find_secret(&app, &caller, &scope, &name).await?;
+    let audit = event(
+        &app,
+        &caller,
+        "secret.delete",
+        format!("{}/{}", row.scope, row.name),
+        json!({ "name": row.name.as_str() }),
+    );
+    if app.store.delete_secret(row.id, audit).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(
+            "unknown_secret",
+            "the secret was deleted meanwhile",
+        ))
+    }
+}
