@@ -177,7 +177,10 @@ async fn demo() -> Result<bool, Error> {
     print!("{stdout}");
     println!("--- from its stderr (the agent's, and latch's own notes):");
     print!("{stderr}");
-    println!("--- latch exited with {:?}", output.status.code());
+    match output.status.code() {
+        Some(code) => println!("--- latch exited with code {code}"),
+        None => println!("--- latch was killed by a signal"),
+    }
 
     show_run(&api, &owner).await?;
     let ok = check(&output, &agent_key);

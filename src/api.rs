@@ -11,8 +11,8 @@ use utoipa::ToSchema;
 
 use crate::core::apikey::KeyKind;
 use crate::core::name::{Label, SecretName};
-use crate::core::perm::Role;
-use crate::core::resolve::{Missing, Scope, Trigger};
+use crate::core::perm::{Capability, Role};
+use crate::core::resolve::{AllowlistSource, Missing, Scope, Trigger};
 use crate::core::value::WipingBuf;
 
 /// An error body (`application/problem+json`, RFC 9457) with a stable `code`.
@@ -33,6 +33,38 @@ pub struct Problem {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<Object>)]
     pub missing: Vec<Missing>,
+    /// For `would_release` and `identity_in_use`: the team secret names the change would make
+    /// available to every run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub would_release: Vec<String>,
+    /// For `identity_in_use`: the keys bound to the identity, which deleting it revokes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<KeyRefInfo>,
+    /// For `name_conflict`: the existing secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub existing: Option<ExistingSecret>,
+}
+
+/// A key as an answer names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct KeyRefInfo {
+    /// Key id.
+    pub id: String,
+    /// Key name.
+    pub name: String,
+}
+
+/// The secret a new name conflicts with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ExistingSecret {
+    /// Its scope.
+    #[schema(value_type = String, example = "team")]
+    pub scope: Scope,
+    /// Its owner (a personal secret; only to callers allowed to list it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Its name.
+    pub name: String,
 }
 
 /// `GET /v1/whoami`.
@@ -50,6 +82,11 @@ pub struct Whoami {
     pub key_kind: KeyKind,
     /// The key id.
     pub key_id: String,
+    /// What the key may do now: `run` (start runs, finish and read its own, whoami) or
+    /// `manage` (everything its role allows). A `manage` team key whose creator is gone shows
+    /// `run`.
+    #[schema(value_type = String, example = "manage")]
+    pub capability: Capability,
     /// The identity runs execute as (team keys bound to one).
     pub identity: Option<String>,
 }
@@ -66,10 +103,15 @@ pub struct CreateKey {
     /// `1d`, `30d`, `90d`, `never`, or a duration such as `12h` (default `90d`).
     #[serde(default)]
     pub expires: Option<String>,
-    /// For a team key: the identity its runs execute as.
+    /// For a team key: the identity its runs execute as (such a key is always `run`).
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub identity: Option<Label>,
+    /// `run` or `manage`; default `manage` for a personal key, `run` for a team key. Never more
+    /// than the creating key's.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "run")]
+    pub capability: Option<Capability>,
 }
 
 /// A key as listed (never the key itself).
@@ -84,6 +126,9 @@ pub struct KeyInfo {
     /// Personal or team.
     #[schema(value_type = String, example = "personal")]
     pub kind: KeyKind,
+    /// `run` or `manage`, as created.
+    #[schema(value_type = String, example = "run")]
+    pub capability: Capability,
     /// The user a personal key acts as.
     pub user: Option<String>,
     /// Creator.
@@ -201,6 +246,11 @@ pub struct PutList {
     /// Description.
     #[serde(default)]
     pub description: String,
+    /// Identities only: team secret names this change may make available to every run (no
+    /// identity reserving them any more). Without it such a change is 409 `would_release`.
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub release: Vec<SecretName>,
 }
 
 /// An environment or identity.
@@ -249,6 +299,28 @@ pub struct MemberInfo {
     pub created_at: i64,
 }
 
+/// The answer to `DELETE /v1/members/{user}`: what the removal revoked and deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RemovedMember {
+    /// Who was removed.
+    pub name: String,
+    /// Their personal keys, revoked for good.
+    pub revoked_keys: Vec<KeyRefInfo>,
+    /// Their personal secrets, deleted.
+    pub deleted_secrets: Vec<String>,
+}
+
+/// The answer to `DELETE /v1/identities/{name}` (and `/v1/environments/{name}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeletedList {
+    /// What was deleted.
+    pub name: String,
+    /// Team secret names now available to every run.
+    pub released: Vec<String>,
+    /// Keys bound to the identity, revoked with it.
+    pub revoked_keys: Vec<KeyRefInfo>,
+}
+
 /// The answer to `POST /v1/members`: the member and their first personal key, shown once.
 #[derive(Clone, Serialize, Deserialize, ToSchema)]
 pub struct AddedMember {
@@ -286,6 +358,40 @@ pub struct ResolveRun {
     #[serde(default)]
     #[schema(value_type = Vec<String>)]
     pub required: Vec<SecretName>,
+    /// Resolve without starting a run: the answer names what would be delivered (never a
+    /// value) and no run is recorded (DESIGN §2 rule 8).
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// A name a dry run would deliver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WouldDeliver {
+    /// Name.
+    pub name: String,
+    /// Scope.
+    #[schema(value_type = String, example = "team")]
+    pub scope: Scope,
+    /// Version.
+    pub version: u32,
+}
+
+/// The answer to a dry run: names only, never a value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DryRunInfo {
+    /// Effective trigger.
+    #[schema(value_type = String, example = "cli")]
+    pub trigger: Trigger,
+    /// Which allowlist applied: `run`, `environment` or `none`.
+    #[schema(value_type = String, example = "environment")]
+    pub allowlist: AllowlistSource,
+    /// What a run would receive.
+    pub secrets: Vec<WouldDeliver>,
+    /// Names asked for and not deliverable, with reasons.
+    #[schema(value_type = Vec<Object>)]
+    pub missing: Vec<Missing>,
+    /// Names where a personal secret would override a team secret.
+    pub shadowed: Vec<String>,
 }
 
 /// A delivered secret: name, scope, version and the value.
@@ -326,6 +432,9 @@ pub struct Resolved {
     /// Effective trigger.
     #[schema(value_type = String, example = "cli")]
     pub trigger: Trigger,
+    /// Which allowlist applied: `run`, `environment` or `none` (the whole pool).
+    #[schema(value_type = String, example = "environment")]
+    pub allowlist: AllowlistSource,
     /// What the run receives.
     pub secrets: Vec<ResolvedSecret>,
     /// Names asked for and not delivered, with reasons.
@@ -353,12 +462,19 @@ impl ResolvedWriter {
     ///
     /// # Errors
     /// Only if serde_json refuses to write a string, which it does not.
-    pub fn new(run_id: &str, trigger: Trigger, capacity: usize) -> Result<Self, serde_json::Error> {
+    pub fn new(
+        run_id: &str,
+        trigger: Trigger,
+        allowlist: AllowlistSource,
+        capacity: usize,
+    ) -> Result<Self, serde_json::Error> {
         let mut out = WipingBuf::with_capacity(capacity);
         out.extend(b"{\"run_id\":");
         put(&mut out, run_id)?;
         out.extend(b",\"trigger\":");
         put(&mut out, &trigger)?;
+        out.extend(b",\"allowlist\":");
+        put(&mut out, &allowlist)?;
         out.extend(b",\"secrets\":[");
         Ok(Self { out, first: true })
     }
@@ -493,6 +609,7 @@ mod tests {
             Just(MissingReason::ReservedForIdentity),
             Just(MissingReason::PersonalUnavailable),
             Just(MissingReason::NotAllowlisted),
+            Just(MissingReason::RefusedName),
         ];
         (name(), reason).prop_map(|(name, reason)| Missing { name, reason })
     }
@@ -505,6 +622,7 @@ mod tests {
         fn the_written_answer_is_what_serde_writes(
             run_id in "run_[0-9a-f]{0,32}",
             trigger in prop::sample::select(Trigger::ALL.to_vec()),
+            allowlist in prop::sample::select(vec![AllowlistSource::Run, AllowlistSource::Environment, AllowlistSource::None]),
             secrets in prop::collection::vec(
                 (name(), scope(), any::<u32>(), "[^\u{0}]{1,40}|[\"\\\\\u{1}-\u{1f}\u{7f}é✓]{1,10}"),
                 0..12,
@@ -513,7 +631,7 @@ mod tests {
             shadowed in prop::collection::vec(name(), 0..4),
             capacity in 0usize..4096,
         ) {
-            let mut writer = ResolvedWriter::new(&run_id, trigger, capacity).expect("writes");
+            let mut writer = ResolvedWriter::new(&run_id, trigger, allowlist, capacity).expect("writes");
             for (name, scope, version, value) in &secrets {
                 writer.secret(name, *scope, *version, value).expect("writes");
             }
@@ -521,6 +639,7 @@ mod tests {
             let typed = Resolved {
                 run_id,
                 trigger,
+                allowlist,
                 secrets: secrets
                     .iter()
                     .map(|(name, scope, version, value)| ResolvedSecret {

@@ -272,6 +272,9 @@ async fn finish(mut response: reqwest::Response) -> Result<Zeroizing<Vec<u8>>, C
         code: "http_error".into(),
         detail: format!("HTTP {status}"),
         missing: Vec::new(),
+        would_release: Vec::new(),
+        keys: Vec::new(),
+        existing: None,
     });
     if status == StatusCode::UNAUTHORIZED {
         return Err(ClientError::Refused(problem.detail));

@@ -8,6 +8,7 @@ use crate::api::{CreateKey, CreatedKey, KeyInfo};
 use crate::core::apikey::KeyKind;
 use crate::core::duration::Expiry;
 use crate::core::name::Label;
+use crate::core::perm::Capability;
 use crate::core::time::relative;
 
 /// Which kind of key to create.
@@ -20,6 +21,19 @@ pub struct KindArg {
     /// A personal key: acts as you.
     #[arg(long)]
     pub personal: bool,
+}
+
+/// What the new key may do (DESIGN §3). Without either: a personal key manages, a team key
+/// runs.
+#[derive(Debug, Args)]
+#[group(multiple = false)]
+pub struct CapabilityArg {
+    /// Everything the role allows (for a team key: owners and admins; never with --identity).
+    #[arg(long, conflicts_with = "identity")]
+    pub manage: bool,
+    /// Only start runs, finish and read its own runs, whoami: what an agent needs.
+    #[arg(long)]
+    pub run_only: bool,
 }
 
 /// `latch api-key ...`
@@ -35,11 +49,14 @@ pub enum ApiKeyCommand {
         /// Expiry: 1d, 30d, 90d, never, or a duration such as 90s, 15m, 12h.
         #[arg(long, default_value = "90d", value_name = "DUR|never")]
         expires: Expiry,
-        /// Bind a team key to an agent identity: its runs execute as that identity.
+        /// Bind a team key to an agent identity: its runs execute as that identity (such a key
+        /// is always run-only).
         #[arg(long, conflicts_with = "personal", value_name = "IDENTITY")]
         identity: Option<Label>,
+        #[command(flatten)]
+        capability: CapabilityArg,
     },
-    /// List keys: name, preview, scope, created, last used, expires.
+    /// List keys: name, preview, kind, capability, user, identity, creator, times, status.
     List,
     /// Revoke a key; it is refused at once.
     Revoke {
@@ -63,7 +80,15 @@ pub(crate) async fn run(command: ApiKeyCommand, global: &Global) -> Result<u8, E
             kind,
             expires,
             identity,
+            capability,
         } => {
+            let capability = if capability.manage {
+                Some(Capability::Manage)
+            } else if capability.run_only {
+                Some(Capability::Run)
+            } else {
+                None
+            };
             let body = CreateKey {
                 name,
                 kind: if kind.team {
@@ -73,6 +98,7 @@ pub(crate) async fn run(command: ApiKeyCommand, global: &Global) -> Result<u8, E
                 },
                 expires: Some(expires.to_string()),
                 identity,
+                capability,
             };
             let created: CreatedKey = client
                 .call(Method::POST, "v1/api-keys", Some(&body))
@@ -85,8 +111,8 @@ pub(crate) async fn run(command: ApiKeyCommand, global: &Global) -> Result<u8, E
                     |at| format!("expires {}", relative(at, context::now())),
                 );
                 eprintln!(
-                    "created {} key `{}` (id {}, {expiry}); it is shown once — store it now:",
-                    created.info.kind, created.info.name, created.info.id
+                    "created {} {} key `{}` (id {}, {expiry}); it is shown once — store it now:",
+                    created.info.kind, created.info.capability, created.info.name, created.info.id
                 );
                 println!("{}", created.key);
             }
@@ -124,19 +150,26 @@ fn key_table(keys: &[KeyInfo], now: i64) -> String {
     let rows: Vec<Vec<String>> = keys
         .iter()
         .map(|k| {
-            let expires = if k.revoked_at.is_some() {
-                "revoked".to_owned()
+            let status = if k.revoked_at.is_some() {
+                "revoked"
+            } else if k.expires_at.is_some_and(|at| at <= now) {
+                "expired"
             } else {
-                when(k.expires_at, "never")
+                "active"
             };
             vec![
                 k.id.clone(),
                 k.name.clone(),
                 k.preview.clone(),
                 k.kind.to_string(),
+                k.capability.to_string(),
+                k.user.clone().unwrap_or_else(|| "-".to_owned()),
+                k.identity.clone().unwrap_or_else(|| "-".to_owned()),
+                k.created_by.clone(),
                 relative(k.created_at, now),
                 when(k.last_used_at, "never"),
-                expires,
+                when(k.expires_at, "never"),
+                status.to_owned(),
             ]
         })
         .collect();
@@ -145,10 +178,15 @@ fn key_table(keys: &[KeyInfo], now: i64) -> String {
             "ID",
             "NAME",
             "PREVIEW",
-            "SCOPE",
+            "KIND",
+            "CAPABILITY",
+            "USER",
+            "IDENTITY",
+            "CREATED BY",
             "CREATED",
             "LAST USED",
             "EXPIRES",
+            "STATUS",
         ],
         &rows,
     )

@@ -122,6 +122,23 @@ pub(crate) fn confirm(question: &str, forced: bool, flag: &str) -> Result<(), Er
     }
 }
 
+/// `1 secret`, `2 secrets`: a count with its word agreeing.
+#[must_use]
+pub(crate) fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `: A, B` after a count, or nothing for an empty list.
+#[must_use]
+pub(crate) fn listed(items: impl IntoIterator<Item = String>) -> String {
+    let items: Vec<String> = items.into_iter().collect();
+    if items.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", items.join(", "))
+    }
+}
+
 /// Prints `value` as JSON.
 pub(crate) fn print_json<T: Serialize>(value: &T) -> Result<(), Error> {
     let text = serde_json::to_string_pretty(value).map_err(|e| Error::Config(e.to_string()))?;

@@ -85,6 +85,9 @@ impl Error {
             Self::Client(ClientError::Api { code, .. }) if code == "forbidden" => {
                 Some("your role does not allow this; ask an owner or admin")
             }
+            Self::Client(ClientError::Api { code, .. }) if code == "key_cannot_manage" => Some(
+                "this is a run-only key, for agents: manage with a personal key, or a team key made with `latch api-key create --team --manage`",
+            ),
             Self::Launch(LaunchError::Spawn(SpawnError::NotFound { .. })) => {
                 Some("check the command's name, and that it is on the PATH the command gets")
             }

@@ -6,7 +6,8 @@ use clap::Subcommand;
 use reqwest::Method;
 
 use super::{Error, Global, context};
-use crate::api::{ListInfo, PutList};
+use crate::api::{DeletedList, ListInfo, PutList};
+use crate::client::{Client, ClientError};
 use crate::core::name::{Label, SecretName};
 use crate::core::time::relative;
 
@@ -45,6 +46,10 @@ pub enum ListCommand {
         /// What it is for.
         #[arg(long, value_name = "TEXT")]
         description: Option<String>,
+        /// Identities: go ahead when the change makes team secrets available to every run
+        /// (no identity reserving them any more), without asking.
+        #[arg(long)]
+        force: bool,
     },
     /// Show one.
     Show {
@@ -53,11 +58,13 @@ pub enum ListCommand {
     },
     /// List them all.
     List,
-    /// Delete one.
+    /// Delete one. Deleting an identity makes its reserved team secrets available to every
+    /// run and revokes the keys bound to it: latch lists what and asks.
     Delete {
         /// Its name.
         name: Label,
-        /// Do not ask; required when there is no terminal.
+        /// Do not ask (also to release secrets and revoke bound keys); required when there is
+        /// no terminal.
         #[arg(long)]
         force: bool,
     },
@@ -69,30 +76,13 @@ pub enum ListCommand {
 /// [`Error`] from the client or a refused confirmation.
 pub(crate) async fn run(kind: Kind, command: ListCommand, global: &Global) -> Result<u8, Error> {
     let client = context::client(global)?;
-    let noun = kind.noun();
     match command {
         ListCommand::Set {
             name,
             secrets,
             description,
-        } => {
-            let body = PutList {
-                secrets: Some(secrets),
-                description: description.unwrap_or_default(),
-            };
-            let info: ListInfo = client
-                .call(Method::PUT, &format!("{}/{name}", kind.path()), Some(&body))
-                .await?;
-            if global.json {
-                context::print_json(&info)?;
-            } else {
-                println!(
-                    "set {noun} {} ({} secret names)",
-                    info.name,
-                    info.secrets.as_ref().map_or(0, Vec::len)
-                );
-            }
-        }
+            force,
+        } => set(kind, &client, global, name, secrets, description, force).await?,
         ListCommand::Show { name } => {
             let info: ListInfo = client
                 .call::<_, ()>(Method::GET, &format!("{}/{name}", kind.path()), None)
@@ -119,17 +109,136 @@ pub(crate) async fn run(kind: Kind, command: ListCommand, global: &Global) -> Re
                 );
             }
         }
-        ListCommand::Delete { name, force } => {
-            context::confirm(&format!("delete {noun} {name}?"), force, "--force")?;
-            client
-                .call_empty::<()>(Method::DELETE, &format!("{}/{name}", kind.path()), None)
-                .await?;
-            if !global.json {
-                println!("deleted {noun} {name}");
-            }
-        }
+        ListCommand::Delete { name, force } => delete(kind, &client, global, &name, force).await?,
     }
     Ok(0)
+}
+
+/// `set`: for an identity, a change that releases team secrets is shown and confirmed, then
+/// sent again naming exactly what the platform said it releases.
+async fn set(
+    kind: Kind,
+    client: &Client,
+    global: &Global,
+    name: Label,
+    secrets: Vec<SecretName>,
+    description: Option<String>,
+    force: bool,
+) -> Result<(), Error> {
+    let noun = kind.noun();
+    let mut body = PutList {
+        secrets: Some(secrets),
+        description: description.unwrap_or_default(),
+        release: Vec::new(),
+    };
+    let path = format!("{}/{name}", kind.path());
+    let info: ListInfo = match client.call(Method::PUT, &path, Some(&body)).await {
+        Err(ClientError::Api { code, problem, .. }) if code == "would_release" => {
+            // Release exactly what the platform says, once the person agrees.
+            let names = problem.would_release;
+            eprintln!(
+                "latch: this change makes {} available to every run: no identity \
+                 reserves {} any more",
+                names.join(", "),
+                if names.len() == 1 { "it" } else { "them" }
+            );
+            context::confirm("go ahead?", force, "--force")?;
+            body.release = names
+                .iter()
+                .map(|n| n.parse())
+                .collect::<Result<_, _>>()
+                .map_err(|e| Error::Config(format!("the platform named {e}")))?;
+            client.call(Method::PUT, &path, Some(&body)).await?
+        }
+        other => other?,
+    };
+    if global.json {
+        context::print_json(&info)?;
+    } else {
+        println!(
+            "set {noun} {} ({})",
+            info.name,
+            context::count(
+                info.secrets.as_ref().map_or(0, Vec::len),
+                "secret name",
+                "secret names"
+            )
+        );
+        if !body.release.is_empty() {
+            println!("released {}", joined(&body.release));
+        }
+    }
+    Ok(())
+}
+
+/// `delete`: for an identity, what deleting it releases and revokes is shown and confirmed,
+/// then sent again naming exactly that.
+async fn delete(
+    kind: Kind,
+    client: &Client,
+    global: &Global,
+    name: &Label,
+    force: bool,
+) -> Result<(), Error> {
+    let noun = kind.noun();
+    context::confirm(&format!("delete {noun} {name}?"), force, "--force")?;
+    let path = format!("{}/{name}", kind.path());
+    let deleted: DeletedList = match client.call::<_, ()>(Method::DELETE, &path, None).await {
+        Err(ClientError::Api { code, problem, .. })
+            if code == "would_release" || code == "identity_in_use" =>
+        {
+            // What deleting it does, as the platform says it; then ask, and send
+            // exactly those names back.
+            if !problem.would_release.is_empty() {
+                eprintln!(
+                    "latch: deleting {noun} {name} makes {} available to every run",
+                    problem.would_release.join(", ")
+                );
+            }
+            if !problem.keys.is_empty() {
+                let keys: Vec<String> = problem
+                    .keys
+                    .iter()
+                    .map(|k| format!("{} ({})", k.name, k.id))
+                    .collect();
+                eprintln!(
+                    "latch: and revokes {} bound to it: {}",
+                    context::count(keys.len(), "key", "keys"),
+                    keys.join(", ")
+                );
+            }
+            context::confirm("go ahead?", force, "--force")?;
+            let mut query = format!("{path}?force=true");
+            if !problem.would_release.is_empty() {
+                query.push_str("&release=");
+                query.push_str(&problem.would_release.join(","));
+            }
+            client.call::<_, ()>(Method::DELETE, &query, None).await?
+        }
+        other => other?,
+    };
+    if global.json {
+        context::print_json(&deleted)?;
+    } else {
+        println!("deleted {noun} {name}");
+        if !deleted.released.is_empty() {
+            println!("released {}", deleted.released.join(", "));
+        }
+        if !deleted.revoked_keys.is_empty() {
+            let keys: Vec<String> = deleted
+                .revoked_keys
+                .iter()
+                .map(|k| format!("{} ({})", k.name, k.id))
+                .collect();
+            println!("revoked {}", keys.join(", "));
+        }
+    }
+    Ok(())
+}
+
+fn joined(names: &[SecretName]) -> String {
+    let names: Vec<&str> = names.iter().map(SecretName::as_str).collect();
+    names.join(", ")
 }
 
 fn names(list: &ListInfo) -> String {

@@ -4,7 +4,7 @@ use clap::{Subcommand, ValueEnum};
 use reqwest::Method;
 
 use super::{Error, Global, context};
-use crate::api::{AddMember, AddedMember, MemberInfo, SetRole};
+use crate::api::{AddMember, AddedMember, MemberInfo, RemovedMember, SetRole};
 use crate::core::name::Label;
 use crate::core::perm::Role;
 use crate::core::time::relative;
@@ -41,7 +41,8 @@ pub enum MemberCommand {
         #[arg(long, value_enum)]
         role: RoleArg,
     },
-    /// Remove a member; their personal keys stop working.
+    /// Remove a member for good: their personal keys are revoked and their personal secrets
+    /// deleted; adding the name again makes a new member who inherits nothing.
     Remove {
         /// The member's user name.
         name: Label,
@@ -118,17 +119,68 @@ pub(crate) async fn run(command: MemberCommand, global: &Global) -> Result<u8, E
         }
         MemberCommand::Remove { name, yes } => {
             context::confirm(
-                &format!("remove {name}? Their personal keys stop working at once."),
+                &format!(
+                    "remove {name}? Their personal keys are revoked and their personal secrets \
+                     deleted, for good."
+                ),
                 yes,
                 "--yes",
             )?;
-            client
-                .call_empty::<()>(Method::DELETE, &format!("v1/members/{name}"), None)
+            let removed: RemovedMember = client
+                .call::<_, ()>(Method::DELETE, &format!("v1/members/{name}"), None)
                 .await?;
-            if !global.json {
-                println!("removed {name}");
+            if global.json {
+                context::print_json(&removed)?;
+            } else {
+                print!("{}", removal(&removed));
             }
         }
     }
     Ok(0)
+}
+
+/// What a removal did, in words.
+fn removal(removed: &RemovedMember) -> String {
+    let keys = &removed.revoked_keys;
+    let secrets = &removed.deleted_secrets;
+    format!(
+        "removed {}\nrevoked {}{}\ndeleted {}{}\n",
+        removed.name,
+        context::count(keys.len(), "personal key", "personal keys"),
+        context::listed(keys.iter().map(|k| format!("{} ({})", k.name, k.id))),
+        context::count(secrets.len(), "personal secret", "personal secrets"),
+        context::listed(secrets.iter().cloned())
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::KeyRefInfo;
+
+    #[test]
+    fn a_removal_says_what_was_revoked_and_deleted_with_counted_words() {
+        let removed = RemovedMember {
+            name: "bob".into(),
+            revoked_keys: vec![KeyRefInfo {
+                id: "AbCd1234".into(),
+                name: "laptop".into(),
+            }],
+            deleted_secrets: vec!["GH_TOKEN".into(), "NPM_TOKEN".into()],
+        };
+        assert_eq!(
+            removal(&removed),
+            "removed bob\nrevoked 1 personal key: laptop (AbCd1234)\n\
+             deleted 2 personal secrets: GH_TOKEN, NPM_TOKEN\n"
+        );
+        let nothing = RemovedMember {
+            name: "eve".into(),
+            revoked_keys: vec![],
+            deleted_secrets: vec![],
+        };
+        assert_eq!(
+            removal(&nothing),
+            "removed eve\nrevoked 0 personal keys\ndeleted 0 personal secrets\n"
+        );
+    }
 }

@@ -23,6 +23,7 @@ use crate::core::duration::parse_duration;
 use crate::core::exit::{self, ChildExit};
 use crate::core::launch::{self, Source};
 use crate::core::name::{Label, SecretName};
+use crate::core::resolve::AllowlistSource;
 use crate::core::resolve::Trigger;
 use crate::core::scrub::PatternSet;
 use crate::core::split::Split;
@@ -172,6 +173,13 @@ pub fn launch(args: RunArgs, global: &Global) -> Result<u8, Error> {
     for m in &resolved.missing {
         tracing::warn!("{} is not delivered: {}", m.name, m.reason);
     }
+    if resolved.allowlist == AllowlistSource::None {
+        let n = resolved.secrets.len();
+        tracing::warn!(
+            "delivering all {n} {} in the pool: name an environment or --secrets to narrow it",
+            if n == 1 { "secret" } else { "secrets" }
+        );
+    }
     for name in &resolved.shadowed {
         tracing::info!("your personal secret {name} overrides the team secret of that name");
     }
@@ -240,6 +248,7 @@ fn resolve(args: &RunArgs, global: &Global, key: &str) -> Result<Resolved, Error
             args.secrets.clone()
         },
         required: args.require.clone(),
+        dry_run: false,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

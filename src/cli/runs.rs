@@ -5,6 +5,7 @@ use reqwest::Method;
 
 use super::{Error, Global, context};
 use crate::api::{AuditInfo, RunInfo, Whoami};
+use crate::core::perm::Capability;
 use crate::core::time::relative;
 
 /// `latch runs ...`
@@ -138,8 +139,12 @@ pub(crate) async fn whoami(global: &Global) -> Result<u8, Error> {
     if global.json {
         context::print_json(&me)?;
     } else {
+        let can = match me.capability {
+            Capability::Run => "run (start runs, finish and read its own runs)",
+            Capability::Manage => "manage (everything the role allows)",
+        };
         println!(
-            "team:     {}\nuser:     {}\nrole:     {}\nkey:      {} ({})\nidentity: {}",
+            "team:       {}\nuser:       {}\nrole:       {}\nkey:        {} ({})\ncapability: {can}\nidentity:   {}",
             me.team,
             me.user.as_deref().unwrap_or("(none: team key)"),
             me.role,

@@ -56,6 +56,7 @@ pub(crate) async fn run(args: ScrubArgs, global: &Global) -> Result<u8, Error> {
             environment: args.environment.clone(),
             secrets: args.secrets.clone(),
             required: Vec::new(),
+            dry_run: false,
         };
         let resolved: Resolved = client.call(Method::POST, "v1/runs", Some(&request)).await?;
         for m in &resolved.missing {

@@ -215,11 +215,12 @@ mod tests {
         let plan = plan_env(
             env(&[]),
             &names(&["KEY_PEM", "TOKEN"]),
-            &names(&["key_pem", "ABSENT"]),
+            &names(&["KEY_PEM", "token", "ABSENT"]),
             Options::default(),
         );
         assert_eq!(var(&plan, "KEY_PEM"), Some(&Source::File(0)));
+        // Names are exact: `token` names no delivered secret.
         assert_eq!(var(&plan, "TOKEN"), Some(&Source::Secret(1)));
-        assert_eq!(plan.unfiled, names(&["ABSENT"]));
+        assert_eq!(plan.unfiled, names(&["token", "ABSENT"]));
     }
 }

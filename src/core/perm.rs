@@ -1,13 +1,16 @@
-//! The permission matrix of DESIGN §3, in one place: what each role may do.
+//! The permission model of DESIGN §3, in one place: what each role may do, what a key's
+//! capability allows, and how both follow a key's user or creator over time.
 //!
-//! The server decides every request through [`check`]; nothing else compares roles. A key's
-//! effective role is decided before (a personal key acts with its user's *current* role, a team
-//! key with the role its creator had when it was made); this module only answers "may this
-//! role do that".
+//! The server decides every request through [`check`]; nothing else compares roles or
+//! capabilities. [`standing`] turns what is stored about a key (its kind, capability, the role
+//! its creator had) and the current state of its user or creator into the role and capability
+//! it acts with now.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+use super::apikey::KeyKind;
 
 /// A member's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -34,6 +37,125 @@ impl Role {
 
     const fn manages_team(self) -> bool {
         matches!(self, Self::Owner | Self::Admin)
+    }
+
+    /// The lower of two roles (owner > admin > builder).
+    #[must_use]
+    pub fn lower(self, other: Self) -> Self {
+        // The derived order lists the highest role first.
+        self.max(other)
+    }
+}
+
+/// What a key may do (DESIGN §3 "Key capabilities").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Capability {
+    /// Start runs, finish and read the runs it started, `whoami`: what an agent needs.
+    Run,
+    /// Everything its role allows, and run.
+    Manage,
+}
+
+impl Capability {
+    /// The wire name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Run => "run",
+            Self::Manage => "manage",
+        }
+    }
+
+    /// The capability a new key gets when its request names none: a team key `run`, a
+    /// personal key `manage` (DESIGN §3).
+    #[must_use]
+    pub const fn default_for(kind: KeyKind) -> Self {
+        match kind {
+            KeyKind::Personal => Self::Manage,
+            KeyKind::Team => Self::Run,
+        }
+    }
+}
+
+impl fmt::Display for Capability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Capability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "run" => Ok(Self::Run),
+            "manage" => Ok(Self::Manage),
+            _ => Err(format!("unknown capability `{s}`; expected run or manage")),
+        }
+    }
+}
+
+/// What is known about a key when a request arrives: what was stored with it, and the current
+/// role of its user (personal keys) or of its creator (team keys), `None` once they are no
+/// longer members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyFacts {
+    /// Personal or team.
+    pub kind: KeyKind,
+    /// The capability it was created with.
+    pub capability: Capability,
+    /// Whether it is bound to an agent identity (team keys).
+    pub bound: bool,
+    /// A team key's creator's role when it was made.
+    pub role_at_creation: Option<Role>,
+    /// A personal key's user's current role.
+    pub user_role: Option<Role>,
+    /// A team key's creator's current role.
+    pub creator_role: Option<Role>,
+}
+
+/// The role and capability a key acts with now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    /// Effective role.
+    pub role: Role,
+    /// Effective capability.
+    pub capability: Capability,
+}
+
+/// How a key acts now (DESIGN §3 "Roles over time"), or `None` when it cannot act at all (a
+/// personal key whose user is no longer a member: such keys are revoked at removal, and this
+/// refuses them even if one were not).
+///
+/// - A personal key acts with its user's current role, and the capability it was made with.
+/// - A team key acts with the lower of its creator's role at creation and now. Once its
+///   creator is gone it acts as `run` (it keeps running agents but manages nothing), with the
+///   lowest role.
+/// - A key bound to an identity is `run`, whatever was stored.
+#[must_use]
+pub fn standing(key: KeyFacts) -> Option<Standing> {
+    let run_if_bound = |capability| {
+        if key.bound {
+            Capability::Run
+        } else {
+            capability
+        }
+    };
+    match key.kind {
+        KeyKind::Personal => key.user_role.map(|role| Standing {
+            role,
+            capability: run_if_bound(key.capability),
+        }),
+        KeyKind::Team => Some(match (key.role_at_creation, key.creator_role) {
+            (Some(then), Some(now)) => Standing {
+                role: then.lower(now),
+                capability: run_if_bound(key.capability),
+            },
+            _ => Standing {
+                role: Role::Builder,
+                capability: Capability::Run,
+            },
+        }),
     }
 }
 
@@ -107,11 +229,21 @@ pub enum Action {
     ReadOwnRuns,
     /// Read the audit log.
     ReadAudit,
+    /// Say who the key is (`GET /v1/whoami`).
+    Whoami,
+    /// Read or finish a run this very key started.
+    UseOwnKeyRun,
 }
 
 /// Why an action is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Denied {
+    /// A `run` key may only start runs, finish and read its own, and ask `whoami`.
+    #[error(
+        "this key has the `run` capability: it may start runs, finish and read its own runs and \
+         ask whoami, nothing else"
+    )]
+    KeyCannotManage,
     /// The role may not do this.
     #[error("a {role} may not do this")]
     Role {
@@ -123,14 +255,29 @@ pub enum Denied {
     OwnersOnly,
 }
 
-/// Whether `role` may do `action` (DESIGN §3).
+/// Whether a key acting with `standing` may do `action` (DESIGN §3): first its capability,
+/// then its role.
 ///
 /// # Errors
 /// [`Denied`] says why not.
-pub fn check(role: Role, action: Action) -> Result<(), Denied> {
+pub fn check(standing: Standing, action: Action) -> Result<(), Denied> {
+    let run_allows = matches!(
+        action,
+        Action::StartRun | Action::Whoami | Action::UseOwnKeyRun
+    );
+    if standing.capability == Capability::Run && !run_allows {
+        return Err(Denied::KeyCannotManage);
+    }
+    check_role(standing.role, action)
+}
+
+/// Whether `role` may do `action`: the role table of DESIGN §3.
+fn check_role(role: Role, action: Action) -> Result<(), Denied> {
     let denied = Err(Denied::Role { role });
     match action {
-        Action::CreatePersonalKey
+        Action::Whoami
+        | Action::UseOwnKeyRun
+        | Action::CreatePersonalKey
         | Action::ManageOwnKeys
         | Action::WriteOwnPersonalSecret
         | Action::ListSecrets
@@ -174,7 +321,11 @@ mod tests {
     use Role::{Admin, Builder, Owner};
 
     fn allowed(role: Role, action: Action) -> bool {
-        check(role, action).is_ok()
+        let manage = Standing {
+            role,
+            capability: Capability::Manage,
+        };
+        check(manage, action).is_ok()
     }
 
     /// Each row of DESIGN §3's table: the action(s) and what owner, admin and builder may do.
@@ -259,11 +410,11 @@ mod tests {
         assert!(allowed(Admin, Action::AddMember { role: Builder }));
         assert!(allowed(Admin, Action::AddMember { role: Admin }));
         assert_eq!(
-            check(Admin, Action::AddMember { role: Owner }),
+            check_role(Admin, Action::AddMember { role: Owner }),
             Err(Denied::OwnersOnly)
         );
         assert_eq!(
-            check(Admin, Action::RemoveMember { role: Owner }),
+            check_role(Admin, Action::RemoveMember { role: Owner }),
             Err(Denied::OwnersOnly)
         );
         assert!(allowed(Admin, Action::RemoveMember { role: Admin }));
@@ -276,10 +427,145 @@ mod tests {
         }
         assert!("superuser".parse::<Role>().is_err());
         assert_eq!(
-            check(Builder, Action::ReadAudit)
+            check_role(Builder, Action::ReadAudit)
                 .expect_err("denied")
                 .to_string(),
             "a builder may not do this"
+        );
+        for c in [Capability::Run, Capability::Manage] {
+            assert_eq!(c.as_str().parse::<Capability>(), Ok(c));
+        }
+        assert!("admin".parse::<Capability>().is_err());
+    }
+
+    /// Every action, for the tables below.
+    fn every_action() -> Vec<Action> {
+        let mut all = vec![
+            Action::CreatePersonalKey,
+            Action::ManageOwnKeys,
+            Action::CreateTeamKey,
+            Action::ManageAllKeys,
+            Action::WriteOwnPersonalSecret,
+            Action::WriteTeamSecret,
+            Action::ListSecrets,
+            Action::ListAllPersonalSecrets,
+            Action::ReadEnvironments,
+            Action::ManageEnvironments,
+            Action::ListMembers,
+            Action::StartRun,
+            Action::ReadAllRuns,
+            Action::ReadOwnRuns,
+            Action::ReadAudit,
+            Action::Whoami,
+            Action::UseOwnKeyRun,
+        ];
+        for role in [Owner, Admin, Builder] {
+            all.push(Action::AddMember { role });
+            all.push(Action::RemoveMember { role });
+            for to in [Owner, Admin, Builder] {
+                all.push(Action::ChangeRole { from: role, to });
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn a_run_key_may_only_run_finish_and_read_its_own_runs_and_ask_whoami() {
+        for role in [Owner, Admin, Builder] {
+            let run = Standing {
+                role,
+                capability: Capability::Run,
+            };
+            for action in every_action() {
+                let want_ok = matches!(
+                    action,
+                    Action::StartRun | Action::Whoami | Action::UseOwnKeyRun
+                );
+                let got = check(run, action);
+                if want_ok {
+                    assert_eq!(got, Ok(()), "{role} run key: {action:?}");
+                } else {
+                    assert_eq!(got, Err(Denied::KeyCannotManage), "{role}: {action:?}");
+                }
+            }
+        }
+    }
+
+    fn facts(kind: KeyKind, capability: Capability) -> KeyFacts {
+        KeyFacts {
+            kind,
+            capability,
+            bound: false,
+            role_at_creation: None,
+            user_role: None,
+            creator_role: None,
+        }
+    }
+
+    #[test]
+    fn a_personal_key_acts_with_its_users_current_role_and_none_once_they_are_gone() {
+        for capability in [Capability::Run, Capability::Manage] {
+            for now in [Owner, Admin, Builder] {
+                let key = KeyFacts {
+                    user_role: Some(now),
+                    ..facts(KeyKind::Personal, capability)
+                };
+                assert_eq!(
+                    standing(key),
+                    Some(Standing {
+                        role: now,
+                        capability
+                    })
+                );
+            }
+            assert_eq!(standing(facts(KeyKind::Personal, capability)), None);
+        }
+    }
+
+    #[test]
+    fn a_team_key_acts_with_the_lower_role_and_as_run_once_its_creator_is_gone() {
+        for then in [Owner, Admin, Builder] {
+            for now in [Owner, Admin, Builder] {
+                let key = KeyFacts {
+                    role_at_creation: Some(then),
+                    creator_role: Some(now),
+                    ..facts(KeyKind::Team, Capability::Manage)
+                };
+                let got = standing(key).expect("acts");
+                assert_eq!(got.capability, Capability::Manage);
+                // Never above either role.
+                assert!(got.role >= then && got.role >= now, "{then} {now}: {got:?}");
+                assert!(got.role == then || got.role == now);
+            }
+            let gone = KeyFacts {
+                role_at_creation: Some(then),
+                ..facts(KeyKind::Team, Capability::Manage)
+            };
+            assert_eq!(
+                standing(gone),
+                Some(Standing {
+                    role: Builder,
+                    capability: Capability::Run
+                })
+            );
+        }
+        assert_eq!(Admin.lower(Owner), Admin);
+        assert_eq!(Owner.lower(Builder), Builder);
+    }
+
+    #[test]
+    fn a_key_bound_to_an_identity_is_run_whatever_was_stored() {
+        let bound = KeyFacts {
+            bound: true,
+            role_at_creation: Some(Owner),
+            creator_role: Some(Owner),
+            ..facts(KeyKind::Team, Capability::Manage)
+        };
+        assert_eq!(standing(bound).map(|s| s.capability), Some(Capability::Run));
+        assert_eq!(Capability::default_for(KeyKind::Team), Capability::Run);
+        assert_eq!(
+            Capability::default_for(KeyKind::Personal),
+            Capability::Manage
         );
     }
 }

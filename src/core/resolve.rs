@@ -5,8 +5,11 @@
 //! calls [`resolve`], records the result and only then fetches and decrypts the values of
 //! [`Resolution::delivered`]. Nothing here sees a value: only names, ids and versions.
 //!
+//! Names match exactly (DESIGN §2 rule 3): a secret is delivered under its own spelling, and
+//! only that spelling in an allowlist or `required` list names it. The store keeps names that
+//! differ only in case from coexisting across a user's scope and the team's (DESIGN §5).
+//!
 //! Choices where DESIGN is silent (also in the README):
-//! - Names match ignoring ASCII case, as [`SecretName`] identity does.
 //! - A `required` name that is in the pool but outside the allowlist is missing with reason
 //!   [`MissingReason::NotAllowlisted`]: `required` never widens the allowlist.
 //! - An environment may have no list (`None`: no allowlist) or an empty one (no secrets).
@@ -14,6 +17,8 @@
 //!   secret that was in the pool too.
 //! - When an allowlisted name is both a personal secret the run cannot use (no user context) and
 //!   a team secret reserved for another identity, the reason given is `personal_unavailable`.
+//! - A secret stored under a name that has been refused since (DESIGN §5's list grew) is never
+//!   delivered; asked for by an environment's list, it is missing as `refused_name`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -290,6 +295,9 @@ pub enum MissingReason {
     PersonalUnavailable,
     /// Required, and in the pool, but outside the run's allowlist.
     NotAllowlisted,
+    /// Stored under a name refused since (it would change what the child runs, trusts or
+    /// reaches): never delivered.
+    RefusedName,
 }
 
 impl MissingReason {
@@ -301,6 +309,7 @@ impl MissingReason {
             Self::ReservedForIdentity => "reserved_for_identity",
             Self::PersonalUnavailable => "personal_unavailable",
             Self::NotAllowlisted => "not_allowlisted",
+            Self::RefusedName => "refused_name",
         }
     }
 }
@@ -333,11 +342,43 @@ pub struct Delivery {
     pub version: u32,
 }
 
+/// Which allowlist applied (DESIGN §2 rule 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AllowlistSource {
+    /// The run's own `secrets` list.
+    Run,
+    /// The list of the environment the run names.
+    Environment,
+    /// None: the whole pool is delivered.
+    None,
+}
+
+impl AllowlistSource {
+    /// The wire name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Run => "run",
+            Self::Environment => "environment",
+            Self::None => "none",
+        }
+    }
+}
+
+impl fmt::Display for AllowlistSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The outcome of a successful resolution.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolution {
     /// The effective trigger.
     pub trigger: Trigger,
+    /// Which allowlist applied.
+    pub allowlist: AllowlistSource,
     /// The user the run acts as, if it has user context.
     pub user_context: Option<UserId>,
     /// The identity the run executes as.
@@ -429,11 +470,7 @@ pub fn resolve(
     let (pool, shadowed_in_pool) = pool(snapshot, identity.as_ref(), user_context);
 
     // Rule 4: the allowlist. The run's list, else the environment's, else none.
-    let allowlist: Option<Vec<&SecretName>> = match (&request.secrets, environment) {
-        (Some(list), _) => Some(dedup(list)),
-        (None, Some(env)) => env.secrets.as_deref().map(dedup),
-        (None, None) => None,
-    };
+    let (source, allowlist) = allowlist(request, environment);
 
     // Rule 5: delivered = pool ∩ allowlist; every other allowlisted name is missing.
     let why_missing = |name: &SecretName| missing_reason(caller, snapshot, user_context, name);
@@ -501,6 +538,7 @@ pub fn resolve(
 
     let resolution = Resolution {
         trigger,
+        allowlist: source,
         user_context,
         identity,
         delivered,
@@ -517,6 +555,22 @@ pub fn resolve(
     }
 }
 
+/// DESIGN §2 rule 4: the run's list, else the environment's, else none (the whole pool); each
+/// name once.
+fn allowlist<'a>(
+    request: &'a RunRequest,
+    environment: Option<&'a Environment>,
+) -> (AllowlistSource, Option<Vec<&'a SecretName>>) {
+    match (
+        &request.secrets,
+        environment.and_then(|e| e.secrets.as_deref()),
+    ) {
+        (Some(list), _) => (AllowlistSource::Run, Some(dedup(list))),
+        (None, Some(list)) => (AllowlistSource::Environment, Some(dedup(list))),
+        (None, None) => (AllowlistSource::None, None),
+    }
+}
+
 /// Why `name` is not in the pool (DESIGN §2 rule 5). Another user's personal secret is
 /// `not_found`: its existence is never revealed.
 fn missing_reason(
@@ -525,6 +579,12 @@ fn missing_reason(
     user_context: Option<UserId>,
     name: &SecretName,
 ) -> MissingReason {
+    if name.refusal().is_some()
+        && (snapshot.team.iter().any(|s| s.name == *name)
+            || snapshot.personal.iter().any(|s| s.name == *name))
+    {
+        return MissingReason::RefusedName;
+    }
     if let (Caller::Personal { user }, None) = (caller, user_context)
         && snapshot
             .personal
@@ -545,7 +605,8 @@ fn missing_reason(
 
 /// DESIGN §2 rule 3. Team secrets not reserved, or reserved for `identity`; then, with user
 /// context, the user's personal secrets, each overriding a team secret of its name. Returns the
-/// pool by name and the names where such an override happened.
+/// pool by name and the names where such an override happened. Secrets stored under a name
+/// refused since are never in it.
 fn pool<'a>(
     snapshot: Snapshot<'a>,
     identity: Option<&Label>,
@@ -555,7 +616,7 @@ fn pool<'a>(
     BTreeSet<&'a SecretName>,
 ) {
     let mut pool = BTreeMap::new();
-    for s in snapshot.team {
+    for s in snapshot.team.iter().filter(|s| s.name.refusal().is_none()) {
         let visible =
             s.reserved_for.is_empty() || identity.is_some_and(|i| s.reserved_for.contains(i));
         if visible {
@@ -570,7 +631,11 @@ fn pool<'a>(
     }
     let mut shadowed = BTreeSet::new();
     if let Some(user) = user_context {
-        for s in snapshot.personal.iter().filter(|s| s.owner == user) {
+        for s in snapshot
+            .personal
+            .iter()
+            .filter(|s| s.owner == user && s.name.refusal().is_none())
+        {
             let personal = Candidate {
                 id: s.id,
                 name: &s.name,
@@ -585,7 +650,30 @@ fn pool<'a>(
     (pool, shadowed)
 }
 
-/// Drops repeated names (ignoring case), keeping the first spelling and the order.
+/// The team secret names a change to one identity's list releases (DESIGN §3): names its old
+/// list reserved that neither its new list nor any other identity's list reserves, in the order
+/// of the old list, each once. Reservation compares names ignoring ASCII case: the safer
+/// reading, since an identity listing `deploy_key` keeps `DEPLOY_KEY` away from other runs.
+#[must_use]
+pub fn released<'a>(
+    before: &[SecretName],
+    after: &[SecretName],
+    others: impl IntoIterator<Item = &'a SecretName>,
+) -> Vec<SecretName> {
+    let still: BTreeSet<String> = after
+        .iter()
+        .map(SecretName::folded)
+        .chain(others.into_iter().map(SecretName::folded))
+        .collect();
+    let mut seen = BTreeSet::new();
+    before
+        .iter()
+        .filter(|n| !still.contains(&n.folded()) && seen.insert(n.folded()))
+        .cloned()
+        .collect()
+}
+
+/// Drops repeated names, keeping the order.
 fn dedup(names: &[SecretName]) -> Vec<&SecretName> {
     let mut seen = BTreeSet::new();
     names.iter().filter(|&n| seen.insert(n)).collect()
@@ -998,19 +1086,116 @@ mod tests {
     }
 
     #[test]
-    fn rule5_names_match_ignoring_case_and_repeats_count_once() {
+    fn rule3_names_match_exactly_and_repeats_count_once() {
+        // Regression (issue 15): `db_url` used to fetch `DB_URL` (renamed in the child), and a
+        // `--require` of the one spelling passed with the other.
         let r = ok(
             &team(),
             &alice(),
-            &with_secrets(&["db_url", "DB_URL", "Db_Url"]),
+            &with_secrets(&["db_url", "DB_URL", "Db_Url", "DB_URL"]),
+        );
+        assert_eq!(delivered(&r), vec![("DB_URL".into(), Scope::Team, 1)]);
+        assert_eq!(
+            missing(&r),
+            vec![
+                ("db_url".into(), MissingReason::NotFound),
+                ("Db_Url".into(), MissingReason::NotFound)
+            ]
+        );
+        let request = RunRequest {
+            required: names(&["openai_key"]),
+            ..RunRequest::default()
+        };
+        let err = run(&team(), &alice(), &request).expect_err("the spelling differs");
+        assert!(
+            matches!(err, ResolveError::RequiredMissing { .. }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn rule4_the_answer_says_which_allowlist_applied() {
+        let source = |request: &RunRequest| ok(&team(), &alice(), request).allowlist;
+        assert_eq!(source(&RunRequest::default()), AllowlistSource::None);
+        assert_eq!(source(&with_secrets(&[])), AllowlistSource::Run);
+        let env = |name: &str| RunRequest {
+            environment: Some(l(name)),
+            ..RunRequest::default()
+        };
+        assert_eq!(source(&env("ci")), AllowlistSource::Environment);
+        assert_eq!(source(&env("locked")), AllowlistSource::Environment);
+        assert_eq!(
+            source(&env("open")),
+            AllowlistSource::None,
+            "an environment without a list"
+        );
+        let both = RunRequest {
+            secrets: Some(names(&["DB_URL"])),
+            ..env("ci")
+        };
+        assert_eq!(source(&both), AllowlistSource::Run);
+        assert_eq!(AllowlistSource::Environment.as_str(), "environment");
+    }
+
+    #[test]
+    fn a_secret_stored_under_a_name_refused_since_is_never_delivered() {
+        let mut t = team();
+        t.shared.push(TeamSecret {
+            id: SecretId(5),
+            name: SecretName::stored("EDITOR").expect("syntax"),
+            version: 1,
+            reserved_for: vec![],
+        });
+        t.personal.push(PersonalSecret {
+            id: SecretId(12),
+            owner: ALICE,
+            name: SecretName::stored("https_proxy").expect("syntax"),
+            version: 1,
+        });
+        let r = ok(&t, &alice(), &RunRequest::default());
+        assert!(
+            r.delivered
+                .iter()
+                .all(|d| d.id != SecretId(5) && d.id != SecretId(12)),
+            "{r:?}"
+        );
+        t.envs.push(Environment {
+            name: l("old"),
+            secrets: Some(vec![SecretName::stored("EDITOR").expect("syntax")]),
+        });
+        let r = ok(
+            &t,
+            &alice(),
+            &RunRequest {
+                environment: Some(l("old")),
+                ..RunRequest::default()
+            },
         );
         assert_eq!(
-            delivered(&r),
-            vec![("DB_URL".into(), Scope::Team, 1)],
-            "stored spelling"
+            missing(&r),
+            vec![("EDITOR".into(), MissingReason::RefusedName)]
         );
-        let r = ok(&team(), &alice(), &with_secrets(&["nope", "NOPE"]));
-        assert_eq!(missing(&r).len(), 1);
+    }
+
+    #[test]
+    fn an_identity_change_releases_what_no_identity_reserves_any_more() {
+        let before = names(&["DEPLOY_KEY", "SHARED", "Only_Mine", "only_mine"]);
+        let after = names(&["deploy_key"]);
+        let others = names(&["SHARED"]);
+        assert_eq!(
+            released(&before, &after, &others),
+            names(&["Only_Mine"]),
+            "ignoring case, each once"
+        );
+        assert_eq!(released(&before, &before, []), Vec::<SecretName>::new());
+        assert_eq!(
+            released(&before, &[], []),
+            names(&["DEPLOY_KEY", "SHARED", "Only_Mine"])
+        );
+        assert!(
+            released(&[], &after, []).is_empty(),
+            "a new identity releases nothing"
+        );
     }
 
     // Rule 6 ------------------------------------------------------------------------------
@@ -1057,7 +1242,7 @@ mod tests {
     #[test]
     fn rule6_required_present_resolves() {
         let request = RunRequest {
-            required: names(&["db_url"]),
+            required: names(&["DB_URL"]),
             ..RunRequest::default()
         };
         let r = ok(&team(), &alice(), &request);

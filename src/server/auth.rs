@@ -3,8 +3,14 @@
 //!
 //! A key is parsed and checksum-checked offline, looked up by its id, and its digest compared in
 //! constant time. Expiry, revocation and removal of a personal key's user are checked on every
-//! request, so they take effect at once. A personal key acts with its user's current role; a
-//! team key with the role its creator had when it was made.
+//! request, so they take effect at once. What the key may do now is
+//! [`perm::standing`]: a personal key acts with its user's current
+//! role, a team key with the lower of its creator's role then and now, and as `run` once its
+//! creator is gone.
+//!
+//! Least privilege by default: [`Caller`] refuses a `run` key (403 `key_cannot_manage`), so a
+//! handler accepts one only by asking for [`RunCaller`] — which only the routes a `run` key may
+//! use do (DESIGN §3: start a run, finish and read its own runs, `whoami`).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -19,7 +25,7 @@ use super::App;
 use super::error::ApiError;
 use crate::core::apikey::{ApiKey, KeyId, KeyKind};
 use crate::core::name::Label;
-use crate::core::perm::Role;
+use crate::core::perm::{self, Action, Capability, Denied, KeyFacts, Role, Standing};
 use crate::core::resolve::UserId;
 use crate::store::Millis;
 
@@ -47,13 +53,37 @@ pub struct Caller {
     pub user: Option<(UserId, String)>,
     /// The key's creator (the actor recorded for a team key's writes).
     pub creator: UserId,
-    /// Effective role.
-    pub role: Role,
+    /// The role and capability the key acts with now.
+    pub standing: Standing,
     /// A team key's identity.
     pub identity: Option<Label>,
 }
 
+/// A caller whose key may also be a `run` key: only for the routes such a key may use.
+#[derive(Debug, Clone)]
+pub struct RunCaller(pub Caller);
+
 impl Caller {
+    /// The effective role.
+    #[must_use]
+    pub fn role(&self) -> Role {
+        self.standing.role
+    }
+
+    /// The effective capability.
+    #[must_use]
+    pub fn capability(&self) -> Capability {
+        self.standing.capability
+    }
+
+    /// Whether this key may do `action` now (DESIGN §3).
+    ///
+    /// # Errors
+    /// 403: `key_cannot_manage` for a `run` key, `forbidden` for a role that may not.
+    pub fn check(&self, action: Action) -> Result<(), Denied> {
+        perm::check(self.standing, action)
+    }
+
     /// The user this key acts for.
     ///
     /// # Errors
@@ -66,6 +96,12 @@ impl Caller {
                 "a team key has no user; use a personal key for personal keys and secrets",
             )
         })
+    }
+
+    /// The key's user (personal keys).
+    #[must_use]
+    pub fn user_id(&self) -> Option<UserId> {
+        self.user.as_ref().map(|(id, _)| *id)
     }
 
     /// The user recorded as the author of a change: the key's user, else its creator.
@@ -152,6 +188,18 @@ impl FromRequestParts<Arc<App>> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        let RunCaller(caller) = RunCaller::from_request_parts(parts, app).await?;
+        if caller.capability() == Capability::Run {
+            return Err(Denied::KeyCannotManage.into());
+        }
+        Ok(caller)
+    }
+}
+
+impl FromRequestParts<Arc<App>> for RunCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
         let now = app.now();
         let ip = client_ip(parts).map_or_else(|| "ip:unknown".to_owned(), |ip| format!("ip:{ip}"));
         let Some(text) = presented(&parts.headers) else {
@@ -168,7 +216,7 @@ impl FromRequestParts<Arc<App>> for Caller {
             return Err(ApiError::too_many(wait));
         }
         let outcome = match parsed {
-            Ok(key) => authenticate(app, &key, now).await,
+            Ok(key) => authenticate(app, &key, now).await.map(RunCaller),
             Err(e) => Err(ApiError::unauthorized(e.to_string())),
         };
         if outcome.as_ref().is_err_and(ApiError::is_auth_failure) {
@@ -208,20 +256,22 @@ async fn authenticate(app: &Arc<App>, key: &ApiKey, now: Millis) -> Result<Calle
             "this API key expired; create a new one with `latch api-key create`",
         ));
     }
-    let (user, role) = match row.kind {
-        KeyKind::Personal => {
-            let (Some(user), Some((name, role))) = (row.user, found.member) else {
-                return Err(ApiError::unauthorized(
-                    "this API key's user is no longer a member of the team",
-                ));
-            };
-            (Some((user, name)), role)
-        }
-        KeyKind::Team => (
-            None,
-            row.role_at_creation
-                .ok_or_else(|| ApiError::internal("team key without role"))?,
-        ),
+    let user = match (row.kind, row.user, &found.member) {
+        (KeyKind::Personal, Some(user), Some((name, _))) => Some((user, name.clone())),
+        _ => None,
+    };
+    let facts = KeyFacts {
+        kind: row.kind,
+        capability: row.capability,
+        bound: row.identity.is_some(),
+        role_at_creation: row.role_at_creation,
+        user_role: found.member.as_ref().map(|(_, role)| *role),
+        creator_role: found.creator_role,
+    };
+    let Some(standing) = perm::standing(facts) else {
+        return Err(ApiError::unauthorized(
+            "this API key's user is no longer a member of the team",
+        ));
     };
     let team = app.team(row.team).await?;
     app.touch(row.row, row.last_used_at, now);
@@ -232,7 +282,7 @@ async fn authenticate(app: &Arc<App>, key: &ApiKey, now: Millis) -> Result<Calle
         kind: row.kind,
         user,
         creator: row.created_by,
-        role,
+        standing,
         identity: row.identity,
     })
 }

@@ -122,6 +122,7 @@ pub async fn bootstrap(
             digest: key.digest(),
             last4: key.last4().to_owned(),
             kind: KeyKind::Personal,
+            capability: crate::core::perm::Capability::Manage,
             role_at_creation: None,
             identity: None,
             name: "bootstrap".to_owned(),

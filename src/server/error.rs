@@ -5,11 +5,12 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::api::Problem;
+use crate::api::{ExistingSecret, KeyRefInfo, Problem};
 use crate::core::crypto::CryptoError;
+use crate::core::name::SecretName;
 use crate::core::perm::Denied;
-use crate::core::resolve::Missing;
-use crate::store::StoreError;
+use crate::core::resolve::{Missing, Scope};
+use crate::store::{Existing, KeyRef, Refused, StoreError};
 
 /// An HTTP error.
 #[derive(Debug)]
@@ -17,8 +18,43 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     detail: String,
-    missing: Vec<Missing>,
+    /// What some problems name besides their message (boxed: most errors have none).
+    extra: Option<Box<Extra>>,
     retry_after: Option<u64>,
+}
+
+/// The problem fields beyond `code` and `detail`.
+#[derive(Debug, Default)]
+struct Extra {
+    missing: Vec<Missing>,
+    would_release: Vec<String>,
+    keys: Vec<KeyRefInfo>,
+    existing: Option<ExistingSecret>,
+}
+
+/// Whose a conflicting personal secret is, as an answer may say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerShown {
+    /// Not said: another member's, to a caller who may not list it.
+    Hidden,
+    /// The caller's own.
+    Caller,
+    /// Named: the caller may list every member's names.
+    Named,
+}
+
+/// How an answer names a key.
+#[must_use]
+pub fn key_ref_info(k: &KeyRef) -> KeyRefInfo {
+    KeyRefInfo {
+        id: k.key_id.to_string(),
+        name: k.name.clone(),
+    }
+}
+
+fn joined(names: &[SecretName]) -> String {
+    let names: Vec<&str> = names.iter().map(SecretName::as_str).collect();
+    names.join(", ")
 }
 
 impl ApiError {
@@ -29,9 +65,47 @@ impl ApiError {
             status,
             code,
             detail: detail.into(),
-            missing: Vec::new(),
+            extra: None,
             retry_after: None,
         }
+    }
+
+    fn extra(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Box::default)
+    }
+
+    /// 409 `name_conflict` naming the existing secret: its owner as `owner` says (DESIGN §5:
+    /// another member's personal secret is named only to callers allowed to list it).
+    #[must_use]
+    pub fn name_conflict(existing: &Existing, owner: OwnerShown) -> Self {
+        let named = existing
+            .owner_name
+            .clone()
+            .filter(|_| owner != OwnerShown::Hidden);
+        let which = match (existing.scope, owner, &named) {
+            (Scope::Team, _, _) => format!("the team secret `{}`", existing.name),
+            (Scope::Personal, OwnerShown::Caller, _) => {
+                format!("your personal secret `{}`", existing.name)
+            }
+            (Scope::Personal, _, Some(owner)) => {
+                format!("the personal secret `{}` of {owner}", existing.name)
+            }
+            (Scope::Personal, _, None) => format!("a personal secret `{}`", existing.name),
+        };
+        let mut e = Self::new(
+            StatusCode::CONFLICT,
+            "name_conflict",
+            format!(
+                "the name conflicts with {which}: names are unique ignoring case within a scope, \
+                 and a personal name must equal a team name exactly or differ from it ignoring case"
+            ),
+        );
+        e.extra().existing = Some(ExistingSecret {
+            scope: existing.scope,
+            owner: named,
+            name: existing.name.to_string(),
+        });
+        e
     }
 
     /// The HTTP status.
@@ -82,7 +156,7 @@ impl ApiError {
             "required_missing",
             format!("required secrets are missing: {}", names.join(", ")),
         );
-        e.missing = missing;
+        e.extra().missing = missing;
         e
     }
 
@@ -100,7 +174,11 @@ impl ApiError {
 
 impl From<Denied> for ApiError {
     fn from(e: Denied) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
+        let code = match e {
+            Denied::KeyCannotManage => "key_cannot_manage",
+            Denied::Role { .. } | Denied::OwnersOnly => "forbidden",
+        };
+        Self::new(StatusCode::FORBIDDEN, code, e.to_string())
     }
 }
 
@@ -119,6 +197,54 @@ impl From<StoreError> for ApiError {
             StoreError::Migrate(e) => Self::internal(&e.to_string()),
             StoreError::Corrupt(what) => Self::internal(&what),
             StoreError::InUse(_) => Self::internal("the database is in use by another server"),
+            StoreError::Refused(refused) => Self::from(refused),
+        }
+    }
+}
+
+impl From<Refused> for ApiError {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::WouldRelease(names) => {
+                let mut e = Self::new(
+                    StatusCode::CONFLICT,
+                    "would_release",
+                    format!(
+                        "this change makes {} available to every run (no identity reserves them \
+                         any more); name them in `release` to confirm",
+                        joined(&names)
+                    ),
+                );
+                e.extra().would_release = names.iter().map(ToString::to_string).collect();
+                e
+            }
+            Refused::IdentityInUse {
+                keys,
+                would_release,
+            } => {
+                let listed: Vec<String> = keys
+                    .iter()
+                    .map(|k| format!("{} ({})", k.name, k.key_id))
+                    .collect();
+                let mut e = Self::new(
+                    StatusCode::CONFLICT,
+                    "identity_in_use",
+                    format!(
+                        "keys are bound to this identity: {}; deleting it revokes them: pass \
+                         `force=true` to confirm",
+                        listed.join(", ")
+                    ),
+                );
+                e.extra().keys = keys.iter().map(key_ref_info).collect();
+                e.extra().would_release = would_release.iter().map(ToString::to_string).collect();
+                e
+            }
+            Refused::NameConflict(existing) => Self::name_conflict(&existing, OwnerShown::Hidden),
+            Refused::MemberExists => Self::new(
+                StatusCode::CONFLICT,
+                "member_exists",
+                "a member of the team already has this name",
+            ),
         }
     }
 }
@@ -136,13 +262,17 @@ impl From<CryptoError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let extra = self.extra.map(|e| *e).unwrap_or_default();
         let body = Problem {
             kind: "about:blank".to_owned(),
             title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
             status: self.status.as_u16(),
             code: self.code.to_owned(),
             detail: self.detail,
-            missing: self.missing,
+            missing: extra.missing,
+            would_release: extra.would_release,
+            keys: extra.keys,
+            existing: extra.existing,
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         let headers = response.headers_mut();

@@ -24,7 +24,8 @@ use crate::api;
         api::Problem, api::Whoami, api::CreateKey, api::KeyInfo, api::CreatedKey, api::CreateSecret,
         api::UpdateSecret, api::SecretInfo, api::PutList, api::ListInfo, api::AddMember, api::SetRole,
         api::MemberInfo, api::AddedMember, api::ResolveRun, api::ResolvedSecret, api::Resolved,
-        api::FinishRun, api::RunInfo, api::AuditInfo,
+        api::FinishRun, api::RunInfo, api::AuditInfo, api::KeyRefInfo, api::ExistingSecret,
+        api::RemovedMember, api::DeletedList, api::WouldDeliver, api::DryRunInfo,
     )),
     modifiers(&Bearer),
     security(("api_key" = []))

@@ -222,6 +222,7 @@ mod tests {
                     made.fetch_add(1, Ordering::SeqCst);
                     super::super::Decided {
                         result: Ok(Resolution {
+                            allowlist: crate::core::resolve::AllowlistSource::None,
                             trigger: Trigger::Integration,
                             user_context: None,
                             identity: None,

@@ -54,15 +54,16 @@ macro_rules! sql_store {
             key: &NewKey,
         ) -> Result<i64, StoreError> {
             let row = sqlx::query($sql(
-                "INSERT INTO api_keys (key_id, digest, last4, team_id, kind, user_id, created_by,
-                     role_at_creation, identity, name, created_at, expires_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                "INSERT INTO api_keys (key_id, digest, last4, team_id, kind, capability, user_id,
+                     created_by, role_at_creation, identity, name, created_at, expires_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             ))
             .bind(key.key_id.as_str())
             .bind(key.digest.as_bytes().as_slice())
             .bind(&key.last4)
             .bind(team)
             .bind(kind_text(key.kind))
+            .bind(key.capability.as_str())
             .bind(user.map(|u| u.0))
             .bind(creator.0)
             .bind(key.role_at_creation.map(Role::as_str))
@@ -132,21 +133,137 @@ macro_rules! sql_store {
             Ok(())
         }
 
+        async fn insert_audits(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            events: &[AuditEvent],
+        ) -> Result<(), StoreError> {
+            for e in events {
+                insert_audit(&mut *conn, e).await?;
+            }
+            Ok(())
+        }
+
+        /// One environment or identity, in the caller's transaction.
+        async fn read_list(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            kind: ListKind,
+            team: i64,
+            name: &Label,
+        ) -> Result<Option<NamedList>, StoreError> {
+            let row = sqlx::query($sql(format!(
+                "SELECT name, description, secrets, updated_at FROM {} WHERE team_id = ? AND name = ?",
+                list_table(kind)
+            )))
+            .bind(team)
+            .bind(name.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+            row.as_ref().map(named_list).transpose()
+        }
+
+        /// Every identity's list of `team` (name, secret names), in the caller's transaction.
+        async fn read_identities(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            team: i64,
+        ) -> Result<Vec<(Label, Vec<SecretName>)>, StoreError> {
+            let mut out = Vec::new();
+            for row in sqlx::query($sql("SELECT name, secrets FROM identities WHERE team_id = ? ORDER BY name"))
+                .bind(team)
+                .fetch_all(&mut *conn)
+                .await?
+            {
+                out.push((label(row.try_get("name")?)?, parse_names(&row.try_get::<String, _>("secrets")?)?));
+            }
+            Ok(out)
+        }
+
+        /// What replacing identity `name`'s list by `after` releases (`core::resolve::released`).
+        async fn releases(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            team: i64,
+            name: &Label,
+            after: &[SecretName],
+        ) -> Result<Vec<SecretName>, StoreError> {
+            let identities = read_identities(conn, team).await?;
+            let before = identities
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, list)| list.as_slice())
+                .unwrap_or_default();
+            let others = identities
+                .iter()
+                .filter(|(n, _)| n != name)
+                .flat_map(|(_, list)| list);
+            Ok(crate::core::resolve::released(before, after, others))
+        }
+
+        /// Keys bound to identity `name` and not yet revoked.
+        async fn bound_keys(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            team: i64,
+            name: &Label,
+        ) -> Result<Vec<KeyRef>, StoreError> {
+            let rows = sqlx::query($sql(
+                "SELECT key_id, name FROM api_keys WHERE team_id = ? AND identity = ? AND revoked_at IS NULL
+                 ORDER BY id",
+            ))
+            .bind(team)
+            .bind(name.as_str())
+            .fetch_all(&mut *conn)
+            .await?;
+            rows.iter().map(key_ref).collect()
+        }
+
+        /// The secret a new one named `name` in `scope` (owned by `owner`) conflicts with
+        /// (DESIGN §5), if any: one of its scope with another spelling (or the same), or, across
+        /// the team and a personal scope, one that differs from it only in case.
+        async fn name_conflict(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            team: i64,
+            scope_of_new: Scope,
+            owner: Option<UserId>,
+            name: &SecretName,
+        ) -> Result<Option<Existing>, StoreError> {
+            let rows = sqlx::query($sql(
+                "SELECT s.scope, s.owner_id, o.name AS owner_name, s.name FROM secrets s
+                 LEFT JOIN users o ON o.id = s.owner_id
+                 WHERE s.team_id = ? AND s.name_key = ? ORDER BY s.scope, s.id",
+            ))
+            .bind(team)
+            .bind(name.folded())
+            .fetch_all(&mut *conn)
+            .await?;
+            for row in rows {
+                let existing = Existing {
+                    scope: scope(&row.try_get::<String, _>("scope")?)?,
+                    owner: row.try_get::<Option<i64>, _>("owner_id")?.map(UserId),
+                    owner_name: row.try_get("owner_name")?,
+                    name: secret_name(row.try_get("name")?)?,
+                };
+                let same_scope = existing.scope == scope_of_new
+                    && (scope_of_new == Scope::Team || existing.owner == owner);
+                let across = existing.scope != scope_of_new && existing.name != *name;
+                if same_scope || across {
+                    return Ok(Some(existing));
+                }
+            }
+            Ok(None)
+        }
+
         /// Reads everything resolution may need about `team`, inside the caller's transaction
         /// (one snapshot): see [`TeamData`](super::cache::TeamData).
         async fn read_team(
             conn: &mut <$db as sqlx::Database>::Connection,
             team: i64,
         ) -> Result<super::cache::TeamData, StoreError> {
-            let mut reserved: BTreeMap<SecretName, Vec<Label>> = BTreeMap::new();
-            for row in sqlx::query($sql("SELECT name, secrets FROM identities WHERE team_id = ? ORDER BY name"))
-                .bind(team)
-                .fetch_all(&mut *conn)
-                .await?
-            {
-                let identity = label(row.try_get("name")?)?;
-                for name in parse_names(&row.try_get::<String, _>("secrets")?)? {
-                    reserved.entry(name).or_default().push(identity.clone());
+            // Reservation compares names ignoring case (`core::resolve::released`).
+            let mut reserved: BTreeMap<String, Vec<Label>> = BTreeMap::new();
+            for (identity, names) in read_identities(conn, team).await? {
+                for name in names {
+                    let entry = reserved.entry(name.folded()).or_default();
+                    if !entry.contains(&identity) {
+                        entry.push(identity.clone());
+                    }
                 }
             }
             let mut data = super::cache::TeamData::default();
@@ -189,7 +306,7 @@ macro_rules! sql_store {
                         return Err(StoreError::Corrupt(format!("personal secret {} has no owner", id.0)));
                     }
                     (Scope::Team, _) => {
-                        let reserved_for = reserved.get(&name).cloned().unwrap_or_default();
+                        let reserved_for = reserved.get(&name.folded()).cloned().unwrap_or_default();
                         data.team.push(TeamSecret {
                             id,
                             name,
@@ -220,10 +337,12 @@ macro_rules! sql_store {
             key_id: &KeyId,
         ) -> Result<Option<AuthKey>, StoreError> {
             let row = sqlx::query($sql(format!(
-                "SELECT {KEY_COLUMNS}, u.name AS user_name, m.role AS member_role
+                "SELECT {KEY_COLUMNS}, u.name AS user_name, m.role AS member_role,
+                     cm.role AS creator_role
                  FROM api_keys k JOIN users c ON c.id = k.created_by
                  LEFT JOIN users u ON u.id = k.user_id
                  LEFT JOIN members m ON m.team_id = k.team_id AND m.user_id = k.user_id
+                 LEFT JOIN members cm ON cm.team_id = k.team_id AND cm.user_id = k.created_by
                  WHERE k.key_id = ?"
             )))
             .bind(key_id.as_str())
@@ -238,7 +357,11 @@ macro_rules! sql_store {
                 (Some(name), Some(r)) => Some((name, role(&r)?)),
                 _ => None,
             };
-            Ok(Some(AuthKey { key, member }))
+            let creator_role = row
+                .try_get::<Option<String>, _>("creator_role")?
+                .map(|r| role(&r))
+                .transpose()?;
+            Ok(Some(AuthKey { key, member, creator_role }))
         }
 
                 #[async_trait::async_trait]
@@ -446,16 +569,22 @@ macro_rules! sql_store {
                 audit: AuditEvent,
             ) -> Result<UserId, StoreError> {
                 let mut tx = self.write().await?;
-                sqlx::query($sql(
-                    "INSERT INTO users (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                let taken = sqlx::query($sql(
+                    "SELECT 1 AS one FROM members m JOIN users u ON u.id = m.user_id
+                     WHERE m.team_id = ? AND u.name = ?",
                 ))
+                .bind(team)
                 .bind(name.as_str())
-                .bind(audit.at)
-                .execute(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await?;
+                if taken.is_some() {
+                    return Err(StoreError::Refused(Refused::MemberExists));
+                }
+                // Always a new user: a removed member's name comes back as someone new.
                 let user = UserId(
-                    sqlx::query($sql("SELECT id FROM users WHERE name = ?"))
+                    sqlx::query($sql("INSERT INTO users (name, created_at) VALUES (?, ?) RETURNING id"))
                         .bind(name.as_str())
+                        .bind(audit.at)
                         .fetch_one(&mut *tx)
                         .await?
                         .try_get("id")?,
@@ -500,25 +629,68 @@ macro_rules! sql_store {
                 &self,
                 team: i64,
                 user: UserId,
-                audit: AuditEvent,
-            ) -> Result<bool, StoreError> {
+                at: Millis,
+                audit: &AuditFor<'_, Removed>,
+            ) -> Result<Option<Removed>, StoreError> {
                 let mut tx = self.write().await?;
                 let done = sqlx::query($sql("DELETE FROM members WHERE team_id = ? AND user_id = ?"))
                     .bind(team)
                     .bind(user.0)
                     .execute(&mut *tx)
                     .await?;
-                let found = done.rows_affected() == 1;
-                if found {
-                    refuse_ownerless(&mut tx, team).await?;
-                    insert_audit(&mut tx, &audit).await?;
+                if done.rows_affected() != 1 {
+                    return Ok(None);
                 }
+                refuse_ownerless(&mut tx, team).await?;
+                let keys = sqlx::query($sql(
+                    "SELECT key_id, name FROM api_keys
+                     WHERE team_id = ? AND kind = 'personal' AND user_id = ? AND revoked_at IS NULL ORDER BY id",
+                ))
+                .bind(team)
+                .bind(user.0)
+                .fetch_all(&mut *tx)
+                .await?;
+                sqlx::query($sql(
+                    "UPDATE api_keys SET revoked_at = ?
+                     WHERE team_id = ? AND kind = 'personal' AND user_id = ? AND revoked_at IS NULL",
+                ))
+                .bind(at)
+                .bind(team)
+                .bind(user.0)
+                .execute(&mut *tx)
+                .await?;
+                let secrets = sqlx::query($sql(
+                    "SELECT name FROM secrets WHERE team_id = ? AND scope = 'personal' AND owner_id = ?
+                     ORDER BY name_key",
+                ))
+                .bind(team)
+                .bind(user.0)
+                .fetch_all(&mut *tx)
+                .await?;
+                sqlx::query($sql("DELETE FROM secrets WHERE team_id = ? AND scope = 'personal' AND owner_id = ?"))
+                    .bind(team)
+                    .bind(user.0)
+                    .execute(&mut *tx)
+                    .await?;
+                let removed = Removed {
+                    revoked: keys.iter().map(key_ref).collect::<Result<_, _>>()?,
+                    deleted: secrets
+                        .iter()
+                        .map(|r| secret_name(r.try_get("name")?))
+                        .collect::<Result<_, _>>()?,
+                };
+                insert_audits(&mut tx, &audit(&removed)).await?;
                 tx.commit().await?;
-                Ok(found)
+                Ok(Some(removed))
             }
 
             async fn create_secret(&self, secret: NewSecret, audit: AuditEvent) -> Result<(), StoreError> {
                 let mut tx = self.write().await?;
+                if let Some(existing) =
+                    name_conflict(&mut tx, secret.team, secret.scope, secret.owner, &secret.name).await?
+                {
+                    return Err(StoreError::Refused(Refused::NameConflict(existing)));
+                }
                 sqlx::query($sql(
                     "INSERT INTO secrets (id, team_id, scope, owner_id, owner_key, name, name_key,
                          description, version, key_version, ciphertext, value_len, created_at, created_by,
@@ -531,7 +703,7 @@ macro_rules! sql_store {
                 .bind(secret.owner.map(|u| u.0))
                 .bind(secret.owner.map_or(0, |u| u.0))
                 .bind(secret.name.as_str())
-                .bind(secret.name.as_str().to_ascii_lowercase())
+                .bind(secret.name.folded())
                 .bind(&secret.description)
                 .bind(i64::from(secret.key_version))
                 .bind(&secret.ciphertext)
@@ -562,7 +734,7 @@ macro_rules! sql_store {
                 .bind(team)
                 .bind(scope_text(scope))
                 .bind(owner.map_or(0, |u| u.0))
-                .bind(name.as_str().to_ascii_lowercase())
+                .bind(name.folded())
                 .fetch_optional(&self.pool)
                 .await?;
                 row.as_ref().map(secret_row).transpose()
@@ -645,9 +817,22 @@ macro_rules! sql_store {
                 kind: ListKind,
                 team: i64,
                 list: NamedList,
-                audit: AuditEvent,
-            ) -> Result<(), StoreError> {
+                release: &[SecretName],
+                audit: &AuditFor<'_, ListChange>,
+            ) -> Result<ListChange, StoreError> {
                 let mut tx = self.write().await?;
+                let before = read_list(&mut tx, kind, team, &list.name).await?;
+                let released = match kind {
+                    ListKind::Environment => Vec::new(),
+                    ListKind::Identity => {
+                        let after = list.secrets.as_deref().unwrap_or_default();
+                        let released = releases(&mut tx, team, &list.name, after).await?;
+                        if !all_released(&released, release) {
+                            return Err(StoreError::Refused(Refused::WouldRelease(released)));
+                        }
+                        released
+                    }
+                };
                 let secrets = list.secrets.as_deref().map(names_json);
                 let sql = match kind {
                     ListKind::Environment => {
@@ -671,9 +856,10 @@ macro_rules! sql_store {
                     .bind(list.updated_at)
                     .execute(&mut *tx)
                     .await?;
-                insert_audit(&mut tx, &audit).await?;
+                let change = ListChange { before, released };
+                insert_audits(&mut tx, &audit(&change)).await?;
                 tx.commit().await?;
-                Ok(())
+                Ok(change)
             }
 
             async fn list(
@@ -682,20 +868,8 @@ macro_rules! sql_store {
                 team: i64,
                 name: &Label,
             ) -> Result<Option<NamedList>, StoreError> {
-                let sql = match kind {
-                    ListKind::Environment => {
-                        "SELECT name, description, secrets, updated_at FROM environments WHERE team_id = ? AND name = ?"
-                    }
-                    ListKind::Identity => {
-                        "SELECT name, description, secrets, updated_at FROM identities WHERE team_id = ? AND name = ?"
-                    }
-                };
-                let row = sqlx::query($sql(sql))
-                    .bind(team)
-                    .bind(name.as_str())
-                    .fetch_optional(&self.pool)
-                    .await?;
-                row.as_ref().map(named_list).transpose()
+                let mut conn = self.pool.acquire().await?;
+                read_list(&mut conn, kind, team, name).await
             }
 
             async fn lists(&self, kind: ListKind, team: i64) -> Result<Vec<NamedList>, StoreError> {
@@ -716,24 +890,52 @@ macro_rules! sql_store {
                 kind: ListKind,
                 team: i64,
                 name: &Label,
-                audit: AuditEvent,
-            ) -> Result<bool, StoreError> {
+                release: &[SecretName],
+                force: bool,
+                at: Millis,
+                audit: &AuditFor<'_, ListDeleted>,
+            ) -> Result<Option<ListDeleted>, StoreError> {
                 let mut tx = self.write().await?;
-                let sql = match kind {
-                    ListKind::Environment => "DELETE FROM environments WHERE team_id = ? AND name = ?",
-                    ListKind::Identity => "DELETE FROM identities WHERE team_id = ? AND name = ?",
+                let Some(before) = read_list(&mut tx, kind, team, name).await? else {
+                    return Ok(None);
                 };
-                let done = sqlx::query($sql(sql))
+                let (released, revoked) = match kind {
+                    ListKind::Environment => (Vec::new(), Vec::new()),
+                    ListKind::Identity => {
+                        let keys = bound_keys(&mut tx, team, name).await?;
+                        let released = releases(&mut tx, team, name, &[]).await?;
+                        if !keys.is_empty() && !force {
+                            return Err(StoreError::Refused(Refused::IdentityInUse {
+                                keys,
+                                would_release: released,
+                            }));
+                        }
+                        if !all_released(&released, release) {
+                            return Err(StoreError::Refused(Refused::WouldRelease(released)));
+                        }
+                        (released, keys)
+                    }
+                };
+                let deleted = ListDeleted { before, released, revoked };
+                let events = audit(&deleted);
+                if !deleted.revoked.is_empty() {
+                    sqlx::query($sql(
+                        "UPDATE api_keys SET revoked_at = ? WHERE team_id = ? AND identity = ? AND revoked_at IS NULL",
+                    ))
+                    .bind(at)
                     .bind(team)
                     .bind(name.as_str())
                     .execute(&mut *tx)
                     .await?;
-                let found = done.rows_affected() == 1;
-                if found {
-                    insert_audit(&mut tx, &audit).await?;
                 }
+                sqlx::query($sql(format!("DELETE FROM {} WHERE team_id = ? AND name = ?", list_table(kind))))
+                    .bind(team)
+                    .bind(name.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                insert_audits(&mut tx, &events).await?;
                 tx.commit().await?;
-                Ok(found)
+                Ok(Some(deleted))
             }
 
             async fn finish_run(

@@ -8,7 +8,7 @@
 
 use crate::core::apikey::{ApiKey, KeyKind};
 use crate::core::name::{Label, SecretName};
-use crate::core::perm::Role;
+use crate::core::perm::{Capability, Role};
 use std::sync::Arc;
 
 use crate::core::resolve::{Delivery, Resolution, Scope, SecretId, Trigger, UserId};
@@ -35,12 +35,18 @@ fn new_key(kind: KeyKind, seed: u64, role: Option<Role>, identity: Option<&str>)
         digest: key.digest(),
         last4: key.last4().to_owned(),
         kind,
+        capability: Capability::default_for(kind),
         role_at_creation: role,
         identity: identity.map(l),
         name: format!("key {seed}"),
         created_at: 1_000,
         expires_at: None,
     }
+}
+
+/// An audit maker that writes `e`, whatever the change did.
+fn one<T>(e: AuditEvent) -> impl Fn(&T) -> Vec<AuditEvent> + Send + Sync {
+    move |_| vec![e.clone()]
 }
 
 fn event(action: &str) -> AuditEvent {
@@ -83,6 +89,471 @@ pub(crate) async fn run_all(store: &dyn Store) {
     decisions_are_shared_until_a_change(store).await;
     kept_state_follows_every_change(store, owner, alice).await;
     auth_failures(store).await;
+    capabilities_and_roles_over_time(store, owner).await;
+    removal_is_final_and_a_name_comes_back_as_someone_new(store, owner).await;
+    identities_release_and_revoke_only_when_asked(store, owner).await;
+    a_dry_run_writes_its_event_and_no_run(store).await;
+}
+
+async fn add(store: &dyn Store, name: &str, role: Role, seed: u64, by: UserId) -> (UserId, NewKey) {
+    let key = new_key(KeyKind::Personal, seed, None, None);
+    let user = store
+        .add_member(TEAM, &l(name), role, key.clone(), by, event("member.add"))
+        .await
+        .expect("adds");
+    (user, key)
+}
+
+async fn auth(store: &dyn Store, key: &NewKey) -> super::AuthKey {
+    store
+        .key_for_auth(&key.key_id)
+        .await
+        .expect("reads")
+        .expect("found")
+}
+
+/// Each key's capability is stored as asked; a team key's creator's current role is read with
+/// it, and follows demotion and removal (DESIGN §3 "Roles over time").
+async fn capabilities_and_roles_over_time(store: &dyn Store, owner: UserId) {
+    let (admin, _) = add(store, "cap-admin", Role::Admin, 601, owner).await;
+    let mut keys = Vec::new();
+    for (seed, kind, capability) in [
+        (602, KeyKind::Team, Capability::Run),
+        (603, KeyKind::Team, Capability::Manage),
+        (604, KeyKind::Personal, Capability::Run),
+    ] {
+        let key = NewKey {
+            capability,
+            ..new_key(
+                kind,
+                seed,
+                (kind == KeyKind::Team).then_some(Role::Admin),
+                None,
+            )
+        };
+        let user = (kind == KeyKind::Personal).then_some(admin);
+        store
+            .create_key(TEAM, user, admin, key.clone(), event("key.create"))
+            .await
+            .expect("creates");
+        keys.push((key, capability));
+    }
+    for (key, capability) in &keys {
+        let found = auth(store, key).await;
+        assert_eq!(found.key.capability, *capability, "{:?}", key.kind);
+        assert_eq!(found.creator_role, Some(Role::Admin));
+        let listed = store.keys(TEAM, Some(admin)).await.expect("lists");
+        let row = listed
+            .iter()
+            .find(|k| k.key_id == key.key_id)
+            .expect("listed");
+        assert_eq!(row.capability, *capability);
+    }
+    let team_key = &keys[1].0;
+    store
+        .set_role(TEAM, admin, Role::Builder, event("member.role"))
+        .await
+        .expect("demotes");
+    let found = auth(store, team_key).await;
+    assert_eq!(
+        (found.key.role_at_creation, found.creator_role),
+        (Some(Role::Admin), Some(Role::Builder)),
+        "then and now, for the lower of the two"
+    );
+    store
+        .remove_member(TEAM, admin, 7_000, &one(event("member.remove")))
+        .await
+        .expect("removes")
+        .expect("was a member");
+    let found = auth(store, team_key).await;
+    assert_eq!(found.creator_role, None, "the creator is gone");
+    assert_eq!(
+        found.key.revoked_at, None,
+        "a team key outlives its creator (as `run`)"
+    );
+    assert_eq!(auth(store, &keys[2].0).await.key.revoked_at, Some(7_000));
+}
+
+/// DESIGN §3 "Member removal is final": personal keys revoked for good, personal secrets
+/// deleted (the store hands what it did to the audit maker, in the same transaction), runs
+/// kept; the name added again is a new user who inherits nothing.
+async fn removal_is_final_and_a_name_comes_back_as_someone_new(store: &dyn Store, owner: UserId) {
+    let (dana, first) = add(store, "dana", Role::Builder, 701, owner).await;
+    let second = new_key(KeyKind::Personal, 702, None, None);
+    store
+        .create_key(TEAM, Some(dana), dana, second.clone(), event("key.create"))
+        .await
+        .expect("creates");
+    let gone = new_key(KeyKind::Personal, 703, None, None);
+    store
+        .create_key(TEAM, Some(dana), dana, gone.clone(), event("key.create"))
+        .await
+        .expect("creates");
+    assert!(
+        store
+            .revoke_key(TEAM, &gone.key_id, None, event("key.revoke"))
+            .await
+            .expect("revokes")
+    );
+    for (id, name) in [(710, "DANA_TOKEN"), (711, "DANA_NPM")] {
+        store
+            .create_secret(
+                secret(id, Scope::Personal, Some(dana), name, dana),
+                event("secret.create"),
+            )
+            .await
+            .expect("creates");
+    }
+    resolve_durably(
+        store,
+        TEAM,
+        Some(dana),
+        None,
+        "dana-run",
+        Box::new(|_| decided(&[])),
+    )
+    .await
+    .expect("runs");
+    let before = store.audit(TEAM, 1_000).await.expect("reads").len();
+    let seen = std::sync::Mutex::new(None);
+    let audit = |removed: &super::Removed| {
+        *seen.lock().expect("lock") = Some(removed.clone());
+        vec![
+            event("member.remove"),
+            event("secret.delete"),
+            event("secret.delete"),
+        ]
+    };
+    let removed = store
+        .remove_member(TEAM, dana, 9_000, &audit)
+        .await
+        .expect("removes")
+        .expect("was a member");
+    assert_eq!(
+        seen.into_inner().expect("lock").as_ref(),
+        Some(&removed),
+        "the audit saw it"
+    );
+    let revoked: Vec<_> = removed.revoked.iter().map(|k| k.key_id.clone()).collect();
+    assert_eq!(
+        revoked,
+        vec![first.key_id.clone(), second.key_id.clone()],
+        "active ones"
+    );
+    assert_eq!(removed.deleted, vec![n("DANA_NPM"), n("DANA_TOKEN")]);
+    assert_eq!(
+        store.audit(TEAM, 1_000).await.expect("reads").len(),
+        before + 3
+    );
+    for key in [&first, &second] {
+        let found = auth(store, key).await;
+        assert_eq!((found.key.revoked_at, found.member), (Some(9_000), None));
+    }
+    assert_eq!(
+        auth(store, &gone).await.key.revoked_at,
+        Some(2_000),
+        "kept as it was"
+    );
+    assert!(
+        store
+            .secret(TEAM, Scope::Personal, Some(dana), &n("DANA_TOKEN"))
+            .await
+            .expect("reads")
+            .is_none()
+    );
+    let run = store
+        .run(TEAM, "dana-run")
+        .await
+        .expect("reads")
+        .expect("kept");
+    assert_eq!(run.user, Some(dana));
+
+    // The name again: someone new, with nothing of the old.
+    let (again, fresh) = add(store, "dana", Role::Builder, 704, owner).await;
+    assert_ne!(again, dana, "a new user id");
+    let theirs: Vec<_> = store
+        .keys(TEAM, Some(again))
+        .await
+        .expect("lists")
+        .into_iter()
+        .map(|k| k.key_id)
+        .collect();
+    assert_eq!(theirs, vec![fresh.key_id.clone()]);
+    for key in [&first, &second] {
+        let found = auth(store, key).await;
+        assert_eq!(
+            (found.key.revoked_at, found.member),
+            (Some(9_000), None),
+            "never revived"
+        );
+    }
+    assert_eq!(
+        auth(store, &fresh).await.member,
+        Some(("dana".to_owned(), Role::Builder))
+    );
+    let mine = store.secrets(TEAM, again, false).await.expect("lists");
+    assert!(
+        mine.iter().all(|s| s.scope == Scope::Team),
+        "no personal secret inherited"
+    );
+    assert_eq!(
+        store
+            .member(TEAM, &l("dana"))
+            .await
+            .expect("reads")
+            .map(|m| m.user),
+        Some(again)
+    );
+}
+
+fn refused_names(
+    result: Result<impl std::fmt::Debug, StoreError>,
+) -> (&'static str, Vec<String>, Vec<String>) {
+    match result {
+        Err(StoreError::Refused(super::Refused::WouldRelease(names))) => (
+            "would_release",
+            names.iter().map(ToString::to_string).collect(),
+            vec![],
+        ),
+        Err(StoreError::Refused(super::Refused::IdentityInUse {
+            keys,
+            would_release,
+        })) => (
+            "identity_in_use",
+            would_release.iter().map(ToString::to_string).collect(),
+            keys.iter().map(|k| k.name.clone()).collect(),
+        ),
+        other => panic!("refused, not {other:?}"),
+    }
+}
+
+/// DESIGN §3 "Identities are a boundary": a change that leaves a name reserved by none is
+/// refused unless released; deleting an identity with bound keys is refused unless forced,
+/// and then revokes them.
+async fn identities_release_and_revoke_only_when_asked(store: &dyn Store, owner: UserId) {
+    let identity = |name: &str, secrets: &[&str]| NamedList {
+        name: l(name),
+        description: String::new(),
+        secrets: Some(secrets.iter().map(|s| n(s)).collect()),
+        updated_at: 30_000,
+    };
+    let put = |list: NamedList, release: Vec<SecretName>| async move {
+        store
+            .put_list(
+                ListKind::Identity,
+                TEAM,
+                list,
+                &release,
+                &one(event("identity.put")),
+            )
+            .await
+    };
+    put(identity("ops", &["OPS_KEY", "SHARED_KEY"]), vec![])
+        .await
+        .expect("a new one releases nothing");
+    put(identity("ops-2", &["shared_key"]), vec![])
+        .await
+        .expect("creates");
+    // SHARED_KEY stays reserved by ops-2 (in another spelling): nothing released.
+    let change = put(identity("ops", &["OPS_KEY"]), vec![])
+        .await
+        .expect("narrows");
+    assert!(change.released.is_empty());
+    assert_eq!(
+        refused_names(put(identity("ops", &[]), vec![]).await),
+        ("would_release", vec!["OPS_KEY".to_owned()], vec![])
+    );
+    assert_eq!(
+        store
+            .list(ListKind::Identity, TEAM, &l("ops"))
+            .await
+            .expect("reads")
+            .and_then(|l| l.secrets),
+        Some(vec![n("OPS_KEY")]),
+        "nothing written"
+    );
+
+    let bound = NewKey {
+        name: "ops bot".into(),
+        ..new_key(KeyKind::Team, 801, Some(Role::Owner), Some("ops-2"))
+    };
+    store
+        .create_key(TEAM, None, owner, bound.clone(), event("key.create"))
+        .await
+        .expect("creates");
+    let delete = |release: Vec<SecretName>, force: bool| async move {
+        store
+            .delete_list(
+                ListKind::Identity,
+                TEAM,
+                &l("ops-2"),
+                &release,
+                force,
+                31_000,
+                &one(event("identity.delete")),
+            )
+            .await
+    };
+    assert_eq!(
+        refused_names(delete(vec![], false).await),
+        (
+            "identity_in_use",
+            vec!["shared_key".to_owned()],
+            vec!["ops bot".to_owned()]
+        ),
+        "names both what it releases (as the list spells it) and the keys"
+    );
+    assert_eq!(
+        refused_names(delete(vec![], true).await),
+        ("would_release", vec!["shared_key".to_owned()], vec![]),
+        "forcing revokes keys, it releases nothing unasked"
+    );
+    assert_eq!(
+        auth(store, &bound).await.key.revoked_at,
+        None,
+        "nothing written"
+    );
+    let deleted = delete(vec![n("SHARED_KEY")], true)
+        .await
+        .expect("deletes")
+        .expect("existed");
+    assert_eq!(deleted.released, vec![n("shared_key")]);
+    assert_eq!(
+        deleted
+            .revoked
+            .iter()
+            .map(|k| k.key_id.clone())
+            .collect::<Vec<_>>(),
+        vec![bound.key_id.clone()]
+    );
+    assert_eq!(auth(store, &bound).await.key.revoked_at, Some(31_000));
+    assert!(
+        store
+            .list(ListKind::Identity, TEAM, &l("ops-2"))
+            .await
+            .expect("reads")
+            .is_none()
+    );
+}
+
+/// DESIGN §2 rule 8: a dry run is decided over the same snapshot, writes its audit event, and
+/// records no run.
+async fn a_dry_run_writes_its_event_and_no_run(store: &dyn Store) {
+    let runs = store.runs(TEAM, None, 1_000).await.expect("lists").len();
+    let events = store.audit(TEAM, 1_000).await.expect("reads").len();
+    let decision = store
+        .dry_run(
+            TEAM,
+            super::DryRun {
+                user: None,
+                environment: None,
+                inputs: b"dry".to_vec(),
+                decide: Box::new(|_| decided(&[])),
+                audit: Box::new(|_| event("run.dry_run")),
+            },
+        )
+        .await
+        .expect("decides");
+    assert!(decision.result.is_ok());
+    assert_eq!(
+        store.runs(TEAM, None, 1_000).await.expect("lists").len(),
+        runs
+    );
+    let after = store.audit(TEAM, 1_000).await.expect("reads");
+    assert_eq!(after.len(), events + 1);
+    assert_eq!(after[0].event.action, "run.dry_run");
+}
+
+/// A database as latch wrote it before key capabilities and final removal (the schema of the
+/// earlier migrations): team 9 with `owner` (user 1), `gone` (user 2, removed, who kept two
+/// keys and a personal secret) and `stays` (user 3); a team key bound to an identity and one
+/// not; a run by `gone`. `blob` writes a binary literal in the engine's syntax.
+pub(crate) fn data_before_capabilities(blob: fn(&str) -> String) -> String {
+    let b = blob("00");
+    let d = blob(&"ab".repeat(32));
+    format!(
+        "INSERT INTO teams (id, name, data_key, key_version, created_at) VALUES (9, 'old', {b}, 1, 1);
+         INSERT INTO users (id, name, created_at) VALUES (1, 'owner', 1), (2, 'gone', 1), (3, 'stays', 1);
+         INSERT INTO members (team_id, user_id, role, created_at) VALUES (9, 1, 'owner', 1), (9, 3, 'builder', 1);
+         INSERT INTO api_keys (key_id, digest, last4, team_id, kind, user_id, created_by, role_at_creation,
+             identity, name, created_at)
+         VALUES ('OwnrKey1', {d}, 'aaaa', 9, 'personal', 1, 1, NULL, NULL, 'owner laptop', 1),
+                ('GoneKey1', {d}, 'bbbb', 9, 'personal', 2, 2, NULL, NULL, 'gone laptop', 1),
+                ('GoneKey2', {d}, 'cccc', 9, 'personal', 2, 1, NULL, NULL, 'gone ci', 1),
+                ('TeamKey1', {d}, 'dddd', 9, 'team', NULL, 1, 'owner', NULL, 'old automation', 1),
+                ('TeamKey2', {d}, 'eeee', 9, 'team', NULL, 1, 'owner', 'deployer', 'deploy bot', 1);
+         INSERT INTO secrets (id, team_id, scope, owner_id, owner_key, name, name_key, description, version,
+             key_version, ciphertext, value_len, created_at, created_by, updated_at, updated_by)
+         VALUES (11, 9, 'team', NULL, 0, 'DB_URL', 'db_url', '', 1, 1, {b}, 1, 1, 1, 1, 1),
+                (12, 9, 'personal', 2, 2, 'GONE_TOKEN', 'gone_token', '', 1, 1, {b}, 1, 1, 2, 1, 2),
+                (13, 9, 'personal', 3, 3, 'KEPT', 'kept', '', 1, 1, {b}, 1, 1, 3, 1, 3);
+         INSERT INTO runs (id, team_id, key_id, user_id, record, status, started_at)
+         VALUES ('run_old', 9, 'GoneKey1', 2, '{{\"who\":{{\"user\":\"gone\"}}}}', 'started', 1);"
+    )
+}
+
+/// What [`data_before_capabilities`] must read as once migrated: today's data kept meaningful.
+pub(crate) async fn upgraded_before_capabilities(store: &dyn Store) {
+    let keys = store.keys(9, None).await.expect("lists");
+    let key = |name: &str| keys.iter().find(|k| k.name == name).expect(name);
+    assert_eq!(key("owner laptop").capability, Capability::Manage);
+    assert_eq!(key("owner laptop").revoked_at, None);
+    assert_eq!(
+        key("old automation").capability,
+        Capability::Run,
+        "least power"
+    );
+    assert_eq!(key("deploy bot").capability, Capability::Run);
+    for gone in ["gone laptop", "gone ci"] {
+        assert!(key(gone).revoked_at.is_some(), "{gone}: removal is final");
+    }
+    let names: Vec<String> = store
+        .secrets(9, UserId(3), true)
+        .await
+        .expect("lists")
+        .iter()
+        .map(|s| s.name.to_string())
+        .collect();
+    assert_eq!(
+        names,
+        ["DB_URL", "KEPT"],
+        "the removed member's secret is deleted"
+    );
+    let audit = store.audit(9, 100).await.expect("reads");
+    let recorded = |action: &str, target: &str| {
+        audit
+            .iter()
+            .any(|e| e.event.action == action && e.event.target == target)
+    };
+    assert!(recorded("api_key.revoke", "GoneKey1") && recorded("api_key.revoke", "GoneKey2"));
+    assert!(recorded("secret.delete", "personal/GONE_TOKEN"));
+    assert_eq!(audit.len(), 3, "{audit:?}");
+    assert_eq!(
+        store
+            .run(9, "run_old")
+            .await
+            .expect("reads")
+            .map(|r| r.user),
+        Some(Some(UserId(2))),
+        "runs stay readable"
+    );
+    // Names are no longer unique for all time: `gone` comes back as someone new.
+    let again = store
+        .add_member(
+            9,
+            &l("gone"),
+            Role::Builder,
+            new_key(KeyKind::Personal, 900, None, None),
+            UserId(1),
+            AuditEvent {
+                team: 9,
+                ..event("member.add")
+            },
+        )
+        .await
+        .expect("adds");
+    assert_ne!(again, UserId(2));
+    assert_eq!(store.keys(9, Some(again)).await.expect("lists").len(), 1);
 }
 
 /// What a resolve saw: team secrets (name, version, reserving identities), the caller's
@@ -210,7 +681,13 @@ async fn kept_state_follows_every_change(store: &dyn Store, owner: UserId, alice
         updated_at: 10_001,
     };
     store
-        .put_list(ListKind::Identity, TEAM, reader, event("identity.put"))
+        .put_list(
+            ListKind::Identity,
+            TEAM,
+            reader,
+            &[],
+            &one(event("identity.put")),
+        )
         .await
         .expect("puts");
     let now = seen(store, Some(alice), "later", vec![]).await;
@@ -220,10 +697,14 @@ async fn kept_state_follows_every_change(store: &dyn Store, owner: UserId, alice
             ListKind::Identity,
             TEAM,
             &l("reader"),
-            event("identity.delete"),
+            &[n("DB_URL")],
+            false,
+            2_000,
+            &one(event("identity.delete")),
         )
         .await
-        .expect("deletes");
+        .expect("deletes")
+        .expect("existed");
     let now = seen(store, Some(alice), "later", vec![]).await;
     assert_eq!(db_url(&now).map(|t| t.2), Some(vec![]));
 
@@ -236,7 +717,13 @@ async fn kept_state_follows_every_change(store: &dyn Store, owner: UserId, alice
             updated_at: 10_002,
         };
         store
-            .put_list(ListKind::Environment, TEAM, later, event("env.put"))
+            .put_list(
+                ListKind::Environment,
+                TEAM,
+                later,
+                &[],
+                &one(event("env.put")),
+            )
             .await
             .expect("puts");
         let now = seen(store, Some(alice), "later", vec![]).await;
@@ -248,10 +735,14 @@ async fn kept_state_follows_every_change(store: &dyn Store, owner: UserId, alice
             ListKind::Environment,
             TEAM,
             &l("later"),
-            event("env.delete"),
+            &[],
+            false,
+            2_000,
+            &one(event("env.delete")),
         )
         .await
-        .expect("deletes");
+        .expect("deletes")
+        .expect("existed");
     assert_eq!(
         seen(store, Some(alice), "later", vec![]).await.environment,
         None
@@ -317,9 +808,10 @@ async fn kept_state_follows_every_change(store: &dyn Store, owner: UserId, alice
     );
     assert!(read().await.key.revoked_at.is_some());
     store
-        .remove_member(TEAM, carol, event("member.remove"))
+        .remove_member(TEAM, carol, 2_000, &one(event("member.remove")))
         .await
-        .expect("removes");
+        .expect("removes")
+        .expect("was a member");
     assert_eq!(
         read().await.member,
         None,
@@ -421,7 +913,13 @@ async fn keys_and_members(store: &dyn Store, owner: UserId) -> UserId {
             event("member.add"),
         )
         .await;
-    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    assert!(
+        matches!(
+            again,
+            Err(StoreError::Refused(super::Refused::MemberExists))
+        ),
+        "{again:?}"
+    );
     assert_eq!(
         store
             .member(TEAM, &l("alice"))
@@ -516,7 +1014,7 @@ async fn keys_and_members(store: &dyn Store, owner: UserId) -> UserId {
         .await;
     assert!(matches!(demote, Err(StoreError::Conflict(_))), "{demote:?}");
     let remove = store
-        .remove_member(TEAM, owner, event("member.remove"))
+        .remove_member(TEAM, owner, 2_000, &one(event("member.remove")))
         .await;
     assert!(matches!(remove, Err(StoreError::Conflict(_))), "{remove:?}");
     assert_eq!(
@@ -542,18 +1040,10 @@ async fn keys_and_members(store: &dyn Store, owner: UserId) -> UserId {
         )
         .await
         .expect("adds");
-    assert!(
-        store
-            .remove_member(TEAM, bob, event("member.remove"))
-            .await
-            .expect("removes")
-    );
-    assert!(
-        !store
-            .remove_member(TEAM, bob, event("member.remove"))
-            .await
-            .expect("once")
-    );
+    let audit = one(event("member.remove"));
+    let remove = || store.remove_member(TEAM, bob, 2_000, &audit);
+    assert!(remove().await.expect("removes").is_some());
+    assert!(remove().await.expect("once").is_none());
     let auth = store
         .key_for_auth(&bob_key.key_id)
         .await
@@ -577,9 +1067,18 @@ async fn secrets(store: &dyn Store, owner: UserId, alice: UserId) {
             event("secret.create"),
         )
         .await;
-    assert!(
-        matches!(dup, Err(StoreError::Conflict(_))),
-        "unique ignoring case: {dup:?}"
+    let conflict = |result: Result<(), StoreError>| match result {
+        Err(StoreError::Refused(super::Refused::NameConflict(existing))) => (
+            existing.scope,
+            existing.owner_name,
+            existing.name.to_string(),
+        ),
+        other => panic!("a name conflict, not {other:?}"),
+    };
+    assert_eq!(
+        conflict(dup),
+        (Scope::Team, None, "DB_URL".into()),
+        "unique ignoring case within a scope, naming the existing secret"
     );
     store
         .create_secret(
@@ -587,7 +1086,7 @@ async fn secrets(store: &dyn Store, owner: UserId, alice: UserId) {
             event("secret.create"),
         )
         .await
-        .expect("same name, other scope");
+        .expect("the same name exactly, other scope: it shadows");
     store
         .create_secret(
             secret(104, Scope::Personal, Some(owner), "OWNER_ONLY", owner),
@@ -595,6 +1094,62 @@ async fn secrets(store: &dyn Store, owner: UserId, alice: UserId) {
         )
         .await
         .expect("creates");
+    // DESIGN §5: a personal name equals a team name exactly or differs from every team name
+    // ignoring case; a team name differs ignoring case from every personal name spelled
+    // otherwise. Refused, naming what is there.
+    let refused = [
+        (
+            Scope::Personal,
+            Some(owner),
+            "db_url",
+            (Scope::Team, None, "DB_URL"),
+        ),
+        (
+            Scope::Personal,
+            Some(owner),
+            "Owner_Only",
+            (Scope::Personal, Some("owner"), "OWNER_ONLY"),
+        ),
+        (
+            Scope::Team,
+            None,
+            "owner_only",
+            (Scope::Personal, Some("owner"), "OWNER_ONLY"),
+        ),
+    ];
+    for (id, (scope, who, name, (e_scope, e_owner, e_name))) in (150..).zip(refused) {
+        let result = store
+            .create_secret(secret(id, scope, who, name, owner), event("secret.create"))
+            .await;
+        assert_eq!(
+            conflict(result),
+            (e_scope, e_owner.map(str::to_owned), e_name.to_owned()),
+            "{scope} {name}"
+        );
+    }
+    // Another member's personal names may differ in case from each other.
+    store
+        .create_secret(
+            secret(105, Scope::Personal, Some(alice), "Owner_Only_2", alice),
+            event("secret.create"),
+        )
+        .await
+        .expect("creates");
+    store
+        .create_secret(
+            secret(106, Scope::Personal, Some(owner), "OWNER_ONLY_2", owner),
+            event("secret.create"),
+        )
+        .await
+        .expect("personal names of two members never conflict");
+    for id in [105, 106] {
+        assert!(
+            store
+                .delete_secret(SecretId(id), event("secret.delete"))
+                .await
+                .expect("deletes")
+        );
+    }
 
     let row = store
         .secret(TEAM, Scope::Team, None, &n("db_url"))
@@ -696,7 +1251,7 @@ async fn lists(store: &dyn Store) {
             updated_at: 1,
         };
         store
-            .put_list(kind, TEAM, list.clone(), event("list.put"))
+            .put_list(kind, TEAM, list.clone(), &[], &one(event("list.put")))
             .await
             .expect("puts");
         assert_eq!(
@@ -706,28 +1261,51 @@ async fn lists(store: &dyn Store) {
         let replaced = NamedList {
             secrets: Some(vec![]),
             updated_at: 2,
-            ..list
+            ..list.clone()
         };
-        store
-            .put_list(kind, TEAM, replaced.clone(), event("list.put"))
-            .await
-            .expect("replaces");
+        let put = |release: &'static [&'static str]| {
+            let release: Vec<SecretName> = release.iter().map(|r| n(r)).collect();
+            let replaced = replaced.clone();
+            async move {
+                store
+                    .put_list(kind, TEAM, replaced, &release, &one(event("list.put")))
+                    .await
+            }
+        };
+        let change = if kind == ListKind::Identity {
+            // Emptying the identity leaves DB_URL reserved by none: refused unless released
+            // (named in any case, as reservation compares).
+            let refused = put(&[]).await;
+            assert!(
+                matches!(
+                    &refused,
+                    Err(StoreError::Refused(super::Refused::WouldRelease(names)))
+                        if *names == [n("DB_URL")]
+                ),
+                "{refused:?}"
+            );
+            let partly = put(&["OTHER"]).await;
+            assert!(matches!(partly, Err(StoreError::Refused(_))), "{partly:?}");
+            put(&["db_url"]).await.expect("released")
+        } else {
+            put(&[]).await.expect("an environment reserves nothing")
+        };
+        assert_eq!(change.before, Some(list.clone()));
+        let released = if kind == ListKind::Identity {
+            vec![n("DB_URL")]
+        } else {
+            vec![]
+        };
+        assert_eq!(change.released, released);
         assert_eq!(
             store.lists(kind, TEAM).await.expect("lists"),
             vec![replaced]
         );
-        assert!(
-            store
-                .delete_list(kind, TEAM, &l("ci"), event("list.delete"))
-                .await
-                .expect("deletes")
-        );
-        assert!(
-            !store
-                .delete_list(kind, TEAM, &l("ci"), event("list.delete"))
-                .await
-                .expect("once")
-        );
+        let release = [n("DB_URL"), n("API_KEY"), n("OTHER")];
+        let (name, audit) = (l("ci"), one(event("list.delete")));
+        let delete = || store.delete_list(kind, TEAM, &name, &release, false, 2_000, &audit);
+        assert!(delete().await.expect("deletes").is_some());
+        assert!(delete().await.expect("once").is_none());
         assert_eq!(store.list(kind, TEAM, &l("ci")).await.expect("reads"), None);
     }
     let open = NamedList {
@@ -737,7 +1315,13 @@ async fn lists(store: &dyn Store) {
         updated_at: 3,
     };
     store
-        .put_list(ListKind::Environment, TEAM, open.clone(), event("env.put"))
+        .put_list(
+            ListKind::Environment,
+            TEAM,
+            open.clone(),
+            &[],
+            &one(event("env.put")),
+        )
         .await
         .expect("puts");
     assert_eq!(
@@ -765,7 +1349,13 @@ async fn runs(store: &dyn Store, owner: UserId, alice: UserId) {
         updated_at: 1,
     };
     store
-        .put_list(ListKind::Identity, TEAM, deployer, event("identity.put"))
+        .put_list(
+            ListKind::Identity,
+            TEAM,
+            deployer,
+            &[],
+            &one(event("identity.put")),
+        )
         .await
         .expect("puts");
 
@@ -912,7 +1502,13 @@ async fn decisions_are_shared_until_a_change(store: &dyn Store) {
         updated_at: 20_000,
     };
     store
-        .put_list(ListKind::Environment, TEAM, env, event("environment.put"))
+        .put_list(
+            ListKind::Environment,
+            TEAM,
+            env,
+            &[],
+            &one(event("environment.put")),
+        )
         .await
         .expect("puts");
     let after = resolve("shared-3", Box::new(|_| decided(&[]))).await;
@@ -983,6 +1579,7 @@ fn decided(deliver: &[SecretId]) -> Decided {
         .collect();
     Decided {
         result: Ok(Resolution {
+            allowlist: crate::core::resolve::AllowlistSource::None,
             trigger: Trigger::Cli,
             user_context: None,
             identity: None,

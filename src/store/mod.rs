@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use crate::core::apikey::{KeyDigest, KeyId, KeyKind};
 use crate::core::crypto::ValueKey;
 use crate::core::name::{Label, SecretName};
-use crate::core::perm::Role;
+use crate::core::perm::{Capability, Role};
 use crate::core::resolve::{Resolution, ResolveError, Scope, SecretId, Snapshot, UserId};
 
 /// Unix time in milliseconds.
@@ -48,7 +48,86 @@ pub enum StoreError {
     /// A row holds something this version cannot read.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// What is stored forbids the change (each case a 409 naming what stands in the way).
+    #[error("refused: {0:?}")]
+    Refused(Refused),
 }
+
+/// A change refused because of what is stored, with what the caller needs to decide.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// The change would leave these team secret names reserved by no identity, making them
+    /// available to every run, and the request did not name them in `release` (DESIGN §3).
+    WouldRelease(Vec<SecretName>),
+    /// Keys are bound to the identity being deleted and the request did not say `force`; the
+    /// names the deletion would release are given too, so one answer shows everything.
+    IdentityInUse {
+        /// The bound keys, which deleting the identity revokes.
+        keys: Vec<KeyRef>,
+        /// What deleting it would release.
+        would_release: Vec<SecretName>,
+    },
+    /// A secret's name conflicts with an existing one (DESIGN §5): the same name in another
+    /// spelling in its scope, or across the team and a personal scope.
+    NameConflict(Existing),
+    /// A current member of the team already has this name.
+    MemberExists,
+}
+
+/// A key, as an answer names it: its id and name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRef {
+    /// Public key id.
+    pub key_id: KeyId,
+    /// Its name.
+    pub name: String,
+}
+
+/// The existing secret a new one conflicts with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Existing {
+    /// Its scope.
+    pub scope: Scope,
+    /// Its owner, for a personal secret.
+    pub owner: Option<UserId>,
+    /// The owner's name.
+    pub owner_name: Option<String>,
+    /// Its name, as stored.
+    pub name: SecretName,
+}
+
+/// What removing a member did (DESIGN §3 "Member removal is final").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Removed {
+    /// Their personal keys, revoked for good.
+    pub revoked: Vec<KeyRef>,
+    /// Their personal secrets, deleted.
+    pub deleted: Vec<SecretName>,
+}
+
+/// What replacing an environment or identity changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListChange {
+    /// The list before, if it existed.
+    pub before: Option<NamedList>,
+    /// Team secret names no identity reserves any more (identities only).
+    pub released: Vec<SecretName>,
+}
+
+/// What deleting an environment or identity did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListDeleted {
+    /// The list deleted.
+    pub before: NamedList,
+    /// Team secret names no identity reserves any more (identities only).
+    pub released: Vec<SecretName>,
+    /// Keys bound to the identity, revoked with it.
+    pub revoked: Vec<KeyRef>,
+}
+
+/// Makes the audit events of a change from what the change did, inside its transaction (so a
+/// removal's event can list what was revoked and deleted).
+pub type AuditFor<'a, T> = dyn Fn(&T) -> Vec<AuditEvent> + Send + Sync + 'a;
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
@@ -85,6 +164,8 @@ pub struct NewKey {
     pub last4: String,
     /// Personal or team.
     pub kind: KeyKind,
+    /// `run` or `manage`.
+    pub capability: Capability,
     /// For a team key: its creator's role now, kept for the key's life.
     pub role_at_creation: Option<Role>,
     /// For a team key: the identity its runs execute as.
@@ -112,6 +193,8 @@ pub struct KeyRow {
     pub team: i64,
     /// Personal or team.
     pub kind: KeyKind,
+    /// `run` or `manage`, as created.
+    pub capability: Capability,
     /// A personal key's user.
     pub user: Option<UserId>,
     /// Creator.
@@ -134,14 +217,16 @@ pub struct KeyRow {
     pub revoked_at: Option<Millis>,
 }
 
-/// A key as authentication needs it: the row and, for a personal key, its user's current role
-/// in the key's team (`None` once the user was removed).
+/// A key as authentication needs it: the row and the current roles in the key's team of its
+/// user (personal keys) and of its creator (`None` once they were removed).
 #[derive(Debug, Clone)]
 pub struct AuthKey {
     /// The key.
     pub key: KeyRow,
     /// The personal key's user's name and current role.
     pub member: Option<(String, Role)>,
+    /// The creator's current role.
+    pub creator_role: Option<Role>,
 }
 
 /// A member of a team.
@@ -443,6 +528,29 @@ impl std::fmt::Debug for RunAsk {
     }
 }
 
+/// A dry run (DESIGN §2 rule 8): decided like a run, recorded only as an audit event.
+pub struct DryRun {
+    /// As [`RunAsk::user`].
+    pub user: Option<UserId>,
+    /// As [`RunAsk::environment`].
+    pub environment: Option<Label>,
+    /// As [`RunAsk::inputs`].
+    pub inputs: Vec<u8>,
+    /// As [`RunAsk::decide`].
+    pub decide: Decide,
+    /// Its audit event, from the decision.
+    pub audit: Box<dyn FnOnce(&Decision) -> AuditEvent + Send>,
+}
+
+impl std::fmt::Debug for DryRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DryRun")
+            .field("user", &self.user)
+            .field("environment", &self.environment)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A run being recorded: its plan, its decision, and whether its record is durable.
 #[derive(Debug)]
 pub struct PendingRun {
@@ -532,7 +640,9 @@ pub trait Store: Send + Sync + 'static {
     async fn members(&self, team: i64) -> Result<Vec<MemberRow>, StoreError>;
     /// One member by name.
     async fn member(&self, team: i64, name: &Label) -> Result<Option<MemberRow>, StoreError>;
-    /// Adds `name` (creating the user if new) with `role` and their first personal key.
+    /// Adds a new user called `name` with `role` and their first personal key
+    /// ([`Refused::MemberExists`] if a current member has that name). A name used before by a
+    /// removed member makes a new user all the same, who inherits nothing.
     async fn add_member(
         &self,
         team: i64,
@@ -550,15 +660,20 @@ pub trait Store: Send + Sync + 'static {
         role: Role,
         audit: AuditEvent,
     ) -> Result<bool, StoreError>;
-    /// Removes a member; whether they were one.
+    /// Removes a member for good: revokes their personal keys, deletes their personal secrets,
+    /// keeps their runs and audit events; `None` if they were not a member. `audit` makes the
+    /// events of what was done, written in the same transaction.
     async fn remove_member(
         &self,
         team: i64,
         user: UserId,
-        audit: AuditEvent,
-    ) -> Result<bool, StoreError>;
+        at: Millis,
+        audit: &AuditFor<'_, Removed>,
+    ) -> Result<Option<Removed>, StoreError>;
 
-    /// Stores a new secret.
+    /// Stores a new secret; [`Refused::NameConflict`] if its name is another spelling of one in
+    /// its scope, or conflicts across the team and a personal scope (DESIGN §5: a personal name
+    /// equals a team name exactly or differs from every team name ignoring case).
     async fn create_secret(&self, secret: NewSecret, audit: AuditEvent) -> Result<(), StoreError>;
     /// One secret's metadata.
     async fn secret(
@@ -584,14 +699,17 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a secret; whether it existed.
     async fn delete_secret(&self, id: SecretId, audit: AuditEvent) -> Result<bool, StoreError>;
 
-    /// Creates or replaces an environment or identity.
+    /// Creates or replaces an environment or identity. For an identity, a change that leaves
+    /// names reserved by no identity is refused ([`Refused::WouldRelease`]) unless each of
+    /// them is in `release` (compared ignoring case, as reservation is).
     async fn put_list(
         &self,
         kind: ListKind,
         team: i64,
         list: NamedList,
-        audit: AuditEvent,
-    ) -> Result<(), StoreError>;
+        release: &[SecretName],
+        audit: &AuditFor<'_, ListChange>,
+    ) -> Result<ListChange, StoreError>;
     /// One environment or identity.
     async fn list(
         &self,
@@ -601,14 +719,23 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<NamedList>, StoreError>;
     /// Every environment or identity of `team`.
     async fn lists(&self, kind: ListKind, team: i64) -> Result<Vec<NamedList>, StoreError>;
-    /// Deletes an environment or identity; whether it existed.
+    /// Deletes an environment or identity; `None` if it did not exist. Deleting an identity is
+    /// refused while keys are bound to it, unless `force` (then they are revoked with it:
+    /// [`Refused::IdentityInUse`]), and while it would release names not in `release`.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "each is one decision of the caller's"
+    )]
     async fn delete_list(
         &self,
         kind: ListKind,
         team: i64,
         name: &Label,
-        audit: AuditEvent,
-    ) -> Result<bool, StoreError>;
+        release: &[SecretName],
+        force: bool,
+        at: Millis,
+        audit: &AuditFor<'_, ListDeleted>,
+    ) -> Result<Option<ListDeleted>, StoreError>;
 
     /// Reads the snapshot for a run of `team` by `ask.user` (personal keys) naming
     /// `ask.environment` (from one database snapshot, possibly kept from an earlier request of
@@ -618,6 +745,9 @@ pub trait Store: Send + Sync + 'static {
     /// plan and decision and a [`Durable`] that resolves once that write is durable, or fails
     /// if it is not (then no value may leave: fail closed).
     async fn resolve_run(&self, team: i64, ask: RunAsk) -> Result<PendingRun, StoreError>;
+    /// Decides a dry run over the same snapshot a run would see and writes only its audit
+    /// event (no run record, no value).
+    async fn dry_run(&self, team: i64, ask: DryRun) -> Result<Arc<Decision>, StoreError>;
     /// Records a run's end; whether the run exists and was started.
     async fn finish_run(
         &self,

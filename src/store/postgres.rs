@@ -29,14 +29,15 @@ use sqlx::{Postgres, Row};
 use super::cache::Teams;
 use super::common::Write;
 use super::rows::{
-    AUDIT_COLUMNS, KEY_COLUMNS, RUN_COLUMNS, RUN_SELECT, SECRET_COLUMNS, SHARED_COLUMNS, json,
-    key_row, kind_text, label, member_row, named_list, names_json, parse_names, role, run_row,
-    scope, scope_text, secret_name, secret_row, u32_of,
+    AUDIT_COLUMNS, KEY_COLUMNS, RUN_COLUMNS, RUN_SELECT, SECRET_COLUMNS, SHARED_COLUMNS,
+    all_released, json, key_ref, key_row, kind_text, label, list_table, member_row, named_list,
+    names_json, parse_names, role, run_row, scope, scope_text, secret_name, secret_row, u32_of,
 };
 use super::{
-    AuditEvent, AuditRow, AuthKey, Bootstrap, Durable, KeyRow, ListKind, MemberRow, Millis,
-    NamedList, NewKey, NewSecret, PendingRun, RunAsk, RunPlan, RunRow, Sealed, SecretRow,
-    SecretUpdate, SharedRecord, Store, StoreError, TeamRow,
+    AuditEvent, AuditFor, AuditRow, AuthKey, Bootstrap, DryRun, Durable, Existing, KeyRef, KeyRow,
+    ListChange, ListDeleted, ListKind, MemberRow, Millis, NamedList, NewKey, NewSecret, PendingRun,
+    Refused, Removed, RunAsk, RunPlan, RunRow, Sealed, SecretRow, SecretUpdate, SharedRecord,
+    Store, StoreError, TeamRow,
 };
 use crate::core::apikey::KeyId;
 use crate::core::name::{Label, SecretName};
@@ -91,6 +92,28 @@ impl PgStore {
         })
     }
 
+    /// The team's snapshot as of `tx`'s: kept from an earlier request while the generation
+    /// read in `tx` is the one it was kept at, else read in `tx` and kept.
+    async fn team_data(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        team: i64,
+    ) -> Result<std::sync::Arc<super::cache::TeamData>, StoreError> {
+        let generation: i64 = sqlx::query("SELECT n FROM generation WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("n")?;
+        let generation = u64::try_from(generation)
+            .map_err(|_| StoreError::Corrupt("negative generation".into()))?;
+        if let Some(data) = self.teams.get(&team, generation) {
+            return Ok(data);
+        }
+        let data = std::sync::Arc::new(read_team(tx, team).await?);
+        self.teams
+            .put(team, generation, std::sync::Arc::clone(&data));
+        Ok(data)
+    }
+
     /// A configuration change: serialized by the advisory lock, and the generation moves on
     /// with it (every replica refills what it kept).
     async fn write(&self) -> Result<Write<Postgres>, StoreError> {
@@ -127,19 +150,7 @@ super::common::sql_store! {
             .pool
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ")
             .await?;
-        let generation: i64 = sqlx::query("SELECT n FROM generation WHERE id = 1")
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("n")?;
-        let generation = u64::try_from(generation)
-            .map_err(|_| StoreError::Corrupt("negative generation".into()))?;
-        let data = if let Some(data) = self.teams.get(&team, generation) {
-            data
-        } else {
-            let data = std::sync::Arc::new(read_team(&mut tx, team).await?);
-            self.teams.put(team, generation, std::sync::Arc::clone(&data));
-            data
-        };
+        let data = self.team_data(&mut tx, team).await?;
         let decision = data.decide(ask.user, ask.environment.as_ref(), ask.inputs, ask.decide)?;
         let plan = std::sync::Arc::new((ask.start)(&decision));
         // The shared record, once per decision kept by this process. Another replica may
@@ -169,6 +180,22 @@ super::common::sql_store! {
             decision,
             durable: Durable::done(),
         })
+    }
+
+    async fn dry_run(
+        &self,
+        team: i64,
+        ask: DryRun,
+    ) -> Result<std::sync::Arc<super::Decision>, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            .await?;
+        let data = self.team_data(&mut tx, team).await?;
+        let decision = data.decide(ask.user, ask.environment.as_ref(), ask.inputs, ask.decide)?;
+        insert_audit(&mut tx, &(ask.audit)(&decision)).await?;
+        tx.commit().await?;
+        Ok(decision)
     }
 
     async fn key_for_auth(&self, key_id: &KeyId) -> Result<Option<AuthKey>, StoreError> {
@@ -297,6 +324,28 @@ mod tests {
             std::sync::Arc::new(b.expect("b")),
         )
         .await;
+    }
+
+    #[tokio::test]
+    async fn a_database_from_before_capabilities_upgrades_meaningfully() {
+        use sqlx::{Connection, Executor};
+        let Some(url) = test_database().await else {
+            return;
+        };
+        let mut conn = sqlx::PgConnection::connect(&url).await.expect("connects");
+        MIGRATOR.run_to(4, &mut conn).await.expect("the old schema");
+        let old =
+            super::super::contract::data_before_capabilities(|hex| format!("'\\x{hex}'::bytea"));
+        conn.execute(sqlx::AssertSqlSafe(format!(
+            "{old} SELECT setval(pg_get_serial_sequence('users', 'id'), 100);"
+        )))
+        .await
+        .expect("old data");
+        conn.close().await.expect("closes");
+        let store = PgStore::connect(&url, PoolSettings::default())
+            .await
+            .expect("upgrades");
+        super::super::contract::upgraded_before_capabilities(&store).await;
     }
 
     #[tokio::test]

@@ -6,7 +6,7 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 
-use super::{KeyRow, MemberRow, NamedList, RunRow, SecretRow, StoreError};
+use super::{KeyRef, KeyRow, ListKind, MemberRow, NamedList, RunRow, SecretRow, StoreError};
 use crate::core::apikey::{KeyDigest, KeyId, KeyKind};
 use crate::core::name::{Label, SecretName};
 use crate::core::perm::Role;
@@ -81,8 +81,10 @@ pub(super) fn kind_text(kind: KeyKind) -> &'static str {
     }
 }
 
+/// A stored secret name: its syntax is checked, not the refused names, which grow over time
+/// (resolution never delivers a name refused since).
 pub(super) fn secret_name(text: String) -> Result<SecretName, StoreError> {
-    SecretName::new(text).map_err(|e| corrupt("secret name", e))
+    SecretName::stored(text).map_err(|e| corrupt("secret name", e))
 }
 
 pub(super) fn label(text: String) -> Result<Label, StoreError> {
@@ -106,7 +108,32 @@ pub(super) fn names_json(names: &[SecretName]) -> String {
 }
 
 pub(super) fn parse_names(text: &str) -> Result<Vec<SecretName>, StoreError> {
-    serde_json::from_str(text).map_err(|e| corrupt("secret names", e))
+    let names: Vec<String> = serde_json::from_str(text).map_err(|e| corrupt("secret names", e))?;
+    names.into_iter().map(secret_name).collect()
+}
+
+/// Whether every name of `released` is in `release` (compared ignoring case, as reservation
+/// is).
+pub(super) fn all_released(released: &[SecretName], release: &[SecretName]) -> bool {
+    released
+        .iter()
+        .all(|n| release.iter().any(|r| r.same_folded(n)))
+}
+
+/// The table of environments or identities.
+pub(super) const fn list_table(kind: ListKind) -> &'static str {
+    match kind {
+        ListKind::Environment => "environments",
+        ListKind::Identity => "identities",
+    }
+}
+
+/// A key's id and name, from a row holding `key_id` and `name`.
+pub(super) fn key_ref(row: &impl Cells) -> Result<KeyRef, StoreError> {
+    Ok(KeyRef {
+        key_id: KeyId::try_from(row.text("key_id")?).map_err(|e| corrupt("key id", e))?,
+        name: row.text("name")?,
+    })
 }
 
 /// The columns a new run record is written to, in this order.
@@ -126,7 +153,7 @@ pub(super) const AUDIT_COLUMNS: &str =
     "team_id, at, actor_user, actor_key, action, target, outcome, detail";
 
 pub(super) const KEY_COLUMNS: &str =
-    "k.id, k.key_id, k.digest, k.last4, k.team_id, k.kind, k.user_id,
+    "k.id, k.key_id, k.digest, k.last4, k.team_id, k.kind, k.capability, k.user_id,
     k.created_by, c.name AS created_by_name, k.role_at_creation, k.identity, k.name,
     k.created_at, k.expires_at, k.last_used_at, k.revoked_at";
 
@@ -147,6 +174,10 @@ pub(super) fn key_row(row: &impl Cells) -> Result<KeyRow, StoreError> {
         last4: row.text("last4")?,
         team: row.int("team_id")?,
         kind,
+        capability: row
+            .text("capability")?
+            .parse()
+            .map_err(|e| corrupt("key capability", e))?,
         user: row.opt_int("user_id")?.map(UserId),
         created_by: UserId(row.int("created_by")?),
         created_by_name: row.text("created_by_name")?,

@@ -33,13 +33,14 @@ use tokio::sync::{mpsc, oneshot};
 use super::cache::{Generational, Teams};
 use super::common::Write;
 use super::rows::{
-    AUDIT_COLUMNS, KEY_COLUMNS, RUN_COLUMNS, RUN_SELECT, SECRET_COLUMNS, SHARED_COLUMNS, json,
-    key_row, kind_text, label, member_row, named_list, names_json, parse_names, role, run_row,
-    scope, scope_text, secret_name, secret_row, u32_of,
+    AUDIT_COLUMNS, KEY_COLUMNS, RUN_COLUMNS, RUN_SELECT, SECRET_COLUMNS, SHARED_COLUMNS,
+    all_released, json, key_ref, key_row, kind_text, label, list_table, member_row, named_list,
+    names_json, parse_names, role, run_row, scope, scope_text, secret_name, secret_row, u32_of,
 };
 use super::{
-    AuditEvent, AuditRow, AuthKey, Bootstrap, Decision, Durable, KeyRow, ListKind, MemberRow,
-    Millis, NamedList, NewKey, NewSecret, PendingRun, RunAsk, RunPlan, RunRow, Sealed, SecretRow,
+    AuditEvent, AuditFor, AuditRow, AuthKey, Bootstrap, Decision, DryRun, Durable, Existing,
+    KeyRef, KeyRow, ListChange, ListDeleted, ListKind, MemberRow, Millis, NamedList, NewKey,
+    NewSecret, PendingRun, Refused, Removed, RunAsk, RunPlan, RunRow, Sealed, SecretRow,
     SecretUpdate, SharedRecord, Store, StoreError, TeamRow,
 };
 use crate::core::apikey::KeyId;
@@ -104,11 +105,11 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
+        migrate(options.clone()).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)
             .await?;
-        MIGRATOR.run(&pool).await.map_err(StoreError::Migrate)?;
         let (runs, queue) = mpsc::channel(1024);
         tokio::spawn(run_writer(pool.clone(), queue));
         let kept = Arc::new(Kept {
@@ -139,6 +140,20 @@ impl SqliteStore {
         Ok(Write::new(tx, Some(Arc::clone(&self.kept.touches))))
     }
 
+    /// One snapshot of the team (a read transaction; WAL lets many run at once), kept until
+    /// the next configuration change.
+    async fn team_data(&self, team: i64) -> Result<Arc<super::cache::TeamData>, StoreError> {
+        let generation = self.generation();
+        if let Some(data) = self.kept.teams.get(&team, generation) {
+            return Ok(data);
+        }
+        let mut read = self.pool.begin().await?;
+        let data = Arc::new(read_team(&mut read, team).await?);
+        read.rollback().await?;
+        self.kept.teams.put(team, generation, Arc::clone(&data));
+        Ok(data)
+    }
+
     fn generation(&self) -> u64 {
         self.kept.generation.load(Ordering::SeqCst)
     }
@@ -149,6 +164,27 @@ impl SqliteStore {
         self.generation()
             .wrapping_add(self.kept.touches.load(Ordering::SeqCst))
     }
+}
+
+/// Applies the migrations on a connection of its own with foreign-key enforcement off, as
+/// SQLite's table rebuild (create, copy, drop, rename) requires, then checks every foreign key:
+/// a migration that left a dangling reference fails the start instead of being found later.
+async fn migrate(options: SqliteConnectOptions) -> Result<(), StoreError> {
+    use sqlx::{ConnectOptions, Connection};
+    let mut conn = options.foreign_keys(false).connect().await?;
+    MIGRATOR.run(&mut conn).await.map_err(StoreError::Migrate)?;
+    let dangling = sqlx::query("PRAGMA foreign_key_check")
+        .fetch_all(&mut conn)
+        .await?;
+    if let Some(row) = dangling.first() {
+        let table: String = row.try_get(0)?;
+        return Err(StoreError::Corrupt(format!(
+            "{} rows refer to missing rows after migrating (first in table `{table}`)",
+            dangling.len()
+        )));
+    }
+    conn.close().await?;
+    Ok(())
 }
 
 /// How long opening waits for another server to release the database (a restart whose old
@@ -187,18 +223,7 @@ super::common::sql_store! {
     sql: sql,
     specific: {
     async fn resolve_run(&self, team: i64, ask: RunAsk) -> Result<PendingRun, StoreError> {
-        // The reads: one snapshot of the team (a read transaction; WAL lets many run at once),
-        // kept until the next configuration change.
-        let generation = self.generation();
-        let data = if let Some(data) = self.kept.teams.get(&team, generation) {
-            data
-        } else {
-            let mut read = self.pool.begin().await?;
-            let data = Arc::new(read_team(&mut read, team).await?);
-            read.rollback().await?;
-            self.kept.teams.put(team, generation, Arc::clone(&data));
-            data
-        };
+        let data = self.team_data(team).await?;
         let decision = data.decide(ask.user, ask.environment.as_ref(), ask.inputs, ask.decide)?;
         let plan = Arc::new((ask.start)(&decision));
         // The record: durable before any value leaves (group-committed by the run writer, which
@@ -218,6 +243,15 @@ super::common::sql_store! {
             decision,
             durable: Durable::after(durable),
         })
+    }
+
+    async fn dry_run(&self, team: i64, ask: DryRun) -> Result<Arc<Decision>, StoreError> {
+        let data = self.team_data(team).await?;
+        let decision = data.decide(ask.user, ask.environment.as_ref(), ask.inputs, ask.decide)?;
+        let mut tx = self.record().await?;
+        insert_audit(&mut tx, &(ask.audit)(&decision)).await?;
+        tx.commit().await?;
+        Ok(decision)
     }
 
     async fn key_for_auth(&self, key_id: &KeyId) -> Result<Option<AuthKey>, StoreError> {
@@ -405,6 +439,28 @@ mod tests {
     async fn contract_suite_passes_on_sqlite() {
         let (store, _dir) = store().await;
         super::super::contract::run_all(&store).await;
+    }
+
+    #[tokio::test]
+    async fn a_database_from_before_capabilities_upgrades_meaningfully() {
+        use sqlx::{ConnectOptions, Connection, Executor};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("latch.db");
+        let mut conn = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .connect()
+            .await
+            .expect("opens");
+        MIGRATOR.run_to(2, &mut conn).await.expect("the old schema");
+        conn.execute(sqlx::AssertSqlSafe(
+            super::super::contract::data_before_capabilities(|hex| format!("X'{hex}'")),
+        ))
+        .await
+        .expect("old data");
+        conn.close().await.expect("closes");
+        let store = SqliteStore::open(&path).await.expect("upgrades");
+        super::super::contract::upgraded_before_capabilities(&store).await;
     }
 
     #[tokio::test]

@@ -307,7 +307,8 @@ async fn keys_members_lists_runs_audit_and_whoami() {
         assert!(audit.contains(action), "{action} missing:\n{audit}");
     }
     let who = out(&latch(&p, &k, &["whoami"]).await);
-    assert!(who.contains("role:     owner"), "{who}");
+    assert!(who.contains("role:       owner"), "{who}");
+    assert!(who.contains("capability: manage"), "{who}");
     p.stop().await;
 }
 

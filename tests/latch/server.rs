@@ -93,7 +93,7 @@ impl Platform {
     }
 
     /// Sends a request with `key`; returns status and body (JSON, or a string).
-    async fn call(
+    pub(crate) async fn call(
         &self,
         key: &str,
         method: Method,
@@ -381,9 +381,36 @@ async fn a_full_session_shows_values_only_in_run_resolution() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     // Environments and identities are deleted; a run naming a deleted environment is refused.
+    // Deleting the identity would release DEPLOY_KEY and revoke the key bound to it: refused
+    // until both are named, then done and answered with what was done.
+    let (status, v) = p
+        .call(&owner, Method::DELETE, "/v1/identities/deployer", None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["code"], "identity_in_use", "{v}");
+    assert_eq!(v["would_release"], json!(["DEPLOY_KEY"]), "{v}");
+    assert_eq!(v["keys"][0]["name"], "ci", "{v}");
+    let v = p
+        .ok(
+            &owner,
+            Method::DELETE,
+            "/v1/identities/deployer?force=true&release=DEPLOY_KEY",
+            None,
+        )
+        .await;
+    assert_eq!(v["released"], json!(["DEPLOY_KEY"]), "{v}");
+    assert_eq!(v["revoked_keys"][0]["name"], "ci", "{v}");
+    let (status, _) = p.call(&team_key, Method::GET, "/v1/whoami", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the bound key is revoked");
+    let v = p
+        .ok(&owner, Method::DELETE, "/v1/environments/ci", None)
+        .await;
+    assert_eq!(
+        v,
+        json!({"name": "ci", "released": [], "revoked_keys": []}),
+        "an environment reserves nothing"
+    );
     for path in ["/v1/environments/ci", "/v1/identities/deployer"] {
-        let v = p.ok(&owner, Method::DELETE, path, None).await;
-        assert_eq!(v, Value::String(String::new()), "{path}");
         for method in [Method::GET, Method::DELETE] {
             let (status, v) = p.call(&owner, method.clone(), path, None).await;
             assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {v}");
@@ -588,17 +615,19 @@ async fn the_permission_matrix_row_by_row() {
         admin_keys.as_array().expect("list").len() > builder_keys.as_array().expect("list").len()
     );
     // A demoted admin's personal key is demoted at once; a removed member's key stops working.
-    // A team key the admin made keeps the admin role it was made with, through the demotion
-    // and the removal of its creator.
+    // A `manage` team key the admin made acts with the lower of the admin role it was made
+    // with and its creator's role now, and only as `run` once its creator is gone (DESIGN §3).
     let made = p
         .ok(
             &keys[1].1,
             Method::POST,
             "/v1/api-keys",
-            Some(json!({"name": "ada's team key", "kind": "team"})),
+            Some(json!({"name": "ada's team key", "kind": "team", "capability": "manage"})),
         )
         .await;
+    assert_eq!(made["info"]["capability"], "manage");
     let ada_team_key = made["key"].as_str().expect("raw key").to_owned();
+    p.ok(&ada_team_key, Method::GET, "/v1/audit", None).await;
     p.ok(
         &owner,
         Method::PATCH,
@@ -606,15 +635,37 @@ async fn the_permission_matrix_row_by_row() {
         Some(json!({"role": "builder"})),
     )
     .await;
-    let (status, _) = p.call(&keys[1].1, Method::GET, "/v1/audit", None).await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    p.ok(&ada_team_key, Method::GET, "/v1/audit", None).await;
+    for key in [&keys[1].1, &ada_team_key] {
+        let (status, v) = p.call(key, Method::GET, "/v1/audit", None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+        assert_eq!(v["code"], "forbidden", "demoted with its creator: {v}");
+    }
+    let whoami = p.ok(&ada_team_key, Method::GET, "/v1/whoami", None).await;
+    assert_eq!(
+        (&whoami["role"], &whoami["capability"]),
+        (&json!("builder"), &json!("manage")),
+        "{whoami}"
+    );
     p.ok(&owner, Method::DELETE, "/v1/members/ada", None).await;
     let (status, _) = p.call(&keys[1].1, Method::GET, "/v1/whoami", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let whoami = p.ok(&ada_team_key, Method::GET, "/v1/whoami", None).await;
-    assert_eq!(whoami["role"], "admin", "{whoami}");
-    p.ok(&ada_team_key, Method::GET, "/v1/audit", None).await;
+    assert_eq!(whoami["capability"], "run", "its creator is gone: {whoami}");
+    let (status, v) = p
+        .call(&ada_team_key, Method::GET, "/v1/secrets", None)
+        .await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("key_cannot_manage")),
+        "{v}"
+    );
+    p.ok(
+        &ada_team_key,
+        Method::POST,
+        "/v1/runs",
+        Some(json!({"secrets": []})),
+    )
+    .await;
     p.ok(&owner, Method::DELETE, "/v1/members/bo", None).await;
     let (status, v) = p.call(&keys[2].1, Method::GET, "/v1/whoami", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{v}");
@@ -1460,7 +1511,7 @@ async fn tls_serving_with_a_private_ca() {
         "{}",
         String::from_utf8_lossy(&trusted.stderr)
     );
-    assert!(String::from_utf8_lossy(&trusted.stdout).contains("role:     owner"));
+    assert!(String::from_utf8_lossy(&trusted.stdout).contains("role:       owner"));
     let untrusted = whoami(None).await.expect("joins");
     assert_eq!(
         untrusted.status.code(),

@@ -5,7 +5,7 @@ use axum::extract::State;
 
 use super::{ApiQuery, Limit, Shared};
 use crate::api::{AuditInfo, Problem};
-use crate::core::perm::{Action, check};
+use crate::core::perm::Action;
 use crate::server::auth::Caller;
 use crate::server::error::ApiError;
 
@@ -15,7 +15,7 @@ pub(in crate::server) async fn audit(
     caller: Caller,
     ApiQuery(q): ApiQuery<Limit>,
 ) -> Result<Json<Vec<AuditInfo>>, ApiError> {
-    check(caller.role, Action::ReadAudit)?;
+    caller.check(Action::ReadAudit)?;
     let rows = app.store.audit(caller.team, q.limit.clamp(1, 1000)).await?;
     let events = rows
         .into_iter()

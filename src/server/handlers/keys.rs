@@ -14,22 +14,27 @@ use crate::api::{CreateKey, CreatedKey, KeyInfo, Problem, Whoami};
 use crate::core::apikey::{self, ApiKey, KeyId, KeyKind};
 use crate::core::crypto::CryptoError;
 use crate::core::duration::Expiry;
-use crate::core::perm::{Action, check};
+use crate::core::perm::{Action, Capability};
 use crate::server::App;
-use crate::server::auth::Caller;
+use crate::server::auth::{Caller, RunCaller};
 use crate::server::error::ApiError;
 use crate::store::{KeyRow, ListKind, NewKey};
 
+/// Any key, `run` keys included.
 #[utoipa::path(get, path = "/v1/whoami", tag = "keys", responses((status = 200, body = Whoami), (status = 401, body = Problem)))]
-pub(in crate::server) async fn whoami(caller: Caller) -> Json<Whoami> {
-    Json(Whoami {
+pub(in crate::server) async fn whoami(
+    RunCaller(caller): RunCaller,
+) -> Result<Json<Whoami>, ApiError> {
+    caller.check(Action::Whoami)?;
+    Ok(Json(Whoami {
         team: caller.team_name.clone(),
         user: caller.user.as_ref().map(|(_, n)| n.clone()),
-        role: caller.role,
+        role: caller.role(),
         key_kind: caller.kind,
         key_id: caller.key_id.to_string(),
+        capability: caller.capability(),
         identity: caller.identity.as_ref().map(ToString::to_string),
-    })
+    }))
 }
 
 pub(super) fn key_info(row: &KeyRow, user_names: &BTreeMap<i64, String>) -> KeyInfo {
@@ -38,6 +43,7 @@ pub(super) fn key_info(row: &KeyRow, user_names: &BTreeMap<i64, String>) -> KeyI
         name: row.name.clone(),
         preview: apikey::preview(row.kind, &row.last4),
         kind: row.kind,
+        capability: row.capability,
         user: row.user.and_then(|u| user_names.get(&u.0).cloned()),
         created_by: row.created_by_name.clone(),
         identity: row.identity.as_ref().map(ToString::to_string),
@@ -61,6 +67,7 @@ pub(super) async fn user_names(app: &App, team: i64) -> Result<BTreeMap<i64, Str
 /// Draws a key and describes it for storage.
 pub(super) fn draw_key(
     kind: KeyKind,
+    capability: Capability,
     name: String,
     now: i64,
     expires: Expiry,
@@ -77,6 +84,7 @@ pub(super) fn draw_key(
         digest: key.digest(),
         last4: key.last4().to_owned(),
         kind,
+        capability,
         role_at_creation: None,
         identity: None,
         name,
@@ -104,9 +112,14 @@ pub(in crate::server) async fn create_key(
             ApiError::bad_request("invalid_expiry", e.to_string())
         },
     )?;
+    // The creating key is `manage` (the extractor refuses `run` keys), so no new key has more
+    // capability than it; a team key gets the creator's effective role, so never a higher one.
+    let capability = body
+        .capability
+        .unwrap_or(Capability::default_for(body.kind));
     let (user, role_at_creation) = match body.kind {
         KeyKind::Personal => {
-            check(caller.role, Action::CreatePersonalKey)?;
+            caller.check(Action::CreatePersonalKey)?;
             if body.identity.is_some() {
                 return Err(ApiError::bad_request(
                     "invalid_identity",
@@ -116,8 +129,14 @@ pub(in crate::server) async fn create_key(
             (Some(caller.own_user()?), None)
         }
         KeyKind::Team => {
-            check(caller.role, Action::CreateTeamKey)?;
-            (None, Some(caller.role))
+            caller.check(Action::CreateTeamKey)?;
+            if body.identity.is_some() && capability == Capability::Manage {
+                return Err(ApiError::bad_request(
+                    "invalid_capability",
+                    "a key bound to an identity is always `run`; ask for one or the other",
+                ));
+            }
+            (None, Some(caller.role()))
         }
     };
     if let Some(identity) = &body.identity
@@ -132,7 +151,7 @@ pub(in crate::server) async fn create_key(
             format!("identity `{identity}` does not exist"),
         ));
     }
-    let (key, mut new) = draw_key(body.kind, name, app.now(), expires)?;
+    let (key, mut new) = draw_key(body.kind, capability, name, app.now(), expires)?;
     new.role_at_creation = role_at_creation;
     new.identity = body.identity;
     let audit = event(
@@ -140,7 +159,13 @@ pub(in crate::server) async fn create_key(
         &caller,
         "api_key.create",
         new.key_id.to_string(),
-        json!({ "kind": body.kind, "name": new.name }),
+        json!({
+            "kind": body.kind,
+            "name": new.name,
+            "capability": capability,
+            "identity": new.identity,
+            "expires_at": new.expires_at,
+        }),
     );
     let row_key_id = new.key_id.clone();
     app.store
@@ -168,10 +193,10 @@ pub(in crate::server) async fn list_keys(
     State(app): Shared,
     caller: Caller,
 ) -> Result<Json<Vec<KeyInfo>>, ApiError> {
-    let only = if check(caller.role, Action::ManageAllKeys).is_ok() {
+    let only = if caller.check(Action::ManageAllKeys).is_ok() {
         None
     } else {
-        check(caller.role, Action::ManageOwnKeys)?;
+        caller.check(Action::ManageOwnKeys)?;
         Some(caller.actor())
     };
     let names = user_names(&app, caller.team).await?;
@@ -187,9 +212,10 @@ pub(in crate::server) async fn revoke_key(
 ) -> Result<StatusCode, ApiError> {
     let key_id =
         KeyId::try_from(id).map_err(|e| ApiError::bad_request("invalid_key_id", e.to_string()))?;
-    let only = if check(caller.role, Action::ManageAllKeys).is_ok() {
+    let only = if caller.check(Action::ManageAllKeys).is_ok() {
         None
     } else {
+        caller.check(Action::ManageOwnKeys)?;
         Some(caller.actor())
     };
     let audit = event(

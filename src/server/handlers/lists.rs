@@ -4,17 +4,17 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use serde::Deserialize;
 use serde_json::json;
 
 use super::secrets::description_of;
-use super::{ApiJson, Shared, event, label};
-use crate::api::{ListInfo, Problem, PutList};
-use crate::core::perm::{Action, check};
+use super::{ApiJson, ApiQuery, Shared, event, label, secret_name};
+use crate::api::{DeletedList, ListInfo, Problem, PutList};
+use crate::core::perm::Action;
 use crate::server::App;
 use crate::server::auth::Caller;
-use crate::server::error::ApiError;
-use crate::store::{ListKind, NamedList};
+use crate::server::error::{ApiError, key_ref_info};
+use crate::store::{ListChange, ListDeleted, ListKind, NamedList};
 
 fn list_info(list: &NamedList) -> ListInfo {
     ListInfo {
@@ -35,6 +35,11 @@ const fn kind_name(kind: ListKind) -> &'static str {
     }
 }
 
+fn names_of(list: Option<&NamedList>) -> Option<Vec<String>> {
+    list.and_then(|l| l.secrets.as_ref())
+        .map(|names| names.iter().map(ToString::to_string).collect())
+}
+
 async fn put_list(
     kind: ListKind,
     app: Arc<App>,
@@ -42,13 +47,19 @@ async fn put_list(
     name: String,
     body: PutList,
 ) -> Result<Json<ListInfo>, ApiError> {
-    check(caller.role, Action::ManageEnvironments)?;
+    caller.check(Action::ManageEnvironments)?;
     let name = label(&name, kind_name(kind))?;
     let secrets = match kind {
         ListKind::Environment => body.secrets,
         ListKind::Identity => Some(body.secrets.unwrap_or_default()),
     };
-    if secrets.as_ref().is_some_and(|s| s.len() > 1000) {
+    if kind == ListKind::Environment && !body.release.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "`release` is for identities: an environment reserves nothing",
+        ));
+    }
+    if secrets.as_ref().is_some_and(|s| s.len() > 1000) || body.release.len() > 1000 {
         return Err(ApiError::bad_request(
             "too_many_names",
             "at most 1000 secret names",
@@ -60,21 +71,22 @@ async fn put_list(
         secrets,
         updated_at: app.now(),
     };
-    let names: Vec<String> = list
-        .secrets
-        .iter()
-        .flatten()
-        .map(ToString::to_string)
-        .collect();
-    let audit = event(
-        &app,
-        &caller,
-        &format!("{}.put", kind_name(kind)),
-        list.name.to_string(),
-        json!({ "secrets": names }),
-    );
+    let events = |change: &ListChange| {
+        vec![event(
+            &app,
+            &caller,
+            &format!("{}.put", kind_name(kind)),
+            list.name.to_string(),
+            json!({
+                "created": change.before.is_none(),
+                "before": names_of(change.before.as_ref()),
+                "secrets": names_of(Some(&list)),
+                "released": change.released,
+            }),
+        )]
+    };
     app.store
-        .put_list(kind, caller.team, list.clone(), audit)
+        .put_list(kind, caller.team, list.clone(), &body.release, &events)
         .await?;
     Ok(Json(list_info(&list)))
 }
@@ -85,7 +97,7 @@ async fn get_list(
     caller: Caller,
     name: String,
 ) -> Result<Json<ListInfo>, ApiError> {
-    check(caller.role, Action::ReadEnvironments)?;
+    caller.check(Action::ReadEnvironments)?;
     let name = label(&name, kind_name(kind))?;
     let list = app
         .store
@@ -105,7 +117,7 @@ async fn get_lists(
     app: Arc<App>,
     caller: Caller,
 ) -> Result<Json<Vec<ListInfo>>, ApiError> {
-    check(caller.role, Action::ReadEnvironments)?;
+    caller.check(Action::ReadEnvironments)?;
     Ok(Json(
         app.store
             .lists(kind, caller.team)
@@ -116,39 +128,85 @@ async fn get_lists(
     ))
 }
 
+/// `DELETE` query: identities only (DESIGN §3).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(in crate::server) struct DeleteQuery {
+    /// Comma-separated team secret names the deletion may make available to every run.
+    #[serde(default)]
+    release: Option<String>,
+    /// Revoke the keys bound to the identity with it.
+    #[serde(default)]
+    force: bool,
+}
+
 async fn delete_list(
     kind: ListKind,
     app: Arc<App>,
     caller: Caller,
     name: String,
-) -> Result<StatusCode, ApiError> {
-    check(caller.role, Action::ManageEnvironments)?;
+    query: DeleteQuery,
+) -> Result<Json<DeletedList>, ApiError> {
+    caller.check(Action::ManageEnvironments)?;
     let name = label(&name, kind_name(kind))?;
-    let audit = event(
-        &app,
-        &caller,
-        &format!("{}.delete", kind_name(kind)),
-        name.to_string(),
-        json!({}),
-    );
-    if app
-        .store
-        .delete_list(kind, caller.team, &name, audit)
-        .await?
-    {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found(
-            "unknown_name",
-            format!("{} `{name}` does not exist", kind_name(kind)),
-        ))
+    if kind == ListKind::Environment && (query.release.is_some() || query.force) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "`release` and `force` are for identities: an environment reserves nothing",
+        ));
     }
+    let release = query
+        .release
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(secret_name)
+        .collect::<Result<Vec<_>, _>>()?;
+    let events = |deleted: &ListDeleted| {
+        let revoked: Vec<&str> = deleted.revoked.iter().map(|k| k.key_id.as_str()).collect();
+        vec![event(
+            &app,
+            &caller,
+            &format!("{}.delete", kind_name(kind)),
+            name.to_string(),
+            json!({
+                "before": names_of(Some(&deleted.before)),
+                "released": deleted.released,
+                "revoked_keys": revoked,
+            }),
+        )]
+    };
+    let deleted = app
+        .store
+        .delete_list(
+            kind,
+            caller.team,
+            &name,
+            &release,
+            query.force,
+            app.now(),
+            &events,
+        )
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "unknown_name",
+                format!("{} `{name}` does not exist", kind_name(kind)),
+            )
+        })?;
+    Ok(Json(DeletedList {
+        name: name.to_string(),
+        released: deleted.released.iter().map(ToString::to_string).collect(),
+        revoked_keys: deleted.revoked.iter().map(key_ref_info).collect(),
+    }))
 }
 
 macro_rules! list_routes {
     ($kind:expr, $base:literal, $tag:literal, $put:ident, $get:ident, $all:ident, $delete:ident) => {
         #[utoipa::path(put, path = concat!($base, "/{name}"), tag = $tag, params(("name" = String, Path)),
-            request_body = PutList, responses((status = 200, body = ListInfo), (status = 403, body = Problem)))]
+            request_body = PutList, responses((status = 200, body = ListInfo), (status = 403, body = Problem), (status = 409, description = "`would_release`", body = Problem)))]
         pub(in crate::server) async fn $put(State(app): Shared, caller: Caller, Path(name): Path<String>, ApiJson(body): ApiJson<PutList>) -> Result<Json<ListInfo>, ApiError> {
             put_list($kind, app, caller, name, body).await
         }
@@ -161,10 +219,12 @@ macro_rules! list_routes {
         pub(in crate::server) async fn $all(State(app): Shared, caller: Caller) -> Result<Json<Vec<ListInfo>>, ApiError> {
             get_lists($kind, app, caller).await
         }
-        #[utoipa::path(delete, path = concat!($base, "/{name}"), tag = $tag, params(("name" = String, Path)),
-            responses((status = 204, description = "deleted"), (status = 404, body = Problem)))]
-        pub(in crate::server) async fn $delete(State(app): Shared, caller: Caller, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
-            delete_list($kind, app, caller, name).await
+        #[utoipa::path(delete, path = concat!($base, "/{name}"), tag = $tag, params(("name" = String, Path),
+            ("release" = Option<String>, Query, description = "identities: comma-separated names the deletion may release"),
+            ("force" = Option<bool>, Query, description = "identities: revoke the keys bound to it")),
+            responses((status = 200, description = "deleted", body = DeletedList), (status = 404, body = Problem), (status = 409, description = "`would_release`, `identity_in_use`", body = Problem)))]
+        pub(in crate::server) async fn $delete(State(app): Shared, caller: Caller, Path(name): Path<String>, ApiQuery(query): ApiQuery<DeleteQuery>) -> Result<Json<DeletedList>, ApiError> {
+            delete_list($kind, app, caller, name, query).await
         }
     };
 }

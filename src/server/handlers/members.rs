@@ -8,14 +8,14 @@ use serde_json::json;
 
 use super::keys::{draw_key, key_info, user_names};
 use super::{ApiJson, Shared, event, label, no_store};
-use crate::api::{AddMember, AddedMember, CreatedKey, MemberInfo, Problem, SetRole};
+use crate::api::{AddMember, AddedMember, CreatedKey, MemberInfo, Problem, RemovedMember, SetRole};
 use crate::core::apikey::KeyKind;
 use crate::core::duration::Expiry;
-use crate::core::perm::{Action, check};
+use crate::core::perm::{Action, Capability};
 use crate::server::App;
 use crate::server::auth::Caller;
-use crate::server::error::ApiError;
-use crate::store::MemberRow;
+use crate::server::error::{ApiError, key_ref_info};
+use crate::store::{MemberRow, Removed};
 
 fn member_info(m: &MemberRow) -> MemberInfo {
     MemberInfo {
@@ -31,10 +31,11 @@ pub(in crate::server) async fn add_member(
     caller: Caller,
     ApiJson(body): ApiJson<AddMember>,
 ) -> Result<Response, ApiError> {
-    check(caller.role, Action::AddMember { role: body.role })?;
+    caller.check(Action::AddMember { role: body.role })?;
     let now = app.now();
     let (key, new) = draw_key(
         KeyKind::Personal,
+        Capability::Manage,
         "first key".to_owned(),
         now,
         Expiry::Never,
@@ -45,7 +46,7 @@ pub(in crate::server) async fn add_member(
         &caller,
         "member.add",
         body.name.to_string(),
-        json!({ "role": body.role }),
+        json!({ "role": body.role, "key_id": new.key_id.as_str() }),
     );
     let user = app
         .store
@@ -85,7 +86,7 @@ pub(in crate::server) async fn list_members(
     State(app): Shared,
     caller: Caller,
 ) -> Result<Json<Vec<MemberInfo>>, ApiError> {
-    check(caller.role, Action::ListMembers)?;
+    caller.check(Action::ListMembers)?;
     Ok(Json(
         app.store
             .members(caller.team)
@@ -113,13 +114,10 @@ pub(in crate::server) async fn set_role(
 ) -> Result<Json<MemberInfo>, ApiError> {
     let SetRole { role } = body;
     let member = find_member(&app, &caller, &name).await?;
-    check(
-        caller.role,
-        Action::ChangeRole {
-            from: member.role,
-            to: role,
-        },
-    )?;
+    caller.check(Action::ChangeRole {
+        from: member.role,
+        to: role,
+    })?;
     let audit = event(
         &app,
         &caller,
@@ -136,23 +134,51 @@ pub(in crate::server) async fn set_role(
     }))
 }
 
-#[utoipa::path(delete, path = "/v1/members/{user}", tag = "members", params(("user" = String, Path)), responses((status = 204, description = "removed"), (status = 403, body = Problem), (status = 409, body = Problem)))]
+/// Removal is final (DESIGN §3): the member's personal keys are revoked for good, their personal
+/// secrets deleted (each deletion audited by name), their runs and audit events kept. Team keys
+/// they made act as `run` from now on.
+#[utoipa::path(delete, path = "/v1/members/{user}", tag = "members", params(("user" = String, Path)), responses((status = 200, description = "removed: what was revoked and deleted", body = RemovedMember), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub(in crate::server) async fn remove_member(
     State(app): Shared,
     caller: Caller,
     Path(name): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Json<RemovedMember>, ApiError> {
     let member = find_member(&app, &caller, &name).await?;
-    check(caller.role, Action::RemoveMember { role: member.role })?;
-    let audit = event(
-        &app,
-        &caller,
-        "member.remove",
-        member.name.to_string(),
-        json!({ "role": member.role }),
-    );
-    app.store
-        .remove_member(caller.team, member.user, audit)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    caller.check(Action::RemoveMember { role: member.role })?;
+    let events = |removed: &Removed| {
+        let revoked: Vec<&str> = removed.revoked.iter().map(|k| k.key_id.as_str()).collect();
+        let mut events = vec![event(
+            &app,
+            &caller,
+            "member.remove",
+            member.name.to_string(),
+            json!({
+                "role": member.role,
+                "revoked_keys": revoked,
+                "deleted_secrets": removed.deleted,
+            }),
+        )];
+        for name in &removed.deleted {
+            events.push(event(
+                &app,
+                &caller,
+                "secret.delete",
+                format!("personal/{name}"),
+                json!({ "name": name, "owner": member.name.as_str(), "reason": "member removed" }),
+            ));
+        }
+        events
+    };
+    let removed = app
+        .store
+        .remove_member(caller.team, member.user, app.now(), &events)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found("unknown_member", format!("`{name}` is not a member"))
+        })?;
+    Ok(Json(RemovedMember {
+        name: member.name.to_string(),
+        revoked_keys: removed.revoked.iter().map(key_ref_info).collect(),
+        deleted_secrets: removed.deleted.iter().map(ToString::to_string).collect(),
+    }))
 }

@@ -152,6 +152,8 @@ fn event(
     let mut detail = detail;
     if let Some(map) = detail.as_object_mut() {
         map.insert("actor".into(), json!(caller.actor_name()));
+        // The acting key's capability now (DESIGN §3: the audit log shows it).
+        map.insert("actor_capability".into(), json!(caller.capability()));
     }
     AuditEvent {
         detail: detail.to_string(),

@@ -13,16 +13,20 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use super::{ApiJson, ApiQuery, Limit, Shared, data_key, event, event_without_detail, no_store};
-use crate::api::{FinishRun, Problem, ResolveRun, Resolved, ResolvedWriter, RunInfo};
+use crate::api::{
+    DryRunInfo, FinishRun, Problem, ResolveRun, Resolved, ResolvedWriter, RunInfo, WouldDeliver,
+};
 use crate::core::crypto::{Binding, CryptoError, DataKey};
 use crate::core::name::{Label, SecretName};
-use crate::core::perm::{Action, check};
+use crate::core::perm::{Action, Capability};
 use crate::core::resolve::{self, ResolveError, RunRequest, Scope, UserId};
 use crate::core::value::WipingBuf;
 use crate::server::App;
-use crate::server::auth::Caller;
+use crate::server::auth::{Caller, RunCaller};
 use crate::server::error::ApiError;
-use crate::store::{AuditEvent, Decided, Decision, RunAsk, RunPlan, RunRow, Sealed};
+use crate::store::{
+    AuditEvent, Decide, Decided, Decision, DryRun, RunAsk, RunPlan, RunRow, Sealed,
+};
 
 /// A new run id: the start time in milliseconds (48 bits) then 80 random bits, in hex, like a
 /// UUIDv7. Ids made later sort later, so new runs append to the end of the id index instead of
@@ -42,13 +46,14 @@ fn run_id(now: i64) -> Result<String, ApiError> {
     Ok(id)
 }
 
-#[utoipa::path(post, path = "/v1/runs", tag = "runs", request_body = ResolveRun, responses((status = 201, description = "the run and its secrets (the only response that carries values)", body = Resolved), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, description = "a required secret is missing", body = Problem)))]
+/// Any key, `run` keys included.
+#[utoipa::path(post, path = "/v1/runs", tag = "runs", request_body = ResolveRun, responses((status = 201, description = "the run and its secrets (the only response that carries values)", body = Resolved), (status = 200, description = "a dry run: the names that would be delivered, never a value", body = DryRunInfo), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, description = "a required secret is missing", body = Problem)))]
 pub(in crate::server) async fn resolve(
     State(app): Shared,
-    caller: Caller,
+    RunCaller(caller): RunCaller,
     ApiJson(body): ApiJson<ResolveRun>,
 ) -> Result<Response, ApiError> {
-    check(caller.role, Action::StartRun)?;
+    caller.check(Action::StartRun)?;
     let core_caller = match &caller.user {
         Some((user, _)) => resolve::Caller::Personal { user: *user },
         None => resolve::Caller::Team {
@@ -61,6 +66,9 @@ pub(in crate::server) async fn resolve(
         secrets: body.secrets.clone(),
         required: body.required.clone(),
     };
+    if body.dry_run {
+        return dry_run(&app, &caller, core_caller, request).await;
+    }
     let now = app.now();
     let id = run_id(now)?;
     let base_event = event_without_detail(&app, &caller, "run.start", id.clone());
@@ -68,6 +76,7 @@ pub(in crate::server) async fn resolve(
     let started = RunStart {
         id,
         key_id: caller.key_id.to_string(),
+        capability: caller.capability(),
         user,
         user_name: caller.user.as_ref().map(|(_, n)| n.clone()),
         identity: caller.identity.clone(),
@@ -78,11 +87,7 @@ pub(in crate::server) async fn resolve(
         user,
         environment: request.environment.clone(),
         inputs: request.inputs(&core_caller),
-        decide: Box::new(move |snapshot| {
-            let result = resolve::resolve(&core_caller, &request, snapshot);
-            let record = to_json(&DecidedRecord::of(&request, &result));
-            Decided { result, record }
-        }),
+        decide: decider(core_caller, request),
         start: Box::new(move |decision| started.plan(decision, base_event)),
     };
     let run = app.store.resolve_run(caller.team, ask).await?;
@@ -108,6 +113,56 @@ pub(in crate::server) async fn resolve(
         Body::from(Bytes::from_owner(body)),
     );
     Ok(no_store(response.into_response()))
+}
+
+/// A dry run (DESIGN §2 rule 8): decided as a run would be, answered with names only, recorded
+/// as an audit event `run.dry_run` and no run.
+async fn dry_run(
+    app: &App,
+    caller: &Caller,
+    core_caller: resolve::Caller,
+    request: RunRequest,
+) -> Result<Response, ApiError> {
+    let base_event = event_without_detail(app, caller, "run.dry_run", String::new());
+    let (actor, capability) = (caller.actor_name(), caller.capability());
+    let ask = DryRun {
+        user: caller.user.as_ref().map(|(u, _)| *u),
+        environment: request.environment.clone(),
+        inputs: request.inputs(&core_caller),
+        decide: decider(core_caller, request),
+        audit: Box::new(move |decision| run_audit(decision, (&actor, capability), base_event)),
+    };
+    let decision = app.store.dry_run(caller.team, ask).await?;
+    let resolution = decision.result.as_ref().map_err(refusal)?;
+    let info = DryRunInfo {
+        trigger: resolution.trigger,
+        allowlist: resolution.allowlist,
+        secrets: resolution
+            .delivered
+            .iter()
+            .map(|d| WouldDeliver {
+                name: d.name.to_string(),
+                scope: d.scope,
+                version: d.version,
+            })
+            .collect(),
+        missing: resolution.missing.clone(),
+        shadowed: resolution
+            .shadowed
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+    };
+    Ok(Json(info).into_response())
+}
+
+/// Resolves `request` by `caller` over a snapshot, with its part of the run record.
+fn decider(core_caller: resolve::Caller, request: RunRequest) -> Decide {
+    Box::new(move |snapshot| {
+        let result = resolve::resolve(&core_caller, &request, snapshot);
+        let record = to_json(&DecidedRecord::of(&request, &result));
+        Decided { result, record }
+    })
 }
 
 /// The answer to a refused resolution.
@@ -150,7 +205,8 @@ async fn answer(
             .sum::<usize>()
         + 64 * (resolution.missing.len() + resolution.shadowed.len());
     let unwritable = |_| ApiError::internal("the answer could not be written");
-    let mut out = ResolvedWriter::new(run_id, resolution.trigger, capacity).map_err(unwritable)?;
+    let mut out = ResolvedWriter::new(run_id, resolution.trigger, resolution.allowlist, capacity)
+        .map_err(unwritable)?;
     let mut scratch = Zeroizing::new(Vec::new());
     for s in sealed {
         let binding = Binding {
@@ -187,6 +243,7 @@ async fn answer(
 struct RunStart {
     id: String,
     key_id: String,
+    capability: Capability,
     user: Option<UserId>,
     user_name: Option<String>,
     identity: Option<Label>,
@@ -217,6 +274,7 @@ impl<'a> DecidedRecord<'a> {
         let outcome = match result {
             Ok(r) => RecordOutcome::Started {
                 trigger: r.trigger,
+                allowlist: r.allowlist,
                 user_context: r.user_context.is_some(),
                 delivered: Delivered::of(&r.delivered),
                 missing: &r.missing,
@@ -251,6 +309,7 @@ struct Who<'a> {
 enum RecordOutcome<'a> {
     Started {
         trigger: resolve::Trigger,
+        allowlist: resolve::AllowlistSource,
         user_context: bool,
         delivered: Delivered<'a>,
         missing: &'a [resolve::Missing],
@@ -301,29 +360,49 @@ impl<'a> Delivered<'a> {
 #[derive(serde::Serialize)]
 struct RunAudit<'a> {
     actor: &'a str,
+    actor_capability: Capability,
     status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allowlist: Option<resolve::AllowlistSource>,
     delivered_count: usize,
     missing: &'a [resolve::Missing],
 }
 
+/// A run's (or a dry run's) audit event for `decision`: `refused` when it was.
+fn run_audit(
+    decision: &Decision,
+    (actor, capability): (&str, Capability),
+    mut audit: AuditEvent,
+) -> AuditEvent {
+    let (status, allowlist, delivered_count, missing): (_, _, _, &[resolve::Missing]) =
+        match &decision.result {
+            Ok(r) => ("started", Some(r.allowlist), r.delivered.len(), &r.missing),
+            Err(ResolveError::RequiredMissing { missing, .. }) => ("refused", None, 0, missing),
+            Err(_) => ("refused", None, 0, &[]),
+        };
+    if status == "refused" {
+        "refused".clone_into(&mut audit.outcome);
+    }
+    audit.detail = to_json(&RunAudit {
+        actor,
+        actor_capability: capability,
+        status,
+        allowlist,
+        delivered_count,
+        missing,
+    });
+    audit
+}
+
 impl RunStart {
     /// This run's own part of its record, and its audit event, for `decision`.
-    fn plan(self, decision: &Decision, mut audit: AuditEvent) -> RunPlan {
-        let (status, delivered_count, missing): (_, _, &[resolve::Missing]) = match &decision.result
-        {
-            Ok(r) => ("started", r.delivered.len(), &r.missing),
-            Err(ResolveError::RequiredMissing { missing, .. }) => ("refused", 0, missing),
-            Err(_) => ("refused", 0, &[]),
+    fn plan(self, decision: &Decision, audit: AuditEvent) -> RunPlan {
+        let audit = run_audit(decision, (&self.actor, self.capability), audit);
+        let status = if decision.result.is_ok() {
+            "started"
+        } else {
+            "refused"
         };
-        if status == "refused" {
-            "refused".clone_into(&mut audit.outcome);
-        }
-        audit.detail = to_json(&RunAudit {
-            actor: &self.actor,
-            status,
-            delivered_count,
-            missing,
-        });
         let record = to_json(&OwnRecord {
             who: Who {
                 key_id: &self.key_id,
@@ -359,34 +438,50 @@ fn run_info(row: RunRow) -> RunInfo {
     }
 }
 
-/// Runs the caller may read: all, or only those of its own key's user.
+/// Runs the caller may list: all, or only those of its own key's user (a team key that may
+/// not read every run lists none: it has no user, and `run` keys do not list).
 fn run_filter(caller: &Caller) -> Result<Option<UserId>, ApiError> {
-    if check(caller.role, Action::ReadAllRuns).is_ok() {
+    if caller.check(Action::ReadAllRuns).is_ok() {
         return Ok(None);
     }
-    check(caller.role, Action::ReadOwnRuns)?;
+    caller.check(Action::ReadOwnRuns)?;
     Ok(Some(caller.own_user()?))
 }
 
+/// Whether `caller` may read (and finish) `run`: the key that started it always may (`run`
+/// keys included); otherwise a key that may read every run, or the run's user's own key.
+fn may_see(caller: &Caller, run: &RunRow, finish: bool) -> bool {
+    if run.key_id == caller.key_id.as_str() {
+        return caller.check(Action::UseOwnKeyRun).is_ok();
+    }
+    if caller.check(Action::ReadAllRuns).is_ok() {
+        return true;
+    }
+    !finish
+        && caller.check(Action::ReadOwnRuns).is_ok()
+        && run.user.is_some()
+        && run.user == caller.user.as_ref().map(|(u, _)| *u)
+}
+
+/// Any key, for a run it started (`run` keys included); owners and admins for every run.
 #[utoipa::path(post, path = "/v1/runs/{id}/finish", tag = "runs", params(("id" = String, Path)), request_body = FinishRun, responses((status = 200, body = RunInfo), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub(in crate::server) async fn finish_run(
     State(app): Shared,
-    caller: Caller,
+    RunCaller(caller): RunCaller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<FinishRun>,
 ) -> Result<Json<RunInfo>, ApiError> {
     let run = app.store.run(caller.team, &id).await?;
-    let run = run.ok_or_else(|| ApiError::not_found("unknown_run", "no such run"))?;
-    if run.key_id != caller.key_id.as_str() && check(caller.role, Action::ReadAllRuns).is_err() {
-        return Err(ApiError::not_found("unknown_run", "no such run"));
-    }
+    let run = run
+        .filter(|run| may_see(&caller, run, true))
+        .ok_or_else(|| ApiError::not_found("unknown_run", "no such run"))?;
     let outcome = json!({
         "exit_code": body.exit_code,
         "signal": body.signal,
         "duration_ms": body.duration_ms,
         "masked": body.masked,
     });
-    let audit = event(&app, &caller, "run.finish", id.clone(), outcome.clone());
+    let audit = event(&app, &caller, "run.finish", run.id.clone(), outcome.clone());
     if !app
         .store
         .finish_run(caller.team, &id, outcome, app.now(), audit)
@@ -420,16 +515,16 @@ pub(in crate::server) async fn list_runs(
     Ok(Json(rows.into_iter().map(run_info).collect()))
 }
 
+/// Any key, for a run it started (`run` keys included); otherwise as `GET /v1/runs` lists.
 #[utoipa::path(get, path = "/v1/runs/{id}", tag = "runs", params(("id" = String, Path)), responses((status = 200, body = RunInfo), (status = 404, body = Problem)))]
 pub(in crate::server) async fn show_run(
     State(app): Shared,
-    caller: Caller,
+    RunCaller(caller): RunCaller,
     Path(id): Path<String>,
 ) -> Result<Json<RunInfo>, ApiError> {
-    let only = run_filter(&caller)?;
     let row = app.store.run(caller.team, &id).await?;
     match row {
-        Some(row) if only.is_none() || row.user == only => Ok(Json(run_info(row))),
+        Some(row) if may_see(&caller, &row, false) => Ok(Json(run_info(row))),
         _ => Err(ApiError::not_found("unknown_run", "no such run")),
     }
 }

@@ -9,17 +9,18 @@ use getrandom::SysRng;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiJson, ApiQuery, Shared, data_key, event, scope_of, secret_name};
+use super::{ApiJson, ApiQuery, Shared, data_key, event, scope_of};
 use crate::api::{CreateSecret, Problem, SecretInfo, UpdateSecret};
 use crate::core::crypto::Binding;
-use crate::core::perm::{Action, check};
+use crate::core::name::SecretName;
+use crate::core::perm::Action;
 use crate::core::resolve::{Scope, SecretId, UserId};
 use crate::core::value::SecretValue;
 use crate::server::App;
 use crate::server::auth::Caller;
 use crate::server::boot::random_id;
-use crate::server::error::ApiError;
-use crate::store::{NewSecret, SecretRow, SecretUpdate};
+use crate::server::error::{ApiError, OwnerShown};
+use crate::store::{NewSecret, Refused, SecretRow, SecretUpdate, StoreError};
 
 fn secret_info(row: &SecretRow) -> SecretInfo {
     SecretInfo {
@@ -40,11 +41,11 @@ fn secret_info(row: &SecretRow) -> SecretInfo {
 fn owner_for(caller: &Caller, scope: Scope) -> Result<Option<UserId>, ApiError> {
     match scope {
         Scope::Team => {
-            check(caller.role, Action::WriteTeamSecret)?;
+            caller.check(Action::WriteTeamSecret)?;
             Ok(None)
         }
         Scope::Personal => {
-            check(caller.role, Action::WriteOwnPersonalSecret)?;
+            caller.check(Action::WriteOwnPersonalSecret)?;
             Ok(Some(caller.own_user()?))
         }
     }
@@ -106,7 +107,20 @@ pub(in crate::server) async fn create_secret(
         actor: caller.actor(),
         at: app.now(),
     };
-    app.store.create_secret(secret, audit).await?;
+    match app.store.create_secret(secret, audit).await {
+        Err(StoreError::Refused(Refused::NameConflict(existing))) => {
+            // Another member's personal secret is named only to callers who may list it.
+            let shown = if existing.owner.is_some() && existing.owner == caller.user_id() {
+                OwnerShown::Caller
+            } else if caller.check(Action::ListAllPersonalSecrets).is_ok() {
+                OwnerShown::Named
+            } else {
+                OwnerShown::Hidden
+            };
+            return Err(ApiError::name_conflict(&existing, shown));
+        }
+        done => done?,
+    }
     let row = app
         .store
         .secret(caller.team, body.scope, owner, &body.name)
@@ -128,9 +142,9 @@ pub(in crate::server) async fn list_secrets(
     caller: Caller,
     ApiQuery(query): ApiQuery<ListSecretsQuery>,
 ) -> Result<Json<Vec<SecretInfo>>, ApiError> {
-    check(caller.role, Action::ListSecrets)?;
+    caller.check(Action::ListSecrets)?;
     if query.all {
-        check(caller.role, Action::ListAllPersonalSecrets)?;
+        caller.check(Action::ListAllPersonalSecrets)?;
     }
     let viewer = caller.user.as_ref().map_or(UserId(0), |(id, _)| *id);
     let rows = app.store.secrets(caller.team, viewer, query.all).await?;
@@ -144,15 +158,23 @@ async fn find_secret(
     name: &str,
 ) -> Result<(SecretRow, Option<UserId>), ApiError> {
     let scope = scope_of(scope)?;
-    let name = secret_name(name)?;
+    // A name refused since it was stored still names its secret, to update or delete it.
+    let name = SecretName::stored(name)
+        .map_err(|e| ApiError::bad_request("invalid_name", e.to_string()))?;
     let owner = owner_for(caller, scope)?;
+    let unknown = || ApiError::not_found("unknown_secret", format!("no {scope} secret `{name}`"));
     let row = app
         .store
         .secret(caller.team, scope, owner, &name)
         .await?
-        .ok_or_else(|| {
-            ApiError::not_found("unknown_secret", format!("no {scope} secret `{name}`"))
-        })?;
+        .ok_or_else(unknown)?;
+    // Names are exact (the store finds the one spelling its scope may hold).
+    if row.name != name {
+        return Err(ApiError::not_found(
+            "unknown_secret",
+            format!("no {scope} secret `{name}`; did you mean `{}`?", row.name),
+        ));
+    }
     Ok((row, owner))
 }
 
