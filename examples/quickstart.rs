@@ -195,7 +195,7 @@ async fn show_run(api: &Api, owner: &str) -> Result<(), Error> {
     let runs = api
         .call(owner, reqwest::Method::GET, "/v1/runs?limit=1", None)
         .await?;
-    let run = &runs[0];
+    let run = &runs["runs"][0];
     // `delivered` maps each scope to its names and their versions.
     let names = |v: &Value| -> Vec<String> {
         ["team", "personal"]

@@ -233,6 +233,8 @@ pub struct SecretInfo {
     pub updated_at: i64,
     /// Last updater.
     pub updated_by: String,
+    /// Moved by every change; the `ETag`, for `If-Match`.
+    pub revision: u64,
 }
 
 /// `PUT /v1/environments/{name}` and `PUT /v1/identities/{name}`.
@@ -264,6 +266,8 @@ pub struct ListInfo {
     pub secrets: Option<Vec<String>>,
     /// Unix ms.
     pub updated_at: i64,
+    /// Moved by every change; the `ETag`, for `If-Match`.
+    pub revision: u64,
 }
 
 /// `POST /v1/members`.
@@ -276,6 +280,10 @@ pub struct AddMember {
     /// Role.
     #[schema(value_type = String, example = "builder")]
     pub role: Role,
+    /// When the first (enrolment) key expires: as for `POST /v1/api-keys`, default `7d`. The
+    /// new member should make a key of their own with it and let it expire.
+    #[serde(default)]
+    pub expires: Option<String>,
 }
 
 /// `PATCH /v1/members/{user}`.
@@ -564,26 +572,53 @@ pub struct RunInfo {
     pub outcome: Option<serde_json::Value>,
 }
 
-/// An audit event.
+/// A page of runs, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RunPage {
+    /// The runs.
+    pub runs: Vec<RunInfo>,
+    /// Pass as `cursor` for the next (older) page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// An audit event (DESIGN §10): never a value or a key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AuditInfo {
     /// Sequence number.
     pub id: i64,
     /// Unix ms.
     pub at: i64,
-    /// Acting user.
+    /// The acting user (a personal key's user).
     pub actor: Option<String>,
-    /// Acting key id.
+    /// The acting key id.
     pub key_id: Option<String>,
-    /// What.
+    /// The creator a team key acted on behalf of.
+    pub on_behalf_of: Option<String>,
+    /// The acting key's capability.
+    #[schema(value_type = Option<String>, example = "manage")]
+    pub capability: Option<Capability>,
+    /// The client's address (after `--trusted-proxy`).
+    pub client_address: Option<String>,
+    /// The client's user agent.
+    pub user_agent: Option<String>,
+    /// What (`secret.create`, `auth.failed`, `request.denied`, ...).
     pub action: String,
     /// On what.
     pub target: String,
-    /// Outcome.
+    /// `ok`, `denied`, `refused` or `failed`.
     pub outcome: String,
     /// More (never a value).
     #[schema(value_type = Object)]
     pub detail: serde_json::Value,
+}
+
+/// A page of audit events, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AuditPage {
+    /// The events.
+    pub events: Vec<AuditInfo>,
+    /// Pass as `cursor` for the next (older) page; `null` on the last page.
+    pub next_cursor: Option<String>,
 }
 
 #[cfg(test)]

@@ -157,7 +157,23 @@ impl Client {
         path: &str,
         body: Option<&B>,
     ) -> Result<T, ClientError> {
-        let bytes = self.send(method, path, body).await?;
+        let bytes = self.send(method, path, body, None).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// As [`Client::call`], sending `If-Match: "revision"`: the platform refuses the write
+    /// with 412 if the object changed since it was read at that revision.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn call_if_match<T: DeserializeOwned, B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        revision: u64,
+    ) -> Result<T, ClientError> {
+        let bytes = self.send(method, path, body, Some(revision)).await?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
     }
 
@@ -171,7 +187,7 @@ impl Client {
         path: &str,
         body: Option<&B>,
     ) -> Result<(), ClientError> {
-        self.send(method, path, body).await.map(drop)
+        self.send(method, path, body, None).await.map(drop)
     }
 
     /// Sends with retries; returns the successful answer's body.
@@ -180,6 +196,7 @@ impl Client {
         method: Method,
         path: &str,
         body: Option<&B>,
+        if_match: Option<u64>,
     ) -> Result<Zeroizing<Vec<u8>>, ClientError> {
         let url = self
             .config
@@ -197,6 +214,9 @@ impl Client {
                 .bearer_auth(self.config.key.expose());
             if let Some(body) = body {
                 request = request.json(body);
+            }
+            if let Some(revision) = if_match {
+                request = request.header(reqwest::header::IF_MATCH, format!("\"{revision}\""));
             }
             let retry_after = match request.send().await {
                 Ok(response) if !retryable(response.status()) => return finish(response).await,

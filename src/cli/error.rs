@@ -85,6 +85,9 @@ impl Error {
             Self::Client(ClientError::Api { code, .. }) if code == "forbidden" => {
                 Some("your role does not allow this; ask an owner or admin")
             }
+            Self::Client(ClientError::Api { code, .. }) if code == "precondition_failed" => {
+                Some("someone changed it since it was read: run the command again")
+            }
             Self::Client(ClientError::Api { code, .. }) if code == "key_cannot_manage" => Some(
                 "this is a run-only key, for agents: manage with a personal key, or a team key made with `latch api-key create --team --manage`",
             ),

@@ -126,13 +126,40 @@ async fn set(
     force: bool,
 ) -> Result<(), Error> {
     let noun = kind.noun();
+    let path = format!("{}/{name}", kind.path());
+    // Read it first: a write changes only what it names (the description stays unless given),
+    // and If-Match makes a change made meanwhile by someone else a 412, not a silent overwrite.
+    let current: Option<ListInfo> = match client.call::<_, ()>(Method::GET, &path, None).await {
+        Ok(info) => Some(info),
+        Err(ClientError::Api { status: 404, .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
     let mut body = PutList {
         secrets: Some(secrets),
-        description: description.unwrap_or_default(),
+        description: description
+            .or_else(|| current.as_ref().map(|c| c.description.clone()))
+            .unwrap_or_default(),
         release: Vec::new(),
     };
-    let path = format!("{}/{name}", kind.path());
-    let info: ListInfo = match client.call(Method::PUT, &path, Some(&body)).await {
+    let put = |body: &PutList| {
+        let body = body.clone();
+        let (path, revision) = (path.clone(), current.as_ref().map(|c| c.revision));
+        async move {
+            match revision {
+                Some(revision) => {
+                    client
+                        .call_if_match::<ListInfo, _>(Method::PUT, &path, Some(&body), revision)
+                        .await
+                }
+                None => {
+                    client
+                        .call::<ListInfo, _>(Method::PUT, &path, Some(&body))
+                        .await
+                }
+            }
+        }
+    };
+    let info: ListInfo = match put(&body).await {
         Err(ClientError::Api { code, problem, .. }) if code == "would_release" => {
             // Release exactly what the platform says, once the person agrees.
             let names = problem.would_release;
@@ -148,7 +175,7 @@ async fn set(
                 .map(|n| n.parse())
                 .collect::<Result<_, _>>()
                 .map_err(|e| Error::Config(format!("the platform named {e}")))?;
-            client.call(Method::PUT, &path, Some(&body)).await?
+            put(&body).await?
         }
         other => other?,
     };

@@ -5,6 +5,7 @@ use reqwest::Method;
 
 use super::{Error, Global, context};
 use crate::api::{AddMember, AddedMember, MemberInfo, RemovedMember, SetRole};
+use crate::core::duration::Expiry;
 use crate::core::name::Label;
 use crate::core::perm::Role;
 use crate::core::time::relative;
@@ -30,6 +31,9 @@ pub enum MemberCommand {
         /// Their role.
         #[arg(long, value_enum, default_value = "builder")]
         role: RoleArg,
+        /// When their first key expires: they should make a key of their own with it.
+        #[arg(long, default_value = "7d", value_name = "DUR|never")]
+        expires: Expiry,
     },
     /// List members and roles.
     List,
@@ -69,20 +73,32 @@ impl From<RoleArg> for Role {
 pub(crate) async fn run(command: MemberCommand, global: &Global) -> Result<u8, Error> {
     let client = context::client(global)?;
     match command {
-        MemberCommand::Add { name, role } => {
+        MemberCommand::Add {
+            name,
+            role,
+            expires,
+        } => {
             let body = AddMember {
                 name,
                 role: role.into(),
+                expires: Some(expires.to_string()),
             };
             let added: AddedMember = client.call(Method::POST, "v1/members", Some(&body)).await?;
             if global.json {
                 context::print_json(&added)?;
             } else {
+                let expiry = added.key.info.expires_at.map_or_else(
+                    || "never expires".to_owned(),
+                    |at| format!("expires {}", relative(at, context::now())),
+                );
                 eprintln!(
-                    "added {} as {}; their first personal API key is shown once — hand it over securely:",
+                    "added {} as {}; their first personal API key ({expiry}) is shown once — hand it over securely:",
                     added.member.name, added.member.role
                 );
                 println!("{}", added.key.key);
+                eprintln!(
+                    "latch: hint: they should create a key of their own with it (`latch api-key create --personal --name laptop`) and revoke it"
+                );
             }
         }
         MemberCommand::List => {

@@ -213,6 +213,7 @@ mod tests {
             created_by: "owner".into(),
             updated_at: now - ago,
             updated_by: "owner".into(),
+            revision: 1,
         };
         let list = vec![
             info("DATABASE_URL", Scope::Team, 8 * 86_400_000),

@@ -58,6 +58,10 @@ pub struct ServeArgs {
     /// Write the owner's first API key to this file (mode 0600) instead of printing it.
     #[arg(long, value_name = "PATH")]
     pub bootstrap_key_file: Option<PathBuf>,
+    /// A reverse proxy (CIDR or address) whose `X-Forwarded-For` names the client; repeatable.
+    /// Without it the connection's peer is the client.
+    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = crate::server::client::parse_trusted_proxy)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// The store (PostgreSQL with `--database-url`, else SQLite in the data directory) and the root
@@ -91,26 +95,76 @@ async fn open_store(args: &ServeArgs) -> Result<(Arc<dyn Store>, RootKey), Error
         Some(dir) => dir.clone(),
         None => default_data_dir()?,
     };
-    std::fs::create_dir_all(&data_dir).map_err(|e| {
-        Error::Config(format!(
-            "cannot create data directory {}: {e}",
-            data_dir.display()
-        ))
-    })?;
-    let store = SqliteStore::open(&data_dir.join("latch.db"))
-        .await
-        .map_err(BootError::from)?;
+    private_dir(&data_dir)?;
+    let db = data_dir.join("latch.db");
+    let store = SqliteStore::open(&db).await.map_err(BootError::from)?;
+    for suffix in ["", "-wal", "-shm", ".lock"] {
+        let mut path = db.clone().into_os_string();
+        path.push(suffix);
+        owner_only(std::path::Path::new(&path), 0o600);
+    }
     let (root, generated) = match &args.root_key_file {
         Some(path) => boot::root_key(path, false)?,
         None => boot::root_key(&data_dir.join("root.key"), true)?,
     };
     if generated {
         tracing::warn!(
-            "generated a new root key in {}: back it up — without it the stored secrets cannot be decrypted",
+            "generated a new root key in {}: back it up, apart from the database — without it the stored secrets cannot be decrypted",
             data_dir.join("root.key").display()
         );
     }
+    let key_path = args
+        .root_key_file
+        .clone()
+        .unwrap_or_else(|| data_dir.join("root.key"));
+    if inside(&key_path, &data_dir) {
+        tracing::warn!(
+            "the root key {} is inside the data directory: move it away and pass --root-key-file (a backup holding both is a backup of the plaintext)",
+            key_path.display()
+        );
+    }
     Ok((Arc::new(store), root))
+}
+
+/// Creates `dir` owner-only (0700, whatever the umask), or makes an existing one so.
+fn private_dir(dir: &std::path::Path) -> Result<(), Error> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Err(e) = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+    {
+        return Err(Error::Config(format!(
+            "cannot create data directory {}: {e}",
+            dir.display()
+        )));
+    }
+    if let Ok(meta) = std::fs::metadata(dir)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            "the data directory {} was readable by others: made it 0700",
+            dir.display()
+        );
+        owner_only(dir, 0o700);
+    }
+    Ok(())
+}
+
+/// Sets `path`'s mode, if it exists.
+fn owner_only(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    if path.exists()
+        && let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+    {
+        tracing::warn!("cannot make {} owner-only: {e}", path.display());
+    }
+}
+
+/// Whether `path` lies inside `dir` (comparing the canonical paths where they exist).
+fn inside(path: &std::path::Path, dir: &std::path::Path) -> bool {
+    let canonical = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+    canonical(path).starts_with(canonical(dir))
 }
 
 /// Starts the platform and serves until SIGTERM or SIGINT.
@@ -118,9 +172,36 @@ async fn open_store(args: &ServeArgs) -> Result<(Arc<dyn Store>, RootKey), Error
 /// # Errors
 /// [`Error::Boot`] when the data directory, root key or database cannot be used.
 pub(crate) async fn run(args: ServeArgs) -> Result<u8, Error> {
+    // Every file the server creates (database, WAL, key files) is owner-only.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let (store, root) = open_store(&args).await?;
     boot::verify_root(&*store, &root).await?;
-    let app = App::new(Arc::clone(&store), root);
+    // Everything that can fail comes before the bootstrap (DESIGN §8): a start that fails
+    // leaves the database empty, so the next start bootstraps again and no key is lost.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .map_err(|e| {
+                    Error::Config(format!(
+                        "cannot use --tls-cert {} / --tls-key {}: {e}",
+                        cert.display(),
+                        key.display()
+                    ))
+                })?,
+        ),
+        _ => None,
+    };
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", args.listen)))?;
+    let local = listener.local_addr().map_err(Error::Io)?;
+    if tls.is_none() && !local.ip().is_loopback() {
+        tracing::warn!(
+            "listening on {local} without TLS: API keys and values would cross the network in the clear; pass --tls-cert/--tls-key or put a TLS-terminating proxy in front"
+        );
+    }
+    let app = App::with_proxies(Arc::clone(&store), root, args.trusted_proxies.clone());
     if let Some(key) = boot::bootstrap(
         &*store,
         &app.root,
@@ -145,22 +226,11 @@ pub(crate) async fn run(args: ServeArgs) -> Result<u8, Error> {
             );
             println!("{}", key.expose());
         }
+        eprintln!(
+            "latch: note: this bootstrap key never expires (it is the recovery path of a fresh server): create a personal key with it (`latch api-key create --personal --name laptop`), then revoke it"
+        );
     }
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", args.listen)))?;
-    let local = listener.local_addr().map_err(Error::Io)?;
-    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
-        // Fail before announcing the address when the files are unusable.
-        axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-            .await
-            .map_err(|e| {
-                Error::Config(format!(
-                    "cannot use --tls-cert {} / --tls-key {}: {e}",
-                    cert.display(),
-                    key.display()
-                ))
-            })?;
+    if let (Some(_), Some(cert), Some(key)) = (tls, &args.tls_cert, &args.tls_key) {
         eprintln!("latch: listening on https://{local}");
         server::serve_tls(listener, app, cert, key, shutdown_signal())
             .await

@@ -235,6 +235,36 @@ pub enum Action {
     UseOwnKeyRun,
 }
 
+impl Action {
+    /// The permission this action needs, as the audit log names it when it is missing.
+    #[must_use]
+    pub fn permission(self) -> String {
+        let name = match self {
+            Self::CreatePersonalKey => "create_personal_key",
+            Self::ManageOwnKeys => "manage_own_keys",
+            Self::CreateTeamKey => "create_team_key",
+            Self::ManageAllKeys => "manage_all_keys",
+            Self::WriteOwnPersonalSecret => "write_own_personal_secret",
+            Self::WriteTeamSecret => "write_team_secret",
+            Self::ListSecrets => "list_secrets",
+            Self::ListAllPersonalSecrets => "list_all_personal_secrets",
+            Self::ReadEnvironments => "read_environments",
+            Self::ManageEnvironments => "manage_environments",
+            Self::AddMember { role } => return format!("add_member:{role}"),
+            Self::ChangeRole { from, to } => return format!("change_role:{from}:{to}"),
+            Self::RemoveMember { role } => return format!("remove_member:{role}"),
+            Self::ListMembers => "list_members",
+            Self::StartRun => "start_run",
+            Self::ReadAllRuns => "read_all_runs",
+            Self::ReadOwnRuns => "read_own_runs",
+            Self::ReadAudit => "read_audit",
+            Self::Whoami => "whoami",
+            Self::UseOwnKeyRun => "use_own_key_run",
+        };
+        name.to_owned()
+    }
+}
+
 /// Why an action is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Denied {

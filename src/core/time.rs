@@ -44,10 +44,12 @@ pub fn relative(at: i64, now: i64) -> String {
                 "yesterday".to_owned()
             }
         }
-        s if s < 7 * DAY => plural(s / DAY, "day"),
-        s if s < 30 * DAY => plural(s / (7 * DAY), "week"),
-        s if s < 365 * DAY => plural(s / (30 * DAY), "month"),
-        s => plural(s / (365 * DAY), "year"),
+        // Rounded to the nearest unit: a key made to expire in 7 days is "in 7 days" a moment
+        // later, not "in 6 days".
+        s if s < 7 * DAY => plural((s + DAY / 2) / DAY, "day"),
+        s if s < 30 * DAY => plural((s + 7 * DAY / 2) / (7 * DAY), "week"),
+        s if s < 365 * DAY => plural((s + 15 * DAY) / (30 * DAY), "month"),
+        s => plural((s + 365 * DAY / 2) / (365 * DAY), "year"),
     }
 }
 
@@ -71,15 +73,21 @@ mod tests {
             (47 * 3600 * S, "yesterday"),
             (3 * 86_400 * S, "3 days ago"),
             (7 * 86_400 * S, "1 week ago"),
-            (20 * 86_400 * S, "2 weeks ago"),
+            (16 * 86_400 * S, "2 weeks ago"),
+            (20 * 86_400 * S, "3 weeks ago"),
             (40 * 86_400 * S, "1 month ago"),
-            (200 * 86_400 * S, "6 months ago"),
+            (200 * 86_400 * S, "7 months ago"),
+            (170 * 86_400 * S, "6 months ago"),
             (400 * 86_400 * S, "1 year ago"),
             (800 * 86_400 * S, "2 years ago"),
             (-30 * S, "in a moment"),
             (-24 * 3600 * S, "tomorrow"),
             (-30 * 86_400 * S, "in 1 month"),
             (-90 * 86_400 * S, "in 3 months"),
+            // A moment after "in 7 days" or "in 90 days" was set, it still reads so.
+            (-(7 * 86_400 - 5) * S, "in 7 days"),
+            (-(6 * 86_400 + 80_000) * S, "in 7 days"),
+            (-(90 * 86_400 - 5) * S, "in 3 months"),
         ];
         for (ago, want) in table {
             assert_eq!(relative(NOW - ago, NOW), want, "{ago} ms ago");

@@ -1,5 +1,5 @@
-//! Authentication: the [`Caller`] extractor, failed-attempt rate limiting and coalesced
-//! last-used times (DESIGN §4).
+//! Authentication: the [`Caller`] extractor and coalesced last-used times (DESIGN §4); what a
+//! failure costs (the limiter and its audit events) is `super::failures`'.
 //!
 //! A key is parsed and checksum-checked offline, looked up by its id, and its digest compared in
 //! constant time. Expiry, revocation and removal of a personal key's user are checked on every
@@ -10,36 +10,36 @@
 //!
 //! Least privilege by default: [`Caller`] refuses a `run` key (403 `key_cannot_manage`), so a
 //! handler accepts one only by asking for [`RunCaller`] — which only the routes a `run` key may
-//! use do (DESIGN §3: start a run, finish and read its own runs, `whoami`).
+//! use do (DESIGN §3: start a run, finish and read its own runs, `whoami`). Every refusal a
+//! handler makes through [`Caller::require`] or [`Caller::own_user`] is audited as
+//! `request.denied` with the missing permission; [`Caller::allows`] only asks.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::Mutex;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::{FromRequestParts, MatchedPath};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
+use serde_json::json;
 
 use super::App;
+use super::client::ClientInfo;
 use super::error::ApiError;
+use super::failures::{Failure, Reason, WINDOW_MS};
 use crate::core::apikey::{ApiKey, KeyId, KeyKind};
 use crate::core::name::Label;
 use crate::core::perm::{self, Action, Capability, Denied, KeyFacts, Role, Standing};
 use crate::core::resolve::UserId;
-use crate::store::Millis;
+use crate::store::{Actor, AuditEvent, Millis};
 
-/// Failed authentications allowed per client address, and per key id, in one window.
-const MAX_FAILURES: u32 = 20;
-/// The window, in milliseconds.
-const WINDOW_MS: Millis = 60_000;
 /// At most one last-used write per key per this many milliseconds.
 const TOUCH_EVERY_MS: Millis = 60_000;
-/// Bound on tracked addresses and key ids (oldest windows are dropped first).
+/// Bound on tracked keys (the map starts over beyond it).
 const MAX_TRACKED: usize = 100_000;
 
-/// Who is calling, as established by the API key.
-#[derive(Debug, Clone)]
+/// Who is calling, as established by the API key, and from where.
+#[derive(Clone)]
 pub struct Caller {
     /// Team.
     pub team: i64,
@@ -53,10 +53,28 @@ pub struct Caller {
     pub user: Option<(UserId, String)>,
     /// The key's creator (the actor recorded for a team key's writes).
     pub creator: UserId,
+    /// The creator's name (a team key acts on behalf of them).
+    pub creator_name: String,
     /// The role and capability the key acts with now.
     pub standing: Standing,
     /// A team key's identity.
     pub identity: Option<Label>,
+    /// The request's client.
+    pub client: ClientInfo,
+    /// `METHOD /route/template`, for denials.
+    route: String,
+    app: Arc<App>,
+}
+
+impl std::fmt::Debug for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caller")
+            .field("team", &self.team)
+            .field("key_id", &self.key_id)
+            .field("kind", &self.kind)
+            .field("standing", &self.standing)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A caller whose key may also be a `run` key: only for the routes such a key may use.
@@ -76,26 +94,66 @@ impl Caller {
         self.standing.capability
     }
 
-    /// Whether this key may do `action` now (DESIGN §3).
+    /// Whether this key may do `action` now (DESIGN §3), without recording anything: for
+    /// choosing what to show (every run or one's own, say).
+    #[must_use]
+    pub fn allows(&self, action: Action) -> bool {
+        perm::check(self.standing, action).is_ok()
+    }
+
+    /// Requires that this key may do `action` now (DESIGN §3); a refusal is recorded in the
+    /// audit log with the permission that was missing (DESIGN §10).
     ///
     /// # Errors
     /// 403: `key_cannot_manage` for a `run` key, `forbidden` for a role that may not.
-    pub fn check(&self, action: Action) -> Result<(), Denied> {
-        perm::check(self.standing, action)
+    pub async fn require(&self, action: Action) -> Result<(), ApiError> {
+        match perm::check(self.standing, action) {
+            Ok(()) => Ok(()),
+            Err(denied) => Err(self.denied(denied.into(), &action.permission()).await),
+        }
     }
 
     /// The user this key acts for.
     ///
     /// # Errors
-    /// 403 `needs_user` for a team key.
-    pub fn own_user(&self) -> Result<UserId, ApiError> {
-        self.user.as_ref().map(|(id, _)| *id).ok_or_else(|| {
-            ApiError::new(
-                axum::http::StatusCode::FORBIDDEN,
-                "needs_user",
-                "a team key has no user; use a personal key for personal keys and secrets",
-            )
-        })
+    /// 403 `needs_user` for a team key (recorded as a denial).
+    pub async fn own_user(&self) -> Result<UserId, ApiError> {
+        match self.user_id() {
+            Some(user) => Ok(user),
+            None => Err(self
+                .denied(
+                    ApiError::new(
+                        axum::http::StatusCode::FORBIDDEN,
+                        "needs_user",
+                        "a team key has no user; use a personal key for personal keys and secrets",
+                    ),
+                    "user",
+                )
+                .await),
+        }
+    }
+
+    /// Records the refusal `error` (a 403) of this request, and returns it.
+    async fn denied(&self, error: ApiError, permission: &str) -> ApiError {
+        let event = AuditEvent {
+            team: Some(self.team),
+            at: self.app.now(),
+            actor: self.actor_record(),
+            action: "request.denied".to_owned(),
+            target: self.route.clone(),
+            outcome: "denied".to_owned(),
+            detail: json!({
+                "permission": permission,
+                "code": error.code(),
+                "role": self.role(),
+                "capability": self.capability(),
+            })
+            .to_string(),
+        };
+        if let Err(e) = self.app.store.record_events(&[event]).await {
+            tracing::warn!(error = %e, "cannot record a denied request");
+        }
+        error
     }
 
     /// The key's user (personal keys).
@@ -110,66 +168,38 @@ impl Caller {
         self.user.as_ref().map_or(self.creator, |(id, _)| *id)
     }
 
-    /// The actor's name for audit details.
+    /// The actor's name for details: the user's, else `key:ID`.
     #[must_use]
     pub fn actor_name(&self) -> String {
         self.user
             .as_ref()
             .map_or_else(|| format!("key:{}", self.key_id), |(_, n)| n.clone())
     }
-}
 
-/// Fixed-window counters of failed authentications.
-#[derive(Debug, Default)]
-pub struct Limiter {
-    windows: Mutex<HashMap<String, (Millis, u32)>>,
-}
-
-impl Limiter {
-    /// Seconds to wait if `keys` are over the limit now.
-    fn blocked(&self, keys: &[String], now: Millis) -> Option<u64> {
-        let windows = self
-            .windows
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        keys.iter()
-            .filter_map(|k| windows.get(k))
-            .filter(|(start, count)| {
-                now.saturating_sub(*start) < WINDOW_MS && *count >= MAX_FAILURES
-            })
-            .map(|(start, _)| {
-                u64::try_from((start + WINDOW_MS - now).max(1000) / 1000).unwrap_or(60)
-            })
-            .max()
-    }
-
-    /// Counts a failure of `keys`; `shared` is the deployment-wide count of the current window
-    /// when the store keeps one (several replicas), which raises the local counts to it.
-    fn fail(&self, keys: &[String], now: Millis, shared: Option<u32>) {
-        let mut windows = self
-            .windows
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if windows.len() > MAX_TRACKED {
-            windows.retain(|_, (start, _)| now - *start < WINDOW_MS);
-        }
-        for k in keys {
-            let entry = windows.entry(k.clone()).or_insert((now, 0));
-            if now - entry.0 >= WINDOW_MS {
-                *entry = (now, 0);
-            }
-            entry.1 = (entry.1 + 1).max(shared.unwrap_or(0));
+    /// Who this request's audit events name (DESIGN §10): the user and key, or the team key
+    /// and the creator it acts on behalf of; the capability; the client.
+    #[must_use]
+    pub fn actor_record(&self) -> Actor {
+        Actor {
+            user: Some(self.actor()),
+            key: Some(self.key_id.to_string()),
+            name: self.user.as_ref().map(|(_, n)| n.clone()),
+            on_behalf_of: self.user.is_none().then(|| self.creator_name.clone()),
+            capability: Some(self.capability()),
+            client: Some(self.client.addr_text()),
+            user_agent: self.client.user_agent.clone(),
         }
     }
 }
 
-/// The raw key from `Authorization: Bearer` or `x-api-key`.
+/// The raw key from `Authorization: Bearer` (the scheme in any case, RFC 9110) or `x-api-key`.
 fn presented(headers: &HeaderMap) -> Option<&str> {
     if let Some(v) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     {
-        return v.strip_prefix("Bearer ").map(str::trim);
+        let (scheme, token) = v.trim().split_once(char::is_whitespace)?;
+        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim());
     }
     headers
         .get("x-api-key")
@@ -177,12 +207,10 @@ fn presented(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-fn client_ip(parts: &Parts) -> Option<IpAddr> {
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-}
+/// The key id a request authenticated with, for the request log: the router's middleware puts
+/// an empty slot in the request, the extractor fills it.
+#[derive(Debug, Clone, Default)]
+pub struct KeySlot(pub Arc<std::sync::OnceLock<String>>);
 
 impl FromRequestParts<Arc<App>> for Caller {
     type Rejection = ApiError;
@@ -190,7 +218,9 @@ impl FromRequestParts<Arc<App>> for Caller {
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
         let RunCaller(caller) = RunCaller::from_request_parts(parts, app).await?;
         if caller.capability() == Capability::Run {
-            return Err(Denied::KeyCannotManage.into());
+            return Err(caller
+                .denied(Denied::KeyCannotManage.into(), "manage")
+                .await);
         }
         Ok(caller)
     }
@@ -201,60 +231,114 @@ impl FromRequestParts<Arc<App>> for RunCaller {
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
         let now = app.now();
-        let ip = client_ip(parts).map_or_else(|| "ip:unknown".to_owned(), |ip| format!("ip:{ip}"));
-        let Some(text) = presented(&parts.headers) else {
-            return Err(ApiError::unauthorized(
-                "no API key: send `Authorization: Bearer <key>` or `x-api-key: <key>`",
-            ));
+        let client = ClientInfo::of(parts, &app.trusted_proxies);
+        let outcome = match presented(&parts.headers) {
+            None => Err(Failure {
+                reason: Reason::NoKey,
+                key_id: None,
+                team: None,
+                message: "no API key: send `Authorization: Bearer <key>` or `x-api-key: <key>`"
+                    .to_owned(),
+            }),
+            Some(text) => match ApiKey::parse(text) {
+                Ok(key) => authenticate(app, &key, now).await?,
+                Err(e) => Err(Failure {
+                    reason: Reason::UnknownKey,
+                    key_id: None,
+                    team: None,
+                    message: e.to_string(),
+                }),
+            },
         };
-        let mut keys = vec![ip];
-        let parsed = ApiKey::parse(text);
-        if let Ok(key) = &parsed {
-            keys.push(format!("key:{}", key.id()));
-        }
-        if let Some(wait) = app.limiter.blocked(&keys, now) {
-            return Err(ApiError::too_many(wait));
-        }
-        let outcome = match parsed {
-            Ok(key) => authenticate(app, &key, now).await.map(RunCaller),
-            Err(e) => Err(ApiError::unauthorized(e.to_string())),
+        let found = match outcome {
+            Ok(found) => found,
+            Err(failure) => return Err(failed(app, &failure, &client, now).await),
         };
-        if outcome.as_ref().is_err_and(ApiError::is_auth_failure) {
-            let window = now - now.rem_euclid(WINDOW_MS);
-            let shared = match app.store.count_auth_failure(&keys, window).await {
-                Ok(shared) => shared,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot count a failed authentication in the store");
-                    None
-                }
-            };
-            app.limiter.fail(&keys, now, shared);
-            app.metrics
-                .auth_failures
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let route = parts
+            .extensions
+            .get::<MatchedPath>()
+            .map_or("unmatched", MatchedPath::as_str);
+        if let Some(slot) = parts.extensions.get::<KeySlot>() {
+            let _ = slot.0.set(found.key_id.to_string());
         }
-        outcome
+        Ok(Self(Caller {
+            route: format!("{} {route}", parts.method),
+            client,
+            app: Arc::clone(app),
+            ..found
+        }))
     }
 }
 
-async fn authenticate(app: &Arc<App>, key: &ApiKey, now: Millis) -> Result<Caller, ApiError> {
-    let refused = || ApiError::unauthorized("this API key is not valid for this platform");
+/// Counts and notes a failed authentication; the answer is 401, or 429 once the client's
+/// address is over its budget (DESIGN §4).
+async fn failed(app: &Arc<App>, failure: &Failure, client: &ClientInfo, now: Millis) -> ApiError {
+    app.metrics.auth_failed(failure.reason.as_str());
+    app.failures.note(app, failure, client, now);
+    let bucket = format!("ip:{}", client.addr_text());
+    let window = now - now.rem_euclid(WINDOW_MS);
+    let shared = match app
+        .store
+        .count_auth_failure(std::slice::from_ref(&bucket), window)
+        .await
+    {
+        Ok(shared) => shared,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot count a failed authentication in the store");
+            None
+        }
+    };
+    match app.limiter.fail(&bucket, now, shared) {
+        Some(wait) => {
+            app.metrics.rate_limited.inc();
+            ApiError::too_many(wait)
+        }
+        None => ApiError::unauthorized(failure.message.clone()),
+    }
+}
+
+/// Checks `key` against the store: the caller (without its request's details), or why not.
+///
+/// # Errors
+/// The store's error (a 503, not an authentication failure).
+async fn authenticate(
+    app: &Arc<App>,
+    key: &ApiKey,
+    now: Millis,
+) -> Result<Result<Caller, Failure>, ApiError> {
+    let key_id = key.id().to_string();
+    let failure = |reason, team, message: &str| {
+        Ok(Err(Failure {
+            reason,
+            key_id: Some(key_id.clone()),
+            team,
+            message: message.to_owned(),
+        }))
+    };
+    let refused = "this API key is not valid for this platform";
     let Some(found) = app.store.key_for_auth(&key.id()).await? else {
-        return Err(refused());
+        return failure(Reason::UnknownKey, None, refused);
     };
     let row = found.key;
-    if !row.digest.matches(&key.digest()) || row.kind != key.kind() {
-        return Err(refused());
+    if row.kind != key.kind() {
+        return failure(Reason::UnknownKey, Some(row.team), refused);
+    }
+    if !row.digest.matches(&key.digest()) {
+        return failure(Reason::WrongSecret, Some(row.team), refused);
     }
     if row.revoked_at.is_some() {
-        return Err(ApiError::unauthorized(
+        return failure(
+            Reason::Revoked,
+            Some(row.team),
             "this API key was revoked; create a new one with `latch api-key create`",
-        ));
+        );
     }
     if row.expires_at.is_some_and(|at| at <= now) {
-        return Err(ApiError::unauthorized(
+        return failure(
+            Reason::Expired,
+            Some(row.team),
             "this API key expired; create a new one with `latch api-key create`",
-        ));
+        );
     }
     let user = match (row.kind, row.user, &found.member) {
         (KeyKind::Personal, Some(user), Some((name, _))) => Some((user, name.clone())),
@@ -269,28 +353,28 @@ async fn authenticate(app: &Arc<App>, key: &ApiKey, now: Millis) -> Result<Calle
         creator_role: found.creator_role,
     };
     let Some(standing) = perm::standing(facts) else {
-        return Err(ApiError::unauthorized(
+        return failure(
+            Reason::NotAMember,
+            Some(row.team),
             "this API key's user is no longer a member of the team",
-        ));
+        );
     };
     let team = app.team(row.team).await?;
     app.touch(row.row, row.last_used_at, now);
-    Ok(Caller {
+    Ok(Ok(Caller {
         team: row.team,
         team_name: team.name.to_string(),
         key_id: row.key_id,
         kind: row.kind,
         user,
         creator: row.created_by,
+        creator_name: row.created_by_name,
         standing,
         identity: row.identity,
-    })
-}
-
-impl ApiError {
-    fn is_auth_failure(&self) -> bool {
-        self.status() == axum::http::StatusCode::UNAUTHORIZED
-    }
+        client: ClientInfo::default(),
+        route: String::new(),
+        app: Arc::clone(app),
+    }))
 }
 
 /// Coalesces last-used writes: at most one per key per minute per replica.

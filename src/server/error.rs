@@ -114,6 +114,12 @@ impl ApiError {
         self.status
     }
 
+    /// The stable code.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
     /// 400 with `code`.
     #[must_use]
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
@@ -198,6 +204,11 @@ impl From<StoreError> for ApiError {
             StoreError::Corrupt(what) => Self::internal(&what),
             StoreError::InUse(_) => Self::internal("the database is in use by another server"),
             StoreError::Refused(refused) => Self::from(refused),
+            StoreError::Stale => Self::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                "it changed since you read it (If-Match): read it again and retry",
+            ),
         }
     }
 }

@@ -6,15 +6,17 @@
 
 pub mod auth;
 pub mod boot;
+pub mod client;
 pub mod error;
+pub mod failures;
 mod handlers;
+pub mod metrics;
 mod openapi;
 mod router;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::net::TcpListener;
@@ -24,42 +26,48 @@ use crate::store::{Millis, Store};
 
 pub use router::router;
 
-/// Counters exported at `/metrics`.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    /// Requests answered.
-    pub requests: AtomicU64,
-    /// Runs resolved (delivered or refused).
-    pub runs: AtomicU64,
-    /// Failed authentications.
-    pub auth_failures: AtomicU64,
-}
-
 /// Everything handlers share.
 pub struct App {
     /// Storage.
     pub store: Arc<dyn Store>,
     /// The root key (checked against the database at start).
     pub root: RootKey,
-    limiter: auth::Limiter,
+    limiter: failures::Limiter,
+    failures: failures::FailureLog,
     last_used: auth::LastUsed,
-    /// Counters.
-    pub metrics: Metrics,
+    /// Where `X-Forwarded-For` is believed from (`--trusted-proxy`).
+    trusted_proxies: Vec<ipnet::IpNet>,
+    /// `/metrics`.
+    pub metrics: metrics::Metrics,
     /// Team rows already read (see [`App::team`]); the data key stays wrapped here and is
     /// unwrapped per request.
     teams: std::sync::Mutex<std::collections::HashMap<i64, crate::store::TeamRow>>,
 }
 
 impl App {
-    /// Shared state over `store` with `root` (already checked by [`boot::verify_root`]).
+    /// Shared state over `store` with `root` (already checked by [`boot::verify_root`]), no
+    /// trusted proxy.
     #[must_use]
     pub fn new(store: Arc<dyn Store>, root: RootKey) -> Arc<Self> {
+        Self::with_proxies(store, root, Vec::new())
+    }
+
+    /// As [`App::new`], believing `X-Forwarded-For` from the `trusted` networks.
+    #[must_use]
+    pub fn with_proxies(
+        store: Arc<dyn Store>,
+        root: RootKey,
+        trusted: Vec<ipnet::IpNet>,
+    ) -> Arc<Self> {
+        let metrics = metrics::Metrics::new(&store.metrics());
         Arc::new(Self {
             store,
             root,
-            limiter: auth::Limiter::default(),
+            limiter: failures::Limiter::default(),
+            failures: failures::FailureLog::default(),
             last_used: auth::LastUsed::default(),
-            metrics: Metrics::default(),
+            trusted_proxies: trusted,
+            metrics,
             teams: std::sync::Mutex::default(),
         })
     }
@@ -109,10 +117,12 @@ pub async fn serve(
     app: Arc<App>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, service)
+    let service = router(Arc::clone(&app)).into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    app.failures.flush(&app).await;
+    served
 }
 
 /// Serves `app` over TLS (rustls) on `listener` with the PEM certificate chain and key at
@@ -134,9 +144,11 @@ pub async fn serve_tls(
         shutdown.await;
         stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
     });
-    let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
-    axum_server::from_tcp_rustls(listener.into_std()?, tls)?
+    let service = router(Arc::clone(&app)).into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum_server::from_tcp_rustls(listener.into_std()?, tls)?
         .handle(handle)
         .serve(service)
-        .await
+        .await;
+    app.failures.flush(&app).await;
+    served
 }

@@ -14,7 +14,7 @@ use crate::api;
     paths(
         h::healthz, h::readyz, h::metrics, r::openapi, h::whoami,
         h::create_key, h::list_keys, h::revoke_key,
-        h::create_secret, h::list_secrets, h::update_secret, h::delete_secret,
+        h::create_secret, h::list_secrets, h::get_secret, h::update_secret, h::delete_secret,
         h::put_environment, h::get_environment, h::list_environments, h::delete_environment,
         h::put_identity, h::get_identity, h::list_identities, h::delete_identity,
         h::add_member, h::list_members, h::set_role, h::remove_member,
@@ -25,7 +25,8 @@ use crate::api;
         api::UpdateSecret, api::SecretInfo, api::PutList, api::ListInfo, api::AddMember, api::SetRole,
         api::MemberInfo, api::AddedMember, api::ResolveRun, api::ResolvedSecret, api::Resolved,
         api::FinishRun, api::RunInfo, api::AuditInfo, api::KeyRefInfo, api::ExistingSecret,
-        api::RemovedMember, api::DeletedList, api::WouldDeliver, api::DryRunInfo,
+        api::RemovedMember, api::DeletedList, api::WouldDeliver, api::DryRunInfo, api::RunPage,
+        api::AuditPage,
     )),
     modifiers(&Bearer),
     security(("api_key" = []))

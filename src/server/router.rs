@@ -1,17 +1,18 @@
 //! Every route and layer in one place (DESIGN §9).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post, put};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use super::App;
+use super::auth::KeySlot;
 use super::error::ApiError;
 use super::handlers as h;
 
@@ -30,7 +31,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/secrets", post(h::create_secret).get(h::list_secrets))
         .route(
             "/v1/secrets/{scope}/{name}",
-            patch(h::update_secret).delete(h::delete_secret),
+            get(h::get_secret)
+                .patch(h::update_secret)
+                .delete(h::delete_secret),
         )
         .route("/v1/environments", get(h::list_environments))
         .route(
@@ -64,7 +67,7 @@ pub fn router(app: Arc<App>) -> Router {
                 ApiError::internal("a handler panicked").into_response()
             },
         ))
-        .layer(middleware::from_fn_with_state(Arc::clone(&app), count))
+        .layer(middleware::from_fn_with_state(Arc::clone(&app), observe))
         .with_state(app)
 }
 
@@ -74,8 +77,33 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(super::openapi::document())
 }
 
-async fn count(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+/// Counts and times every request, and at `-v` logs one line for it: method, route, status,
+/// duration, key id, client address. Never a key or a value: only the key id, which the
+/// extractor puts in the request's [`KeySlot`].
+async fn observe(State(app): State<Arc<App>>, mut request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let slot = KeySlot::default();
+    request.extensions_mut().insert(slot.clone());
     let response = next.run(request).await;
-    app.metrics.requests.fetch_add(1, Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    app.metrics
+        .answered(method.as_str(), &route, status, elapsed.as_secs_f64());
+    tracing::info!(
+        target: "latch::request",
+        "{method} {route} {status} {:.1}ms key={} client={}",
+        elapsed.as_secs_f64() * 1000.0,
+        slot.0.get().map_or("-", String::as_str),
+        client.map_or_else(|| "-".to_owned(), |c| c.to_string()),
+    );
     response
 }

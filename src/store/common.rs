@@ -31,12 +31,17 @@ macro_rules! sql_store {
             e: &AuditEvent,
         ) -> Result<(), StoreError> {
             sqlx::query($sql(format!(
-                "INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO audit ({AUDIT_COLUMNS}) VALUES {AUDIT_VALUES}"
             )))
             .bind(e.team)
             .bind(e.at)
-            .bind(e.actor_user.map(|u| u.0))
-            .bind(e.actor_key.as_deref())
+            .bind(e.actor.user.map(|u| u.0))
+            .bind(e.actor.key.as_deref())
+            .bind(e.actor.name.as_deref())
+            .bind(e.actor.on_behalf_of.as_deref())
+            .bind(e.actor.capability.map(Capability::as_str))
+            .bind(e.actor.client.as_deref())
+            .bind(e.actor.user_agent.as_deref())
             .bind(&e.action)
             .bind(&e.target)
             .bind(&e.outcome)
@@ -100,12 +105,14 @@ macro_rules! sql_store {
             decision: &[u8; 32],
         ) -> Result<(), StoreError> {
             sqlx::query($sql(format!(
-                "INSERT INTO runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             )))
             .bind(&plan.id)
             .bind(team)
             .bind(&plan.key_id)
             .bind(plan.user.map(|u| u.0))
+            .bind(plan.identity.as_ref().map(Label::as_str))
+            .bind(plan.environment.as_ref().map(Label::as_str))
             .bind(&plan.record)
             .bind(decision.as_slice())
             .bind(plan.status)
@@ -151,7 +158,7 @@ macro_rules! sql_store {
             name: &Label,
         ) -> Result<Option<NamedList>, StoreError> {
             let row = sqlx::query($sql(format!(
-                "SELECT name, description, secrets, updated_at FROM {} WHERE team_id = ? AND name = ?",
+                "SELECT name, description, secrets, updated_at, revision FROM {} WHERE team_id = ? AND name = ?",
                 list_table(kind)
             )))
             .bind(team)
@@ -448,10 +455,9 @@ macro_rules! sql_store {
                 .await?;
                 insert_key(&mut tx, first.team.id, Some(owner), owner, &first.key).await?;
                 let event = AuditEvent {
-                    team: first.team.id,
+                    team: Some(first.team.id),
                     at: first.at,
-                    actor_user: None,
-                    actor_key: None,
+                    actor: super::Actor::default(),
                     action: "team.bootstrap".into(),
                     target: first.team.name.to_string(),
                     outcome: "ok".into(),
@@ -771,11 +777,22 @@ macro_rules! sql_store {
                     .as_ref()
                     .map_or((None, None), |(c, l)| (Some(c), Some(*l)));
                 let bump = i64::from(update.value.is_some());
+                if let Some(expected) = update.if_revision {
+                    let now: Option<i64> = sqlx::query($sql("SELECT revision FROM secrets WHERE id = ?"))
+                        .bind(update.id.0)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .map(|r| r.try_get("revision"))
+                        .transpose()?;
+                    if now.and_then(|n| u64::try_from(n).ok()) != Some(expected) {
+                        return Err(StoreError::Stale);
+                    }
+                }
                 let done = sqlx::query($sql(
                     "UPDATE secrets SET
                          ciphertext = coalesce(?, ciphertext), value_len = coalesce(?, value_len),
                          version = version + ?, description = coalesce(?, description),
-                         updated_at = ?, updated_by = ?
+                         updated_at = ?, updated_by = ?, revision = revision + 1
                      WHERE id = ? AND version = ?",
                 ))
                 .bind(ciphertext)
@@ -817,11 +834,15 @@ macro_rules! sql_store {
                 kind: ListKind,
                 team: i64,
                 list: NamedList,
+                if_revision: Option<u64>,
                 release: &[SecretName],
                 audit: &AuditFor<'_, ListChange>,
             ) -> Result<ListChange, StoreError> {
                 let mut tx = self.write().await?;
                 let before = read_list(&mut tx, kind, team, &list.name).await?;
+                if if_revision.is_some() && before.as_ref().map(|b| b.revision) != if_revision {
+                    return Err(StoreError::Stale);
+                }
                 let released = match kind {
                     ListKind::Environment => Vec::new(),
                     ListKind::Identity => {
@@ -839,13 +860,13 @@ macro_rules! sql_store {
                         "INSERT INTO environments (team_id, name, description, secrets, updated_at)
                          VALUES (?, ?, ?, ?, ?) ON CONFLICT (team_id, name) DO UPDATE SET
                          description = excluded.description, secrets = excluded.secrets,
-                         updated_at = excluded.updated_at"
+                         updated_at = excluded.updated_at, revision = environments.revision + 1"
                     }
                     ListKind::Identity => {
                         "INSERT INTO identities (team_id, name, description, secrets, updated_at)
                          VALUES (?, ?, ?, coalesce(?, '[]'), ?) ON CONFLICT (team_id, name) DO UPDATE SET
                          description = excluded.description, secrets = excluded.secrets,
-                         updated_at = excluded.updated_at"
+                         updated_at = excluded.updated_at, revision = identities.revision + 1"
                     }
                 };
                 sqlx::query($sql(sql))
@@ -875,10 +896,10 @@ macro_rules! sql_store {
             async fn lists(&self, kind: ListKind, team: i64) -> Result<Vec<NamedList>, StoreError> {
                 let sql = match kind {
                     ListKind::Environment => {
-                        "SELECT name, description, secrets, updated_at FROM environments WHERE team_id = ? ORDER BY name"
+                        "SELECT name, description, secrets, updated_at, revision FROM environments WHERE team_id = ? ORDER BY name"
                     }
                     ListKind::Identity => {
-                        "SELECT name, description, secrets, updated_at FROM identities WHERE team_id = ? ORDER BY name"
+                        "SELECT name, description, secrets, updated_at, revision FROM identities WHERE team_id = ? ORDER BY name"
                     }
                 };
                 let rows = sqlx::query($sql(sql)).bind(team).fetch_all(&self.pool).await?;
@@ -976,32 +997,90 @@ macro_rules! sql_store {
                 row.as_ref().map(run_row).transpose()
             }
 
-            async fn audit(&self, team: i64, limit: u32) -> Result<Vec<AuditRow>, StoreError> {
-                let rows = sqlx::query($sql(
-                    "SELECT id, team_id, at, actor_user, actor_key, action, target, outcome, detail
-                     FROM audit WHERE team_id = ? ORDER BY id DESC LIMIT ?",
-                ))
+            async fn audit(&self, team: i64, q: &AuditQuery) -> Result<Vec<AuditRow>, StoreError> {
+                let rows = sqlx::query($sql(format!(
+                    "SELECT id, {AUDIT_COLUMNS} FROM audit
+                     WHERE (team_id = ? OR team_id IS NULL)
+                       AND (? IS NULL OR id < ?)
+                       AND (? IS NULL OR substr(action, 1, length(?)) = ?)
+                       AND (? IS NULL OR actor_name = ? OR on_behalf_of = ?)
+                       AND (? IS NULL OR outcome = ?)
+                       AND (? IS NULL OR at >= ?)
+                       AND (? IS NULL OR at < ?)
+                     ORDER BY id DESC LIMIT ?"
+                )))
                 .bind(team)
-                .bind(i64::from(limit))
+                .bind(q.before)
+                .bind(q.before)
+                .bind(q.action.as_deref())
+                .bind(q.action.as_deref())
+                .bind(q.action.as_deref())
+                .bind(q.actor.as_deref())
+                .bind(q.actor.as_deref())
+                .bind(q.actor.as_deref())
+                .bind(q.outcome.as_deref())
+                .bind(q.outcome.as_deref())
+                .bind(q.since)
+                .bind(q.since)
+                .bind(q.until)
+                .bind(q.until)
+                .bind(i64::from(q.limit))
                 .fetch_all(&self.pool)
                 .await?;
-                rows.iter()
-                    .map(|r| {
-                        Ok(AuditRow {
-                            id: r.try_get("id")?,
-                            event: AuditEvent {
-                                team: r.try_get("team_id")?,
-                                at: r.try_get("at")?,
-                                actor_user: r.try_get::<Option<i64>, _>("actor_user")?.map(UserId),
-                                actor_key: r.try_get("actor_key")?,
-                                action: r.try_get("action")?,
-                                target: r.try_get("target")?,
-                                outcome: r.try_get("outcome")?,
-                                detail: r.try_get("detail")?,
-                            },
-                        })
-                    })
-                    .collect()
+                rows.iter().map(audit_row).collect()
+            }
+
+            async fn record_events(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
+                if events.is_empty() {
+                    return Ok(());
+                }
+                let mut tx = self.record().await?;
+                insert_audits(&mut tx, events).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn runs(&self, team: i64, q: &RunQuery) -> Result<Vec<RunRow>, StoreError> {
+                let (before_at, before_id) = q.before.clone().unzip();
+                let rows = sqlx::query($sql(format!(
+                    "SELECT {RUN_SELECT}
+                     WHERE r.team_id = ?
+                       AND (? IS NULL OR r.started_at < ? OR (r.started_at = ? AND r.id < ?))
+                       AND (? IS NULL OR r.user_id = ?)
+                       AND (? IS NULL OR r.user_id IN (SELECT id FROM users WHERE name = ?))
+                       AND (? IS NULL OR r.key_id = ?)
+                       AND (? IS NULL OR r.identity = ?)
+                       AND (? IS NULL OR r.environment = ?)
+                       AND (? IS NULL OR r.status = ?)
+                       AND (? IS NULL OR r.started_at >= ?)
+                       AND (? IS NULL OR r.started_at < ?)
+                     ORDER BY r.started_at DESC, r.id DESC LIMIT ?"
+                )))
+                .bind(team)
+                .bind(before_at)
+                .bind(before_at)
+                .bind(before_at)
+                .bind(before_id.as_deref())
+                .bind(q.only_user.map(|u| u.0))
+                .bind(q.only_user.map(|u| u.0))
+                .bind(q.user.as_deref())
+                .bind(q.user.as_deref())
+                .bind(q.key.as_deref())
+                .bind(q.key.as_deref())
+                .bind(q.identity.as_deref())
+                .bind(q.identity.as_deref())
+                .bind(q.environment.as_deref())
+                .bind(q.environment.as_deref())
+                .bind(q.status.as_deref())
+                .bind(q.status.as_deref())
+                .bind(q.since)
+                .bind(q.since)
+                .bind(q.until)
+                .bind(q.until)
+                .bind(i64::from(q.limit))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(run_row).collect()
             }
                 }
     };

@@ -49,12 +49,28 @@ fn one<T>(e: AuditEvent) -> impl Fn(&T) -> Vec<AuditEvent> + Send + Sync {
     move |_| vec![e.clone()]
 }
 
+/// Every audit event, up to `limit`.
+fn aq(limit: u32) -> super::AuditQuery {
+    super::AuditQuery {
+        limit,
+        ..super::AuditQuery::default()
+    }
+}
+
+/// Runs (of `user` only, when given), up to `limit`.
+fn rq(user: Option<UserId>, limit: u32) -> super::RunQuery {
+    super::RunQuery {
+        limit,
+        only_user: user,
+        ..super::RunQuery::default()
+    }
+}
+
 fn event(action: &str) -> AuditEvent {
     AuditEvent {
-        team: TEAM,
+        team: Some(TEAM),
         at: 2_000,
-        actor_user: None,
-        actor_key: None,
+        actor: super::Actor::default(),
         action: action.to_owned(),
         target: "t".to_owned(),
         outcome: "ok".to_owned(),
@@ -93,6 +109,236 @@ pub(crate) async fn run_all(store: &dyn Store) {
     removal_is_final_and_a_name_comes_back_as_someone_new(store, owner).await;
     identities_release_and_revoke_only_when_asked(store, owner).await;
     a_dry_run_writes_its_event_and_no_run(store).await;
+    audit_pages_and_filters(store).await;
+    run_pages_and_filters(store).await;
+    secret_revisions(store, owner).await;
+}
+
+/// DESIGN §9, §10: the audit log pages newest first with a cursor (each event once), filters by
+/// action prefix, actor (or the creator a team key acted for), outcome and time, keeps who,
+/// with what capability and from where, and shows events of no team to every team.
+async fn audit_pages_and_filters(store: &dyn Store) {
+    let mut events = Vec::new();
+    for i in 0..120_i64 {
+        let (name, on_behalf_of) = if i % 3 == 0 {
+            (None, Some("pat".to_owned()))
+        } else {
+            (Some(format!("u{}", i % 2)), None)
+        };
+        events.push(AuditEvent {
+            at: 50_000 + i,
+            actor: super::Actor {
+                name,
+                on_behalf_of,
+                key: Some("AbCd1234".into()),
+                capability: Some(Capability::Run),
+                client: Some("203.0.113.7".into()),
+                user_agent: Some("test/1".into()),
+                ..super::Actor::default()
+            },
+            outcome: if i % 10 == 0 {
+                "denied".into()
+            } else {
+                "ok".into()
+            },
+            ..event(&format!("page.{}", if i % 2 == 0 { "even" } else { "odd" }))
+        });
+    }
+    store.record_events(&events).await.expect("writes");
+    let query = |f: &dyn Fn(&mut super::AuditQuery)| {
+        let mut q = super::AuditQuery {
+            limit: 50,
+            action: Some("page.".into()),
+            ..super::AuditQuery::default()
+        };
+        f(&mut q);
+        q
+    };
+    let mut seen = Vec::new();
+    let mut before = None;
+    for _ in 0..5 {
+        let page = store
+            .audit(TEAM, &query(&|q| q.before = before))
+            .await
+            .expect("reads");
+        if page.is_empty() {
+            break;
+        }
+        before = page.last().map(|e| e.id);
+        seen.extend(page.iter().map(|e| e.event.at));
+    }
+    let expected: Vec<i64> = (0..120).rev().map(|i| 50_000 + i).collect();
+    assert_eq!(seen, expected, "every event once, newest first");
+    let count = |f: &dyn Fn(&mut super::AuditQuery)| {
+        let q = query(&|q| {
+            q.limit = 500;
+            f(q);
+        });
+        async move { store.audit(TEAM, &q).await.expect("reads") }
+    };
+    assert_eq!(
+        count(&|q| q.action = Some("page.even".into())).await.len(),
+        60
+    );
+    assert_eq!(
+        count(&|q| q.outcome = Some("denied".into())).await.len(),
+        12
+    );
+    assert_eq!(
+        count(&|q| q.actor = Some("pat".into())).await.len(),
+        40,
+        "on behalf of"
+    );
+    assert_eq!(count(&|q| q.actor = Some("u1".into())).await.len(), 40);
+    assert_eq!(
+        count(&|q| {
+            q.since = Some(50_100);
+            q.until = Some(50_110);
+        })
+        .await
+        .len(),
+        10
+    );
+    let one = &count(&|q| q.since = Some(50_119)).await[0].event;
+    assert_eq!(
+        (
+            one.actor.capability,
+            one.actor.client.as_deref(),
+            one.actor.user_agent.as_deref()
+        ),
+        (Some(Capability::Run), Some("203.0.113.7"), Some("test/1"))
+    );
+    // An event of no team (a failed authentication with an unknown key) is shown to a team.
+    store
+        .record_events(&[AuditEvent {
+            team: None,
+            ..event("page.nobody")
+        }])
+        .await
+        .expect("writes");
+    let nobody = count(&|q| q.action = Some("page.nobody".into())).await;
+    assert_eq!(nobody.len(), 1);
+    assert_eq!(nobody[0].event.team, None);
+}
+
+/// DESIGN §9: runs page newest first with a cursor, and filter by user, key, identity,
+/// environment, status and time.
+async fn run_pages_and_filters(store: &dyn Store) {
+    for i in 0..30_i64 {
+        let id = format!("paged-{i:02}");
+        let ask = RunAsk {
+            start: Box::new(move |_| RunPlan {
+                key_id: if i % 2 == 0 {
+                    "PageKey1".into()
+                } else {
+                    "PageKey2".into()
+                },
+                identity: (i % 3 == 0).then(|| l("pager")),
+                environment: (i % 5 == 0).then(|| l("paging")),
+                started_at: 90_000 + i,
+                ..plan(&id, None)
+            }),
+            ..ask(
+                &format!("paged-{i:02}"),
+                None,
+                format!("paged-{i}").as_bytes(),
+                Box::new(|_| decided(&[])),
+            )
+        };
+        let run = store.resolve_run(TEAM, ask).await.expect("resolves");
+        run.durable.wait().await.expect("durable");
+    }
+    let q = |f: &dyn Fn(&mut super::RunQuery)| {
+        let mut q = super::RunQuery {
+            limit: 500,
+            since: Some(90_000),
+            ..super::RunQuery::default()
+        };
+        f(&mut q);
+        q
+    };
+    let mut seen = Vec::new();
+    let mut before = None;
+    for _ in 0..5 {
+        let page = store
+            .runs(
+                TEAM,
+                &q(&|q| {
+                    q.limit = 12;
+                    q.before.clone_from(&before);
+                }),
+            )
+            .await
+            .expect("lists");
+        if page.is_empty() {
+            break;
+        }
+        before = page.last().map(|r| (r.started_at, r.id.clone()));
+        seen.extend(page.into_iter().map(|r| r.id));
+    }
+    let expected: Vec<String> = (0..30).rev().map(|i| format!("paged-{i:02}")).collect();
+    assert_eq!(seen, expected, "every run once, newest first");
+    let count = |f: &dyn Fn(&mut super::RunQuery)| {
+        let query = q(f);
+        async move { store.runs(TEAM, &query).await.expect("lists").len() }
+    };
+    assert_eq!(count(&|q| q.key = Some("PageKey1".into())).await, 15);
+    assert_eq!(count(&|q| q.identity = Some("pager".into())).await, 10);
+    assert_eq!(count(&|q| q.environment = Some("paging".into())).await, 6);
+    assert_eq!(count(&|q| q.status = Some("started".into())).await, 30);
+    assert_eq!(count(&|q| q.status = Some("refused".into())).await, 0);
+    assert_eq!(count(&|q| q.until = Some(90_010)).await, 10);
+    assert_eq!(count(&|q| q.user = Some("nobody-at-all".into())).await, 0);
+    let shown = store
+        .run(TEAM, "paged-03")
+        .await
+        .expect("reads")
+        .expect("found");
+    assert_eq!(shown.identity.as_deref(), Some("pager"));
+}
+
+/// A secret's revision moves with every change, value or description; `If-Match` at an older
+/// one is refused and writes nothing.
+async fn secret_revisions(store: &dyn Store, owner: UserId) {
+    store
+        .create_secret(
+            secret(901, Scope::Team, None, "REVISED", owner),
+            event("secret.create"),
+        )
+        .await
+        .expect("creates");
+    let read = || async {
+        store
+            .secret(TEAM, Scope::Team, None, &n("REVISED"))
+            .await
+            .expect("reads")
+            .expect("found")
+    };
+    assert_eq!(read().await.revision, 1);
+    let update = |version, if_revision| SecretUpdate {
+        id: SecretId(901),
+        expected_version: version,
+        value: None,
+        description: Some(format!("at {if_revision:?}")),
+        if_revision,
+        actor: owner,
+        at: 9_000,
+    };
+    store
+        .update_secret(update(1, Some(1)), event("secret.update"))
+        .await
+        .expect("current");
+    assert_eq!(read().await.revision, 2, "a description alone moves it");
+    let stale = store
+        .update_secret(update(1, Some(1)), event("secret.update"))
+        .await;
+    assert!(matches!(stale, Err(StoreError::Stale)), "{stale:?}");
+    assert_eq!(read().await.description, "at Some(1)", "nothing written");
+    store
+        .update_secret(update(1, None), event("secret.update"))
+        .await
+        .expect("no If-Match");
+    assert_eq!(read().await.revision, 3);
 }
 
 async fn add(store: &dyn Store, name: &str, role: Role, seed: u64, by: UserId) -> (UserId, NewKey) {
@@ -214,7 +460,7 @@ async fn removal_is_final_and_a_name_comes_back_as_someone_new(store: &dyn Store
     )
     .await
     .expect("runs");
-    let before = store.audit(TEAM, 1_000).await.expect("reads").len();
+    let before = store.audit(TEAM, &aq(1_000)).await.expect("reads").len();
     let seen = std::sync::Mutex::new(None);
     let audit = |removed: &super::Removed| {
         *seen.lock().expect("lock") = Some(removed.clone());
@@ -242,7 +488,7 @@ async fn removal_is_final_and_a_name_comes_back_as_someone_new(store: &dyn Store
     );
     assert_eq!(removed.deleted, vec![n("DANA_NPM"), n("DANA_TOKEN")]);
     assert_eq!(
-        store.audit(TEAM, 1_000).await.expect("reads").len(),
+        store.audit(TEAM, &aq(1_000)).await.expect("reads").len(),
         before + 3
     );
     for key in [&first, &second] {
@@ -332,6 +578,7 @@ fn refused_names(
 /// and then revokes them.
 async fn identities_release_and_revoke_only_when_asked(store: &dyn Store, owner: UserId) {
     let identity = |name: &str, secrets: &[&str]| NamedList {
+        revision: 0,
         name: l(name),
         description: String::new(),
         secrets: Some(secrets.iter().map(|s| n(s)).collect()),
@@ -343,6 +590,7 @@ async fn identities_release_and_revoke_only_when_asked(store: &dyn Store, owner:
                 ListKind::Identity,
                 TEAM,
                 list,
+                None,
                 &release,
                 &one(event("identity.put")),
             )
@@ -439,8 +687,12 @@ async fn identities_release_and_revoke_only_when_asked(store: &dyn Store, owner:
 /// DESIGN §2 rule 8: a dry run is decided over the same snapshot, writes its audit event, and
 /// records no run.
 async fn a_dry_run_writes_its_event_and_no_run(store: &dyn Store) {
-    let runs = store.runs(TEAM, None, 1_000).await.expect("lists").len();
-    let events = store.audit(TEAM, 1_000).await.expect("reads").len();
+    let runs = store
+        .runs(TEAM, &rq(None, 1_000))
+        .await
+        .expect("lists")
+        .len();
+    let events = store.audit(TEAM, &aq(1_000)).await.expect("reads").len();
     let decision = store
         .dry_run(
             TEAM,
@@ -456,10 +708,14 @@ async fn a_dry_run_writes_its_event_and_no_run(store: &dyn Store) {
         .expect("decides");
     assert!(decision.result.is_ok());
     assert_eq!(
-        store.runs(TEAM, None, 1_000).await.expect("lists").len(),
+        store
+            .runs(TEAM, &rq(None, 1_000))
+            .await
+            .expect("lists")
+            .len(),
         runs
     );
-    let after = store.audit(TEAM, 1_000).await.expect("reads");
+    let after = store.audit(TEAM, &aq(1_000)).await.expect("reads");
     assert_eq!(after.len(), events + 1);
     assert_eq!(after[0].event.action, "run.dry_run");
 }
@@ -519,7 +775,7 @@ pub(crate) async fn upgraded_before_capabilities(store: &dyn Store) {
         ["DB_URL", "KEPT"],
         "the removed member's secret is deleted"
     );
-    let audit = store.audit(9, 100).await.expect("reads");
+    let audit = store.audit(9, &aq(100)).await.expect("reads");
     let recorded = |action: &str, target: &str| {
         audit
             .iter()
@@ -546,7 +802,7 @@ pub(crate) async fn upgraded_before_capabilities(store: &dyn Store) {
             new_key(KeyKind::Personal, 900, None, None),
             UserId(1),
             AuditEvent {
-                team: 9,
+                team: Some(9),
                 ..event("member.add")
             },
         )
@@ -662,6 +918,7 @@ async fn kept_state_follows_every_change(store: &dyn Store, owner: UserId, alice
         expected_version: 2,
         value: Some((vec![8, 8], 11)),
         description: None,
+        if_revision: None,
         actor: owner,
         at: 10_000,
     };
@@ -675,6 +932,7 @@ async fn kept_state_follows_every_change(store: &dyn Store, owner: UserId, alice
 
     // An identity attached: the secret is reserved from the next resolve on.
     let reader = NamedList {
+        revision: 0,
         name: l("reader"),
         description: String::new(),
         secrets: Some(vec![n("DB_URL")]),
@@ -685,6 +943,7 @@ async fn kept_state_follows_every_change(store: &dyn Store, owner: UserId, alice
             ListKind::Identity,
             TEAM,
             reader,
+            None,
             &[],
             &one(event("identity.put")),
         )
@@ -711,6 +970,7 @@ async fn kept_state_follows_every_change(store: &dyn Store, owner: UserId, alice
     // An environment created, changed and deleted.
     for secrets in [Some(vec![n("DB_URL")]), None] {
         let later = NamedList {
+            revision: 0,
             name: l("later"),
             description: String::new(),
             secrets: secrets.clone(),
@@ -721,6 +981,7 @@ async fn kept_state_follows_every_change(store: &dyn Store, owner: UserId, alice
                 ListKind::Environment,
                 TEAM,
                 later,
+                None,
                 &[],
                 &one(event("env.put")),
             )
@@ -1184,6 +1445,7 @@ async fn secrets(store: &dyn Store, owner: UserId, alice: UserId) {
         expected_version: 1,
         value: Some((vec![7, 7, 7], 12)),
         description: None,
+        if_revision: None,
         actor: alice,
         at: 4_000,
     };
@@ -1210,6 +1472,7 @@ async fn secrets(store: &dyn Store, owner: UserId, alice: UserId) {
         expected_version: 2,
         value: None,
         description: Some("new".into()),
+        if_revision: None,
         actor: owner,
         at: 5_000,
     };
@@ -1244,14 +1507,16 @@ async fn secrets(store: &dyn Store, owner: UserId, alice: UserId) {
 
 async fn lists(store: &dyn Store) {
     for kind in [ListKind::Environment, ListKind::Identity] {
+        // Revisions are the store's: ignored when writing, 1 when created, one more per write.
         let list = NamedList {
+            revision: 1,
             name: l("ci"),
             description: "d".into(),
             secrets: Some(vec![n("DB_URL")]),
             updated_at: 1,
         };
         store
-            .put_list(kind, TEAM, list.clone(), &[], &one(event("list.put")))
+            .put_list(kind, TEAM, list.clone(), None, &[], &one(event("list.put")))
             .await
             .expect("puts");
         assert_eq!(
@@ -1261,6 +1526,7 @@ async fn lists(store: &dyn Store) {
         let replaced = NamedList {
             secrets: Some(vec![]),
             updated_at: 2,
+            revision: 2,
             ..list.clone()
         };
         let put = |release: &'static [&'static str]| {
@@ -1268,7 +1534,14 @@ async fn lists(store: &dyn Store) {
             let replaced = replaced.clone();
             async move {
                 store
-                    .put_list(kind, TEAM, replaced, &release, &one(event("list.put")))
+                    .put_list(
+                        kind,
+                        TEAM,
+                        replaced,
+                        None,
+                        &release,
+                        &one(event("list.put")),
+                    )
                     .await
             }
         };
@@ -1299,7 +1572,57 @@ async fn lists(store: &dyn Store) {
         assert_eq!(change.released, released);
         assert_eq!(
             store.lists(kind, TEAM).await.expect("lists"),
-            vec![replaced]
+            vec![replaced.clone()]
+        );
+        // If-Match: a write at a revision read before the last one is refused, and writes
+        // nothing; at the current one it goes through.
+        let at = |revision| {
+            let list = NamedList {
+                description: "again".into(),
+                ..replaced.clone()
+            };
+            async move {
+                store
+                    .put_list(
+                        kind,
+                        TEAM,
+                        list,
+                        Some(revision),
+                        &[],
+                        &one(event("list.put")),
+                    )
+                    .await
+            }
+        };
+        assert!(matches!(at(1).await, Err(StoreError::Stale)));
+        assert_eq!(
+            store
+                .list(kind, TEAM, &l("ci"))
+                .await
+                .expect("reads")
+                .map(|l| l.revision),
+            Some(2)
+        );
+        let change = at(2).await.expect("current");
+        assert_eq!(change.before.map(|b| b.revision), Some(2));
+        assert_eq!(
+            store
+                .list(kind, TEAM, &l("ci"))
+                .await
+                .expect("reads")
+                .map(|l| l.revision),
+            Some(3)
+        );
+        let missing = NamedList {
+            name: l("nowhere"),
+            ..replaced.clone()
+        };
+        let stale = store
+            .put_list(kind, TEAM, missing, Some(1), &[], &one(event("list.put")))
+            .await;
+        assert!(
+            matches!(stale, Err(StoreError::Stale)),
+            "If-Match on nothing"
         );
         let release = [n("DB_URL"), n("API_KEY"), n("OTHER")];
         let (name, audit) = (l("ci"), one(event("list.delete")));
@@ -1309,6 +1632,7 @@ async fn lists(store: &dyn Store) {
         assert_eq!(store.list(kind, TEAM, &l("ci")).await.expect("reads"), None);
     }
     let open = NamedList {
+        revision: 1,
         name: l("open"),
         description: String::new(),
         secrets: None,
@@ -1319,6 +1643,7 @@ async fn lists(store: &dyn Store) {
             ListKind::Environment,
             TEAM,
             open.clone(),
+            None,
             &[],
             &one(event("env.put")),
         )
@@ -1343,6 +1668,7 @@ async fn runs(store: &dyn Store, owner: UserId, alice: UserId) {
         .await
         .expect("creates");
     let deployer = NamedList {
+        revision: 0,
         name: l("deployer"),
         description: String::new(),
         secrets: Some(vec![n("deploy_key")]),
@@ -1353,6 +1679,7 @@ async fn runs(store: &dyn Store, owner: UserId, alice: UserId) {
             ListKind::Identity,
             TEAM,
             deployer,
+            None,
             &[],
             &one(event("identity.put")),
         )
@@ -1424,8 +1751,11 @@ async fn runs(store: &dyn Store, owner: UserId, alice: UserId) {
         resolve_durably(store, TEAM, None, None, "run-2", Box::new(|_| decided(&[]))).await;
     assert!(duplicate.is_err(), "a failed write returns no values");
 
-    assert_eq!(store.runs(TEAM, None, 10).await.expect("lists").len(), 2);
-    let own = store.runs(TEAM, Some(alice), 10).await.expect("lists");
+    assert_eq!(
+        store.runs(TEAM, &rq(None, 10)).await.expect("lists").len(),
+        2
+    );
+    let own = store.runs(TEAM, &rq(Some(alice), 10)).await.expect("lists");
     assert_eq!(
         own.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
         vec!["run-1"]
@@ -1491,11 +1821,12 @@ async fn decisions_are_shared_until_a_change(store: &dyn Store) {
             "{id}: its own part and the shared part, as one record"
         );
     }
-    let listed = store.runs(TEAM, None, 2).await.expect("lists");
+    let listed = store.runs(TEAM, &rq(None, 2)).await.expect("lists");
     assert_eq!(listed.len(), 2);
     assert!(listed.iter().all(|r| r.record["trigger"] == "cli"));
 
     let env = NamedList {
+        revision: 0,
         name: l("shared"),
         description: String::new(),
         secrets: None,
@@ -1506,6 +1837,7 @@ async fn decisions_are_shared_until_a_change(store: &dyn Store) {
             ListKind::Environment,
             TEAM,
             env,
+            None,
             &[],
             &one(event("environment.put")),
         )
@@ -1605,6 +1937,8 @@ fn ask(id: &str, user: Option<UserId>, inputs: &[u8], decide: Decide) -> RunAsk 
 
 fn plan(id: &str, user: Option<UserId>) -> RunPlan {
     RunPlan {
+        identity: None,
+        environment: None,
         id: id.to_owned(),
         key_id: "AbCd1234".to_owned(),
         user,
@@ -1616,7 +1950,7 @@ fn plan(id: &str, user: Option<UserId>) -> RunPlan {
 }
 
 async fn audit(store: &dyn Store) {
-    let events = store.audit(TEAM, 1_000).await.expect("reads");
+    let events = store.audit(TEAM, &aq(1_000)).await.expect("reads");
     assert_eq!(
         events.first().map(|e| e.event.action.as_str()),
         Some("run.finish"),
@@ -1633,5 +1967,5 @@ async fn audit(store: &dyn Store) {
         .filter(|e| e.event.action == "member.role")
         .count();
     assert_eq!(roles, 1);
-    assert_eq!(store.audit(TEAM, 3).await.expect("reads").len(), 3);
+    assert_eq!(store.audit(TEAM, &aq(3)).await.expect("reads").len(), 3);
 }

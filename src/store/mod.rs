@@ -51,6 +51,9 @@ pub enum StoreError {
     /// What is stored forbids the change (each case a 409 naming what stands in the way).
     #[error("refused: {0:?}")]
     Refused(Refused),
+    /// The object changed since the revision the caller read (`If-Match`, 412).
+    #[error("the object changed since it was read")]
+    Stale,
 }
 
 /// A change refused because of what is stored, with what the caller needs to decide.
@@ -273,6 +276,8 @@ pub struct SecretRow {
     pub updated_at: Millis,
     /// Last updater's name.
     pub updated_by: String,
+    /// Moved by every write: the ETag `If-Match` compares.
+    pub revision: u64,
 }
 
 /// A secret to create.
@@ -313,6 +318,8 @@ pub struct SecretUpdate {
     pub value: Option<(Vec<u8>, u32)>,
     /// A new description.
     pub description: Option<String>,
+    /// The revision the caller read (`If-Match`); a different one is [`StoreError::Stale`].
+    pub if_revision: Option<u64>,
     /// Who.
     pub actor: UserId,
     /// When.
@@ -339,27 +346,48 @@ pub struct NamedList {
     pub secrets: Option<Vec<SecretName>>,
     /// Last change.
     pub updated_at: Millis,
+    /// Moved by every write: the ETag `If-Match` compares (ignored when writing).
+    pub revision: u64,
 }
 
 /// What happened, by whom: never a value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditEvent {
-    /// Team.
-    pub team: i64,
+    /// Team; `None` for a failed authentication whose key matches no key of any team.
+    pub team: Option<i64>,
     /// When.
     pub at: Millis,
-    /// Acting user, if any.
-    pub actor_user: Option<UserId>,
-    /// Acting key id, if any.
-    pub actor_key: Option<String>,
+    /// Who, with what key, from where.
+    pub actor: Actor,
     /// What, e.g. `secret.create`.
     pub action: String,
     /// On what, e.g. `team/DB_URL`.
     pub target: String,
-    /// `ok`, `denied`, `refused`...
+    /// `ok`, `denied`, `refused`, `failed`.
     pub outcome: String,
     /// More, as JSON text (names, never values).
     pub detail: String,
+}
+
+/// Who acted (DESIGN §10): the user and key, or a team key and the creator it acts on behalf
+/// of; the key's capability; the client's address and user agent. Empty for the platform's own
+/// events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Actor {
+    /// The acting user's id (a personal key's user, else a team key's creator).
+    pub user: Option<UserId>,
+    /// The acting key's id.
+    pub key: Option<String>,
+    /// The acting user's name (personal keys).
+    pub name: Option<String>,
+    /// The creator a team key acts on behalf of.
+    pub on_behalf_of: Option<String>,
+    /// The acting key's capability then.
+    pub capability: Option<Capability>,
+    /// The client's address (after `--trusted-proxy`).
+    pub client: Option<String>,
+    /// The client's `User-Agent`.
+    pub user_agent: Option<String>,
 }
 
 /// An audit event as stored.
@@ -380,6 +408,10 @@ pub struct RunPlan {
     pub key_id: String,
     /// The key's user, if a personal key.
     pub user: Option<UserId>,
+    /// The identity the run executes as (for filters).
+    pub identity: Option<Label>,
+    /// The environment the run names (for filters).
+    pub environment: Option<Label>,
     /// This run's own part of its record (who started it), as a JSON object; the rest is the
     /// decision's [`SharedRecord`]. Names only, never values.
     pub record: String,
@@ -424,6 +456,8 @@ pub struct RunRow {
     pub key_id: String,
     /// The key's user.
     pub user: Option<UserId>,
+    /// The identity it executed as.
+    pub identity: Option<String>,
     /// Record as JSON.
     pub record: serde_json::Value,
     /// `started`, `refused` or `finished`.
@@ -434,6 +468,50 @@ pub struct RunRow {
     pub ended_at: Option<Millis>,
     /// Exit status, duration, masked counts, as JSON.
     pub outcome: Option<serde_json::Value>,
+}
+
+/// Which audit events to read, newest first (DESIGN §9).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// At most this many.
+    pub limit: u32,
+    /// Only events older than this id (the cursor of a previous page).
+    pub before: Option<i64>,
+    /// Only actions starting with this (`secret.`).
+    pub action: Option<String>,
+    /// Only events whose acting user, or creator acted for, has this name.
+    pub actor: Option<String>,
+    /// Only this outcome.
+    pub outcome: Option<String>,
+    /// Only events at or after this time.
+    pub since: Option<Millis>,
+    /// Only events before this time.
+    pub until: Option<Millis>,
+}
+
+/// Which runs to read, newest first (DESIGN §9).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunQuery {
+    /// At most this many.
+    pub limit: u32,
+    /// Only runs after this one in the order (the cursor of a previous page): its start and id.
+    pub before: Option<(Millis, String)>,
+    /// Only runs of this user (visibility: a builder's own).
+    pub only_user: Option<UserId>,
+    /// Only runs of users with this name.
+    pub user: Option<String>,
+    /// Only runs made with this key id.
+    pub key: Option<String>,
+    /// Only runs executing as this identity.
+    pub identity: Option<String>,
+    /// Only runs naming this environment.
+    pub environment: Option<String>,
+    /// Only runs with this status.
+    pub status: Option<String>,
+    /// Only runs started at or after this time.
+    pub since: Option<Millis>,
+    /// Only runs started before this time.
+    pub until: Option<Millis>,
 }
 
 /// What the first start creates.
@@ -596,11 +674,33 @@ impl Durable {
     }
 }
 
+/// What a store measures of itself, for `/metrics`: shared handles, updated as it works.
+#[derive(Debug, Clone)]
+pub struct StoreMetrics {
+    /// How many run records each commit wrote together (SQLite's group commit; one per
+    /// commit on PostgreSQL).
+    pub batch_sizes: prometheus_client::metrics::histogram::Histogram,
+}
+
+impl Default for StoreMetrics {
+    fn default() -> Self {
+        Self {
+            batch_sizes: prometheus_client::metrics::histogram::Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(1.0, 2.0, 8),
+            ),
+        }
+    }
+}
+
 /// The storage contract. See the module documentation.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Checks the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// The store's own measurements.
+    fn metrics(&self) -> StoreMetrics {
+        StoreMetrics::default()
+    }
     /// A value of the `meta` table.
     async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Sets a `meta` value unless it exists; returns whether it was set.
@@ -701,12 +801,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Creates or replaces an environment or identity. For an identity, a change that leaves
     /// names reserved by no identity is refused ([`Refused::WouldRelease`]) unless each of
-    /// them is in `release` (compared ignoring case, as reservation is).
+    /// them is in `release` (compared ignoring case, as reservation is). With `if_revision`
+    /// (`If-Match`), the list must exist at that revision ([`StoreError::Stale`] if not).
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "each is one decision of the caller's"
+    )]
     async fn put_list(
         &self,
         kind: ListKind,
         team: i64,
         list: NamedList,
+        if_revision: Option<u64>,
         release: &[SecretName],
         audit: &AuditFor<'_, ListChange>,
     ) -> Result<ListChange, StoreError>;
@@ -757,18 +863,16 @@ pub trait Store: Send + Sync + 'static {
         at: Millis,
         audit: AuditEvent,
     ) -> Result<bool, StoreError>;
-    /// Runs of `team`, newest first; only `user`'s when given.
-    async fn runs(
-        &self,
-        team: i64,
-        user: Option<UserId>,
-        limit: u32,
-    ) -> Result<Vec<RunRow>, StoreError>;
+    /// Runs of `team` that `query` selects, newest first (by start, then id).
+    async fn runs(&self, team: i64, query: &RunQuery) -> Result<Vec<RunRow>, StoreError>;
     /// One run.
     async fn run(&self, team: i64, id: &str) -> Result<Option<RunRow>, StoreError>;
 
-    /// Audit events of `team`, newest first.
-    async fn audit(&self, team: i64, limit: u32) -> Result<Vec<AuditRow>, StoreError>;
+    /// Audit events of `team` (and those of no team) that `query` selects, newest first.
+    async fn audit(&self, team: i64, query: &AuditQuery) -> Result<Vec<AuditRow>, StoreError>;
+
+    /// Writes audit events outside any other change (failed authentications, denials).
+    async fn record_events(&self, events: &[AuditEvent]) -> Result<(), StoreError>;
 
     /// Counts one failed authentication for each of `buckets` (a client address, a key id) in
     /// the window starting at `window_start`, for every replica together; returns the highest

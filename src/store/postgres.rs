@@ -29,19 +29,20 @@ use sqlx::{Postgres, Row};
 use super::cache::Teams;
 use super::common::Write;
 use super::rows::{
-    AUDIT_COLUMNS, KEY_COLUMNS, RUN_COLUMNS, RUN_SELECT, SECRET_COLUMNS, SHARED_COLUMNS,
-    all_released, json, key_ref, key_row, kind_text, label, list_table, member_row, named_list,
-    names_json, parse_names, role, run_row, scope, scope_text, secret_name, secret_row, u32_of,
+    AUDIT_COLUMNS, AUDIT_VALUES, KEY_COLUMNS, RUN_COLUMNS, RUN_SELECT, SECRET_COLUMNS,
+    SHARED_COLUMNS, all_released, audit_row, json, key_ref, key_row, kind_text, label, list_table,
+    member_row, named_list, names_json, parse_names, role, run_row, scope, scope_text, secret_name,
+    secret_row, u32_of,
 };
 use super::{
-    AuditEvent, AuditFor, AuditRow, AuthKey, Bootstrap, DryRun, Durable, Existing, KeyRef, KeyRow,
-    ListChange, ListDeleted, ListKind, MemberRow, Millis, NamedList, NewKey, NewSecret, PendingRun,
-    Refused, Removed, RunAsk, RunPlan, RunRow, Sealed, SecretRow, SecretUpdate, SharedRecord,
-    Store, StoreError, TeamRow,
+    AuditEvent, AuditFor, AuditQuery, AuditRow, AuthKey, Bootstrap, DryRun, Durable, Existing,
+    KeyRef, KeyRow, ListChange, ListDeleted, ListKind, MemberRow, Millis, NamedList, NewKey,
+    NewSecret, PendingRun, Refused, Removed, RunAsk, RunPlan, RunQuery, RunRow, Sealed, SecretRow,
+    SecretUpdate, SharedRecord, Store, StoreError, TeamRow,
 };
 use crate::core::apikey::KeyId;
 use crate::core::name::{Label, SecretName};
-use crate::core::perm::Role;
+use crate::core::perm::{Capability, Role};
 use crate::core::resolve::{Environment, PersonalSecret, Scope, SecretId, TeamSecret, UserId};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -72,6 +73,7 @@ impl Default for PoolSettings {
 pub struct PgStore {
     pool: PgPool,
     teams: std::sync::Arc<Teams>,
+    metrics: super::StoreMetrics,
 }
 
 impl PgStore {
@@ -89,6 +91,7 @@ impl PgStore {
         Ok(Self {
             pool,
             teams: std::sync::Arc::default(),
+            metrics: super::StoreMetrics::default(),
         })
     }
 
@@ -172,6 +175,8 @@ super::common::sql_store! {
         }
         record_run(&mut tx, team, &plan, &decision.record.digest).await?;
         tx.commit().await?;
+        // One record per commit here (no group commit).
+        self.metrics.batch_sizes.observe(1.0);
         if store_decision {
             decision.stored.store(true, Ordering::Release);
         }
@@ -180,6 +185,10 @@ super::common::sql_store! {
             decision,
             durable: Durable::done(),
         })
+    }
+
+    fn metrics(&self) -> super::StoreMetrics {
+        self.metrics.clone()
     }
 
     async fn dry_run(
@@ -202,24 +211,6 @@ super::common::sql_store! {
         read_auth_key(&self.pool, key_id).await
     }
 
-    async fn runs(
-        &self,
-        team: i64,
-        user: Option<UserId>,
-        limit: u32,
-    ) -> Result<Vec<RunRow>, StoreError> {
-        let rows = sqlx::query(sql(format!(
-            "SELECT {RUN_SELECT} WHERE r.team_id = ? AND (? IS NULL OR r.user_id = ?)
-             ORDER BY r.started_at DESC, r.seq DESC LIMIT ?"
-        )))
-        .bind(team)
-        .bind(user.map(|u| u.0))
-        .bind(user.map(|u| u.0))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(run_row).collect()
-    }
 
     async fn count_auth_failure(
         &self,

@@ -6,7 +6,10 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 
-use super::{KeyRef, KeyRow, ListKind, MemberRow, NamedList, RunRow, SecretRow, StoreError};
+use super::{
+    Actor, AuditEvent, AuditRow, KeyRef, KeyRow, ListKind, MemberRow, NamedList, RunRow, SecretRow,
+    StoreError,
+};
 use crate::core::apikey::{KeyDigest, KeyId, KeyKind};
 use crate::core::name::{Label, SecretName};
 use crate::core::perm::Role;
@@ -138,19 +141,50 @@ pub(super) fn key_ref(row: &impl Cells) -> Result<KeyRef, StoreError> {
 
 /// The columns a new run record is written to, in this order.
 pub(super) const RUN_COLUMNS: &str =
-    "id, team_id, key_id, user_id, record, decision, status, started_at";
+    "id, team_id, key_id, user_id, identity, environment, record, decision, status, started_at";
 
 /// The columns a decision's shared record is written to, in this order.
 pub(super) const SHARED_COLUMNS: &str = "digest, record";
 
 /// What [`run_row`] reads, from runs `r` with their shared records: `SELECT {RUN_SELECT} WHERE …`.
 pub(super) const RUN_SELECT: &str =
-    "r.id, r.team_id, r.key_id, r.user_id, r.record, d.record AS shared, r.status, r.started_at,
-     r.ended_at, r.outcome FROM runs r LEFT JOIN run_decisions d ON d.digest = r.decision";
+    "r.id, r.team_id, r.key_id, r.user_id, r.identity, r.record, d.record AS shared, r.status,
+     r.started_at, r.ended_at, r.outcome FROM runs r LEFT JOIN run_decisions d ON d.digest = r.decision";
 
 /// The columns a new audit event is written to, in this order.
 pub(super) const AUDIT_COLUMNS: &str =
-    "team_id, at, actor_user, actor_key, action, target, outcome, detail";
+    "team_id, at, actor_user, actor_key, actor_name, on_behalf_of,
+    capability, client_addr, user_agent, action, target, outcome, detail";
+
+/// Placeholders for one row of [`AUDIT_COLUMNS`].
+pub(super) const AUDIT_VALUES: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+/// An audit event as stored, from a row holding `id` and [`AUDIT_COLUMNS`].
+pub(super) fn audit_row(row: &impl Cells) -> Result<AuditRow, StoreError> {
+    Ok(AuditRow {
+        id: row.int("id")?,
+        event: AuditEvent {
+            team: row.opt_int("team_id")?,
+            at: row.int("at")?,
+            actor: Actor {
+                user: row.opt_int("actor_user")?.map(UserId),
+                key: row.opt_text("actor_key")?,
+                name: row.opt_text("actor_name")?,
+                on_behalf_of: row.opt_text("on_behalf_of")?,
+                capability: row
+                    .opt_text("capability")?
+                    .map(|c| c.parse().map_err(|e| corrupt("capability", e)))
+                    .transpose()?,
+                client: row.opt_text("client_addr")?,
+                user_agent: row.opt_text("user_agent")?,
+            },
+            action: row.text("action")?,
+            target: row.text("target")?,
+            outcome: row.text("outcome")?,
+            detail: row.text("detail")?,
+        },
+    })
+}
 
 pub(super) const KEY_COLUMNS: &str =
     "k.id, k.key_id, k.digest, k.last4, k.team_id, k.kind, k.capability, k.user_id,
@@ -197,7 +231,7 @@ pub(super) fn key_row(row: &impl Cells) -> Result<KeyRow, StoreError> {
 pub(super) const SECRET_COLUMNS: &str =
     "s.id, s.team_id, s.scope, s.owner_id, o.name AS owner_name, s.name,
     s.description, s.version, s.key_version, s.value_len, s.created_at, c.name AS created_by,
-    s.updated_at, u.name AS updated_by";
+    s.updated_at, u.name AS updated_by, s.revision";
 
 pub(super) fn secret_row(row: &impl Cells) -> Result<SecretRow, StoreError> {
     Ok(SecretRow {
@@ -215,7 +249,12 @@ pub(super) fn secret_row(row: &impl Cells) -> Result<SecretRow, StoreError> {
         created_by: row.text("created_by")?,
         updated_at: row.int("updated_at")?,
         updated_by: row.text("updated_by")?,
+        revision: revision(row.int("revision")?)?,
     })
+}
+
+fn revision(n: i64) -> Result<u64, StoreError> {
+    u64::try_from(n).map_err(|e| corrupt("revision", e))
 }
 
 pub(super) fn run_row(row: &impl Cells) -> Result<RunRow, StoreError> {
@@ -224,6 +263,7 @@ pub(super) fn run_row(row: &impl Cells) -> Result<RunRow, StoreError> {
         team: row.int("team_id")?,
         key_id: row.text("key_id")?,
         user: row.opt_int("user_id")?.map(UserId),
+        identity: row.opt_text("identity")?,
         record: run_record(&row.text("record")?, row.opt_text("shared")?.as_deref())?,
         status: row.text("status")?,
         started_at: row.int("started_at")?,
@@ -260,6 +300,7 @@ pub(super) fn named_list(row: &impl Cells) -> Result<NamedList, StoreError> {
             .map(|s| parse_names(&s))
             .transpose()?,
         updated_at: row.int("updated_at")?,
+        revision: revision(row.int("revision")?)?,
     })
 }
 

@@ -33,19 +33,20 @@ use tokio::sync::{mpsc, oneshot};
 use super::cache::{Generational, Teams};
 use super::common::Write;
 use super::rows::{
-    AUDIT_COLUMNS, KEY_COLUMNS, RUN_COLUMNS, RUN_SELECT, SECRET_COLUMNS, SHARED_COLUMNS,
-    all_released, json, key_ref, key_row, kind_text, label, list_table, member_row, named_list,
-    names_json, parse_names, role, run_row, scope, scope_text, secret_name, secret_row, u32_of,
+    AUDIT_COLUMNS, AUDIT_VALUES, KEY_COLUMNS, RUN_COLUMNS, RUN_SELECT, SECRET_COLUMNS,
+    SHARED_COLUMNS, all_released, audit_row, json, key_ref, key_row, kind_text, label, list_table,
+    member_row, named_list, names_json, parse_names, role, run_row, scope, scope_text, secret_name,
+    secret_row, u32_of,
 };
 use super::{
-    AuditEvent, AuditFor, AuditRow, AuthKey, Bootstrap, Decision, DryRun, Durable, Existing,
-    KeyRef, KeyRow, ListChange, ListDeleted, ListKind, MemberRow, Millis, NamedList, NewKey,
-    NewSecret, PendingRun, Refused, Removed, RunAsk, RunPlan, RunRow, Sealed, SecretRow,
-    SecretUpdate, SharedRecord, Store, StoreError, TeamRow,
+    AuditEvent, AuditFor, AuditQuery, AuditRow, AuthKey, Bootstrap, Decision, DryRun, Durable,
+    Existing, KeyRef, KeyRow, ListChange, ListDeleted, ListKind, MemberRow, Millis, NamedList,
+    NewKey, NewSecret, PendingRun, Refused, Removed, RunAsk, RunPlan, RunQuery, RunRow, Sealed,
+    SecretRow, SecretUpdate, SharedRecord, Store, StoreError, TeamRow,
 };
 use crate::core::apikey::KeyId;
 use crate::core::name::{Label, SecretName};
-use crate::core::perm::Role;
+use crate::core::perm::{Capability, Role};
 use crate::core::resolve::{Environment, PersonalSecret, Scope, SecretId, TeamSecret, UserId};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -56,6 +57,7 @@ pub struct SqliteStore {
     pool: SqlitePool,
     runs: mpsc::Sender<RunJob>,
     kept: Arc<Kept>,
+    metrics: super::StoreMetrics,
 }
 
 /// What this process keeps between requests, valid for one generation (`store::cache`).
@@ -111,7 +113,8 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         let (runs, queue) = mpsc::channel(1024);
-        tokio::spawn(run_writer(pool.clone(), queue));
+        let metrics = super::StoreMetrics::default();
+        tokio::spawn(run_writer(pool.clone(), queue, metrics.clone()));
         let kept = Arc::new(Kept {
             generation: Arc::new(AtomicU64::new(0)),
             touches: Arc::new(AtomicU64::new(0)),
@@ -119,7 +122,12 @@ impl SqliteStore {
             keys: Generational::default(),
             _owner: owner,
         });
-        Ok(Self { pool, runs, kept })
+        Ok(Self {
+            pool,
+            runs,
+            kept,
+            metrics,
+        })
     }
 
     /// A configuration change: the caches are refilled once it commits.
@@ -245,6 +253,10 @@ super::common::sql_store! {
         })
     }
 
+    fn metrics(&self) -> super::StoreMetrics {
+        self.metrics.clone()
+    }
+
     async fn dry_run(&self, team: i64, ask: DryRun) -> Result<Arc<Decision>, StoreError> {
         let data = self.team_data(team).await?;
         let decision = data.decide(ask.user, ask.environment.as_ref(), ask.inputs, ask.decide)?;
@@ -266,24 +278,6 @@ super::common::sql_store! {
         Ok(found)
     }
 
-    async fn runs(
-        &self,
-        team: i64,
-        user: Option<UserId>,
-        limit: u32,
-    ) -> Result<Vec<RunRow>, StoreError> {
-        let rows = sqlx::query(sql(format!(
-            "SELECT {RUN_SELECT} WHERE r.team_id = ? AND (? IS NULL OR r.user_id = ?)
-             ORDER BY r.started_at DESC, r.rowid DESC LIMIT ?"
-        )))
-        .bind(team)
-        .bind(user.map(|u| u.0))
-        .bind(user.map(|u| u.0))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(run_row).collect()
-    }
     }
 }
 
@@ -301,9 +295,15 @@ fn sql(
 /// and a run's values leave only once its record is durable. If the batch fails, each record is
 /// written again in its own savepoint, so one bad record fails alone; if a commit fails, every
 /// job of it gets the error (fail closed).
-async fn run_writer(pool: SqlitePool, mut queue: mpsc::Receiver<RunJob>) {
+async fn run_writer(
+    pool: SqlitePool,
+    mut queue: mpsc::Receiver<RunJob>,
+    metrics: super::StoreMetrics,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        #[allow(clippy::cast_precision_loss, reason = "at most MAX_BATCH")]
+        metrics.batch_sizes.observe(batch.len() as f64);
         let results = match write_together(&pool, &batch).await {
             Ok(()) => batch.iter().map(|_| Ok(())).collect(),
             Err(e) => {
@@ -348,6 +348,8 @@ async fn write_together(pool: &SqlitePool, jobs: &[RunJob]) -> Result<(), StoreE
                 .push_bind(*team)
                 .push_bind(plan.key_id.as_str())
                 .push_bind(plan.user.map(|u| u.0))
+                .push_bind(plan.identity.as_ref().map(Label::as_str))
+                .push_bind(plan.environment.as_ref().map(Label::as_str))
                 .push_bind(plan.record.as_str())
                 .push_bind(shared.record.digest.as_slice())
                 .push_bind(plan.status)
@@ -359,8 +361,13 @@ async fn write_together(pool: &SqlitePool, jobs: &[RunJob]) -> Result<(), StoreE
         let e = &job.plan.audit;
         row.push_bind(e.team)
             .push_bind(e.at)
-            .push_bind(e.actor_user.map(|u| u.0))
-            .push_bind(e.actor_key.as_deref())
+            .push_bind(e.actor.user.map(|u| u.0))
+            .push_bind(e.actor.key.as_deref())
+            .push_bind(e.actor.name.as_deref())
+            .push_bind(e.actor.on_behalf_of.as_deref())
+            .push_bind(e.actor.capability.map(Capability::as_str))
+            .push_bind(e.actor.client.as_deref())
+            .push_bind(e.actor.user_agent.as_deref())
             .push_bind(e.action.as_str())
             .push_bind(e.target.as_str())
             .push_bind(e.outcome.as_str())

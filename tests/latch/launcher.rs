@@ -314,7 +314,7 @@ async fn not_found_is_127_and_not_executable_is_126() {
     .await;
     assert_eq!(o.status.code(), Some(127), "{}", text(&o.stderr));
     // The run record says so.
-    let runs = p.ok(&p.owner, Method::GET, "/v1/runs", None).await;
+    let runs = p.ok(&p.owner, Method::GET, "/v1/runs", None).await["runs"].clone();
     let codes: Vec<&Value> = runs
         .as_array()
         .expect("list")
@@ -705,7 +705,7 @@ async fn the_run_end_is_reported_and_the_log_is_scrubbed() {
     );
     let mode = std::fs::metadata(&log).expect("meta").permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
-    let runs = p.ok(&p.owner, Method::GET, "/v1/runs", None).await;
+    let runs = p.ok(&p.owner, Method::GET, "/v1/runs", None).await["runs"].clone();
     let id = runs[0]["id"].as_str().expect("id").to_owned();
     let run = p
         .ok(&p.owner, Method::GET, &format!("/v1/runs/{id}"), None)

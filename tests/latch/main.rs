@@ -11,6 +11,7 @@
 mod cli;
 mod launcher;
 mod manage;
+mod operations;
 mod privilege;
 mod recipes;
 mod replicas;

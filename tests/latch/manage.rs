@@ -290,9 +290,9 @@ async fn keys_members_lists_runs_audit_and_whoami() {
         .split_whitespace()
         .collect();
     assert_eq!(
-        row[1..5],
-        ["owner", "cli", "started", &delivered.to_string()],
-        "ID WHO TRIGGER STATUS SECRETS: {runs}"
+        row[1..7],
+        ["owner", "cli", "-", "-", "started", &delivered.to_string()],
+        "ID WHO TRIGGER ENV IDENTITY STATUS SECRETS: {runs}"
     );
     let shown = json_of(&latch(&p, &k, &["runs", "show", run_id]).await);
     assert_eq!(shown["id"], run_id);
@@ -433,7 +433,7 @@ async fn scrub_run_masks_the_values_of_a_resolved_run_and_reports_its_end() {
         err(&o)
     );
     assert!(!err(&o).contains("pw-123456"));
-    let runs = p.ok(&k, Method::GET, "/v1/runs", None).await;
+    let runs = p.ok(&k, Method::GET, "/v1/runs", None).await["runs"].clone();
     let run = &runs[0];
     assert_eq!(run["status"], "finished", "{run}");
     assert_eq!(run["outcome"]["masked"]["DB_URL"], 1);

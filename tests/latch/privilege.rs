@@ -465,7 +465,7 @@ fn text(bytes: &[u8]) -> String {
 }
 
 /// Runs the real `latch` with `key`; stdin is empty (no terminal).
-async fn cli(p: &Platform, key: &str, args: &[&str]) -> Output {
+pub(crate) async fn cli(p: &Platform, key: &str, args: &[&str]) -> Output {
     let (url, key) = (p.url.clone(), key.to_owned());
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
     tokio::task::spawn_blocking(move || {
@@ -607,7 +607,7 @@ async fn an_agent_key_can_neither_mint_keys_nor_read_another_identitys_secret_no
         "nobody was added"
     );
     // The audit log says which key acted, with its capability.
-    let audit = p.ok(&owner, Method::GET, "/v1/audit", None).await;
+    let audit = p.ok(&owner, Method::GET, "/v1/audit", None).await["events"].clone();
     let agent_id = made["info"]["id"].as_str().expect("id");
     let started = audit
         .as_array()
@@ -615,14 +615,21 @@ async fn an_agent_key_can_neither_mint_keys_nor_read_another_identitys_secret_no
         .iter()
         .find(|e| e["action"] == "run.start" && e["key_id"] == agent_id)
         .expect("the agent's run is audited");
-    assert_eq!(started["detail"]["actor_capability"], "run", "{started}");
+    assert_eq!(started["capability"], "run", "{started}");
+    assert_eq!(
+        started["on_behalf_of"], "owner",
+        "a team key acts for its creator: {started}"
+    );
     let created = audit
         .as_array()
         .expect("list")
         .iter()
         .find(|e| e["action"] == "api_key.create")
         .expect("audited");
-    assert_eq!(created["detail"]["actor_capability"], "manage", "{created}");
+    assert_eq!(
+        created["capability"], "manage",
+        "the acting key's: {created}"
+    );
     assert_eq!(
         created["detail"]["capability"], "run",
         "the new key's: {created}"
@@ -758,7 +765,7 @@ async fn keys_never_create_keys_above_themselves() {
             "{k}"
         );
     }
-    let audit = p.ok(&owner, Method::GET, "/v1/audit", None).await;
+    let audit = p.ok(&owner, Method::GET, "/v1/audit", None).await["events"].clone();
     let created: Vec<&Value> = audit
         .as_array()
         .expect("list")
@@ -1059,7 +1066,7 @@ async fn removing_a_member_is_final_and_the_name_comes_back_as_someone_new() {
         .ok(&owner, Method::GET, &format!("/v1/runs/{run_id}"), None)
         .await;
     assert_eq!(shown["record"]["who"]["user"], "ed", "runs stay readable");
-    let audit = p.ok(&owner, Method::GET, "/v1/audit", None).await;
+    let audit = p.ok(&owner, Method::GET, "/v1/audit", None).await["events"].clone();
     let events = audit.as_array().expect("list");
     let removal = events
         .iter()
@@ -1109,7 +1116,7 @@ async fn removing_a_member_is_final_and_the_name_comes_back_as_someone_new() {
             .all(|s| s["scope"] == "team"),
         "{secrets}"
     );
-    let runs = p.ok(&new, Method::GET, "/v1/runs", None).await;
+    let runs = p.ok(&new, Method::GET, "/v1/runs", None).await["runs"].clone();
     assert!(
         runs.as_array().expect("list").is_empty(),
         "the old runs are not theirs: {runs}"
@@ -1218,7 +1225,7 @@ async fn an_identity_change_that_releases_secrets_is_explicit_in_the_api_and_the
         said.contains("released DEPLOY_KEY") && said.contains("revoked deploy bot"),
         "{said}"
     );
-    let audit = p.ok(&owner, Method::GET, "/v1/audit", None).await;
+    let audit = p.ok(&owner, Method::GET, "/v1/audit", None).await["events"].clone();
     let deleted = audit
         .as_array()
         .expect("list")
@@ -1290,9 +1297,9 @@ async fn a_dry_run_names_what_a_run_would_get_and_the_allowlist_that_applied() {
         (status, v["code"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("required_missing"))
     );
-    let runs = p.ok(&owner, Method::GET, "/v1/runs", None).await;
+    let runs = p.ok(&owner, Method::GET, "/v1/runs", None).await["runs"].clone();
     assert_eq!(runs, json!([]), "a dry run records no run");
-    let audit = p.ok(&owner, Method::GET, "/v1/audit", None).await;
+    let audit = p.ok(&owner, Method::GET, "/v1/audit", None).await["events"].clone();
     let dry_events: Vec<&Value> = audit
         .as_array()
         .expect("list")

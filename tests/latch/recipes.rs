@@ -199,12 +199,12 @@ async fn the_systemd_units_exec_start_serves_and_stops_on_its_kill_signal() {
         .replace("127.0.0.1:8177", "127.0.0.1:0");
     let mut words = exec.split_whitespace();
     assert_eq!(words.next(), Some("/usr/local/bin/latch"));
+    assert!(
+        exec.contains("--bootstrap-key-file"),
+        "the key goes to a file, not the journal"
+    );
     let mut child = Command::new(env!("CARGO_BIN_EXE_latch"))
         .args(words)
-        .args([
-            "--bootstrap-key-file",
-            dir.path().join("owner.key").to_str().expect("utf8"),
-        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -233,6 +233,11 @@ async fn the_systemd_units_exec_start_serves_and_stops_on_its_kill_signal() {
         .expect("joins");
     std::mem::forget(guard);
     assert_eq!(status.code(), Some(0));
+    let key = std::fs::read_to_string(dir.path().join("state/bootstrap.key")).expect("key file");
+    assert!(
+        key.starts_with("latch_p_"),
+        "the bootstrap key is in the file"
+    );
 }
 
 /// Sends SIGKILL to a process when dropped.

@@ -28,6 +28,23 @@ pub(crate) struct Platform {
 }
 
 async fn start_in(dir: tempfile::TempDir, root: RootKey) -> Platform {
+    start_trusting(dir, root, Vec::new()).await
+}
+
+/// A platform that believes `X-Forwarded-For` from loopback, as behind a reverse proxy there:
+/// a test can then speak for any client address.
+pub(crate) async fn start_behind_proxy() -> Platform {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = root_of(dir.path());
+    let loopback = latch::server::client::parse_trusted_proxy("127.0.0.1/32").expect("cidr");
+    start_trusting(dir, root, vec![loopback]).await
+}
+
+async fn start_trusting(
+    dir: tempfile::TempDir,
+    root: RootKey,
+    trusted: Vec<ipnet::IpNet>,
+) -> Platform {
     let store = SqliteStore::open(&dir.path().join("latch.db"))
         .await
         .expect("opens");
@@ -46,7 +63,7 @@ async fn start_in(dir: tempfile::TempDir, root: RootKey) -> Platform {
     .expect("bootstraps");
     let owner = key.map(|k| k.expose().to_owned()).unwrap_or_default();
     let store: Arc<dyn Store> = Arc::new(store);
-    let app = App::new(store, root);
+    let app = App::with_proxies(store, root, trusted);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let (stop, stopped) = oneshot::channel::<()>();
@@ -604,8 +621,8 @@ async fn the_permission_matrix_row_by_row() {
         }
     }
     // Builders read only their own runs; owners and admins see all.
-    let all = p.ok(&owner, Method::GET, "/v1/runs", None).await;
-    let own = p.ok(&keys[2].1, Method::GET, "/v1/runs", None).await;
+    let all = p.ok(&owner, Method::GET, "/v1/runs", None).await["runs"].clone();
+    let own = p.ok(&keys[2].1, Method::GET, "/v1/runs", None).await["runs"].clone();
     assert_eq!(all.as_array().expect("list").len(), 3);
     assert_eq!(own.as_array().expect("list").len(), 1);
     // Admins list every key; builders their own.
@@ -955,9 +972,10 @@ async fn failed_authentication_is_rate_limited_with_retry_after() {
         .await
         .expect("text");
     assert!(
-        metrics.contains("latch_auth_failures_total 20"),
+        metrics.contains(r#"latch_auth_failures_total{reason="unknown_key"} 21"#),
         "{metrics}"
     );
+    assert!(metrics.contains("latch_rate_limited_total 1"), "{metrics}");
     p.stop().await;
 }
 
@@ -1026,7 +1044,7 @@ async fn a_run_whose_record_cannot_be_written_gets_no_value() {
         assert!(status.is_server_error(), "{status} {body}");
         assert!(!body.to_string().contains(VALUE), "a value left: {body}");
     }
-    let listed = p.ok(&owner, Method::GET, "/v1/runs", None).await;
+    let listed = p.ok(&owner, Method::GET, "/v1/runs", None).await["runs"].clone();
     assert_eq!(listed, json!([]), "no run was recorded");
     sqlx::query("DROP TRIGGER refuse_runs")
         .execute(&mut db)
@@ -1112,7 +1130,7 @@ async fn repeated_runs_store_their_names_once_and_read_back_whole() {
         .ok(&owner, Method::GET, &format!("/v1/runs/{after}"), None)
         .await;
     assert_eq!(run["record"]["delivered"]["team"]["S_0"], 2, "{run}");
-    let listed = p.ok(&owner, Method::GET, "/v1/runs", None).await;
+    let listed = p.ok(&owner, Method::GET, "/v1/runs", None).await["runs"].clone();
     let listed = listed.as_array().expect("list");
     assert_eq!(listed.len(), 12);
     assert!(

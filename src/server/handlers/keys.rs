@@ -25,7 +25,7 @@ use crate::store::{KeyRow, ListKind, NewKey};
 pub(in crate::server) async fn whoami(
     RunCaller(caller): RunCaller,
 ) -> Result<Json<Whoami>, ApiError> {
-    caller.check(Action::Whoami)?;
+    caller.require(Action::Whoami).await?;
     Ok(Json(Whoami {
         team: caller.team_name.clone(),
         user: caller.user.as_ref().map(|(_, n)| n.clone()),
@@ -62,6 +62,16 @@ pub(super) async fn user_names(app: &App, team: i64) -> Result<BTreeMap<i64, Str
         .into_iter()
         .map(|m| (m.user.0, m.name.to_string()))
         .collect())
+}
+
+/// A key's expiry as asked (`1d`, `30d`, `never`, ...), else `default` (DESIGN §4).
+pub(super) fn parse_expiry(asked: Option<&str>, default: &str) -> Result<Expiry, ApiError> {
+    asked
+        .unwrap_or(default)
+        .parse()
+        .map_err(|e: crate::core::duration::DurationError| {
+            ApiError::bad_request("invalid_expiry", e.to_string())
+        })
 }
 
 /// Draws a key and describes it for storage.
@@ -107,11 +117,7 @@ pub(in crate::server) async fn create_key(
             "a key name is 1 to 100 printable characters",
         ));
     }
-    let expires: Expiry = body.expires.as_deref().unwrap_or("90d").parse().map_err(
-        |e: crate::core::duration::DurationError| {
-            ApiError::bad_request("invalid_expiry", e.to_string())
-        },
-    )?;
+    let expires = parse_expiry(body.expires.as_deref(), "90d")?;
     // The creating key is `manage` (the extractor refuses `run` keys), so no new key has more
     // capability than it; a team key gets the creator's effective role, so never a higher one.
     let capability = body
@@ -119,17 +125,17 @@ pub(in crate::server) async fn create_key(
         .unwrap_or(Capability::default_for(body.kind));
     let (user, role_at_creation) = match body.kind {
         KeyKind::Personal => {
-            caller.check(Action::CreatePersonalKey)?;
+            caller.require(Action::CreatePersonalKey).await?;
             if body.identity.is_some() {
                 return Err(ApiError::bad_request(
                     "invalid_identity",
                     "only team keys are bound to an identity",
                 ));
             }
-            (Some(caller.own_user()?), None)
+            (Some(caller.own_user().await?), None)
         }
         KeyKind::Team => {
-            caller.check(Action::CreateTeamKey)?;
+            caller.require(Action::CreateTeamKey).await?;
             if body.identity.is_some() && capability == Capability::Manage {
                 return Err(ApiError::bad_request(
                     "invalid_capability",
@@ -159,7 +165,7 @@ pub(in crate::server) async fn create_key(
         &caller,
         "api_key.create",
         new.key_id.to_string(),
-        json!({
+        &json!({
             "kind": body.kind,
             "name": new.name,
             "capability": capability,
@@ -193,10 +199,10 @@ pub(in crate::server) async fn list_keys(
     State(app): Shared,
     caller: Caller,
 ) -> Result<Json<Vec<KeyInfo>>, ApiError> {
-    let only = if caller.check(Action::ManageAllKeys).is_ok() {
+    let only = if caller.allows(Action::ManageAllKeys) {
         None
     } else {
-        caller.check(Action::ManageOwnKeys)?;
+        caller.require(Action::ManageOwnKeys).await?;
         Some(caller.actor())
     };
     let names = user_names(&app, caller.team).await?;
@@ -212,18 +218,26 @@ pub(in crate::server) async fn revoke_key(
 ) -> Result<StatusCode, ApiError> {
     let key_id =
         KeyId::try_from(id).map_err(|e| ApiError::bad_request("invalid_key_id", e.to_string()))?;
-    let only = if caller.check(Action::ManageAllKeys).is_ok() {
+    let only = if caller.allows(Action::ManageAllKeys) {
         None
     } else {
-        caller.check(Action::ManageOwnKeys)?;
+        caller.require(Action::ManageOwnKeys).await?;
         Some(caller.actor())
     };
+    // The event names the key (DESIGN §10): read it among those the caller may revoke.
+    let known = app.store.keys(caller.team, only).await?;
+    let key = known.iter().find(|k| k.key_id == key_id);
     let audit = event(
         &app,
         &caller,
         "api_key.revoke",
         key_id.to_string(),
-        json!({}),
+        &json!({
+            "name": key.map(|k| k.name.as_str()),
+            "kind": key.map(|k| k.kind),
+            "capability": key.map(|k| k.capability),
+            "identity": key.and_then(|k| k.identity.as_ref()),
+        }),
     );
     if app
         .store

@@ -4,11 +4,13 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::secrets::description_of;
-use super::{ApiJson, ApiQuery, Shared, event, label, secret_name};
+use super::{ApiJson, ApiQuery, IfMatch, Shared, event, label, secret_name, with_etag};
 use crate::api::{DeletedList, ListInfo, Problem, PutList};
 use crate::core::perm::Action;
 use crate::server::App;
@@ -25,6 +27,7 @@ fn list_info(list: &NamedList) -> ListInfo {
             .as_ref()
             .map(|s| s.iter().map(ToString::to_string).collect()),
         updated_at: list.updated_at,
+        revision: list.revision,
     }
 }
 
@@ -45,9 +48,10 @@ async fn put_list(
     app: Arc<App>,
     caller: Caller,
     name: String,
+    if_match: IfMatch,
     body: PutList,
-) -> Result<Json<ListInfo>, ApiError> {
-    caller.check(Action::ManageEnvironments)?;
+) -> Result<Response, ApiError> {
+    caller.require(Action::ManageEnvironments).await?;
     let name = label(&name, kind_name(kind))?;
     let secrets = match kind {
         ListKind::Environment => body.secrets,
@@ -70,14 +74,21 @@ async fn put_list(
         description: description_of(body.description)?,
         secrets,
         updated_at: app.now(),
+        revision: 0,
     };
+    let if_revision = if_match
+        .expect(async {
+            let now = app.store.list(kind, caller.team, &list.name).await?;
+            Ok(now.map(|l| l.revision))
+        })
+        .await?;
     let events = |change: &ListChange| {
         vec![event(
             &app,
             &caller,
             &format!("{}.put", kind_name(kind)),
             list.name.to_string(),
-            json!({
+            &json!({
                 "created": change.before.is_none(),
                 "before": names_of(change.before.as_ref()),
                 "secrets": names_of(Some(&list)),
@@ -85,10 +96,20 @@ async fn put_list(
             }),
         )]
     };
-    app.store
-        .put_list(kind, caller.team, list.clone(), &body.release, &events)
+    let change = app
+        .store
+        .put_list(
+            kind,
+            caller.team,
+            list.clone(),
+            if_revision,
+            &body.release,
+            &events,
+        )
         .await?;
-    Ok(Json(list_info(&list)))
+    let revision = change.before.map_or(1, |b| b.revision + 1);
+    let info = list_info(&NamedList { revision, ..list });
+    Ok(with_etag(Json(info).into_response(), revision))
 }
 
 async fn get_list(
@@ -96,8 +117,8 @@ async fn get_list(
     app: Arc<App>,
     caller: Caller,
     name: String,
-) -> Result<Json<ListInfo>, ApiError> {
-    caller.check(Action::ReadEnvironments)?;
+) -> Result<Response, ApiError> {
+    caller.require(Action::ReadEnvironments).await?;
     let name = label(&name, kind_name(kind))?;
     let list = app
         .store
@@ -109,7 +130,10 @@ async fn get_list(
                 format!("{} `{name}` does not exist", kind_name(kind)),
             )
         })?;
-    Ok(Json(list_info(&list)))
+    Ok(with_etag(
+        Json(list_info(&list)).into_response(),
+        list.revision,
+    ))
 }
 
 async fn get_lists(
@@ -117,7 +141,7 @@ async fn get_lists(
     app: Arc<App>,
     caller: Caller,
 ) -> Result<Json<Vec<ListInfo>>, ApiError> {
-    caller.check(Action::ReadEnvironments)?;
+    caller.require(Action::ReadEnvironments).await?;
     Ok(Json(
         app.store
             .lists(kind, caller.team)
@@ -147,7 +171,7 @@ async fn delete_list(
     name: String,
     query: DeleteQuery,
 ) -> Result<Json<DeletedList>, ApiError> {
-    caller.check(Action::ManageEnvironments)?;
+    caller.require(Action::ManageEnvironments).await?;
     let name = label(&name, kind_name(kind))?;
     if kind == ListKind::Environment && (query.release.is_some() || query.force) {
         return Err(ApiError::bad_request(
@@ -171,7 +195,7 @@ async fn delete_list(
             &caller,
             &format!("{}.delete", kind_name(kind)),
             name.to_string(),
-            json!({
+            &json!({
                 "before": names_of(Some(&deleted.before)),
                 "released": deleted.released,
                 "revoked_keys": revoked,
@@ -206,13 +230,13 @@ async fn delete_list(
 macro_rules! list_routes {
     ($kind:expr, $base:literal, $tag:literal, $put:ident, $get:ident, $all:ident, $delete:ident) => {
         #[utoipa::path(put, path = concat!($base, "/{name}"), tag = $tag, params(("name" = String, Path)),
-            request_body = PutList, responses((status = 200, body = ListInfo), (status = 403, body = Problem), (status = 409, description = "`would_release`", body = Problem)))]
-        pub(in crate::server) async fn $put(State(app): Shared, caller: Caller, Path(name): Path<String>, ApiJson(body): ApiJson<PutList>) -> Result<Json<ListInfo>, ApiError> {
-            put_list($kind, app, caller, name, body).await
+            request_body = PutList, responses((status = 200, body = ListInfo), (status = 403, body = Problem), (status = 409, description = "`would_release`", body = Problem), (status = 412, description = "`If-Match` names another revision", body = Problem)))]
+        pub(in crate::server) async fn $put(State(app): Shared, caller: Caller, Path(name): Path<String>, headers: HeaderMap, ApiJson(body): ApiJson<PutList>) -> Result<Response, ApiError> {
+            put_list($kind, app, caller, name, IfMatch::of(&headers)?, body).await
         }
         #[utoipa::path(get, path = concat!($base, "/{name}"), tag = $tag, params(("name" = String, Path)),
             responses((status = 200, body = ListInfo), (status = 404, body = Problem)))]
-        pub(in crate::server) async fn $get(State(app): Shared, caller: Caller, Path(name): Path<String>) -> Result<Json<ListInfo>, ApiError> {
+        pub(in crate::server) async fn $get(State(app): Shared, caller: Caller, Path(name): Path<String>) -> Result<Response, ApiError> {
             get_list($kind, app, caller, name).await
         }
         #[utoipa::path(get, path = $base, tag = $tag, responses((status = 200, body = [ListInfo])))]

@@ -6,11 +6,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::keys::{draw_key, key_info, user_names};
+use super::keys::{draw_key, key_info, parse_expiry, user_names};
 use super::{ApiJson, Shared, event, label, no_store};
 use crate::api::{AddMember, AddedMember, CreatedKey, MemberInfo, Problem, RemovedMember, SetRole};
 use crate::core::apikey::KeyKind;
-use crate::core::duration::Expiry;
 use crate::core::perm::{Action, Capability};
 use crate::server::App;
 use crate::server::auth::Caller;
@@ -31,14 +30,17 @@ pub(in crate::server) async fn add_member(
     caller: Caller,
     ApiJson(body): ApiJson<AddMember>,
 ) -> Result<Response, ApiError> {
-    caller.check(Action::AddMember { role: body.role })?;
+    caller
+        .require(Action::AddMember { role: body.role })
+        .await?;
     let now = app.now();
+    let expires = parse_expiry(body.expires.as_deref(), "7d")?;
     let (key, new) = draw_key(
         KeyKind::Personal,
         Capability::Manage,
         "first key".to_owned(),
         now,
-        Expiry::Never,
+        expires,
     )?;
     let key_id = new.key_id.clone();
     let audit = event(
@@ -46,7 +48,11 @@ pub(in crate::server) async fn add_member(
         &caller,
         "member.add",
         body.name.to_string(),
-        json!({ "role": body.role, "key_id": new.key_id.as_str() }),
+        &json!({
+            "role": body.role,
+            "key_id": new.key_id.as_str(),
+            "expires_at": new.expires_at,
+        }),
     );
     let user = app
         .store
@@ -86,7 +92,7 @@ pub(in crate::server) async fn list_members(
     State(app): Shared,
     caller: Caller,
 ) -> Result<Json<Vec<MemberInfo>>, ApiError> {
-    caller.check(Action::ListMembers)?;
+    caller.require(Action::ListMembers).await?;
     Ok(Json(
         app.store
             .members(caller.team)
@@ -114,16 +120,18 @@ pub(in crate::server) async fn set_role(
 ) -> Result<Json<MemberInfo>, ApiError> {
     let SetRole { role } = body;
     let member = find_member(&app, &caller, &name).await?;
-    caller.check(Action::ChangeRole {
-        from: member.role,
-        to: role,
-    })?;
+    caller
+        .require(Action::ChangeRole {
+            from: member.role,
+            to: role,
+        })
+        .await?;
     let audit = event(
         &app,
         &caller,
         "member.role",
         member.name.to_string(),
-        json!({ "from": member.role, "to": role }),
+        &json!({ "from": member.role, "to": role }),
     );
     app.store
         .set_role(caller.team, member.user, role, audit)
@@ -144,7 +152,9 @@ pub(in crate::server) async fn remove_member(
     Path(name): Path<String>,
 ) -> Result<Json<RemovedMember>, ApiError> {
     let member = find_member(&app, &caller, &name).await?;
-    caller.check(Action::RemoveMember { role: member.role })?;
+    caller
+        .require(Action::RemoveMember { role: member.role })
+        .await?;
     let events = |removed: &Removed| {
         let revoked: Vec<&str> = removed.revoked.iter().map(|k| k.key_id.as_str()).collect();
         let mut events = vec![event(
@@ -152,7 +162,7 @@ pub(in crate::server) async fn remove_member(
             &caller,
             "member.remove",
             member.name.to_string(),
-            json!({
+            &json!({
                 "role": member.role,
                 "revoked_keys": revoked,
                 "deleted_secrets": removed.deleted,
@@ -164,7 +174,7 @@ pub(in crate::server) async fn remove_member(
                 &caller,
                 "secret.delete",
                 format!("personal/{name}"),
-                json!({ "name": name, "owner": member.name.as_str(), "reason": "member removed" }),
+                &json!({ "name": name, "owner": member.name.as_str(), "reason": "member removed" }),
             ));
         }
         events

@@ -10,8 +10,6 @@ use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
-use serde::Deserialize;
-use serde_json::json;
 
 use super::App;
 use super::auth::Caller;
@@ -147,14 +145,8 @@ fn event(
     caller: &Caller,
     action: &str,
     target: String,
-    detail: serde_json::Value,
+    detail: &serde_json::Value,
 ) -> AuditEvent {
-    let mut detail = detail;
-    if let Some(map) = detail.as_object_mut() {
-        map.insert("actor".into(), json!(caller.actor_name()));
-        // The acting key's capability now (DESIGN §3: the audit log shows it).
-        map.insert("actor_capability".into(), json!(caller.capability()));
-    }
     AuditEvent {
         detail: detail.to_string(),
         ..event_without_detail(app, caller, action, target)
@@ -164,10 +156,9 @@ fn event(
 /// An event whose detail the caller writes itself (a run's, from its decision).
 fn event_without_detail(app: &App, caller: &Caller, action: &str, target: String) -> AuditEvent {
     AuditEvent {
-        team: caller.team,
+        team: Some(caller.team),
         at: app.now(),
-        actor_user: Some(caller.actor()),
-        actor_key: Some(caller.key_id.to_string()),
+        actor: caller.actor_record(),
         action: action.to_owned(),
         target,
         outcome: "ok".to_owned(),
@@ -180,13 +171,91 @@ async fn data_key(app: &App, team: i64) -> Result<(DataKey, u32), ApiError> {
     Ok((app.root.unwrap(team, &row.data_key)?, row.key_version))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct Limit {
-    #[serde(default = "default_limit")]
-    pub(super) limit: u32,
+/// The page size of a listing: 1 to 500, 50 when absent (DESIGN §9).
+fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    match limit.unwrap_or(50) {
+        n @ 1..=500 => Ok(n),
+        n => Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit is 1 to 500, not {n}"),
+        )),
+    }
 }
 
-const fn default_limit() -> u32 {
-    50
+/// An opaque cursor: the position after which the next page starts, base64url of
+/// `kind:position` so that one listing's cursor is refused by another.
+fn cursor(kind: &str, position: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{kind}:{position}"))
+}
+
+/// The position a cursor of `kind` holds.
+fn position(kind: &str, cursor: &str) -> Result<String, ApiError> {
+    use base64::Engine as _;
+    let invalid =
+        || ApiError::bad_request("invalid_cursor", "this cursor is not one this listing gave");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    text.strip_prefix(kind)
+        .and_then(|rest| rest.strip_prefix(':'))
+        .map(ToOwned::to_owned)
+        .ok_or_else(invalid)
+}
+
+/// What `If-Match` asks for (RFC 9110): nothing, the object at a revision, or any revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IfMatch {
+    Absent,
+    Any,
+    Revision(u64),
+}
+
+impl IfMatch {
+    /// Reads `If-Match: "N"` (weak `W/"N"` too), or `*`.
+    fn of(headers: &axum::http::HeaderMap) -> Result<Self, ApiError> {
+        let Some(value) = headers.get(header::IF_MATCH) else {
+            return Ok(Self::Absent);
+        };
+        let text = value.to_str().unwrap_or_default().trim();
+        if text == "*" {
+            return Ok(Self::Any);
+        }
+        let tag = text.strip_prefix("W/").unwrap_or(text);
+        tag.strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .and_then(|t| t.parse().ok())
+            .map(Self::Revision)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_if_match",
+                    "If-Match takes an ETag this API gave (\"3\") or *",
+                )
+            })
+    }
+
+    /// The revision the store must find, `current` being read only for `*` (which needs the
+    /// object to exist).
+    async fn expect<F>(self, current: F) -> Result<Option<u64>, ApiError>
+    where
+        F: Future<Output = Result<Option<u64>, ApiError>>,
+    {
+        match self {
+            Self::Absent => Ok(None),
+            Self::Revision(n) => Ok(Some(n)),
+            Self::Any => match current.await? {
+                Some(now) => Ok(Some(now)),
+                None => Err(crate::store::StoreError::Stale.into()),
+            },
+        }
+    }
+}
+
+/// Adds `ETag: "revision"` to `response`.
+fn with_etag(mut response: Response, revision: u64) -> Response {
+    if let Ok(value) = HeaderValue::from_str(&format!("\"{revision}\"")) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
 }

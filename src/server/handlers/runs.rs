@@ -1,7 +1,6 @@
 //! Runs: resolution (the only answer that carries values), finish, list and show.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -12,20 +11,24 @@ use getrandom::SysRng;
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use super::{ApiJson, ApiQuery, Limit, Shared, data_key, event, event_without_detail, no_store};
+use super::{
+    ApiJson, ApiQuery, Shared, cursor, data_key, event, event_without_detail, no_store, page_limit,
+    position,
+};
 use crate::api::{
-    DryRunInfo, FinishRun, Problem, ResolveRun, Resolved, ResolvedWriter, RunInfo, WouldDeliver,
+    DryRunInfo, FinishRun, Problem, ResolveRun, Resolved, ResolvedWriter, RunInfo, RunPage,
+    WouldDeliver,
 };
 use crate::core::crypto::{Binding, CryptoError, DataKey};
 use crate::core::name::{Label, SecretName};
-use crate::core::perm::{Action, Capability};
+use crate::core::perm::Action;
 use crate::core::resolve::{self, ResolveError, RunRequest, Scope, UserId};
 use crate::core::value::WipingBuf;
 use crate::server::App;
 use crate::server::auth::{Caller, RunCaller};
 use crate::server::error::ApiError;
 use crate::store::{
-    AuditEvent, Decide, Decided, Decision, DryRun, RunAsk, RunPlan, RunRow, Sealed,
+    AuditEvent, Decide, Decided, Decision, DryRun, RunAsk, RunPlan, RunQuery, RunRow, Sealed,
 };
 
 /// A new run id: the start time in milliseconds (48 bits) then 80 random bits, in hex, like a
@@ -53,7 +56,7 @@ pub(in crate::server) async fn resolve(
     RunCaller(caller): RunCaller,
     ApiJson(body): ApiJson<ResolveRun>,
 ) -> Result<Response, ApiError> {
-    caller.check(Action::StartRun)?;
+    caller.require(Action::StartRun).await?;
     let core_caller = match &caller.user {
         Some((user, _)) => resolve::Caller::Personal { user: *user },
         None => resolve::Caller::Team {
@@ -76,11 +79,10 @@ pub(in crate::server) async fn resolve(
     let started = RunStart {
         id,
         key_id: caller.key_id.to_string(),
-        capability: caller.capability(),
+        environment: request.environment.clone(),
         user,
         user_name: caller.user.as_ref().map(|(_, n)| n.clone()),
         identity: caller.identity.clone(),
-        actor: caller.actor_name(),
         now,
     };
     let ask = RunAsk {
@@ -105,7 +107,10 @@ pub(in crate::server) async fn resolve(
         Err(e) => Err(refusal(e)),
     };
     run.durable.wait().await?;
-    app.metrics.runs.fetch_add(1, Ordering::Relaxed);
+    match &run.decision.result {
+        Ok(r) => app.metrics.run("delivered", r.delivered.len()),
+        Err(_) => app.metrics.run("refused", 0),
+    }
     let body = prepared??;
     let response = (
         StatusCode::CREATED,
@@ -124,15 +129,15 @@ async fn dry_run(
     request: RunRequest,
 ) -> Result<Response, ApiError> {
     let base_event = event_without_detail(app, caller, "run.dry_run", String::new());
-    let (actor, capability) = (caller.actor_name(), caller.capability());
     let ask = DryRun {
         user: caller.user.as_ref().map(|(u, _)| *u),
         environment: request.environment.clone(),
         inputs: request.inputs(&core_caller),
         decide: decider(core_caller, request),
-        audit: Box::new(move |decision| run_audit(decision, (&actor, capability), base_event)),
+        audit: Box::new(move |decision| run_audit(decision, base_event)),
     };
     let decision = app.store.dry_run(caller.team, ask).await?;
+    app.metrics.run("dry_run", 0);
     let resolution = decision.result.as_ref().map_err(refusal)?;
     let info = DryRunInfo {
         trigger: resolution.trigger,
@@ -243,11 +248,10 @@ async fn answer(
 struct RunStart {
     id: String,
     key_id: String,
-    capability: Capability,
+    environment: Option<Label>,
     user: Option<UserId>,
     user_name: Option<String>,
     identity: Option<Label>,
-    actor: String,
     now: i64,
 }
 
@@ -359,45 +363,49 @@ impl<'a> Delivered<'a> {
 /// is not written twice over.
 #[derive(serde::Serialize)]
 struct RunAudit<'a> {
-    actor: &'a str,
-    actor_capability: Capability,
     status: &'static str,
+    /// A refused run's problem code (`trigger_requires_user`, `required_missing`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     allowlist: Option<resolve::AllowlistSource>,
     delivered_count: usize,
     missing: &'a [resolve::Missing],
 }
 
-/// A run's (or a dry run's) audit event for `decision`: `refused` when it was.
-fn run_audit(
-    decision: &Decision,
-    (actor, capability): (&str, Capability),
-    mut audit: AuditEvent,
-) -> AuditEvent {
-    let (status, allowlist, delivered_count, missing): (_, _, _, &[resolve::Missing]) =
-        match &decision.result {
-            Ok(r) => ("started", Some(r.allowlist), r.delivered.len(), &r.missing),
-            Err(ResolveError::RequiredMissing { missing, .. }) => ("refused", None, 0, missing),
-            Err(_) => ("refused", None, 0, &[]),
-        };
-    if status == "refused" {
-        "refused".clone_into(&mut audit.outcome);
-    }
-    audit.detail = to_json(&RunAudit {
-        actor,
-        actor_capability: capability,
-        status,
-        allowlist,
-        delivered_count,
-        missing,
-    });
+/// A run's (or a dry run's) audit event for `decision`: `refused` with the problem code when
+/// it was (DESIGN §10).
+fn run_audit(decision: &Decision, mut audit: AuditEvent) -> AuditEvent {
+    let detail = match &decision.result {
+        Ok(r) => RunAudit {
+            status: "started",
+            code: None,
+            allowlist: Some(r.allowlist),
+            delivered_count: r.delivered.len(),
+            missing: &r.missing,
+        },
+        Err(e) => {
+            "refused".clone_into(&mut audit.outcome);
+            RunAudit {
+                status: "refused",
+                code: Some(refusal(e).code()),
+                allowlist: None,
+                delivered_count: 0,
+                missing: match e {
+                    ResolveError::RequiredMissing { missing, .. } => missing,
+                    _ => &[],
+                },
+            }
+        }
+    };
+    audit.detail = to_json(&detail);
     audit
 }
 
 impl RunStart {
     /// This run's own part of its record, and its audit event, for `decision`.
     fn plan(self, decision: &Decision, audit: AuditEvent) -> RunPlan {
-        let audit = run_audit(decision, (&self.actor, self.capability), audit);
+        let audit = run_audit(decision, audit);
         let status = if decision.result.is_ok() {
             "started"
         } else {
@@ -415,6 +423,8 @@ impl RunStart {
             id: self.id,
             key_id: self.key_id,
             user: self.user,
+            identity: self.identity,
+            environment: self.environment,
             status,
             started_at: self.now,
             audit,
@@ -440,25 +450,25 @@ fn run_info(row: RunRow) -> RunInfo {
 
 /// Runs the caller may list: all, or only those of its own key's user (a team key that may
 /// not read every run lists none: it has no user, and `run` keys do not list).
-fn run_filter(caller: &Caller) -> Result<Option<UserId>, ApiError> {
-    if caller.check(Action::ReadAllRuns).is_ok() {
+async fn run_filter(caller: &Caller) -> Result<Option<UserId>, ApiError> {
+    if caller.allows(Action::ReadAllRuns) {
         return Ok(None);
     }
-    caller.check(Action::ReadOwnRuns)?;
-    Ok(Some(caller.own_user()?))
+    caller.require(Action::ReadOwnRuns).await?;
+    Ok(Some(caller.own_user().await?))
 }
 
 /// Whether `caller` may read (and finish) `run`: the key that started it always may (`run`
 /// keys included); otherwise a key that may read every run, or the run's user's own key.
 fn may_see(caller: &Caller, run: &RunRow, finish: bool) -> bool {
     if run.key_id == caller.key_id.as_str() {
-        return caller.check(Action::UseOwnKeyRun).is_ok();
+        return caller.allows(Action::UseOwnKeyRun);
     }
-    if caller.check(Action::ReadAllRuns).is_ok() {
+    if caller.allows(Action::ReadAllRuns) {
         return true;
     }
     !finish
-        && caller.check(Action::ReadOwnRuns).is_ok()
+        && caller.allows(Action::ReadOwnRuns)
         && run.user.is_some()
         && run.user == caller.user.as_ref().map(|(u, _)| *u)
 }
@@ -481,7 +491,7 @@ pub(in crate::server) async fn finish_run(
         "duration_ms": body.duration_ms,
         "masked": body.masked,
     });
-    let audit = event(&app, &caller, "run.finish", run.id.clone(), outcome.clone());
+    let audit = event(&app, &caller, "run.finish", run.id.clone(), &outcome);
     if !app
         .store
         .finish_run(caller.team, &id, outcome, app.now(), audit)
@@ -501,18 +511,78 @@ pub(in crate::server) async fn finish_run(
     Ok(Json(run_info(row)))
 }
 
-#[utoipa::path(get, path = "/v1/runs", tag = "runs", params(("limit" = Option<u32>, Query)), responses((status = 200, body = [RunInfo])))]
+/// `GET /v1/runs` query.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(in crate::server) struct RunParams {
+    limit: Option<u32>,
+    cursor: Option<String>,
+    /// A user name.
+    user: Option<String>,
+    /// A key id.
+    key: Option<String>,
+    identity: Option<String>,
+    environment: Option<String>,
+    /// `started`, `refused` or `finished`.
+    status: Option<String>,
+    /// Unix ms, inclusive.
+    since: Option<i64>,
+    /// Unix ms, exclusive.
+    until: Option<i64>,
+}
+
+/// Every run for owners and admins; a builder's own (`manage` keys).
+#[utoipa::path(get, path = "/v1/runs", tag = "runs", params(
+    ("limit" = Option<u32>, Query, description = "1 to 500 (default 50)"),
+    ("cursor" = Option<String>, Query, description = "the `next_cursor` of the previous page"),
+    ("user" = Option<String>, Query), ("key" = Option<String>, Query, description = "a key id"),
+    ("identity" = Option<String>, Query), ("environment" = Option<String>, Query),
+    ("status" = Option<String>, Query, description = "started, refused or finished"),
+    ("since" = Option<i64>, Query, description = "Unix ms, inclusive"),
+    ("until" = Option<i64>, Query, description = "Unix ms, exclusive")),
+    responses((status = 200, body = RunPage), (status = 400, body = Problem), (status = 403, body = Problem)))]
 pub(in crate::server) async fn list_runs(
     State(app): Shared,
     caller: Caller,
-    ApiQuery(q): ApiQuery<Limit>,
-) -> Result<Json<Vec<RunInfo>>, ApiError> {
-    let only = run_filter(&caller)?;
-    let rows = app
-        .store
-        .runs(caller.team, only, q.limit.clamp(1, 1000))
-        .await?;
-    Ok(Json(rows.into_iter().map(run_info).collect()))
+    ApiQuery(q): ApiQuery<RunParams>,
+) -> Result<Json<RunPage>, ApiError> {
+    let only_user = run_filter(&caller).await?;
+    let limit = page_limit(q.limit)?;
+    let before = q
+        .cursor
+        .as_deref()
+        .map(|c| {
+            let position = position("runs", c)?;
+            position
+                .split_once(':')
+                .and_then(|(at, id)| Some((at.parse().ok()?, id.to_owned())))
+                .ok_or_else(|| ApiError::bad_request("invalid_cursor", "a damaged cursor"))
+        })
+        .transpose()?;
+    let some = |v: Option<String>| v.filter(|v| !v.is_empty());
+    let query = RunQuery {
+        limit,
+        before,
+        only_user,
+        user: some(q.user),
+        key: some(q.key),
+        identity: some(q.identity),
+        environment: some(q.environment),
+        status: some(q.status),
+        since: q.since,
+        until: q.until,
+    };
+    let rows = app.store.runs(caller.team, &query).await?;
+    let next_cursor = (rows.len() == limit as usize)
+        .then(|| {
+            rows.last()
+                .map(|r| cursor("runs", &format!("{}:{}", r.started_at, r.id)))
+        })
+        .flatten();
+    Ok(Json(RunPage {
+        runs: rows.into_iter().map(run_info).collect(),
+        next_cursor,
+    }))
 }
 
 /// Any key, for a run it started (`run` keys included); otherwise as `GET /v1/runs` lists.

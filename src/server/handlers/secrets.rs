@@ -3,13 +3,13 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use getrandom::SysRng;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiJson, ApiQuery, Shared, data_key, event, scope_of};
+use super::{ApiJson, ApiQuery, IfMatch, Shared, data_key, event, scope_of, with_etag};
 use crate::api::{CreateSecret, Problem, SecretInfo, UpdateSecret};
 use crate::core::crypto::Binding;
 use crate::core::name::SecretName;
@@ -34,19 +34,20 @@ fn secret_info(row: &SecretRow) -> SecretInfo {
         created_by: row.created_by.clone(),
         updated_at: row.updated_at,
         updated_by: row.updated_by.clone(),
+        revision: row.revision,
     }
 }
 
 /// Who owns a secret of `scope` written by `caller`, after the permission check.
-fn owner_for(caller: &Caller, scope: Scope) -> Result<Option<UserId>, ApiError> {
+async fn owner_for(caller: &Caller, scope: Scope) -> Result<Option<UserId>, ApiError> {
     match scope {
         Scope::Team => {
-            caller.check(Action::WriteTeamSecret)?;
+            caller.require(Action::WriteTeamSecret).await?;
             Ok(None)
         }
         Scope::Personal => {
-            caller.check(Action::WriteOwnPersonalSecret)?;
-            Ok(Some(caller.own_user()?))
+            caller.require(Action::WriteOwnPersonalSecret).await?;
+            Ok(Some(caller.own_user().await?))
         }
     }
 }
@@ -71,7 +72,7 @@ pub(in crate::server) async fn create_secret(
     caller: Caller,
     ApiJson(body): ApiJson<CreateSecret>,
 ) -> Result<Response, ApiError> {
-    let owner = owner_for(&caller, body.scope)?;
+    let owner = owner_for(&caller, body.scope).await?;
     let value = value_of(body.value)?;
     let description = description_of(body.description)?;
     let (key, key_version) = data_key(&app, caller.team).await?;
@@ -92,7 +93,7 @@ pub(in crate::server) async fn create_secret(
         &caller,
         "secret.create",
         target,
-        json!({ "name": body.name.as_str(), "scope": body.scope }),
+        &json!({ "name": body.name.as_str(), "scope": body.scope }),
     );
     let secret = NewSecret {
         id,
@@ -112,7 +113,7 @@ pub(in crate::server) async fn create_secret(
             // Another member's personal secret is named only to callers who may list it.
             let shown = if existing.owner.is_some() && existing.owner == caller.user_id() {
                 OwnerShown::Caller
-            } else if caller.check(Action::ListAllPersonalSecrets).is_ok() {
+            } else if caller.allows(Action::ListAllPersonalSecrets) {
                 OwnerShown::Named
             } else {
                 OwnerShown::Hidden
@@ -142,26 +143,37 @@ pub(in crate::server) async fn list_secrets(
     caller: Caller,
     ApiQuery(query): ApiQuery<ListSecretsQuery>,
 ) -> Result<Json<Vec<SecretInfo>>, ApiError> {
-    caller.check(Action::ListSecrets)?;
+    caller.require(Action::ListSecrets).await?;
     if query.all {
-        caller.check(Action::ListAllPersonalSecrets)?;
+        caller.require(Action::ListAllPersonalSecrets).await?;
     }
     let viewer = caller.user.as_ref().map_or(UserId(0), |(id, _)| *id);
     let rows = app.store.secrets(caller.team, viewer, query.all).await?;
     Ok(Json(rows.iter().map(secret_info).collect()))
 }
 
+/// The secret a path names, for writing it (`write`: the caller must be allowed to change it)
+/// or reading its metadata.
 async fn find_secret(
     app: &App,
     caller: &Caller,
     scope: &str,
     name: &str,
+    write: bool,
 ) -> Result<(SecretRow, Option<UserId>), ApiError> {
     let scope = scope_of(scope)?;
     // A name refused since it was stored still names its secret, to update or delete it.
     let name = SecretName::stored(name)
         .map_err(|e| ApiError::bad_request("invalid_name", e.to_string()))?;
-    let owner = owner_for(caller, scope)?;
+    let owner = if write {
+        owner_for(caller, scope).await?
+    } else {
+        caller.require(Action::ListSecrets).await?;
+        match scope {
+            Scope::Team => None,
+            Scope::Personal => Some(caller.own_user().await?),
+        }
+    };
     let unknown = || ApiError::not_found("unknown_secret", format!("no {scope} secret `{name}`"));
     let row = app
         .store
@@ -178,20 +190,40 @@ async fn find_secret(
     Ok((row, owner))
 }
 
-#[utoipa::path(patch, path = "/v1/secrets/{scope}/{name}", tag = "secrets", params(("scope" = String, Path), ("name" = String, Path)), request_body = UpdateSecret, responses((status = 200, body = SecretInfo), (status = 404, body = Problem), (status = 409, body = Problem)))]
+/// One secret's metadata (never its value), with its `ETag`: a team secret, or one's own
+/// personal secret (`manage` keys).
+#[utoipa::path(get, path = "/v1/secrets/{scope}/{name}", tag = "secrets", params(("scope" = String, Path), ("name" = String, Path)), responses((status = 200, body = SecretInfo), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub(in crate::server) async fn get_secret(
+    State(app): Shared,
+    caller: Caller,
+    Path((scope, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (row, _) = find_secret(&app, &caller, &scope, &name, false).await?;
+    Ok(with_etag(
+        Json(secret_info(&row)).into_response(),
+        row.revision,
+    ))
+}
+
+/// Changes the value and/or the description; with `If-Match`, only if the secret is still at
+/// that revision (412 otherwise).
+#[utoipa::path(patch, path = "/v1/secrets/{scope}/{name}", tag = "secrets", params(("scope" = String, Path), ("name" = String, Path)), request_body = UpdateSecret, responses((status = 200, body = SecretInfo), (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, description = "`If-Match` names another revision", body = Problem)))]
 pub(in crate::server) async fn update_secret(
     State(app): Shared,
     caller: Caller,
     Path((scope, name)): Path<(String, String)>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<UpdateSecret>,
-) -> Result<Json<SecretInfo>, ApiError> {
+) -> Result<Response, ApiError> {
+    let if_match = IfMatch::of(&headers)?;
     if body.value.is_none() && body.description.is_none() {
         return Err(ApiError::bad_request(
             "empty_update",
             "give a new value, a new description, or both",
         ));
     }
-    let (row, owner) = find_secret(&app, &caller, &scope, &name).await?;
+    let (row, owner) = find_secret(&app, &caller, &scope, &name, true).await?;
+    let if_revision = if_match.expect(async { Ok(Some(row.revision)) }).await?;
     let description = body.description.map(description_of).transpose()?;
     let value = match body.value {
         None => None,
@@ -217,13 +249,14 @@ pub(in crate::server) async fn update_secret(
         &caller,
         "secret.update",
         format!("{}/{}", row.scope, row.name),
-        detail,
+        &detail,
     );
     let update = SecretUpdate {
         id: row.id,
         expected_version: row.version,
         value,
         description,
+        if_revision,
         actor: caller.actor(),
         at: app.now(),
     };
@@ -239,7 +272,10 @@ pub(in crate::server) async fn update_secret(
                 "the secret was deleted meanwhile",
             )
         })?;
-    Ok(Json(secret_info(&row)))
+    Ok(with_etag(
+        Json(secret_info(&row)).into_response(),
+        row.revision,
+    ))
 }
 
 #[utoipa::path(delete, path = "/v1/secrets/{scope}/{name}", tag = "secrets", params(("scope" = String, Path), ("name" = String, Path)), responses((status = 204, description = "deleted"), (status = 404, body = Problem)))]
@@ -248,13 +284,13 @@ pub(in crate::server) async fn delete_secret(
     caller: Caller,
     Path((scope, name)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let (row, _) = find_secret(&app, &caller, &scope, &name).await?;
+    let (row, _) = find_secret(&app, &caller, &scope, &name, true).await?;
     let audit = event(
         &app,
         &caller,
         "secret.delete",
         format!("{}/{}", row.scope, row.name),
-        json!({ "name": row.name.as_str() }),
+        &json!({ "name": row.name.as_str() }),
     );
     if app.store.delete_secret(row.id, audit).await? {
         Ok(StatusCode::NO_CONTENT)
