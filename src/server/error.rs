@@ -21,7 +21,13 @@ pub struct ApiError {
     /// What some problems name besides their message (boxed: most errors have none).
     extra: Option<Box<Extra>>,
     retry_after: Option<u64>,
+    /// The database failed (counted by the request middleware in `/metrics`).
+    database: bool,
 }
+
+/// Marks a response whose error came from the database, for `latch_database_errors_total`.
+#[derive(Debug, Clone, Copy)]
+pub struct DatabaseFailed;
 
 /// The problem fields beyond `code` and `detail`.
 #[derive(Debug, Default)]
@@ -67,6 +73,7 @@ impl ApiError {
             detail: detail.into(),
             extra: None,
             retry_after: None,
+            database: false,
         }
     }
 
@@ -194,14 +201,20 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(what) => Self::new(StatusCode::CONFLICT, "conflict", what),
             StoreError::Database(e) => {
                 tracing::error!(error = %e, "database error");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "database_unavailable",
-                    "the database is unavailable",
-                )
+                Self {
+                    database: true,
+                    ..Self::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "database_unavailable",
+                        "the database is unavailable",
+                    )
+                }
             }
             StoreError::Migrate(e) => Self::internal(&e.to_string()),
-            StoreError::Corrupt(what) => Self::internal(&what),
+            StoreError::Corrupt(what) => Self {
+                database: true,
+                ..Self::internal(&what)
+            },
             StoreError::InUse(_) => Self::internal("the database is in use by another server"),
             StoreError::Refused(refused) => Self::from(refused),
             StoreError::Stale => Self::new(
@@ -293,6 +306,9 @@ impl IntoResponse for ApiError {
         );
         if let Some(seconds) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if self.database {
+            response.extensions_mut().insert(DatabaseFailed);
         }
         response
     }

@@ -13,7 +13,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use super::App;
 use super::auth::KeySlot;
-use super::error::ApiError;
+use super::error::{ApiError, DatabaseFailed};
 use super::handlers as h;
 
 /// Largest request body: a 64 KiB value JSON-escaped, with room to spare.
@@ -94,6 +94,9 @@ async fn observe(State(app): State<Arc<App>>, mut request: Request, next: Next) 
     let slot = KeySlot::default();
     request.extensions_mut().insert(slot.clone());
     let response = next.run(request).await;
+    if response.extensions().get::<DatabaseFailed>().is_some() {
+        app.metrics.database_errors.inc();
+    }
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     app.metrics

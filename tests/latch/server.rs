@@ -1046,6 +1046,19 @@ async fn a_run_whose_record_cannot_be_written_gets_no_value() {
     }
     let listed = p.ok(&owner, Method::GET, "/v1/runs", None).await["runs"].clone();
     assert_eq!(listed, json!([]), "no run was recorded");
+    let metrics = p
+        .http
+        .get(format!("{}/metrics", p.url))
+        .send()
+        .await
+        .expect("answers")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("latch_database_errors_total 3"),
+        "{metrics}"
+    );
     sqlx::query("DROP TRIGGER refuse_runs")
         .execute(&mut db)
         .await
