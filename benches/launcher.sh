@@ -14,7 +14,7 @@ trap cleanup EXIT
   > "$dir/serve.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do grep -q "listening on" "$dir/serve.log" 2>/dev/null && break; sleep 0.1; done
-export LATCH_URL="$(sed -n 's/^latch: listening on //p' "$dir/serve.log" | head -1)"
+export LATCH_URL="$(sed -n 's/^latch: note: listening on //p' "$dir/serve.log" | head -1)"
 export LATCH_API_KEY="$(cat "$dir/key")"
 # 20 team secrets, as a typical agent gets.
 for i in $(seq 0 19); do

@@ -61,17 +61,28 @@ pub enum ClientError {
     /// The answer could not be read.
     #[error("the platform's answer could not be read: {0}")]
     Decode(String),
+    /// The API key is malformed (found offline, before any request).
+    #[error("{0}")]
+    KeyFormat(String),
+    /// The server's TLS certificate is not trusted: a configuration error, never retried.
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// Where the platform is and how to authenticate.
 pub struct Config {
-    /// Base URL.
+    /// Base URL, its path ending in `/` so that `v1/...` goes under any prefix.
     pub url: Url,
     /// The API key (checked offline).
     pub key: ApiKey,
     /// A PEM file with a private CA to trust.
     pub ca_cert: Option<PathBuf>,
+    /// The bound on each request (`--request-timeout`, `LATCH_REQUEST_TIMEOUT`).
+    pub timeout: Duration,
 }
+
+/// The request timeout when none is given (DESIGN §6).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Config {
     /// Validates `url` (https unless loopback) and `key`.
@@ -79,8 +90,25 @@ impl Config {
     /// # Errors
     /// [`ClientError::Config`] with a message saying what to fix.
     pub fn new(url: &str, key: &str, ca_cert: Option<PathBuf>) -> Result<Self, ClientError> {
-        let url = Url::parse(url)
+        if url.trim().is_empty() {
+            return Err(ClientError::Config(
+                "LATCH_URL is empty: set it to the platform's address, such as https://latch.example.com"
+                    .into(),
+            ));
+        }
+        let mut url = Url::parse(url.trim())
             .map_err(|e| ClientError::Config(format!("LATCH_URL `{url}` is not a URL: {e}")))?;
+        // `https://host/prefix` sends `/prefix/v1/...` (a base without a final `/` would lose
+        // its last segment when joined).
+        if !url.path().ends_with('/') {
+            let path = format!("{}/", url.path());
+            url.set_path(&path);
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(ClientError::Config(format!(
+                "LATCH_URL `{url}` has a query or fragment: give the platform's base address only"
+            )));
+        }
         match url.scheme() {
             "https" => {}
             "http" if is_loopback(&url) => {}
@@ -95,8 +123,19 @@ impl Config {
                 )));
             }
         }
-        let key = ApiKey::parse(key.trim()).map_err(|e| ClientError::Config(e.to_string()))?;
-        Ok(Self { url, key, ca_cert })
+        if key.trim().is_empty() {
+            return Err(ClientError::Config(
+                "the API key is empty: set LATCH_API_KEY to a key from `latch api-key create`"
+                    .into(),
+            ));
+        }
+        let key = ApiKey::parse(key.trim()).map_err(|e| ClientError::KeyFormat(e.to_string()))?;
+        Ok(Self {
+            url,
+            key,
+            ca_cert,
+            timeout: DEFAULT_TIMEOUT,
+        })
     }
 }
 
@@ -122,20 +161,25 @@ impl Client {
     /// [`ClientError::Config`] if the CA file cannot be used.
     pub fn new(config: Config) -> Result<Self, ClientError> {
         let mut builder = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(30))
+            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            .timeout(config.timeout)
             .user_agent(concat!("latch/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = &config.ca_cert {
             let pem = std::fs::read(path).map_err(|e| {
                 ClientError::Config(format!("cannot read LATCH_CA_CERT {}: {e}", path.display()))
             })?;
-            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
-                ClientError::Config(format!(
-                    "LATCH_CA_CERT {} is not a PEM certificate: {e}",
-                    path.display()
-                ))
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                ClientError::Config(format!("LATCH_CA_CERT {} is not PEM: {e}", path.display()))
             })?;
-            builder = builder.add_root_certificate(cert);
+            if certs.is_empty() {
+                return Err(ClientError::Config(format!(
+                    "LATCH_CA_CERT {} holds no certificate: give the PEM file of the CA that signed the platform's certificate",
+                    path.display()
+                )));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
         }
         if config.url.scheme() == "http" {
             // Plain http (loopback only): no TLS, so no trust store to load (several ms).
@@ -232,6 +276,18 @@ impl Client {
                     }
                     wait
                 }
+                Err(e) if trust_failure(&e).is_some() => {
+                    let ca = self
+                        .config
+                        .ca_cert
+                        .as_ref()
+                        .map(|p| p.display().to_string());
+                    return Err(ClientError::Tls(
+                        trust_failure(&e)
+                            .map(|why| why.words(&self.config.url, ca.as_deref()))
+                            .unwrap_or_default(),
+                    ));
+                }
                 Err(e)
                     if (e.is_connect() || e.is_timeout())
                         && attempt < ATTEMPTS
@@ -253,6 +309,60 @@ impl Client {
             delay = delay.saturating_mul(2).min(Duration::from_secs(5));
         }
     }
+}
+
+/// Why the server's certificate was refused, when that is why a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Untrusted {
+    UnknownIssuer,
+    WrongName,
+    Expired,
+    NotYetValid,
+    Other,
+}
+
+impl Untrusted {
+    /// The failure in words, with what to do (DESIGN §6: never a library's debug output).
+    fn words(self, url: &Url, ca: Option<&str>) -> String {
+        let host = url.host_str().unwrap_or("the platform");
+        match (self, ca) {
+            (Self::UnknownIssuer, Some(ca)) => format!(
+                "the server's certificate is not signed by a CA in LATCH_CA_CERT ({ca}): point it at the CA that signed {host}'s certificate"
+            ),
+            (Self::UnknownIssuer, None) => format!(
+                "the server's certificate for {host} is not signed by a CA this machine trusts: set LATCH_CA_CERT to your private CA's PEM file"
+            ),
+            (Self::WrongName, _) => format!(
+                "the server's certificate is not valid for {host}: check LATCH_URL, or give the server a certificate for that name"
+            ),
+            (Self::Expired, _) => format!("the server's certificate for {host} has expired"),
+            (Self::NotYetValid, _) => format!(
+                "the server's certificate for {host} is not valid yet: check this machine's clock"
+            ),
+            (Self::Other, _) => format!(
+                "the server's certificate for {host} was refused (for example a CA certificate used as the server's own): give the server a certificate signed by a CA, for its name"
+            ),
+        }
+    }
+}
+
+/// The certificate failure behind `error`, if it is one (read through its causes).
+fn trust_failure(error: &reqwest::Error) -> Option<Untrusted> {
+    use rustls::CertificateError as C;
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if let Some(rustls::Error::InvalidCertificate(c)) = e.downcast_ref::<rustls::Error>() {
+            return Some(match c {
+                C::UnknownIssuer => Untrusted::UnknownIssuer,
+                C::NotValidForName | C::NotValidForNameContext { .. } => Untrusted::WrongName,
+                C::Expired | C::ExpiredContext { .. } => Untrusted::Expired,
+                C::NotValidYet | C::NotValidYetContext { .. } => Untrusted::NotYetValid,
+                _ => Untrusted::Other,
+            });
+        }
+        cause = e.source();
+    }
+    None
 }
 
 fn retryable(status: StatusCode) -> bool {

@@ -14,12 +14,13 @@ static ALLOCATOR: latch::launcher::alloc::Wiping = latch::launcher::alloc::Wipin
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.global.verbose, cli.global.quiet);
+    let json = cli.global.json;
     if let Command::Run(args) = cli.command {
         // The launcher blocks signals and takes its key out of the environment before any
         // thread starts, so it runs before a runtime is built.
         return match cli::launch(args, &cli.global) {
             Ok(code) => ExitCode::from(code),
-            Err(e) => report(&e),
+            Err(e) => report(&e, json),
         };
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -27,7 +28,7 @@ fn main() -> ExitCode {
         .build()
     {
         Ok(runtime) => runtime,
-        Err(e) => return report(&cli::Error::Runtime(e)),
+        Err(e) => return report(&cli::Error::Runtime(e), json),
     };
     let outcome = runtime.block_on(cli::run(cli));
     // A read of stdin may still block in tokio's blocking pool (e.g. after the reader of our
@@ -35,11 +36,14 @@ fn main() -> ExitCode {
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     match outcome {
         Ok(code) => ExitCode::from(code),
-        Err(e) => report(&e),
+        Err(e) => report(&e, json),
     }
 }
 
-/// Logs go to stderr. `LATCH_LOG` (an `EnvFilter` directive) wins over `-v`/`-q`.
+/// Logs go to stderr. `LATCH_LOG` (an `EnvFilter` directive) wins over `-v`/`-q`. Up to `-v`
+/// they are latch's own lines (`latch: warning: …`, DESIGN §11); tracing's format (times,
+/// targets) only at `-vv` and beyond. Colour only when stderr is a terminal and `NO_COLOR` is
+/// unset.
 fn init_tracing(verbose: u8, quiet: bool) {
     let level = match (quiet, verbose) {
         (true, _) => "error",
@@ -49,23 +53,37 @@ fn init_tracing(verbose: u8, quiet: bool) {
         (false, _) => "trace",
     };
     let filter = EnvFilter::try_from_env("LATCH_LOG").unwrap_or_else(|_| EnvFilter::new(level));
-    tracing_subscriber::fmt()
+    let colour = cli::messages::colour();
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .init();
+        .with_ansi(colour);
+    if verbose >= 2 {
+        builder.init();
+    } else {
+        builder.event_format(cli::messages::Lines { colour }).init();
+    }
 }
 
-/// One line saying what failed, a second saying what to do when there is something to do.
-fn report(error: &cli::Error) -> ExitCode {
-    let mut line = format!("latch: error: {error}");
+/// One line saying what failed, a second saying what to do when there is something to do;
+/// under `--json` also `{"error": {"code", "message"}}` on stdout. A closed stdout ends quietly.
+fn report(error: &cli::Error, json: bool) -> ExitCode {
+    if matches!(error, cli::Error::StdoutClosed) {
+        return ExitCode::from(error.exit_code());
+    }
+    let mut line = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
         line = format!("{line}: {cause}");
         source = cause.source();
     }
-    eprintln!("{line}");
+    cli::messages::error(&line);
     if let Some(remedy) = error.remedy() {
-        eprintln!("latch: hint: {remedy}");
+        cli::messages::hint(remedy);
     }
-    ExitCode::from(error.failure().code())
+    if json {
+        let object = serde_json::json!({"error": {"code": error.code(), "message": line}});
+        println!("{object}");
+    }
+    ExitCode::from(error.exit_code())
 }

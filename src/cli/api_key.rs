@@ -3,7 +3,7 @@
 use clap::{Args, Subcommand};
 use reqwest::Method;
 
-use super::{Error, Global, context};
+use super::{Error, Global, context, messages};
 use crate::api::{CreateKey, CreatedKey, KeyInfo};
 use crate::core::apikey::KeyKind;
 use crate::core::duration::Expiry;
@@ -110,11 +110,11 @@ pub(crate) async fn run(command: ApiKeyCommand, global: &Global) -> Result<u8, E
                     || "never expires".to_owned(),
                     |at| format!("expires {}", relative(at, context::now())),
                 );
-                eprintln!(
+                messages::note(&format!(
                     "created {} {} key `{}` (id {}, {expiry}); it is shown once — store it now:",
                     created.info.kind, created.info.capability, created.info.name, created.info.id
-                );
-                println!("{}", created.key);
+                ));
+                context::outln!("{}", created.key)?;
             }
         }
         ApiKeyCommand::List => {
@@ -124,7 +124,7 @@ pub(crate) async fn run(command: ApiKeyCommand, global: &Global) -> Result<u8, E
             if global.json {
                 context::print_json(&keys)?;
             } else {
-                print!("{}", key_table(&keys, context::now()));
+                context::out(&key_table(&keys, context::now()))?;
             }
         }
         ApiKeyCommand::Revoke { id, yes } => {
@@ -137,7 +137,7 @@ pub(crate) async fn run(command: ApiKeyCommand, global: &Global) -> Result<u8, E
                 .call_empty::<()>(Method::DELETE, &format!("v1/api-keys/{id}"), None)
                 .await?;
             if !global.json {
-                println!("revoked key {id}");
+                context::outln!("revoked key {id}")?;
             }
         }
     }

@@ -39,6 +39,16 @@ pub(crate) fn api_key(
             secrecy::ExposeSecret::expose_secret(key).to_owned(),
         ))
     } else if let Some(path) = &global.api_key_file {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                "the API key file {} is readable by others (mode {:o}): chmod 600 it",
+                path.display(),
+                meta.permissions().mode() & 0o777
+            );
+        }
         let text = std::fs::read_to_string(path).map_err(|e| {
             config_error(format!(
                 "cannot read the API key file {}: {e}",
@@ -47,9 +57,15 @@ pub(crate) fn api_key(
         })?;
         Ok(Zeroizing::new(text))
     } else {
-        from_env.ok_or_else(|| {
-            config_error("no API key: set LATCH_API_KEY (or pass --api-key-file)".into())
-        })
+        match from_env {
+            Some(key) if key.trim().is_empty() => Err(config_error(
+                "LATCH_API_KEY is empty: set it to a key from `latch api-key create`".into(),
+            )),
+            Some(key) => Ok(key),
+            None => Err(config_error(
+                "no API key: set LATCH_API_KEY (or pass --api-key-file)".into(),
+            )),
+        }
     }
 }
 
@@ -58,14 +74,19 @@ pub(crate) fn api_key(
 /// # Errors
 /// [`Error::Client`] with a configuration message when something is missing or malformed.
 pub(crate) fn client_with_key(global: &Global, key: &str) -> Result<Client, Error> {
-    let url = global
-        .url
-        .clone()
-        .ok_or_else(|| config_error("no platform URL: set LATCH_URL or pass --url".into()))?;
+    let url = global.url.clone().ok_or_else(|| {
+        config_error(
+            "no platform URL: set LATCH_URL (or pass --url) to the platform's address, such as https://latch.example.com".into(),
+        )
+    })?;
     let ca = std::env::var_os("LATCH_CA_CERT")
         .filter(|v| !v.is_empty())
         .map(Into::into);
-    Ok(Client::new(Config::new(&url, key, ca)?)?)
+    let mut config = Config::new(&url, key, ca)?;
+    if let Some(timeout) = global.request_timeout {
+        config.timeout = timeout;
+    }
+    Ok(Client::new(config)?)
 }
 
 fn config_error(message: String) -> Error {
@@ -140,11 +161,39 @@ pub(crate) fn listed(items: impl IntoIterator<Item = String>) -> String {
 }
 
 /// Prints `value` as JSON.
+///
+/// # Errors
+/// [`Error::StdoutClosed`] when the reader went away.
 pub(crate) fn print_json<T: Serialize>(value: &T) -> Result<(), Error> {
     let text = serde_json::to_string_pretty(value).map_err(|e| Error::Config(e.to_string()))?;
-    println!("{text}");
-    Ok(())
+    out(&format!("{text}\n"))
 }
+
+/// Writes `text` to stdout. A closed stdout (`latch runs list | head`) is
+/// [`Error::StdoutClosed`], which ends latch quietly (DESIGN §11): never a panic.
+///
+/// # Errors
+/// [`Error::StdoutClosed`], or [`Error::Io`] for another failure.
+pub(crate) fn out(text: &str) -> Result<(), Error> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Error::StdoutClosed),
+        Err(e) => Err(Error::Io(e)),
+    }
+}
+
+/// `println!` for command output, through [`out`]: `outln!("...")?`.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::context::out(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+pub(crate) use outln;
 
 /// A plain table: a header row and rows, columns padded to their widest cell.
 #[must_use]

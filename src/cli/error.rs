@@ -36,32 +36,67 @@ pub enum Error {
     /// Reading input or writing output failed.
     #[error("i/o error")]
     Io(#[source] std::io::Error),
+    /// A signal ended latch before the command started (exit 128+N).
+    #[error("stopped by signal {0} before the command started; nothing was started")]
+    Interrupted(i32),
+    /// The reader of stdout went away (`latch runs list | head`): end quietly.
+    #[error("stdout was closed")]
+    StdoutClosed,
 }
 
 impl Error {
-    /// The failure class, hence the exit code.
+    /// The failure class, hence the exit code (`None`: not a failure of latch's own).
     #[must_use]
     pub fn failure(&self) -> Failure {
         match self {
             Self::Client(ClientError::Unreachable { .. }) => Failure::Unavailable,
-            Self::Client(ClientError::Refused(_)) => Failure::AuthRefused,
-            Self::Client(ClientError::Api { code, .. }) if code == "required_missing" => {
-                Failure::RequiredMissing
+            Self::Client(ClientError::Refused(_) | ClientError::KeyFormat(_)) => Failure::Refused,
+            Self::Client(ClientError::Api { status, code, .. }) => {
+                Failure::of_answer(*status, code)
             }
-            Self::Client(ClientError::Api { .. }) => Failure::Rejected,
             Self::Usage(_) => Failure::Usage,
-            Self::Launch(LaunchError::Spawn(SpawnError::NotFound { .. })) => Failure::NotFound,
+            Self::Launch(LaunchError::Spawn(
+                SpawnError::NotFound { .. } | SpawnError::NoInterpreter { .. },
+            )) => Failure::NotFound,
             Self::Launch(LaunchError::Spawn(SpawnError::NotExecutable { .. })) => {
                 Failure::NotExecutable
             }
             Self::Runtime(_)
             | Self::Io(_)
+            | Self::StdoutClosed
+            | Self::Interrupted(_)
             | Self::Launch(LaunchError::Io { .. })
             | Self::Client(ClientError::Decode(_)) => Failure::Internal,
             Self::Config(_)
             | Self::Patterns(_)
             | Self::Boot(_)
-            | Self::Client(ClientError::Config(_)) => Failure::Config,
+            | Self::Client(ClientError::Config(_) | ClientError::Tls(_)) => Failure::Config,
+        }
+    }
+
+    /// The process exit code: the failure's, 128+N for a signal before the command started, 0
+    /// for a closed stdout.
+    #[must_use]
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Interrupted(signal) => {
+                crate::core::exit::child_code(crate::core::exit::ChildExit::Signaled(*signal))
+            }
+            Self::StdoutClosed => crate::core::exit::OK,
+            other => other.failure().code(),
+        }
+    }
+
+    /// The stable code under `--json` (`{"error": {"code", "message"}}`).
+    #[must_use]
+    pub fn code(&self) -> String {
+        match self {
+            Self::Client(ClientError::Api { code, .. }) => code.clone(),
+            Self::Client(ClientError::Refused(_)) => "unauthorized".into(),
+            Self::Client(ClientError::KeyFormat(_)) => "malformed_key".into(),
+            Self::Client(ClientError::Tls(_)) => "tls_untrusted".into(),
+            Self::Client(ClientError::Unreachable { .. }) => "unreachable".into(),
+            other => format!("{:?}", other.failure()).to_ascii_lowercase(),
         }
     }
 
@@ -79,6 +114,14 @@ impl Error {
             Self::Client(ClientError::Refused(_)) => Some(
                 "check LATCH_API_KEY; an owner or admin can create a key with `latch api-key create`",
             ),
+            Self::Client(ClientError::KeyFormat(_)) => Some(
+                "copy the whole key again (latch_p_… or latch_t_…, 54 characters); nothing was sent",
+            ),
+            Self::Client(ClientError::Api { code, .. })
+                if code == "unknown_environment" || code == "unknown_identity" =>
+            {
+                Some("`latch env list` and `latch identity list` show what exists")
+            }
             Self::Client(ClientError::Unreachable { .. }) => {
                 Some("check LATCH_URL and that `latch serve` is running and reachable")
             }
@@ -100,10 +143,17 @@ impl Error {
             Self::Client(ClientError::Api { code, .. }) if code == "required_missing" => Some(
                 "create the missing secrets, or drop them from --require; the command was not started",
             ),
-            Self::Launch(LaunchError::Io { .. }) => None,
-            Self::Client(_) | Self::Usage(_) | Self::Runtime(_) | Self::Config(_) | Self::Io(_) => {
-                None
+            Self::Launch(LaunchError::Spawn(SpawnError::NoInterpreter { .. })) => {
+                Some("install the interpreter, or fix the script's #! line")
             }
+            Self::Launch(LaunchError::Io { .. })
+            | Self::Client(_)
+            | Self::Usage(_)
+            | Self::Runtime(_)
+            | Self::Config(_)
+            | Self::Io(_)
+            | Self::Interrupted(_)
+            | Self::StdoutClosed => None,
         }
     }
 }

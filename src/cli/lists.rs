@@ -5,7 +5,7 @@
 use clap::Subcommand;
 use reqwest::Method;
 
-use super::{Error, Global, context};
+use super::{Error, Global, context, messages};
 use crate::api::{DeletedList, ListInfo, PutList};
 use crate::client::{Client, ClientError};
 use crate::core::name::{Label, SecretName};
@@ -90,7 +90,7 @@ pub(crate) async fn run(kind: Kind, command: ListCommand, global: &Global) -> Re
             if global.json {
                 context::print_json(&info)?;
             } else {
-                print!("{}", show(&info, context::now()));
+                context::out(&show(&info, context::now()))?;
             }
         }
         ListCommand::List => {
@@ -103,10 +103,7 @@ pub(crate) async fn run(kind: Kind, command: ListCommand, global: &Global) -> Re
                     .iter()
                     .map(|l| vec![l.name.clone(), names(l), relative(l.updated_at, now)])
                     .collect();
-                print!(
-                    "{}",
-                    context::table(&["NAME", "SECRETS", "LAST UPDATED"], &rows)
-                );
+                context::out(&context::table(&["NAME", "SECRETS", "LAST UPDATED"], &rows))?;
             }
         }
         ListCommand::Delete { name, force } => delete(kind, &client, global, &name, force).await?,
@@ -163,12 +160,12 @@ async fn set(
         Err(ClientError::Api { code, problem, .. }) if code == "would_release" => {
             // Release exactly what the platform says, once the person agrees.
             let names = problem.would_release;
-            eprintln!(
-                "latch: this change makes {} available to every run: no identity \
+            messages::warning(&format!(
+                "this change makes {} available to every run: no identity \
                  reserves {} any more",
                 names.join(", "),
                 if names.len() == 1 { "it" } else { "them" }
-            );
+            ));
             context::confirm("go ahead?", force, "--force")?;
             body.release = names
                 .iter()
@@ -182,7 +179,7 @@ async fn set(
     if global.json {
         context::print_json(&info)?;
     } else {
-        println!(
+        context::outln!(
             "set {noun} {} ({})",
             info.name,
             context::count(
@@ -190,9 +187,9 @@ async fn set(
                 "secret name",
                 "secret names"
             )
-        );
+        )?;
         if !body.release.is_empty() {
-            println!("released {}", joined(&body.release));
+            context::outln!("released {}", joined(&body.release))?;
         }
     }
     Ok(())
@@ -217,10 +214,10 @@ async fn delete(
             // What deleting it does, as the platform says it; then ask, and send
             // exactly those names back.
             if !problem.would_release.is_empty() {
-                eprintln!(
-                    "latch: deleting {noun} {name} makes {} available to every run",
+                messages::warning(&format!(
+                    "deleting {noun} {name} makes {} available to every run",
                     problem.would_release.join(", ")
-                );
+                ));
             }
             if !problem.keys.is_empty() {
                 let keys: Vec<String> = problem
@@ -228,11 +225,11 @@ async fn delete(
                     .iter()
                     .map(|k| format!("{} ({})", k.name, k.id))
                     .collect();
-                eprintln!(
-                    "latch: and revokes {} bound to it: {}",
+                messages::warning(&format!(
+                    "and revokes {} bound to it: {}",
                     context::count(keys.len(), "key", "keys"),
                     keys.join(", ")
-                );
+                ));
             }
             context::confirm("go ahead?", force, "--force")?;
             let mut query = format!("{path}?force=true");
@@ -247,9 +244,9 @@ async fn delete(
     if global.json {
         context::print_json(&deleted)?;
     } else {
-        println!("deleted {noun} {name}");
+        context::outln!("deleted {noun} {name}")?;
         if !deleted.released.is_empty() {
-            println!("released {}", deleted.released.join(", "));
+            context::outln!("released {}", deleted.released.join(", "))?;
         }
         if !deleted.revoked_keys.is_empty() {
             let keys: Vec<String> = deleted
@@ -257,7 +254,7 @@ async fn delete(
                 .iter()
                 .map(|k| format!("{} ({})", k.name, k.id))
                 .collect();
-            println!("revoked {}", keys.join(", "));
+            context::outln!("revoked {}", keys.join(", "))?;
         }
     }
     Ok(())

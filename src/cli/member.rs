@@ -3,7 +3,7 @@
 use clap::{Subcommand, ValueEnum};
 use reqwest::Method;
 
-use super::{Error, Global, context};
+use super::{Error, Global, context, messages};
 use crate::api::{AddMember, AddedMember, MemberInfo, RemovedMember, SetRole};
 use crate::core::duration::Expiry;
 use crate::core::name::Label;
@@ -91,13 +91,13 @@ pub(crate) async fn run(command: MemberCommand, global: &Global) -> Result<u8, E
                     || "never expires".to_owned(),
                     |at| format!("expires {}", relative(at, context::now())),
                 );
-                eprintln!(
+                messages::note(&format!(
                     "added {} as {}; their first personal API key ({expiry}) is shown once — hand it over securely:",
                     added.member.name, added.member.role
-                );
-                println!("{}", added.key.key);
-                eprintln!(
-                    "latch: hint: they should create a key of their own with it (`latch api-key create --personal --name laptop`) and revoke it"
+                ));
+                context::outln!("{}", added.key.key)?;
+                messages::hint(
+                    "they should create a key of their own with it (`latch api-key create --personal --name laptop`) and revoke it",
                 );
             }
         }
@@ -119,7 +119,7 @@ pub(crate) async fn run(command: MemberCommand, global: &Global) -> Result<u8, E
                         ]
                     })
                     .collect();
-                print!("{}", context::table(&["NAME", "ROLE", "JOINED"], &rows));
+                context::out(&context::table(&["NAME", "ROLE", "JOINED"], &rows))?;
             }
         }
         MemberCommand::SetRole { name, role } => {
@@ -130,7 +130,7 @@ pub(crate) async fn run(command: MemberCommand, global: &Global) -> Result<u8, E
             if global.json {
                 context::print_json(&info)?;
             } else {
-                println!("{} is now {}", info.name, info.role);
+                context::outln!("{} is now {}", info.name, info.role)?;
             }
         }
         MemberCommand::Remove { name, yes } => {
@@ -148,7 +148,7 @@ pub(crate) async fn run(command: MemberCommand, global: &Global) -> Result<u8, E
             if global.json {
                 context::print_json(&removed)?;
             } else {
-                print!("{}", removal(&removed));
+                context::out(&removal(&removed))?;
             }
         }
     }

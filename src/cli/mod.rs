@@ -12,6 +12,7 @@ mod context;
 mod error;
 mod lists;
 mod member;
+pub mod messages;
 mod run;
 mod runs;
 mod scrub;
@@ -66,6 +67,9 @@ pub struct Global {
     /// Only errors on stderr.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// The bound on each request to the platform (retries stay within it too).
+    #[arg(long, env = "LATCH_REQUEST_TIMEOUT", global = true, value_name = "DUR", value_parser = crate::core::duration::parse_duration)]
+    pub request_timeout: Option<std::time::Duration>,
 }
 
 /// An argument that holds a credential: kept in a `SecretString`, so the parsed command line's
@@ -137,7 +141,9 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
         Command::Whoami => runs::whoami(global).await,
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut command, "latch", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "latch", &mut script);
+            context::out(&String::from_utf8_lossy(&script))?;
             Ok(0)
         }
         // The launcher must start before any runtime or thread exists: `main` calls `launch`

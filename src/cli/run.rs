@@ -17,7 +17,7 @@ use secrecy::ExposeSecret;
 use zeroize::Zeroizing;
 
 use super::{Error, Global, context};
-use crate::api::{FinishRun, ResolveRun, Resolved, RunInfo};
+use crate::api::{DryRunInfo, FinishRun, ResolveRun, Resolved, RunInfo};
 use crate::client::ClientError;
 use crate::core::duration::parse_duration;
 use crate::core::exit::{self, ChildExit};
@@ -92,9 +92,20 @@ pub struct RunArgs {
     /// reported).
     #[arg(
         long,
-        conflicts_with_all = ["secret_file", "log", "timeout", "pty", "signal_group", "subreaper"]
+        conflicts_with_all = ["secret_file", "log", "timeout", "pty", "signal_group", "subreaper", "report", "fail_on_leak"]
     )]
     pub no_scrub: bool,
+    /// Resolve only: print the names the run would receive (scope, version), the missing ones
+    /// and the allowlist that applies, and start nothing (exit 65 if a --require is missing).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// When the run ends, write one JSON object to FILE (replaced, mode 0600): run id,
+    /// delivered, missing, shadowed, allowlist, exit code or signal, duration, masked counts.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Exit 3 when the command exits 0 but its output held a secret (masked): a CI leak gate.
+    #[arg(long)]
+    pub fail_on_leak: bool,
     /// Give the command a pseudo-terminal (default when stdout is a terminal).
     #[arg(long, conflicts_with = "no_pty")]
     pub pty: bool,
@@ -119,14 +130,34 @@ pub struct RunArgs {
     /// Reap orphaned descendants even when not PID 1.
     #[arg(long)]
     pub subreaper: bool,
-    /// The command and its arguments (never joined into a shell string).
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "CMD"
-    )]
+    /// The command and its arguments (never joined into a shell string). It starts at the
+    /// first argument that is not an option, or after `--`; a mistyped option before it is a
+    /// usage error, never taken for the command.
+    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     pub command: Vec<OsString>,
+}
+
+/// The `-v` notes about the machine latch starts on: forwarded signals that were ignored when it
+/// started (the command inherits that), and the left-over secret directories of killed
+/// launchers, removed now (DESIGN §6).
+fn startup_notes() {
+    for signal in signals::inherited_ignored() {
+        tracing::info!(
+            "{signal} was ignored when latch started (nohup, a background job): the command \
+             inherits that and will not react to it"
+        );
+    }
+    let swept = SecretDir::sweep_stale();
+    if swept > 0 {
+        tracing::info!(
+            "removed {swept} secret-file {} left by a launcher that was killed",
+            if swept == 1 {
+                "directory"
+            } else {
+                "directories"
+            }
+        );
+    }
 }
 
 /// Runs the command with its resolved secrets (DESIGN §6). Synchronous: it must start before
@@ -148,61 +179,56 @@ pub fn launch(args: RunArgs, global: &Global) -> Result<u8, Error> {
     } else {
         Some(Mode::Pipes)
     };
-    let signals = match mode {
-        Some(mode) => Some(
-            Signals::block(mode == Mode::Pty)
-                .map_err(|e| Error::Config(format!("cannot set up signal handling: {e}")))?,
-        ),
-        None => None,
-    };
+    // Blocked before any thread starts (every later thread inherits the mask), also for
+    // --no-scrub and --dry-run: a SIGTERM before the command starts must end latch at once.
+    let signals = Signals::block(mode == Some(Mode::Pty))
+        .map_err(|e| Error::Config(format!("cannot set up signal handling: {e}")))?;
     tracing::debug!(?hardened, ?mode, "launcher starting");
-    for signal in signals::inherited_ignored() {
-        tracing::info!(
-            "{signal} was ignored when latch started (nohup, a background job): the command \
-             inherits that and will not react to it"
-        );
-    }
+    startup_notes();
     let log = args.log.as_deref().map(open_log).transpose()?;
     let key = context::api_key(global, env_key)?;
+    if args.dry_run {
+        return dry_run(&args, global, &key, &signals);
+    }
     let started = std::time::Instant::now();
-    let resolved = resolve(&args, global, &key)?;
+    let resolved = resolve(&args, global, &key, &signals)?;
     let run_id = resolved.run_id.clone();
     let finish_key = split(&key)?;
     drop(key);
+    tracing::info!("run {run_id} started");
 
-    for m in &resolved.missing {
-        tracing::warn!("{} is not delivered: {}", m.name, m.reason);
-    }
-    if resolved.allowlist == AllowlistSource::None {
-        let n = resolved.secrets.len();
-        tracing::warn!(
-            "delivering all {n} {} in the pool: name an environment or --secrets to narrow it",
-            if n == 1 { "secret" } else { "secrets" }
+    say_resolution(&resolved);
+    let summary = Summary::of(&resolved);
+    let finish = |ended: Ended| {
+        report(
+            global,
+            &finish_key,
+            &run_id,
+            ended,
+            started.elapsed(),
+            &signals,
         );
-    }
-    for name in &resolved.shadowed {
-        tracing::info!("your personal secret {name} overrides the team secret of that name");
-    }
-    let planned = plan(&args, &resolved, mode.is_some(), signals.as_ref());
+    };
+    let planned = plan(&args, &resolved, mode.is_some(), &signals);
     drop(resolved);
     let (spec, patterns, files) = match planned {
         Ok(planned) => planned,
         Err(e) => {
             // The run is recorded as started: say that it ended without starting the command.
-            let code = i32::from(e.failure().code());
-            report(
-                global,
-                &finish_key,
-                &run_id,
-                (Some(code), None, BTreeMap::new()),
-                started.elapsed(),
-            );
+            finish((Some(i32::from(e.exit_code())), None, BTreeMap::new()));
             return Err(e);
         }
     };
     hygiene::wipe_stack();
+    // The last moment a stop request can still prevent the start (the files go as `files`
+    // drops).
+    if let Some(signal) = stop_requested(&signals)? {
+        drop(files);
+        finish((None, Some(signal), BTreeMap::new()));
+        return Err(Error::Interrupted(signal));
+    }
 
-    let (Some(mode), Some(signals)) = (mode, signals) else {
+    let Some(mode) = mode else {
         // --no-scrub: become the command. Returns only if it could not start.
         return Err(Error::Launch(LaunchError::Spawn(child::exec(spec))));
     };
@@ -221,25 +247,255 @@ pub fn launch(args: RunArgs, global: &Global) -> Result<u8, Error> {
         &signals,
     );
     drop(files);
-    report(
-        global,
-        &finish_key,
-        &run_id,
-        ended(&result),
-        started.elapsed(),
-    );
+    let ended = ended(&result);
+    finish(ended.clone());
+    if let Some(path) = &args.report {
+        let duration = result.as_ref().map_or(started.elapsed(), |o| o.duration);
+        write_report(path, &summary.report(&run_id, &ended, duration))?;
+    }
     let outcome = result?;
-    Ok(if outcome.timed_out {
-        exit::TIMEOUT
-    } else {
-        exit::child_code(outcome.exit)
-    })
+    if outcome.timed_out {
+        return Ok(exit::TIMEOUT);
+    }
+    let code = exit::child_code(outcome.exit);
+    if args.fail_on_leak && code == 0 && !outcome.masked.is_empty() {
+        leaked(&outcome.masked);
+        return Ok(exit::LEAK);
+    }
+    Ok(code)
 }
 
-/// `POST /v1/runs` on a runtime of its own, dropped before the command starts so that none of
-/// the HTTP stack's buffers outlive the request.
-fn resolve(args: &RunArgs, global: &Global, key: &str) -> Result<Resolved, Error> {
+/// What the launcher says of a resolution on stderr: names not delivered, an unnarrowed pool,
+/// shadowed names.
+fn say_resolution(resolved: &Resolved) {
+    for m in &resolved.missing {
+        tracing::warn!("{} is not delivered: {}", m.name, m.reason);
+    }
+    if resolved.allowlist == AllowlistSource::None {
+        let n = resolved.secrets.len();
+        tracing::warn!(
+            "delivering all {n} {} in the pool: name an environment or --secrets to narrow it",
+            if n == 1 { "secret" } else { "secrets" }
+        );
+    }
+    for name in &resolved.shadowed {
+        tracing::info!("your personal secret {name} overrides the team secret of that name");
+    }
+}
+
+/// `--fail-on-leak` fired: names the secrets that were masked, and how often.
+fn leaked(masked: &BTreeMap<String, u64>) {
+    let names: Vec<String> = masked
+        .iter()
+        .map(|(name, n)| format!("{name} ({n})"))
+        .collect();
+    tracing::error!(
+        "--fail-on-leak: the command exited 0, but its output held {}, masked: {}",
+        if names.len() == 1 {
+            "a secret"
+        } else {
+            "secrets"
+        },
+        names.join(", ")
+    );
+}
+
+/// What the run received, kept (names only) for `--report`.
+struct Summary {
+    delivered: Vec<serde_json::Value>,
+    missing: Vec<crate::core::resolve::Missing>,
+    shadowed: Vec<String>,
+    allowlist: AllowlistSource,
+}
+
+impl Summary {
+    fn of(resolved: &Resolved) -> Self {
+        Self {
+            delivered: resolved
+                .secrets
+                .iter()
+                .map(
+                    |s| serde_json::json!({"name": s.name, "scope": s.scope, "version": s.version}),
+                )
+                .collect(),
+            missing: resolved.missing.clone(),
+            shadowed: resolved.shadowed.clone(),
+            allowlist: resolved.allowlist,
+        }
+    }
+
+    /// The `--report` object (DESIGN §6): names only, never a value.
+    fn report(
+        &self,
+        run_id: &str,
+        (code, signal, masked): &Ended,
+        duration: Duration,
+    ) -> serde_json::Value {
+        serde_json::json!({
+            "run_id": run_id,
+            "delivered": self.delivered,
+            "missing": self.missing,
+            "shadowed": self.shadowed,
+            "allowlist": self.allowlist,
+            "exit_code": code,
+            "signal": signal,
+            "duration_ms": u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+            "masked": masked,
+            "brokered": [],
+        })
+    }
+}
+
+/// `--report FILE`: replaced whole (written beside it, then renamed over it), mode 0600.
+fn write_report(path: &std::path::Path, report: &serde_json::Value) -> Result<(), Error> {
+    use std::io::Write as _;
+    let fail =
+        |e: std::io::Error| Error::Config(format!("cannot write --report {}: {e}", path.display()));
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(format!(".{}.tmp", std::process::id()));
+    let temporary = PathBuf::from(temporary);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)
+        .map_err(fail)?;
+    let text = serde_json::to_string_pretty(report).map_err(|e| Error::Config(e.to_string()))?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.write_all(b"\n"))
+        .and_then(|()| file.sync_all())
+        .map_err(fail)?;
+    std::fs::rename(&temporary, path).map_err(fail)
+}
+
+/// `--dry-run`: the names a run would receive, printed; nothing started (DESIGN §6).
+fn dry_run(args: &RunArgs, global: &Global, key: &str, signals: &Signals) -> Result<u8, Error> {
     let request = ResolveRun {
+        dry_run: true,
+        ..request_of(args)
+    };
+    let answer = with_signal_watch(signals, async {
+        let client = context::client_with_key(global, key)?;
+        client
+            .call::<DryRunInfo, _>(Method::POST, "v1/runs", Some(&request))
+            .await
+            .map_err(Error::from)
+    });
+    let info = match answer {
+        Ok(info) => info,
+        Err(Error::Client(ClientError::Api { code, problem, .. }))
+            if code == "required_missing" =>
+        {
+            if global.json {
+                context::print_json(&serde_json::json!({
+                    "error": {"code": code, "message": problem.detail},
+                    "missing": problem.missing,
+                }))?;
+            }
+            for m in &problem.missing {
+                tracing::error!("required secret {} would be missing: {}", m.name, m.reason);
+            }
+            return Ok(exit::DATA_ERROR);
+        }
+        Err(e) => return Err(e),
+    };
+    if global.json {
+        context::print_json(&info)?;
+    } else {
+        context::out(&dry_run_text(&info))?;
+    }
+    Ok(exit::OK)
+}
+
+/// A dry run in words: what would be delivered, what is missing and why, what is shadowed.
+fn dry_run_text(info: &DryRunInfo) -> String {
+    use std::fmt::Write as _;
+    let n = info.secrets.len();
+    let mut out = format!(
+        "would deliver {} (allowlist: {}, trigger: {}){}\n",
+        context::count(n, "secret", "secrets"),
+        info.allowlist,
+        info.trigger,
+        if n == 0 { "" } else { ":" }
+    );
+    for s in &info.secrets {
+        let _ = writeln!(out, "  {:<32} {:<8} v{}", s.name, s.scope, s.version);
+    }
+    if !info.missing.is_empty() {
+        out.push_str("missing:\n");
+        for m in &info.missing {
+            let _ = writeln!(out, "  {:<32} {}", m.name.as_str(), m.reason);
+        }
+    }
+    if !info.shadowed.is_empty() {
+        let _ = writeln!(
+            out,
+            "shadowed (your personal secret wins): {}",
+            info.shadowed.join(", ")
+        );
+    }
+    out
+}
+
+/// Runs `future` on a short-lived runtime, ending at once with [`Error::Interrupted`] if a
+/// SIGTERM, SIGINT or SIGHUP arrives first (DESIGN §6: `docker stop` must not wait for a
+/// platform that hangs). Other signals that arrive meanwhile are read and dropped: there is
+/// no command yet to forward them to.
+fn with_signal_watch<T>(
+    signals: &Signals,
+    future: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)?;
+    let result = runtime.block_on(async {
+        let watch = async {
+            let watch_error =
+                |e: std::io::Error| Error::Config(format!("cannot watch for signals: {e}"));
+            // SAFETY: the signalfd is owned by `signals`, which outlives this runtime (dropped
+            // below, before this function returns), so the descriptor stays open and the same.
+            let fd = unsafe {
+                tokio::io::unix::AsyncFd::register_with_interest(
+                    signals.raw_fd(),
+                    tokio::io::Interest::READABLE,
+                )
+            }
+            .map_err(|e| watch_error(e.into()))?;
+            loop {
+                let mut ready = fd.readable().await.map_err(watch_error)?;
+                if let Some(signal) = stop_requested(signals)? {
+                    return Err::<T, Error>(Error::Interrupted(signal));
+                }
+                ready.clear_ready();
+            }
+        };
+        tokio::select! {
+            result = future => result,
+            stopped = watch => stopped,
+        }
+    });
+    drop(runtime);
+    result
+}
+
+/// A SIGTERM, SIGINT or SIGHUP waiting to be read, if one is (others are read and dropped).
+fn stop_requested(signals: &Signals) -> Result<Option<i32>, Error> {
+    use nix::sys::signal::Signal;
+    while let Some(signal) = signals
+        .next()
+        .map_err(|e| Error::Config(format!("cannot read signals: {e}")))?
+    {
+        if matches!(signal, Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP) {
+            return Ok(Some(signal as i32));
+        }
+    }
+    Ok(None)
+}
+
+fn request_of(args: &RunArgs) -> ResolveRun {
+    ResolveRun {
         trigger: args.trigger,
         environment: args.environment.clone(),
         secrets: if args.no_secrets {
@@ -249,24 +505,30 @@ fn resolve(args: &RunArgs, global: &Global, key: &str) -> Result<Resolved, Error
         },
         required: args.require.clone(),
         dry_run: false,
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(Error::Runtime)?;
-    let resolved = runtime.block_on(async {
+    }
+}
+
+/// `POST /v1/runs` on a runtime of its own, dropped before the command starts so that none of
+/// the HTTP stack's buffers outlive the request.
+fn resolve(
+    args: &RunArgs,
+    global: &Global,
+    key: &str,
+    signals: &Signals,
+) -> Result<Resolved, Error> {
+    let request = request_of(args);
+    let resolved = with_signal_watch(signals, async {
         let client = context::client_with_key(global, key)?;
         client
             .call::<Resolved, _>(Method::POST, "v1/runs", Some(&request))
             .await
             .map_err(Error::from)
     });
-    drop(runtime);
     if let Err(Error::Client(ClientError::Api { code, problem, .. })) = &resolved
         && code == "required_missing"
     {
         for m in &problem.missing {
-            eprintln!("latch: required secret {} is missing: {}", m.name, m.reason);
+            tracing::error!("required secret {} is missing: {}", m.name, m.reason);
         }
     }
     resolved
@@ -287,7 +549,7 @@ fn plan(
     args: &RunArgs,
     resolved: &Resolved,
     scrub: bool,
-    signals: Option<&Signals>,
+    signals: &Signals,
 ) -> Result<(Spec, Option<PatternSet>, Option<SecretDir>), Error> {
     let names = resolved
         .secrets
@@ -369,11 +631,12 @@ fn plan(
     }
     let mut command = args.command.iter().cloned();
     let program = command.next().unwrap_or_default();
-    let mask = match signals {
-        Some(s) => s.original(),
-        None => nix::sys::signal::SigSet::thread_get_mask()
-            .map_err(|e| Error::Config(format!("cannot read the signal mask: {e}")))?,
-    };
+    let mask = signals.original();
+    // The run is identifiable from inside (DESIGN §6): the only LATCH_* variable the child gets.
+    env.push((
+        OsString::from("LATCH_RUN_ID"),
+        Zeroizing::new(resolved.run_id.clone().into_bytes()),
+    ));
     Ok((
         Spec {
             program,
@@ -410,7 +673,7 @@ fn ended(result: &Result<Outcome, LaunchError>) -> Ended {
             ChildExit::Exited(code) => (Some(code), None, outcome.masked.clone()),
             ChildExit::Signaled(n) => (None, Some(n), outcome.masked.clone()),
         },
-        Err(LaunchError::Spawn(SpawnError::NotFound { .. })) => {
+        Err(LaunchError::Spawn(SpawnError::NotFound { .. } | SpawnError::NoInterpreter { .. })) => {
             (Some(i32::from(exit::NOT_FOUND)), None, BTreeMap::new())
         }
         Err(LaunchError::Spawn(SpawnError::NotExecutable { .. })) => {
@@ -427,6 +690,7 @@ fn report(
     run_id: &str,
     (exit_code, signal, masked): Ended,
     duration: Duration,
+    signals: &Signals,
 ) {
     let finish = FinishRun {
         exit_code,
@@ -438,23 +702,22 @@ fn report(
     let Ok(key) = std::str::from_utf8(&key) else {
         return;
     };
-    let sent = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(Error::Runtime)
-        .and_then(|runtime| {
-            runtime.block_on(async {
-                context::client_with_key(global, key)?
-                    .call::<RunInfo, _>(
-                        Method::POST,
-                        &format!("v1/runs/{run_id}/finish"),
-                        Some(&finish),
-                    )
-                    .await
-                    .map_err(Error::from)
-            })
-        });
-    if let Err(e) = sent {
-        tracing::warn!("could not report the end of run {run_id}: {e}");
+    // A stop request while the platform is slow ends the wait, not the exit status.
+    let sent = with_signal_watch(signals, async {
+        context::client_with_key(global, key)?
+            .call::<RunInfo, _>(
+                Method::POST,
+                &format!("v1/runs/{run_id}/finish"),
+                Some(&finish),
+            )
+            .await
+            .map_err(Error::from)
+    });
+    match sent {
+        Ok(_) => {}
+        Err(Error::Interrupted(_)) => {
+            tracing::warn!("stopped before the end of run {run_id} was reported");
+        }
+        Err(e) => tracing::warn!("could not report the end of run {run_id}: {e}"),
     }
 }

@@ -3,7 +3,7 @@
 use clap::{Args, Subcommand};
 use reqwest::Method;
 
-use super::{Error, Global, context};
+use super::{Error, Global, context, messages};
 use crate::api::{AuditInfo, AuditPage, RunInfo, RunPage, Whoami};
 use crate::core::perm::Capability;
 use crate::core::time::relative;
@@ -133,9 +133,9 @@ pub(crate) async fn run(command: RunsCommand, global: &Global) -> Result<u8, Err
             if global.json {
                 context::print_json(&page)?;
             } else {
-                print!("{}", run_table(&page.runs, context::now()));
+                context::out(&run_table(&page.runs, context::now()))?;
                 if let Some(next) = &page.next_cursor {
-                    eprintln!("latch: note: more runs: --cursor {next}");
+                    messages::note(&format!("more runs: --cursor {next}"));
                 }
             }
         }
@@ -216,9 +216,9 @@ pub(crate) async fn audit(args: AuditArgs, global: &Global) -> Result<u8, Error>
         if global.json {
             context::print_json(&page)?;
         } else {
-            print!("{}", audit_table(&page.events, context::now(), true));
+            context::out(&audit_table(&page.events, context::now(), true))?;
             if let Some(next) = &page.next_cursor {
-                eprintln!("latch: note: more events: --cursor {next}");
+                messages::note(&format!("more events: --cursor {next}"));
             }
         }
         return Ok(0);
@@ -311,7 +311,7 @@ pub(crate) async fn whoami(global: &Global) -> Result<u8, Error> {
             Capability::Run => "run (start runs, finish and read its own runs)",
             Capability::Manage => "manage (everything the role allows)",
         };
-        println!(
+        context::outln!(
             "team:       {}\nuser:       {}\nrole:       {}\nkey:        {} ({})\ncapability: {can}\nidentity:   {}",
             me.team,
             me.user.as_deref().unwrap_or("(none: team key)"),
@@ -319,7 +319,7 @@ pub(crate) async fn whoami(global: &Global) -> Result<u8, Error> {
             me.key_id,
             me.key_kind,
             me.identity.as_deref().unwrap_or("-")
-        );
+        )?;
     }
     Ok(0)
 }

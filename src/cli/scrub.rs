@@ -12,7 +12,7 @@ use reqwest::Method;
 use secrecy::ExposeSecret;
 
 use super::run::MaskStyle;
-use super::{Error, Global, context};
+use super::{Error, Global, context, messages};
 use crate::api::{FinishRun, ResolveRun, Resolved, RunInfo};
 use crate::core::name::{Label, SecretName};
 use crate::core::scrub::PatternSet;
@@ -60,10 +60,10 @@ pub(crate) async fn run(args: ScrubArgs, global: &Global) -> Result<u8, Error> {
         };
         let resolved: Resolved = client.call(Method::POST, "v1/runs", Some(&request)).await?;
         for m in &resolved.missing {
-            eprintln!(
-                "latch: {} is not delivered ({}); it will not be masked",
+            messages::warning(&format!(
+                "{} is not delivered ({}); it will not be masked",
                 m.name, m.reason
-            );
+            ));
         }
         for secret in &resolved.secrets {
             values.push((

@@ -109,10 +109,12 @@ pub(crate) async fn run(command: SecretCommand, global: &Global) -> Result<u8, E
             if global.json {
                 context::print_json(&info)?;
             } else {
-                println!(
+                context::outln!(
                     "created {} secret {} (version {})",
-                    info.scope, info.name, info.version
-                );
+                    info.scope,
+                    info.name,
+                    info.version
+                )?;
             }
         }
         SecretCommand::Update {
@@ -141,10 +143,12 @@ pub(crate) async fn run(command: SecretCommand, global: &Global) -> Result<u8, E
             if global.json {
                 context::print_json(&info)?;
             } else {
-                println!(
+                context::outln!(
                     "updated {} secret {} (version {})",
-                    info.scope, info.name, info.version
-                );
+                    info.scope,
+                    info.name,
+                    info.version
+                )?;
             }
         }
         SecretCommand::Delete { scope, name, force } => {
@@ -154,7 +158,7 @@ pub(crate) async fn run(command: SecretCommand, global: &Global) -> Result<u8, E
                 .call_empty::<()>(Method::DELETE, &format!("v1/secrets/{scope}/{name}"), None)
                 .await?;
             if !global.json {
-                println!("deleted {scope} secret {name}");
+                context::outln!("deleted {scope} secret {name}")?;
             }
         }
         SecretCommand::List { all } => {
@@ -167,7 +171,7 @@ pub(crate) async fn run(command: SecretCommand, global: &Global) -> Result<u8, E
             if global.json {
                 context::print_json(&list)?;
             } else {
-                print!("{}", secret_table(&list, all, context::now()));
+                context::out(&secret_table(&list, all, context::now()))?;
             }
         }
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use clap::Args;
 use tokio::net::TcpListener;
 
-use super::Error;
+use super::{Error, messages};
 use crate::core::crypto::RootKey;
 use crate::core::name::Label;
 use crate::server::boot::{self, BootError};
@@ -213,30 +213,30 @@ pub(crate) async fn run(args: ServeArgs) -> Result<u8, Error> {
     {
         if let Some(path) = &args.bootstrap_key_file {
             boot::write_key_file(path, &key)?;
-            eprintln!(
-                "latch: created team `{}` and owner `{}`; the owner's API key is in {}",
+            messages::note(&format!(
+                "created team `{}` and owner `{}`; the owner's API key is in {}",
                 args.team,
                 args.owner,
                 path.display()
-            );
+            ));
         } else {
-            eprintln!(
-                "latch: created team `{}` and owner `{}`; the owner's API key (shown once):",
+            messages::note(&format!(
+                "created team `{}` and owner `{}`; the owner's API key (shown once):",
                 args.team, args.owner
-            );
-            println!("{}", key.expose());
+            ));
+            super::context::outln!("{}", key.expose())?;
         }
-        eprintln!(
-            "latch: note: this bootstrap key never expires (it is the recovery path of a fresh server): create a personal key with it (`latch api-key create --personal --name laptop`), then revoke it"
+        messages::note(
+            "this bootstrap key never expires (it is the recovery path of a fresh server): create a personal key with it (`latch api-key create --personal --name laptop`), then revoke it",
         );
     }
     if let (Some(_), Some(cert), Some(key)) = (tls, &args.tls_cert, &args.tls_key) {
-        eprintln!("latch: listening on https://{local}");
+        messages::note(&format!("listening on https://{local}"));
         server::serve_tls(listener, app, cert, key, shutdown_signal())
             .await
             .map_err(Error::Io)?;
     } else {
-        eprintln!("latch: listening on http://{local}");
+        messages::note(&format!("listening on http://{local}"));
         server::serve(listener, app, shutdown_signal())
             .await
             .map_err(Error::Io)?;
@@ -271,5 +271,5 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
-    eprintln!("latch: shutting down");
+    messages::note("shutting down");
 }

@@ -8,19 +8,24 @@
 
 /// Success.
 pub const OK: u8 = 0;
-/// The platform refused the request: not permitted, not found, or a conflict.
-pub const REJECTED: u8 = 1;
-/// Bad command line (usage).
+/// Bad command line (usage), or a cancelled prompt.
 pub const USAGE: u8 = 2;
-/// A `required` secret is missing; the command was not started (`EX_DATAERR`).
-pub const REQUIRED_MISSING: u8 = 65;
-/// The platform is unreachable, after bounded retries (`EX_UNAVAILABLE`).
+/// `--fail-on-leak`: the command exited 0 but something was masked.
+pub const LEAK: u8 = 3;
+/// A `required` secret is missing, or the platform refused the input (400, 422): `EX_DATAERR`.
+pub const DATA_ERROR: u8 = 65;
+/// The named object does not exist (404): `EX_NOINPUT`.
+pub const MISSING: u8 = 66;
+/// The platform is unreachable, or answers 429/5xx after the retries: `EX_UNAVAILABLE`.
 pub const UNAVAILABLE: u8 = 69;
-/// An internal error (`EX_SOFTWARE`).
+/// An internal error: `EX_SOFTWARE`.
 pub const INTERNAL: u8 = 70;
-/// The platform refused the API key: invalid, expired or revoked (`EX_NOPERM`).
-pub const AUTH_REFUSED: u8 = 77;
-/// Configuration error: missing or malformed settings, files or variables (`EX_CONFIG`).
+/// A conflict: the object exists already or changed meanwhile (409, 412): `EX_CANTCREAT`.
+pub const CONFLICT: u8 = 73;
+/// Authentication refused, or the platform refused the request (403): `EX_NOPERM`.
+pub const REFUSED: u8 = 77;
+/// Configuration: a setting, file or variable is missing or malformed, an unknown environment
+/// or identity, TLS trust, a refused name: `EX_CONFIG`.
 pub const CONFIG: u8 = 78;
 /// `--timeout` expired and the command was stopped (as `timeout(1)`).
 pub const TIMEOUT: u8 = 124;
@@ -31,21 +36,26 @@ pub const NOT_FOUND: u8 = 127;
 /// Added to a signal number when the child died of that signal.
 pub const SIGNAL_BASE: u8 = 128;
 
-/// The ways latch itself can fail, each with its own exit code.
+/// The ways latch itself can fail, each with its own exit code. latch never exits 1 for a
+/// failure of its own, so CI can tell latch from the command it ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Failure {
-    /// The platform refused the request (permission, not found, conflict).
-    Rejected,
     /// Bad command line.
     Usage,
-    /// A required secret is missing.
-    RequiredMissing,
-    /// The platform cannot be reached.
+    /// `--fail-on-leak` and a region was masked.
+    Leak,
+    /// A required secret is missing, or the input was refused.
+    DataError,
+    /// The named object does not exist.
+    Missing,
+    /// The platform cannot be reached, or is overloaded.
     Unavailable,
     /// A bug, an unexpected state, a malformed answer, or a failed system call.
     Internal,
-    /// The API key was refused.
-    AuthRefused,
+    /// The object exists already or changed meanwhile.
+    Conflict,
+    /// The key was refused, or the request was not permitted.
+    Refused,
     /// Bad configuration.
     Config,
     /// The run timed out.
@@ -58,13 +68,15 @@ pub enum Failure {
 
 impl Failure {
     /// Every failure, for tables and tests.
-    pub const ALL: [Self; 10] = [
-        Self::Rejected,
+    pub const ALL: [Self; 12] = [
         Self::Usage,
-        Self::RequiredMissing,
+        Self::Leak,
+        Self::DataError,
+        Self::Missing,
         Self::Unavailable,
         Self::Internal,
-        Self::AuthRefused,
+        Self::Conflict,
+        Self::Refused,
         Self::Config,
         Self::Timeout,
         Self::NotExecutable,
@@ -75,12 +87,14 @@ impl Failure {
     #[must_use]
     pub const fn code(self) -> u8 {
         match self {
-            Self::Rejected => REJECTED,
             Self::Usage => USAGE,
-            Self::RequiredMissing => REQUIRED_MISSING,
+            Self::Leak => LEAK,
+            Self::DataError => DATA_ERROR,
+            Self::Missing => MISSING,
             Self::Unavailable => UNAVAILABLE,
             Self::Internal => INTERNAL,
-            Self::AuthRefused => AUTH_REFUSED,
+            Self::Conflict => CONFLICT,
+            Self::Refused => REFUSED,
             Self::Config => CONFIG,
             Self::Timeout => TIMEOUT,
             Self::NotExecutable => NOT_EXECUTABLE,
@@ -92,24 +106,43 @@ impl Failure {
     #[must_use]
     pub const fn meaning(self) -> &'static str {
         match self {
-            Self::Rejected => {
-                "the platform refused the request: not permitted, not found, or a conflict"
+            Self::Usage => "usage: unknown option, bad value, missing argument, cancelled prompt",
+            Self::Leak => "`--fail-on-leak` and a region was masked",
+            Self::DataError => {
+                "a `required` secret is missing; the platform refused the input (400/422)"
             }
-            Self::Usage => "usage error: bad flags or arguments",
-            Self::RequiredMissing => {
-                "a `--require`d secret is missing; the command was not started"
+            Self::Missing => {
+                "the named object does not exist (404), except an unknown environment in `latch run`"
             }
-            Self::Unavailable => "the platform is unreachable (after bounded retries)",
-            Self::Internal => {
-                "internal error: a malformed answer from the platform, a failed system call"
+            Self::Unavailable => {
+                "the platform is unreachable, or still answers 429/5xx after the retries"
             }
-            Self::AuthRefused => "the API key was refused: invalid, expired or revoked",
+            Self::Internal => "internal error",
+            Self::Conflict => "conflict: the object already exists or changed meanwhile (409, 412)",
+            Self::Refused => {
+                "authentication refused (invalid, mistyped, expired or revoked key) or the request refused (403, 400 `trigger_requires_user`)"
+            }
             Self::Config => {
-                "configuration error: a setting, file or variable is missing or malformed"
+                "configuration: unknown environment or identity, bad URL, TLS trust, unreadable key file, refused name"
             }
             Self::Timeout => "`--timeout` expired; the command was stopped",
             Self::NotExecutable => "the command exists but cannot be executed",
-            Self::NotFound => "the command was not found on PATH",
+            Self::NotFound => "the command was not found (or its `#!` interpreter is missing)",
+        }
+    }
+
+    /// The failure a platform answer means once the client gave up retrying (DESIGN §6).
+    #[must_use]
+    pub fn of_answer(status: u16, code: &str) -> Self {
+        match (status, code) {
+            (_, "required_missing") => Self::DataError,
+            (_, "unknown_environment" | "unknown_identity") => Self::Config,
+            (_, "trigger_requires_user") | (401 | 403, _) => Self::Refused,
+            (404, _) => Self::Missing,
+            (409 | 412, _) => Self::Conflict,
+            (429 | 500..=599, _) => Self::Unavailable,
+            (400..=499, _) => Self::DataError,
+            _ => Self::Internal,
         }
     }
 }
@@ -177,12 +210,14 @@ mod tests {
     #[test]
     fn launcher_codes_are_the_documented_ones() {
         let table = [
-            (Failure::Rejected, 1),
             (Failure::Usage, 2),
-            (Failure::RequiredMissing, 65),
+            (Failure::Leak, 3),
+            (Failure::DataError, 65),
+            (Failure::Missing, 66),
             (Failure::Unavailable, 69),
             (Failure::Internal, 70),
-            (Failure::AuthRefused, 77),
+            (Failure::Conflict, 73),
+            (Failure::Refused, 77),
             (Failure::Config, 78),
             (Failure::Timeout, 124),
             (Failure::NotExecutable, 126),
@@ -196,5 +231,29 @@ mod tests {
         let distinct: HashSet<u8> = Failure::ALL.iter().map(|f| f.code()).collect();
         assert_eq!(distinct.len(), Failure::ALL.len(), "codes are distinct");
         assert!(!distinct.contains(&OK));
+        assert!(!distinct.contains(&1), "1 is the command's, never latch's");
+    }
+
+    #[test]
+    fn platform_answers_map_to_the_table() {
+        let table = [
+            (400, "invalid_name", Failure::DataError),
+            (422, "required_missing", Failure::DataError),
+            (400, "trigger_requires_user", Failure::Refused),
+            (401, "unauthorized", Failure::Refused),
+            (403, "key_cannot_manage", Failure::Refused),
+            (404, "unknown_environment", Failure::Config),
+            (404, "unknown_identity", Failure::Config),
+            (404, "unknown_secret", Failure::Missing),
+            (409, "name_conflict", Failure::Conflict),
+            (412, "precondition_failed", Failure::Conflict),
+            (429, "rate_limited", Failure::Unavailable),
+            (503, "database_unavailable", Failure::Unavailable),
+            (500, "internal", Failure::Unavailable),
+            (302, "", Failure::Internal),
+        ];
+        for (status, code, want) in table {
+            assert_eq!(Failure::of_answer(status, code), want, "{status} {code}");
+        }
     }
 }

@@ -65,6 +65,14 @@ pub enum SpawnError {
         /// As given.
         program: String,
     },
+    /// A script whose `#!` interpreter is missing (exit 127, as a missing command).
+    #[error("cannot run {program}: its interpreter {interpreter} (from its #! line) is not there")]
+    NoInterpreter {
+        /// As given.
+        program: String,
+        /// The interpreter its first line names.
+        interpreter: String,
+    },
     /// It exists but cannot be executed (exit 126).
     #[error("cannot execute {program}")]
     NotExecutable {
@@ -92,14 +100,19 @@ pub struct Started {
 /// # Errors
 /// [`SpawnError`].
 pub fn spawn(spec: Spec, streams: Streams) -> Result<Started, SpawnError> {
+    let search = search_path(&spec.env);
     let (mut command, program) = command(spec.program, spec.args, &spec.env);
     let mask = spec.mask;
+    // The child dies with latch (SIGKILL, the OOM killer): the kernel sends it SIGKILL when the
+    // thread that forked it ends, and this is the main thread, which lives until latch exits.
+    let parent = nix::unistd::getpid();
     match streams {
         Streams::Pipes { take_terminal } => {
             command.stdout(Stdio::piped()).stderr(Stdio::piped());
             // SAFETY: only async-signal-safe calls, no allocation.
             unsafe {
                 command.pre_exec(move || {
+                    die_with(parent)?;
                     nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
                     if take_terminal {
                         // From a background group, tcsetpgrp raises SIGTTOU unless blocked.
@@ -129,6 +142,7 @@ pub fn spawn(spec: Spec, streams: Streams) -> Result<Started, SpawnError> {
             // SAFETY: only async-signal-safe calls, no allocation.
             unsafe {
                 command.pre_exec(move || {
+                    die_with(parent)?;
                     nix::unistd::setsid()?;
                     if libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
                         return Err(io::Error::last_os_error());
@@ -142,7 +156,7 @@ pub fn spawn(spec: Spec, streams: Streams) -> Result<Started, SpawnError> {
     let result = command.spawn();
     // The environment strings are freed (and wiped) here, before anything else happens.
     drop(command);
-    let mut child = result.map_err(|e| classify(e, program))?;
+    let mut child = result.map_err(|e| classify(e, program, search.as_deref()))?;
     let pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
     Ok(Started {
         pid: Pid::from_raw(pid),
@@ -155,6 +169,7 @@ pub fn spawn(spec: Spec, streams: Streams) -> Result<Started, SpawnError> {
 /// Returns only on failure.
 #[must_use]
 pub fn exec(spec: Spec) -> SpawnError {
+    let search = search_path(&spec.env);
     let (mut command, program) = command(spec.program, spec.args, &spec.env);
     let mask = spec.mask;
     // SAFETY: only async-signal-safe calls, no allocation.
@@ -164,7 +179,45 @@ pub fn exec(spec: Spec) -> SpawnError {
             Ok(())
         });
     }
-    classify(command.exec(), program)
+    classify(command.exec(), program, search.as_deref())
+}
+
+/// In the child, before `execve`: SIGKILL when latch's forking thread ends; and if latch is
+/// already gone (it died between `fork` and here), do not start at all.
+fn die_with(parent: Pid) -> io::Result<()> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+    if nix::unistd::getppid() != parent {
+        return Err(io::Error::other("latch is gone"));
+    }
+    Ok(())
+}
+
+/// The `PATH` the child is started with (where `Command` looks the program up).
+fn search_path(env: &[(OsString, Zeroizing<Vec<u8>>)]) -> Option<OsString> {
+    env.iter()
+        .find(|(name, _)| name == "PATH")
+        .map(|(_, value)| std::ffi::OsStr::from_bytes(value).to_owned())
+}
+
+/// The file `program` names: itself when it has a `/`, else the first match on `path`.
+fn located(program: &str, path: Option<&std::ffi::OsStr>) -> Option<std::path::PathBuf> {
+    if program.contains('/') {
+        return Some(program.into());
+    }
+    std::env::split_paths(path?)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+/// The interpreter a script's `#!` line names, if the file is such a script.
+fn interpreter_of(file: &std::path::Path) -> Option<String> {
+    use std::io::Read as _;
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(file).ok()?.read(&mut head).ok()?;
+    let line = head[..n].strip_prefix(b"#!")?;
+    let line = line.split(|&b| b == b'\n').next()?;
+    let text = String::from_utf8_lossy(line);
+    text.split_whitespace().next().map(ToOwned::to_owned)
 }
 
 fn command(
@@ -181,9 +234,19 @@ fn command(
     (command, shown)
 }
 
-/// `ENOENT` is 127; anything else that stops `execve` is 126, as in a shell and tini.
-fn classify(error: io::Error, program: String) -> SpawnError {
+/// `ENOENT` is 127 (said as a missing interpreter when the program is a script whose `#!`
+/// interpreter is missing); anything else that stops `execve` is 126, as in a shell and tini.
+fn classify(error: io::Error, program: String, path: Option<&std::ffi::OsStr>) -> SpawnError {
     if error.kind() == io::ErrorKind::NotFound {
+        let script = located(&program, path).filter(|p| p.is_file());
+        if let Some(interpreter) = script.as_deref().and_then(interpreter_of)
+            && !std::path::Path::new(&interpreter).exists()
+        {
+            return SpawnError::NoInterpreter {
+                program,
+                interpreter,
+            };
+        }
         SpawnError::NotFound { program }
     } else {
         SpawnError::NotExecutable {

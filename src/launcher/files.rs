@@ -6,10 +6,13 @@
 use std::fmt::Write as _;
 use std::fs::{DirBuilder, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use rand_core::TryRng;
+
+/// How every secret directory's name starts: `latch-run-<pid>-<random>`.
+const PREFIX: &str = "latch-run-";
 
 /// The private directory of one run's file secrets.
 #[derive(Debug)]
@@ -39,9 +42,49 @@ impl SecretDir {
             let _ = write!(name, "{b:02x}");
             name
         });
-        let path = base.join(format!("latch-run-{name}"));
+        // The owner's pid in the name lets a later run tell a left-over directory (its latch
+        // was killed: SIGKILL, the OOM killer) from a live one.
+        let path = base.join(format!("{PREFIX}{}-{name}", std::process::id()));
         DirBuilder::new().mode(0o700).create(&path)?;
         Ok(Self { path })
+    }
+
+    /// Removes the secret directories this user's killed launchers left behind (DESIGN §6):
+    /// those whose owning process no longer exists. Returns how many were removed.
+    #[must_use]
+    pub fn sweep_stale() -> usize {
+        let me = nix::unistd::geteuid().as_raw();
+        let mut removed = 0;
+        for base in [Path::new("/dev/shm").to_path_buf(), std::env::temp_dir()] {
+            let Ok(entries) = std::fs::read_dir(&base) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(pid) = name
+                    .to_str()
+                    .and_then(|n| n.strip_prefix(PREFIX))
+                    .and_then(|rest| rest.split('-').next())
+                    .and_then(|pid| pid.parse::<i32>().ok())
+                else {
+                    continue;
+                };
+                // Only our own directories (never through a link), of processes that are gone.
+                let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+                    continue;
+                };
+                let gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+                    == Err(nix::errno::Errno::ESRCH);
+                if meta.is_dir()
+                    && meta.uid() == me
+                    && gone
+                    && std::fs::remove_dir_all(entry.path()).is_ok()
+                {
+                    removed += 1;
+                }
+            }
+        }
+        removed
     }
 
     /// Writes `value` to a new 0600 file named `name` and returns its path.

@@ -103,6 +103,15 @@ pub fn inherited_ignored() -> Vec<Signal> {
         .collect()
 }
 
+impl Signals {
+    /// The descriptor, for an event loop to wait on.
+    #[must_use]
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd as _;
+        self.fd.as_raw_fd()
+    }
+}
+
 impl AsFd for Signals {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()

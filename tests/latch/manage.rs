@@ -227,12 +227,7 @@ async fn keys_members_lists_runs_audit_and_whoami() {
         Some(0)
     );
     let o = latch(&p, &k, &["env", "show", "ci"]).await;
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "not found is a refusal: {}",
-        err(&o)
-    );
+    assert_eq!(o.status.code(), Some(66), "not found is 66: {}", err(&o));
 
     // Members.
     let o = latch(&p, &k, &["member", "add", "alice", "--role", "builder"]).await;
@@ -246,7 +241,7 @@ async fn keys_members_lists_runs_audit_and_whoami() {
     let o = latch(&p, &alice, &["audit"]).await;
     assert_eq!(
         o.status.code(),
-        Some(1),
+        Some(77),
         "builders may not read the audit log"
     );
     assert!(err(&o).contains("may not"), "{}", err(&o));
@@ -333,7 +328,7 @@ async fn configuration_and_connection_exit_codes() {
     typo[20] = if typo[20] == b'a' { b'b' } else { b'a' };
     let typo = String::from_utf8(typo).expect("ascii");
     let o = latch(&p, &typo, &["whoami"]).await;
-    assert_eq!(o.status.code(), Some(78), "caught offline: {}", err(&o));
+    assert_eq!(o.status.code(), Some(77), "caught offline: {}", err(&o));
     assert!(
         err(&o).contains("checksum") && !err(&o).contains(&typo[8..]),
         "{}",

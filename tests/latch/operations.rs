@@ -779,7 +779,7 @@ async fn a_failed_start_loses_no_key_and_files_are_owner_only_whatever_the_umask
     let mut boot = Vec::new();
     let url = loop {
         let line = lines.recv_timeout(Duration::from_secs(30)).expect("starts");
-        if let Some(url) = line.strip_prefix("latch: listening on ") {
+        if let Some(url) = line.strip_prefix("latch: note: listening on ") {
             break url.to_owned();
         }
         boot.push(line);

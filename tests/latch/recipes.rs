@@ -219,7 +219,7 @@ async fn the_systemd_units_exec_start_serves_and_stops_on_its_kill_signal() {
         let Some(Ok(line)) = lines.next() else {
             panic!("the service did not start");
         };
-        if let Some(url) = line.strip_prefix("latch: listening on ") {
+        if let Some(url) = line.strip_prefix("latch: note: listening on ") {
             break url.to_owned();
         }
     };

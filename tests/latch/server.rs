@@ -1303,7 +1303,7 @@ pub(crate) fn spawn_serve_with(
                 .next()
                 .expect("server prints its address")
                 .expect("line");
-            if let Some(addr) = line.strip_prefix("latch: listening on ") {
+            if let Some(addr) = line.strip_prefix("latch: note: listening on ") {
                 std::thread::spawn(move || for _ in lines {});
                 break addr.to_owned();
             }
@@ -1635,7 +1635,7 @@ async fn the_server_logs_no_value_and_no_key_even_at_trace() {
                 kill(nix::sys::signal::Signal::SIGKILL);
                 panic!("the server did not start")
             });
-        if let Some(url) = line.strip_prefix("latch: listening on ") {
+        if let Some(url) = line.strip_prefix("latch: note: listening on ") {
             break url.to_owned();
         }
     };
