@@ -360,7 +360,14 @@ fn trust_failure(error: &reqwest::Error) -> Option<Untrusted> {
                 _ => Untrusted::Other,
             });
         }
-        cause = e.source();
+        // An `io::Error` wrapping rustls's error skips it in `source()`: look inside.
+        cause = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
     }
     None
 }
@@ -400,7 +407,7 @@ async fn finish(mut response: reqwest::Response) -> Result<Zeroizing<Vec<u8>>, C
         title: status.canonical_reason().unwrap_or("Error").into(),
         status: status.as_u16(),
         code: "http_error".into(),
-        detail: format!("HTTP {status}"),
+        detail: format!("the server answered {status}, not with a latch error"),
         missing: Vec::new(),
         would_release: Vec::new(),
         keys: Vec::new(),

@@ -12,7 +12,10 @@ use tracing_subscriber::EnvFilter;
 static ALLOCATOR: latch::launcher::alloc::Wiping = latch::launcher::alloc::Wiping;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return ExitCode::from(cli::messages::clap_error(&e)),
+    };
     init_tracing(cli.global.verbose, cli.global.quiet);
     let json = cli.global.json;
     if let Command::Run(args) = cli.command {

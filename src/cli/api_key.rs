@@ -5,7 +5,7 @@ use reqwest::Method;
 
 use super::{Error, Global, context, messages};
 use crate::api::{CreateKey, CreatedKey, KeyInfo};
-use crate::core::apikey::KeyKind;
+use crate::core::apikey::{ApiKey, KeyId, KeyKind};
 use crate::core::duration::Expiry;
 use crate::core::name::Label;
 use crate::core::perm::Capability;
@@ -46,7 +46,7 @@ pub enum ApiKeyCommand {
         name: String,
         #[command(flatten)]
         kind: KindArg,
-        /// Expiry: 1d, 30d, 90d, never, or a duration such as 90s, 15m, 12h.
+        /// Expiry: 1d, 30d, 90d, never, or a duration such as 90s, 15m, 12h, 2w, 1y.
         #[arg(long, default_value = "90d", value_name = "DUR|never")]
         expires: Expiry,
         /// Bind a team key to an agent identity: its runs execute as that identity (such a key
@@ -60,7 +60,8 @@ pub enum ApiKeyCommand {
     List,
     /// Revoke a key; it is refused at once.
     Revoke {
-        /// The key id (8 characters, as listed).
+        /// The key id (8 characters, as `latch api-key list` shows), or the whole key.
+        #[arg(value_name = "ID|KEY")]
         id: String,
         /// Do not ask for confirmation.
         #[arg(long)]
@@ -128,6 +129,7 @@ pub(crate) async fn run(command: ApiKeyCommand, global: &Global) -> Result<u8, E
             }
         }
         ApiKeyCommand::Revoke { id, yes } => {
+            let id = key_id(&id)?;
             context::confirm(
                 &format!("revoke key {id}? Anything using it stops working at once."),
                 yes,
@@ -142,6 +144,21 @@ pub(crate) async fn run(command: ApiKeyCommand, global: &Global) -> Result<u8, E
         }
     }
     Ok(0)
+}
+
+/// The key id of `text`: an id as listed, or a whole key (checked offline, never quoted back).
+fn key_id(text: &str) -> Result<KeyId, Error> {
+    let text = text.trim();
+    if text.starts_with(KeyKind::Personal.prefix()) || text.starts_with(KeyKind::Team.prefix()) {
+        return ApiKey::parse(text)
+            .map(|key| key.id())
+            .map_err(|e| Error::Usage(e.to_string()));
+    }
+    KeyId::try_from(text.to_owned()).map_err(|_| {
+        Error::Usage(
+            "that is neither a key id (8 letters and digits, as `latch api-key list` shows) nor a whole key (latch_p_… or latch_t_…)".into(),
+        )
+    })
 }
 
 fn key_table(keys: &[KeyInfo], now: i64) -> String {

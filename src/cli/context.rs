@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use super::{Error, Global};
+use super::{Error, Global, messages};
 use crate::client::{Client, Config};
 use crate::core::value::SecretValue;
 
@@ -93,12 +93,20 @@ fn config_error(message: String) -> Error {
     Error::Client(crate::client::ClientError::Config(message))
 }
 
-/// Reads a secret value from `path` (`-` for stdin), or from a no-echo prompt on the terminal.
+/// Reads a secret value from `path` (`-` for stdin) byte for byte, or from a no-echo prompt on
+/// the terminal (DESIGN §11 "Values from files"). A file's value that ends with a newline is
+/// kept as it is, with a warning, unless `trim` (trailing ASCII whitespace removed). A value too
+/// short to be masked in full is said at once, not only at each run.
 ///
 /// # Errors
-/// [`Error::Usage`] without a file and without a terminal; [`Error::Config`] for a bad value.
-pub(crate) fn read_value(path: Option<&Path>, name: &str) -> Result<SecretValue, Error> {
-    let bytes = Zeroizing::new(match path {
+/// [`Error::Usage`] without a file and without a terminal; [`Error::Config`] for an unreadable
+/// file or a value the platform would refuse.
+pub(crate) fn read_value(
+    path: Option<&Path>,
+    name: &str,
+    trim: bool,
+) -> Result<SecretValue, Error> {
+    let mut bytes = Zeroizing::new(match path {
         Some(p) if p == Path::new("-") => {
             let mut buf = Vec::new();
             std::io::stdin().read_to_end(&mut buf).map_err(Error::Io)?;
@@ -117,7 +125,34 @@ pub(crate) fn read_value(path: Option<&Path>, name: &str) -> Result<SecretValue,
                 .into_bytes()
         }
     });
-    SecretValue::from_bytes(bytes.to_vec()).map_err(|e| Error::Config(e.to_string()))
+    if trim {
+        let kept = bytes.trim_ascii_end().len();
+        // Wiped, not only cut: the removed bytes are part of what was read.
+        bytes[kept..].fill(0);
+        bytes.truncate(kept);
+    } else if path.is_some() && bytes.ends_with(b"\n") {
+        messages::warning(&format!(
+            "the value of {name} ends with a newline, which is kept as part of it; --trim removes it"
+        ));
+    }
+    let value =
+        SecretValue::from_bytes(bytes.to_vec()).map_err(|e| Error::Config(e.to_string()))?;
+    warn_if_weak(name, value.expose().as_bytes());
+    Ok(value)
+}
+
+/// Says at creation what the scrubber will do with a short value (DESIGN §7 classes).
+fn warn_if_weak(name: &str, value: &[u8]) {
+    use crate::core::scrub::{Class, MIN_MASKED_LEN, STRONG_LEN, classify};
+    match classify(value) {
+        Class::Unmasked => messages::warning(&format!(
+            "the value of {name} is shorter than {MIN_MASKED_LEN} bytes: it will never be masked in a run's output (masking it would reveal it)"
+        )),
+        Class::Weak => messages::warning(&format!(
+            "the value of {name} is short (under {STRONG_LEN} bytes) or a common word: it is masked only as a whole word, never inside other text or in its encodings"
+        )),
+        Class::Strong => {}
+    }
 }
 
 /// Asks `question` on the terminal; without one, refuses unless `forced`.
@@ -195,28 +230,112 @@ macro_rules! outln {
 }
 pub(crate) use outln;
 
-/// A plain table: a header row and rows, columns padded to their widest cell.
+/// A plain table: a header row and rows, columns padded to their widest cell. On a terminal
+/// it fits the terminal's width (DESIGN §11): the widest columns are narrowed, their long cells
+/// cut with `…` (the first column, an id or a name to copy, is kept whole; `--json` has
+/// everything).
 #[must_use]
 pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    fit_table(header, rows, terminal_width())
+}
+
+/// The width of the terminal stdout is, if it is one (`COLUMNS` wins, as for `ls`).
+fn terminal_width() -> Option<usize> {
+    use std::os::fd::AsFd as _;
+    if !std::io::stdout().is_terminal() {
+        return None;
+    }
+    if let Some(columns) = std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()) {
+        return Some(columns);
+    }
+    crate::launcher::pty::window_size(std::io::stdout().as_fd())
+        .map(|size| usize::from(size.ws_col))
+        .filter(|&cols| cols > 0)
+}
+
+/// [`table`] within `width` columns when given.
+fn fit_table(header: &[&str], rows: &[Vec<String>], width: Option<usize>) -> String {
+    /// No column is narrowed below this (a cut cell keeps a few characters and the `…`).
+    const NARROWEST: usize = 6;
+    const GAP: usize = 2;
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: Vec<String>| {
+    if let Some(width) = width {
+        let total =
+            |widths: &[usize]| widths.iter().sum::<usize>() + GAP * widths.len().saturating_sub(1);
+        while total(&widths) > width {
+            let widest = widths
+                .iter()
+                .enumerate()
+                .skip(1)
+                .filter(|&(_, &w)| w > NARROWEST)
+                .max_by_key(|&(_, &w)| w)
+                .map(|(i, _)| i);
+            let Some(i) = widest else { break };
+            widths[i] -= 1;
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
         let padded: Vec<String> = cells
-            .iter()
             .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}", w = *w))
+            .map(|(c, &w)| format!("{:<w$}", cut(c, w)))
             .collect();
         padded.join("  ").trim_end().to_owned() + "\n"
     };
-    let mut out = line(header.iter().map(|h| (*h).to_owned()).collect());
+    let mut out = line(&mut header.iter().copied());
     for row in rows {
-        out.push_str(&line(row.clone()));
+        out.push_str(&line(&mut row.iter().map(String::as_str)));
     }
     out
+}
+
+/// `text` in at most `width` characters: cut with `…` when longer.
+fn cut(text: &str, width: usize) -> std::borrow::Cow<'_, str> {
+    if text.chars().count() <= width {
+        return text.into();
+    }
+    let kept: String = text.chars().take(width.saturating_sub(1)).collect();
+    format!("{kept}…").into()
+}
+
+/// `at` (Unix milliseconds) as a local date and time with its zone: `2026-12-05 20:43:30 UTC`
+/// (the zone from `TZ` or the system's, as `date` shows it).
+#[must_use]
+pub(crate) fn local_time(at: i64) -> String {
+    use nix::libc;
+    let seconds: libc::time_t = at.div_euclid(1000);
+    // SAFETY: `tm` is plain data that `localtime_r` fills (glibc's reads `TZ` and the zone
+    // files itself; no thread of latch's writes the environment).
+    let tm = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&raw const seconds, &raw mut tm).is_null() {
+            return format!("{at} ms since 1970 (UTC)");
+        }
+        tm
+    };
+    let zone = if tm.tm_zone.is_null() {
+        String::new()
+    } else {
+        // SAFETY: glibc's `tm_zone` points at a NUL-terminated zone abbreviation that lives as
+        // long as the process.
+        format!(
+            " {}",
+            unsafe { std::ffi::CStr::from_ptr(tm.tm_zone) }.to_string_lossy()
+        )
+    };
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}{zone}",
+        i64::from(tm.tm_year) + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
 }
 
 /// Now, in Unix milliseconds.
@@ -244,5 +363,25 @@ mod tests {
             out,
             "NAME          SCOPE\nDATABASE_URL  team\nA             personal\n"
         );
+    }
+
+    #[test]
+    fn tables_fit_a_terminal_cutting_the_widest_columns_but_not_the_first() {
+        let rows = [vec![
+            "run_0123456789".to_owned(),
+            "a-very-long-description-of-the-run".to_owned(),
+            "ok".to_owned(),
+        ]];
+        let out = fit_table(&["ID", "DESCRIPTION", "S"], &rows, Some(30));
+        for line in out.lines() {
+            assert!(line.chars().count() <= 30, "{line:?}");
+        }
+        assert!(out.contains("run_0123456789  a-very-lo…  ok"), "{out}");
+        // Without a terminal, nothing is cut.
+        let out = fit_table(&["ID", "DESCRIPTION", "S"], &rows, None);
+        assert!(out.contains("a-very-long-description-of-the-run"), "{out}");
+        // Too narrow for anything: columns stop at their narrowest, never panic.
+        let out = fit_table(&["ID", "DESCRIPTION", "S"], &rows, Some(1));
+        assert!(out.contains("a-ver…"), "{out}");
     }
 }

@@ -146,6 +146,19 @@ impl Error {
             Self::Launch(LaunchError::Spawn(SpawnError::NoInterpreter { .. })) => {
                 Some("install the interpreter, or fix the script's #! line")
             }
+            Self::Client(ClientError::Api { status, .. })
+                if *status == 429 || (500..600).contains(status) =>
+            {
+                Some(
+                    "the platform (or a proxy in front of it) is overloaded or failing; latch retried with backoff: try again later, and see the server's log",
+                )
+            }
+            Self::Client(ClientError::Api { code, .. }) if code == "http_error" => Some(
+                "that answer did not come from latch: check LATCH_URL, its path prefix included, and any proxy in front of the platform",
+            ),
+            Self::Client(ClientError::Api { code, .. }) if code == "trigger_requires_user" => Some(
+                "a team key has no user: use --trigger schedule or integration, or run with a personal key",
+            ),
             Self::Launch(LaunchError::Io { .. })
             | Self::Client(_)
             | Self::Usage(_)

@@ -6,9 +6,10 @@ use clap::Subcommand;
 use reqwest::Method;
 
 use super::{Error, Global, context, messages};
-use crate::api::{DeletedList, ListInfo, PutList};
+use crate::api::{DeletedList, ListInfo, PutList, SecretInfo};
 use crate::client::{Client, ClientError};
 use crate::core::name::{Label, SecretName};
+use crate::core::resolve::Scope;
 use crate::core::time::relative;
 
 /// Which kind of list, and its URL segment.
@@ -36,13 +37,18 @@ impl Kind {
 /// `latch env ...` and `latch identity ...`
 #[derive(Debug, Subcommand)]
 pub enum ListCommand {
-    /// Create or replace one, with its secret names.
+    /// Create one, or change what you name of it: the secret names with --secrets (or, for
+    /// an environment, --all-secrets), the description with --description ('' clears it).
+    /// What you do not name is kept.
     Set {
         /// Its name.
         name: Label,
-        /// Secret names, comma-separated.
-        #[arg(long, value_delimiter = ',', value_name = "A,B")]
-        secrets: Vec<SecretName>,
+        /// Secret names, comma-separated (`''` for none at all).
+        #[arg(long, value_name = "A,B", value_parser = parse_names)]
+        secrets: Option<Names>,
+        /// Environments: no list, so a run that names it may receive every secret in its pool.
+        #[arg(long, conflicts_with = "secrets")]
+        all_secrets: bool,
         /// What it is for.
         #[arg(long, value_name = "TEXT")]
         description: Option<String>,
@@ -80,9 +86,24 @@ pub(crate) async fn run(kind: Kind, command: ListCommand, global: &Global) -> Re
         ListCommand::Set {
             name,
             secrets,
+            all_secrets,
             description,
             force,
-        } => set(kind, &client, global, name, secrets, description, force).await?,
+        } => {
+            let secrets = match (secrets, all_secrets) {
+                (Some(Names(names)), _) => Change::To(Some(names)),
+                (None, true) => match kind {
+                    Kind::Environment => Change::To(None),
+                    Kind::Identity => {
+                        return Err(Error::Usage(
+                            "--all-secrets is for environments: an identity reserves the team secrets it names".into(),
+                        ));
+                    }
+                },
+                (None, false) => Change::Keep,
+            };
+            set(kind, &client, global, name, secrets, description, force).await?;
+        }
         ListCommand::Show { name } => {
             let info: ListInfo = client
                 .call::<_, ()>(Method::GET, &format!("{}/{name}", kind.path()), None)
@@ -111,28 +132,72 @@ pub(crate) async fn run(kind: Kind, command: ListCommand, global: &Global) -> Re
     Ok(0)
 }
 
-/// `set`: for an identity, a change that releases team secrets is shown and confirmed, then
-/// sent again naming exactly what the platform said it releases.
+/// Secret names as `--secrets` takes them: comma-separated, `''` for an empty list.
+#[derive(Debug, Clone)]
+pub struct Names(Vec<SecretName>);
+
+fn parse_names(text: &str) -> Result<Names, crate::core::name::NameError> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::parse::<SecretName>)
+        .collect::<Result<_, _>>()
+        .map(Names)
+}
+
+/// What `set` does to the list of names.
+enum Change {
+    /// Keep the current list.
+    Keep,
+    /// Replace it (`None`: no list).
+    To(Option<Vec<SecretName>>),
+}
+
+/// `set`: changes only what it is given (DESIGN §11). For an identity, a change that releases
+/// team secrets is shown and confirmed, then sent again naming exactly what the platform said it
+/// releases.
 async fn set(
     kind: Kind,
     client: &Client,
     global: &Global,
     name: Label,
-    secrets: Vec<SecretName>,
+    secrets: Change,
     description: Option<String>,
     force: bool,
 ) -> Result<(), Error> {
     let noun = kind.noun();
     let path = format!("{}/{name}", kind.path());
-    // Read it first: a write changes only what it names (the description stays unless given),
-    // and If-Match makes a change made meanwhile by someone else a 412, not a silent overwrite.
+    // Read it first: a write changes only what it names, and If-Match makes a change made
+    // meanwhile by someone else a 412, not a silent overwrite.
     let current: Option<ListInfo> = match client.call::<_, ()>(Method::GET, &path, None).await {
         Ok(info) => Some(info),
         Err(ClientError::Api { status: 404, .. }) => None,
         Err(e) => return Err(e.into()),
     };
+    let given = matches!(secrets, Change::To(_));
+    let secrets = match (secrets, &current) {
+        (Change::To(list), _) => list,
+        (Change::Keep, Some(current)) => current
+            .secrets
+            .as_ref()
+            .map(|names| names.iter().map(|n| n.parse()).collect::<Result<_, _>>())
+            .transpose()
+            .map_err(|e| Error::Config(format!("the platform named {e}")))?,
+        (Change::Keep, None) => {
+            let all = match kind {
+                Kind::Environment => " or --all-secrets",
+                Kind::Identity => "",
+            };
+            return Err(Error::Usage(format!(
+                "{noun} {name} does not exist yet: name its secrets with --secrets A,B{all}"
+            )));
+        }
+    };
+    if let (true, Some(names)) = (given, &secrets) {
+        warn_unknown(kind, client, names).await?;
+    }
     let mut body = PutList {
-        secrets: Some(secrets),
+        secrets,
         description: description
             .or_else(|| current.as_ref().map(|c| c.description.clone()))
             .unwrap_or_default(),
@@ -179,18 +244,53 @@ async fn set(
     if global.json {
         context::print_json(&info)?;
     } else {
-        context::outln!(
-            "set {noun} {} ({})",
-            info.name,
-            context::count(
-                info.secrets.as_ref().map_or(0, Vec::len),
-                "secret name",
-                "secret names"
-            )
-        )?;
+        let names = info.secrets.as_ref().map_or_else(
+            || "no list: every secret in a run's pool".to_owned(),
+            |names| context::count(names.len(), "secret name", "secret names"),
+        );
+        context::outln!("set {noun} {} ({names})", info.name)?;
         if !body.release.is_empty() {
             context::outln!("released {}", joined(&body.release))?;
         }
+    }
+    Ok(())
+}
+
+/// Warns about names that match no secret the caller can see (the write still goes ahead: a
+/// run reports such a name missing). An identity reserves team secrets only.
+async fn warn_unknown(kind: Kind, client: &Client, names: &[SecretName]) -> Result<(), Error> {
+    let visible: Vec<SecretInfo> = client
+        .call::<_, ()>(Method::GET, "v1/secrets", None)
+        .await?;
+    let unknown: Vec<&str> = names
+        .iter()
+        .map(SecretName::as_str)
+        .filter(|name| {
+            !visible.iter().any(|s| {
+                s.name == *name && (matches!(kind, Kind::Environment) || s.scope == Scope::Team)
+            })
+        })
+        .collect();
+    if !unknown.is_empty() {
+        let what = match kind {
+            Kind::Environment => "no secret you can see",
+            Kind::Identity => "no team secret",
+        };
+        messages::warning(&format!(
+            "{} {} {what}: {} anyway, and a run will report {} missing",
+            unknown.join(", "),
+            if unknown.len() == 1 {
+                "matches"
+            } else {
+                "match"
+            },
+            if unknown.len() == 1 {
+                "it is listed"
+            } else {
+                "they are listed"
+            },
+            if unknown.len() == 1 { "it" } else { "them" },
+        ));
     }
     Ok(())
 }

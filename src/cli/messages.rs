@@ -74,6 +74,60 @@ pub fn hint(message: &str) {
     eprintln!("{}{}", prefix(Kind::Hint, colour()), one_line(message));
 }
 
+/// Prints a command-line parsing failure as latch's lines (`latch: error: …` and hints: the
+/// tips and the usage clap gives) and returns the exit code: 2, or 0 for `--help` and
+/// `--version`, which print as clap writes them. Under `--json` the error is also one JSON
+/// object on stdout.
+#[must_use]
+pub fn clap_error(error: &clap::Error) -> u8 {
+    use clap::error::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = error.print();
+        return u8::try_from(error.exit_code()).unwrap_or(crate::core::exit::USAGE);
+    }
+    let text = error.render().to_string();
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or("bad arguments");
+    let message = first.strip_prefix("error: ").unwrap_or(first);
+    self::error(message);
+    for line in lines {
+        if let Some(tip) = line.strip_prefix("tip: ") {
+            hint(tip);
+        } else if let Some(usage) = line.strip_prefix("Usage: ") {
+            hint(&format!("usage: {usage}"));
+        } else if line.starts_with("For more information") {
+            // The usage hint says enough; `--help` is where everyone looks anyway.
+        } else {
+            hint(line);
+        }
+    }
+    // A secret name refused for what it would change in the child (DESIGN §5) is configuration.
+    let refused_name = matches!(
+        std::error::Error::source(error)
+            .and_then(|e| e.downcast_ref::<crate::core::name::NameError>()),
+        Some(crate::core::name::NameError::Refused { .. })
+    );
+    if std::env::args_os().any(|a| a == "--json") {
+        let code = if refused_name {
+            "refused_name"
+        } else {
+            "usage"
+        };
+        let object = serde_json::json!({"error": {"code": code, "message": message}});
+        println!("{object}");
+    }
+    if refused_name {
+        crate::core::exit::CONFIG
+    } else {
+        crate::core::exit::USAGE
+    }
+}
+
 /// A message on one line: line breaks become spaces.
 fn one_line(message: &str) -> String {
     message.replace(['\n', '\r'], " ")

@@ -269,7 +269,12 @@ pub fn launch(args: RunArgs, global: &Global) -> Result<u8, Error> {
 /// shadowed names.
 fn say_resolution(resolved: &Resolved) {
     for m in &resolved.missing {
-        tracing::warn!("{} is not delivered: {}", m.name, m.reason);
+        tracing::warn!(
+            "{} is not delivered: {} ({})",
+            m.name,
+            m.reason.words(),
+            m.reason
+        );
     }
     if resolved.allowlist == AllowlistSource::None {
         let n = resolved.secrets.len();
@@ -394,7 +399,12 @@ fn dry_run(args: &RunArgs, global: &Global, key: &str, signals: &Signals) -> Res
                 }))?;
             }
             for m in &problem.missing {
-                tracing::error!("required secret {} would be missing: {}", m.name, m.reason);
+                tracing::error!(
+                    "required secret {} would be missing: {} ({})",
+                    m.name,
+                    m.reason.words(),
+                    m.reason
+                );
             }
             return Ok(exit::DATA_ERROR);
         }
@@ -425,7 +435,15 @@ fn dry_run_text(info: &DryRunInfo) -> String {
     if !info.missing.is_empty() {
         out.push_str("missing:\n");
         for m in &info.missing {
-            let _ = writeln!(out, "  {:<32} {}", m.name.as_str(), m.reason);
+            let _ = writeln!(
+                out,
+                "  {:<32} {} ({})\n  {:<32} hint: {}",
+                m.name.as_str(),
+                m.reason.words(),
+                m.reason,
+                "",
+                m.reason.hint()
+            );
         }
     }
     if !info.shadowed.is_empty() {
@@ -528,7 +546,12 @@ fn resolve(
         && code == "required_missing"
     {
         for m in &problem.missing {
-            tracing::error!("required secret {} is missing: {}", m.name, m.reason);
+            tracing::error!(
+                "required secret {} is missing: {} ({})",
+                m.name,
+                m.reason.words(),
+                m.reason
+            );
         }
     }
     resolved

@@ -140,53 +140,258 @@ pub(crate) async fn run(command: RunsCommand, global: &Global) -> Result<u8, Err
             }
         }
         RunsCommand::Show { id } => {
+            if id.is_empty()
+                || id.len() > 64
+                || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            {
+                return Err(Error::Usage(
+                    "that is not a run id: give one as `latch runs list` shows it (run_…)".into(),
+                ));
+            }
             let run: RunInfo = client
                 .call::<_, ()>(Method::GET, &format!("v1/runs/{id}"), None)
                 .await?;
-            context::print_json(&run)?;
+            if global.json {
+                context::print_json(&run)?;
+            } else {
+                context::out(&run_text(&run, context::now(), &context::local_time))?;
+            }
         }
     }
     Ok(0)
 }
 
+/// `runs list`: id, started, who, trigger, environment, identity, status, exit (code or
+/// signal), duration, masked count (DESIGN §11).
 fn run_table(runs: &[RunInfo], now: i64) -> String {
     let rows: Vec<Vec<String>> = runs
         .iter()
         .map(|r| {
-            let who = r.record["who"]["user"].as_str().map_or_else(
-                || format!("key {}", r.record["who"]["key_id"].as_str().unwrap_or("?")),
-                ToOwned::to_owned,
-            );
-            let delivered: usize = ["team", "personal"]
-                .iter()
-                .filter_map(|scope| r.record["delivered"][scope].as_object())
-                .map(serde_json::Map::len)
-                .sum();
-            let exit = r
-                .outcome
-                .as_ref()
-                .and_then(|o| o["exit_code"].as_i64())
-                .map_or_else(|| "-".into(), |c| c.to_string());
             let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_owned();
             vec![
                 r.id.clone(),
-                who,
+                relative(r.started_at, now),
+                who(&r.record["who"]),
                 text(&r.record["trigger"]),
                 text(&r.record["environment"]),
                 text(&r.record["who"]["identity"]),
                 r.status.clone(),
-                delivered.to_string(),
-                exit,
-                relative(r.started_at, now),
+                exit_of(r.outcome.as_ref()),
+                r.outcome
+                    .as_ref()
+                    .and_then(|o| o["duration_ms"].as_u64())
+                    .map_or_else(|| "-".into(), duration),
+                masked_total(r.outcome.as_ref()).to_string(),
             ]
         })
         .collect();
     context::table(
         &[
-            "ID", "WHO", "TRIGGER", "ENV", "IDENTITY", "STATUS", "SECRETS", "EXIT", "STARTED",
+            "ID", "STARTED", "WHO", "TRIGGER", "ENV", "IDENTITY", "STATUS", "EXIT", "DURATION",
+            "MASKED",
         ],
         &rows,
     )
+}
+
+/// `laptop (alice)`: the key's name and its user; a team key's name alone.
+fn who(who: &serde_json::Value) -> String {
+    let key = who["key_name"]
+        .as_str()
+        .or_else(|| who["key_id"].as_str())
+        .unwrap_or("?");
+    match who["user"].as_str() {
+        Some(user) => format!("{key} ({user})"),
+        None => key.to_owned(),
+    }
+}
+
+/// `0`, `SIGTERM`, or `-` while the run is going (or its end was never reported).
+fn exit_of(outcome: Option<&serde_json::Value>) -> String {
+    let Some(outcome) = outcome else {
+        return "-".into();
+    };
+    if let Some(code) = outcome["exit_code"].as_i64() {
+        return code.to_string();
+    }
+    outcome["signal"].as_i64().map_or_else(
+        || "-".into(),
+        |n| {
+            i32::try_from(n)
+                .ok()
+                .and_then(|n| nix::sys::signal::Signal::try_from(n).ok())
+                .map_or_else(|| format!("signal {n}"), |s| s.as_str().to_owned())
+        },
+    )
+}
+
+/// Every masked region of a run.
+fn masked_total(outcome: Option<&serde_json::Value>) -> u64 {
+    outcome
+        .and_then(|o| o["masked"].as_object())
+        .map_or(0, |m| {
+            m.values().filter_map(serde_json::Value::as_u64).sum()
+        })
+}
+
+/// `350ms`, `4.2s`, `3m 04s`, `2h 05m`.
+fn duration(ms: u64) -> String {
+    match ms {
+        ms if ms < 1_000 => format!("{ms}ms"),
+        ms if ms < 60_000 => format!("{}.{}s", ms / 1_000, ms % 1_000 / 100),
+        ms if ms < 3_600_000 => format!("{}m {:02}s", ms / 60_000, ms % 60_000 / 1_000),
+        ms => format!("{}h {:02}m", ms / 3_600_000, ms % 3_600_000 / 60_000),
+    }
+}
+
+/// `runs show`: the record in words, with local times; missing names with a hint each
+/// (DESIGN §11). `local` renders a time (a parameter so tests do not depend on the zone).
+fn run_text(run: &RunInfo, now: i64, local: &dyn Fn(i64) -> String) -> String {
+    use std::fmt::Write as _;
+    let record = &run.record;
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_owned();
+    let mut out = String::new();
+    let mut field = |name: &str, value: &str| {
+        let _ = writeln!(out, "{name:<12} {value}");
+    };
+    field("run", &run.id);
+    let ended = match (&run.outcome, run.status.as_str()) {
+        (Some(_), _) => format!(
+            "{}, exit {}{}",
+            run.status,
+            exit_of(run.outcome.as_ref()),
+            run.outcome
+                .as_ref()
+                .and_then(|o| o["duration_ms"].as_u64())
+                .map_or_else(String::new, |ms| format!(", took {}", duration(ms)))
+        ),
+        (None, "started") => "started; its end has not been reported".into(),
+        (None, "exec") => {
+            "exec (--no-scrub: latch became the command, so no end is reported)".into()
+        }
+        (None, status) => status.to_owned(),
+    };
+    field("status", &ended);
+    field(
+        "started",
+        &format!(
+            "{} ({})",
+            local(run.started_at),
+            relative(run.started_at, now)
+        ),
+    );
+    if let Some(at) = run.ended_at {
+        field("ended", &local(at));
+    }
+    let mut by = who(&record["who"]);
+    if let Some(id) = record["who"]["key_id"].as_str() {
+        let _ = write!(by, ", key id {id}");
+    }
+    field("who", &by);
+    field("identity", &text(&record["who"]["identity"]));
+    field("trigger", &text(&record["trigger"]));
+    field("environment", &text(&record["environment"]));
+    field("allowlist", &allowlist_words(&record["allowlist"]));
+    out.push_str(&delivered_text(run));
+    out.push_str(&missing_text(&record["missing"]));
+    let shadowed: Vec<String> = record["shadowed"]
+        .as_array()
+        .map(|a| a.iter().map(text).collect())
+        .unwrap_or_default();
+    if !shadowed.is_empty() {
+        let _ = writeln!(
+            out,
+            "shadowed     {} (the user's personal secret replaced the team secret)",
+            shadowed.join(", ")
+        );
+    }
+    out
+}
+
+/// The delivered names of `run`, with scope, version and how often each was masked.
+fn delivered_text(run: &RunInfo) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let record = &run.record;
+    let mut delivered: Vec<(String, &str, u64)> = Vec::new();
+    for scope in ["team", "personal"] {
+        if let Some(names) = record["delivered"][scope].as_object() {
+            for (name, version) in names {
+                delivered.push((name.clone(), scope, version.as_u64().unwrap_or(0)));
+            }
+        }
+    }
+    delivered.sort();
+    let masked = run
+        .outcome
+        .as_ref()
+        .and_then(|o| o["masked"].as_object().cloned())
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "delivered    {}",
+        context::count(delivered.len(), "secret", "secrets")
+    );
+    for (name, scope, version) in &delivered {
+        let times = masked
+            .get(name)
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
+        let masked = if times == 0 {
+            String::new()
+        } else {
+            format!(
+                "  masked {}",
+                context::count(
+                    usize::try_from(times).unwrap_or(usize::MAX),
+                    "time",
+                    "times"
+                )
+            )
+        };
+        let _ = writeln!(out, "  {name:<30} {scope:<8} v{version}{masked}");
+    }
+    out
+}
+
+/// The missing names, with the reason and a hint each.
+fn missing_text(missing: &serde_json::Value) -> String {
+    use std::fmt::Write as _;
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_owned();
+    let mut out = String::new();
+    let missing = missing.as_array().cloned().unwrap_or_default();
+    if !missing.is_empty() {
+        let _ = writeln!(
+            out,
+            "missing      {}",
+            context::count(missing.len(), "name", "names")
+        );
+        for m in &missing {
+            let name = text(&m["name"]);
+            match serde_json::from_value::<crate::core::resolve::MissingReason>(m["reason"].clone())
+            {
+                Ok(reason) => {
+                    let _ = writeln!(out, "  {name:<30} {}", reason.words());
+                    let _ = writeln!(out, "  {:<30} hint: {}", "", reason.hint());
+                }
+                Err(_) => {
+                    let _ = writeln!(out, "  {name:<30} {}", text(&m["reason"]));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Which allowlist applied, in words.
+fn allowlist_words(source: &serde_json::Value) -> String {
+    match source.as_str() {
+        Some("run") => "the run's own list (--secrets)".into(),
+        Some("environment") => "the environment's list".into(),
+        Some("none") => "none: every secret in the pool".into(),
+        Some(other) => other.into(),
+        None => "-".into(),
+    }
 }
 
 /// Runs `latch audit`.

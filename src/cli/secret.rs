@@ -33,9 +33,13 @@ pub enum SecretCommand {
         scope: ScopeArg,
         /// The secret's name: the environment variable it is injected as.
         name: SecretName,
-        /// Read the value from this file, or from stdin with `-`.
+        /// Read the value from this file, or from stdin with `-`, byte for byte.
         #[arg(long, value_name = "PATH|-")]
         value_file: Option<PathBuf>,
+        /// Remove trailing whitespace (such as the newline an editor or `echo` adds) from the
+        /// value read.
+        #[arg(long)]
+        trim: bool,
         /// What the secret is for.
         #[arg(long, value_name = "TEXT")]
         description: Option<String>,
@@ -49,9 +53,12 @@ pub enum SecretCommand {
         /// Prompt (no echo) for a new value.
         #[arg(long, conflicts_with = "value_file")]
         value: bool,
-        /// Read the new value from this file, or from stdin with `-`.
+        /// Read the new value from this file, or from stdin with `-`, byte for byte.
         #[arg(long, value_name = "PATH|-")]
         value_file: Option<PathBuf>,
+        /// Remove trailing whitespace from the new value read.
+        #[arg(long)]
+        trim: bool,
         /// A new description.
         #[arg(long, value_name = "TEXT")]
         description: Option<String>,
@@ -95,9 +102,10 @@ pub(crate) async fn run(command: SecretCommand, global: &Global) -> Result<u8, E
             scope,
             name,
             value_file,
+            trim,
             description,
         } => {
-            let value = context::read_value(value_file.as_deref(), name.as_str())?;
+            let value = context::read_value(value_file.as_deref(), name.as_str(), trim)?;
             let body = CreateSecret {
                 scope: scope.scope(),
                 name: name.clone(),
@@ -122,10 +130,15 @@ pub(crate) async fn run(command: SecretCommand, global: &Global) -> Result<u8, E
             name,
             value,
             value_file,
+            trim,
             description,
         } => {
             let new_value = if value || value_file.is_some() {
-                Some(context::read_value(value_file.as_deref(), name.as_str())?)
+                Some(context::read_value(
+                    value_file.as_deref(),
+                    name.as_str(),
+                    trim,
+                )?)
             } else {
                 None
             };

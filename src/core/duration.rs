@@ -1,5 +1,6 @@
-//! Durations as people write them on the command line: `90s`, `15m`, `12h`, `30d`, `500ms`;
-//! and API key expiry, which also accepts `never` (DESIGN §1).
+//! Durations as people write them on the command line: `500ms`, `90s`, `15m`, `12h`, `30d`,
+//! `2w`, `1y` (a week is 7 days, a year 365); and API key expiry, which also accepts `never`
+//! and is at least a second (DESIGN §1).
 
 use std::fmt;
 use std::time::Duration;
@@ -11,8 +12,15 @@ pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DurationError {
     /// Not `<digits><unit>`.
-    #[error("`{0}` is not a duration; write a whole number and a unit: 500ms, 90s, 15m, 12h, 30d")]
+    #[error(
+        "`{0}` is not a duration; write a whole number and a unit: 500ms, 90s, 15m, 12h, 30d, 2w, 1y"
+    )]
     Malformed(String),
+    /// An expiry under a second (`500ms`).
+    #[error(
+        "`{0}` is under a second; a key's expiry is at least 1s: write 90s, 15m, 12h, 30d, 2w, 1y or never"
+    )]
+    UnderASecond(String),
     /// Zero.
     #[error("`{0}` is zero; a duration must be positive")]
     Zero(String),
@@ -21,7 +29,7 @@ pub enum DurationError {
     TooLong(String),
 }
 
-/// Parses `<digits><unit>` with unit `ms`, `s`, `m`, `h` or `d`.
+/// Parses `<digits><unit>` with unit `ms`, `s`, `m`, `h`, `d`, `w` (7 days) or `y` (365 days).
 ///
 /// # Errors
 /// [`DurationError`] for anything else, zero, or more than 100 years.
@@ -41,6 +49,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
+        "w" => 7 * 86_400_000,
+        "y" => 365 * 86_400_000,
         _ => return Err(malformed()),
     };
     let millis = n
@@ -73,7 +83,7 @@ impl std::str::FromStr for Expiry {
         }
         let duration = parse_duration(s)?;
         if duration < Duration::from_secs(1) {
-            return Err(DurationError::Malformed(s.to_owned()));
+            return Err(DurationError::UnderASecond(s.to_owned()));
         }
         Ok(Self::After(duration))
     }
@@ -103,6 +113,9 @@ mod tests {
             ("30d", Duration::from_secs(30 * 86_400)),
             ("90d", Duration::from_secs(90 * 86_400)),
             ("36500d", Duration::from_secs(36_500 * 86_400)),
+            ("2w", Duration::from_secs(14 * 86_400)),
+            ("1y", Duration::from_secs(365 * 86_400)),
+            ("100y", Duration::from_secs(36_500 * 86_400)),
         ];
         for (text, want) in table {
             assert_eq!(parse_duration(text), Ok(want), "{text}");
@@ -112,7 +125,7 @@ mod tests {
     #[test]
     fn refuses_malformed_zero_and_huge() {
         for bad in [
-            "", "s", "10", "10 s", " 10s", "10S", "1.5h", "-5s", "5w", "10sec", "1e3s",
+            "", "s", "10", "10 s", " 10s", "10S", "1.5h", "-5s", "5W", "1yr", "10sec", "1e3s",
         ] {
             assert!(
                 matches!(parse_duration(bad), Err(DurationError::Malformed(_))),
@@ -123,6 +136,10 @@ mod tests {
         assert!(matches!(parse_duration("0s"), Err(DurationError::Zero(_))));
         assert!(matches!(
             parse_duration("36501d"),
+            Err(DurationError::TooLong(_))
+        ));
+        assert!(matches!(
+            parse_duration("101y"),
             Err(DurationError::TooLong(_))
         ));
         assert!(matches!(
@@ -143,8 +160,16 @@ mod tests {
             Ok(Expiry::After(Duration::from_secs(30 * 86_400)))
         );
         assert!(
-            "500ms".parse::<Expiry>().is_err(),
+            matches!(
+                "500ms".parse::<Expiry>(),
+                Err(DurationError::UnderASecond(_))
+            ),
             "a key lives at least a second"
+        );
+        assert!(
+            DurationError::UnderASecond("500ms".into())
+                .to_string()
+                .contains("at least 1s")
         );
         assert!("Never".parse::<Expiry>().is_err());
         assert_eq!(Expiry::After(Duration::from_secs(90)).to_string(), "90s");

@@ -312,6 +312,44 @@ impl MissingReason {
             Self::RefusedName => "refused_name",
         }
     }
+
+    /// The reason in words, for people.
+    #[must_use]
+    pub const fn words(self) -> &'static str {
+        match self {
+            Self::NotFound => "no secret of that name that this run can see",
+            Self::ReservedForIdentity => {
+                "a team secret reserved for identities this run does not execute as"
+            }
+            Self::PersonalUnavailable => {
+                "your personal secret, and this run has no user context (a team key, or a schedule or integration trigger)"
+            }
+            Self::NotAllowlisted => {
+                "not in the run's allowlist (--secrets or the environment's list)"
+            }
+            Self::RefusedName => {
+                "stored under a name latch refuses now (it changes what programs load, trust or reach)"
+            }
+        }
+    }
+
+    /// What to do about it.
+    #[must_use]
+    pub const fn hint(self) -> &'static str {
+        match self {
+            Self::NotFound => {
+                "create it (`latch secret create --team NAME`), or check the spelling: names match exactly"
+            }
+            Self::ReservedForIdentity => {
+                "run with a team key bound to an identity that lists it (`latch identity list`)"
+            }
+            Self::PersonalUnavailable => {
+                "run with your personal key and a user trigger (cli), or make it a team secret"
+            }
+            Self::NotAllowlisted => "add it to --secrets or to the environment's list",
+            Self::RefusedName => "store the value under another name",
+        }
+    }
 }
 
 impl fmt::Display for MissingReason {

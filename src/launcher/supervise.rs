@@ -172,6 +172,7 @@ pub fn supervise(plan: Plan, signals: &Signals) -> Result<Outcome, LaunchError> 
         status: None,
         raw: raw.as_ref(),
         master: master.as_ref(),
+        stopped_child: false,
     };
     let deadline = plan.timeout.map(|t| (start + t, plan.kill_after));
     let (exit, timed_out) = run.wait(signals, &done_rx, deadline, take_terminal)?;
@@ -215,6 +216,8 @@ struct Running<'a> {
     status: Option<ChildExit>,
     raw: Option<&'a RawMode>,
     master: Option<&'a OwnedFd>,
+    /// latch stopped the child's group for a job-control stop ([`Self::suspend`]).
+    stopped_child: bool,
 }
 
 impl Running<'_> {
@@ -299,22 +302,40 @@ impl Running<'_> {
                 (None, Some(master)) => copy_window_size(io::stdout().as_fd(), master.as_fd()),
                 _ => self.forward(signal),
             },
-            Signal::SIGTSTP => {
-                // Job control in pty mode: give the terminal back, stop, and on SIGCONT take
-                // it again.
-                if let Some(raw) = self.raw {
-                    raw.restore();
-                }
-                let _ = nix::sys::signal::kill(nix::unistd::getpid(), Signal::SIGSTOP);
-            }
-            Signal::SIGCONT => {
-                if let (Some(raw), Some(master)) = (self.raw, self.master) {
-                    let _ = raw.apply_raw();
-                    copy_window_size(raw.as_fd(), master.as_fd());
-                }
-            }
+            Signal::SIGTSTP => self.suspend(),
+            Signal::SIGCONT => self.resume(),
             s if FORWARDED.contains(&s) => self.forward(s),
             _ => {}
+        }
+    }
+
+    /// Job control in pty mode (`SIGTSTP`: sent to latch, or raised by the stdin forwarder for
+    /// a Ctrl-Z typed into the child's terminal). The child leads a session of its own whose
+    /// parent, latch, is in another session, so its process group is *orphaned*: the kernel
+    /// drops the terminal's `SIGTSTP` for it (POSIX job control). latch therefore stops it
+    /// itself with `SIGSTOP` when the child's own group has the terminal (a shell inside, with
+    /// a job in front, does its own job control), gives the outer terminal back, and stops as
+    /// a shell job does; [`Self::resume`] undoes both on `SIGCONT` (`fg`).
+    fn suspend(&mut self) {
+        if self.status.is_none() && self.master.is_some_and(|m| child_in_front(m, self.pid)) {
+            child::send(self.pid, Signal::SIGSTOP, true);
+            self.stopped_child = true;
+        }
+        if let Some(raw) = self.raw {
+            raw.restore();
+        }
+        stop_self();
+    }
+
+    /// `SIGCONT`: raw mode and the window size again, and the child continued if latch stopped
+    /// it.
+    fn resume(&mut self) {
+        if let (Some(raw), Some(master)) = (self.raw, self.master) {
+            let _ = raw.apply_raw();
+            copy_window_size(raw.as_fd(), master.as_fd());
+        }
+        if std::mem::take(&mut self.stopped_child) && self.status.is_none() {
+            child::send(self.pid, Signal::SIGCONT, true);
         }
     }
 
@@ -350,6 +371,46 @@ impl Running<'_> {
     }
 }
 
+/// Whether `typed` holds the suspend character of the child's terminal while that terminal
+/// turns it into a signal (`ISIG`) for the child's own group.
+fn suspends(master: &File, typed: &[u8], child: Pid) -> bool {
+    use nix::sys::termios::{LocalFlags, SpecialCharacterIndices, tcgetattr};
+    let Ok(settings) = tcgetattr(master.as_fd()) else {
+        return false;
+    };
+    let key = settings.control_chars[SpecialCharacterIndices::VSUSP as usize];
+    // 0 is _POSIX_VDISABLE: no suspend key.
+    settings.local_flags.contains(LocalFlags::ISIG)
+        && key != 0
+        && typed.contains(&key)
+        && nix::unistd::tcgetpgrp(master.as_fd()).ok() == Some(child)
+}
+
+/// Whether the child's own process group is the foreground of its pseudo-terminal.
+fn child_in_front(master: &OwnedFd, child: Pid) -> bool {
+    nix::unistd::tcgetpgrp(master.as_fd()).ok() == Some(child)
+}
+
+/// Stops latch as a shell job stops: with `SIGTSTP` (the shell says "Stopped"), unblocked for
+/// this thread only around the raise; with `SIGSTOP` when latch's own group is orphaned (it
+/// leads its session, or its parent is in another session), for which the kernel drops
+/// `SIGTSTP`. Returns once continued.
+fn stop_self() {
+    use nix::unistd::{getpgid, getpgrp, getppid, getsid};
+    let parent = getppid();
+    let orphaned = getpgid(Some(parent)).ok() == Some(getpgrp())
+        || getsid(Some(parent)).ok() != getsid(None).ok();
+    if orphaned {
+        let _ = nix::sys::signal::kill(nix::unistd::getpid(), Signal::SIGSTOP);
+        return;
+    }
+    let mut tstp = nix::sys::signal::SigSet::empty();
+    tstp.add(Signal::SIGTSTP);
+    let _ = tstp.thread_unblock();
+    let _ = nix::sys::signal::raise(Signal::SIGTSTP);
+    let _ = tstp.thread_block();
+}
+
 /// Gives the terminal's foreground back to the launcher's group once the child is gone.
 fn give_back_terminal() {
     let mut ttou = nix::sys::signal::SigSet::empty();
@@ -377,6 +438,7 @@ impl Outputs {
         master: Option<&OwnedFd>,
     ) -> Result<Vec<PumpHandle>, LaunchError> {
         let mut pumps = Vec::new();
+        let pid = started.pid;
         if let Some(out) = started.stdout {
             pumps.push(self.pump(Box::new(out), &io::stdout())?);
         }
@@ -391,7 +453,7 @@ impl Outputs {
                     .map_err(io_err("duplicate the pty"))
             };
             pumps.push(self.pump(Box::new(dup()?), &io::stdout())?);
-            forward_stdin(dup()?)?;
+            forward_stdin(dup()?, pid)?;
         }
         Ok(pumps)
     }
@@ -431,9 +493,12 @@ fn run_pump(
 }
 
 /// Copies the launcher's stdin into the pseudo-terminal until either side closes. Keystrokes
-/// are the person's input, not the child's output: they are not scrubbed. The thread is not
-/// joined: it may be blocked reading a terminal when the run ends.
-fn forward_stdin(mut master: File) -> Result<(), LaunchError> {
+/// are the person's input, not the child's output: they are not scrubbed. A suspend key
+/// (Ctrl-Z) that the child's terminal turns into `SIGTSTP` for the child's own, orphaned group
+/// (which the kernel drops) is also raised to latch, whose supervisor stops both
+/// ([`Running::suspend`]). The thread is not joined: it may be blocked reading a terminal when
+/// the run ends.
+fn forward_stdin(mut master: File, child: Pid) -> Result<(), LaunchError> {
     let mut input = File::from(
         io::stdin()
             .as_fd()
@@ -448,6 +513,9 @@ fn forward_stdin(mut master: File) -> Result<(), LaunchError> {
                 Ok(n) => {
                     if master.write_all(&buf[..n]).is_err() {
                         return;
+                    }
+                    if suspends(&master, &buf[..n], child) {
+                        let _ = nix::sys::signal::kill(nix::unistd::getpid(), Signal::SIGTSTP);
                     }
                 }
             }

@@ -146,10 +146,13 @@ pub(super) const RUN_COLUMNS: &str =
 /// The columns a decision's shared record is written to, in this order.
 pub(super) const SHARED_COLUMNS: &str = "digest, record";
 
-/// What [`run_row`] reads, from runs `r` with their shared records: `SELECT {RUN_SELECT} WHERE …`.
+/// What [`run_row`] reads, from runs `r` with their shared records and their keys' names:
+/// `SELECT {RUN_SELECT} WHERE …`.
 pub(super) const RUN_SELECT: &str =
     "r.id, r.team_id, r.key_id, r.user_id, r.identity, r.record, d.record AS shared, r.status,
-     r.started_at, r.ended_at, r.outcome FROM runs r LEFT JOIN run_decisions d ON d.digest = r.decision";
+     r.started_at, r.ended_at, r.outcome, k.name AS key_name
+     FROM runs r LEFT JOIN run_decisions d ON d.digest = r.decision
+     LEFT JOIN api_keys k ON k.key_id = r.key_id";
 
 /// The columns a new audit event is written to, in this order.
 pub(super) const AUDIT_COLUMNS: &str =
@@ -264,7 +267,10 @@ pub(super) fn run_row(row: &impl Cells) -> Result<RunRow, StoreError> {
         key_id: row.text("key_id")?,
         user: row.opt_int("user_id")?.map(UserId),
         identity: row.opt_text("identity")?,
-        record: run_record(&row.text("record")?, row.opt_text("shared")?.as_deref())?,
+        record: with_key_name(
+            run_record(&row.text("record")?, row.opt_text("shared")?.as_deref())?,
+            row.opt_text("key_name")?,
+        ),
         status: row.text("status")?,
         started_at: row.int("started_at")?,
         ended_at: row.opt_int("ended_at")?,
@@ -273,6 +279,16 @@ pub(super) fn run_row(row: &impl Cells) -> Result<RunRow, StoreError> {
             .map(|o| parse_json(&o))
             .transpose()?,
     })
+}
+
+/// The record with `who.key_name`: the name of the key that started the run, as it is now (it
+/// is not part of what was recorded, so a listing can say which agent ran without a second
+/// request).
+fn with_key_name(mut record: serde_json::Value, name: Option<String>) -> serde_json::Value {
+    if let (Some(name), Some(who)) = (name, record.get_mut("who").and_then(|w| w.as_object_mut())) {
+        who.insert("key_name".into(), name.into());
+    }
+    record
 }
 
 /// A run's record: its own part, with its decision's shared part added (runs recorded before

@@ -82,7 +82,6 @@ fn usage_errors_exit_2() {
         &["run", "--secrets", "A", "--no-secrets", "--", "true"],
         &["run", "--timeout", "soon", "--", "true"],
         &["run", "--trigger", "cron", "--", "true"],
-        &["secret", "create", "--team", "LD_PRELOAD"],
         &["secret", "create", "--team", "--personal", "TOKEN"],
         &["secret", "create", "TOKEN"],
         &["secret", "create", "--team", "TOKEN", "hunter2-value"],
@@ -119,9 +118,22 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
-fn refused_secret_name_is_explained() {
-    let out = latch(&["secret", "create", "--team", "LD_PRELOAD"]);
-    let err = text(&out.stderr);
+fn refused_secret_name_is_explained_as_configuration() {
+    // DESIGN §6: a refused name is 78, wherever it is given, and the reason is said.
+    for args in [
+        &["secret", "create", "--team", "LD_PRELOAD"][..],
+        &["env", "set", "ci", "--secrets", "TOKEN,BASH_ENV"],
+        &["run", "--secrets", "HTTPS_PROXY", "--", "true"],
+    ] {
+        let out = latch(args);
+        assert_eq!(out.status.code(), Some(78), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(
+            err.starts_with("latch: error: ") && err.contains("is refused as a secret name: it "),
+            "{err}"
+        );
+    }
+    let err = text(&latch(&["secret", "create", "--team", "LD_PRELOAD"]).stderr);
     assert!(err.contains("changes how programs load code"), "{err}");
 }
 

@@ -18,12 +18,12 @@ use serde_json::{Value, json};
 
 use crate::server::{Platform, start};
 
-const TOKEN: &str = "sk-live-0123456789abcdefXYZ";
+pub(crate) const TOKEN: &str = "sk-live-0123456789abcdefXYZ";
 const DB_PASSWORD: &str = "correct-horse-battery-staple-42";
 const PERSONAL: &str = "ghp_personalTokenValue_98765";
 
 /// A platform with two team secrets and one personal secret of the owner.
-async fn platform() -> Platform {
+pub(crate) async fn platform() -> Platform {
     let p = start().await;
     for (scope, name, value) in [
         ("team", "TOKEN", TOKEN),
@@ -52,7 +52,7 @@ const FORWARDED: [Signal; 6] = [
 ];
 
 /// `latch run ARGS` against `p` with the owner's key in `LATCH_API_KEY`.
-fn latch_run(p: &Platform, args: &[&str]) -> Command {
+pub(crate) fn latch_run(p: &Platform, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_latch"));
     command
         .arg("run")
@@ -74,7 +74,7 @@ fn latch_run(p: &Platform, args: &[&str]) -> Command {
 /// non-interactive shell cannot trap a signal that was ignored when it started (POSIX `trap`).
 /// So the trapping children of these tests never saw the signal latch forwarded, and the tests
 /// failed whenever the suite was started that way.
-fn default_dispositions(command: &mut Command) {
+pub(crate) fn default_dispositions(command: &mut Command) {
     // SAFETY: `signal` is async-signal-safe; nothing is allocated.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(command, || {
@@ -87,7 +87,7 @@ fn default_dispositions(command: &mut Command) {
 }
 
 /// Runs to the end on a blocking thread, with `input` on stdin.
-async fn output(mut command: Command, input: Option<Vec<u8>>) -> Output {
+pub(crate) async fn output(mut command: Command, input: Option<Vec<u8>>) -> Output {
     tokio::task::spawn_blocking(move || {
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
         if input.is_some() {
@@ -111,18 +111,18 @@ async fn output(mut command: Command, input: Option<Vec<u8>>) -> Output {
 }
 
 /// A child killed by PID (SIGKILL) when dropped, unless it was waited for.
-struct Guard(Child, bool);
+pub(crate) struct Guard(pub(crate) Child, pub(crate) bool);
 
 impl Guard {
-    fn spawn(command: &mut Command) -> Self {
+    pub(crate) fn spawn(command: &mut Command) -> Self {
         Self(command.spawn().expect("latch starts"), false)
     }
 
-    fn pid(&self) -> Pid {
+    pub(crate) fn pid(&self) -> Pid {
         Pid::from_raw(i32::try_from(self.0.id()).expect("pid"))
     }
 
-    fn wait_output(&mut self) -> Output {
+    pub(crate) fn wait_output(&mut self) -> Output {
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
         let mut err_pipe = self.0.stderr.take();
@@ -154,7 +154,7 @@ impl Drop for Guard {
     }
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
@@ -170,7 +170,7 @@ fn assert_clean(what: &str, bytes: &[u8], key: &str) {
 
 /// Starts `command` with stdout piped and `stderr` as given, and reads its stdout until a line
 /// contains `marker`: the child, the rest of its stdout, and what was read.
-fn start_until(
+pub(crate) fn start_until(
     command: &mut Command,
     stderr: Stdio,
     marker: &str,
@@ -183,7 +183,7 @@ fn start_until(
 }
 
 /// Reads lines from a child's stdout until one contains `marker` (bounded by the pipe's end).
-fn wait_for_line(reader: &mut impl BufRead, marker: &str) -> String {
+pub(crate) fn wait_for_line(reader: &mut impl BufRead, marker: &str) -> String {
     read_until_line(reader, marker)
         .unwrap_or_else(|seen| panic!("no line with {marker:?}; saw {seen:?}"))
 }

@@ -8,6 +8,7 @@
     clippy::many_single_char_names
 )]
 
+mod careful;
 mod cli;
 mod launcher;
 mod manage;

@@ -1544,12 +1544,20 @@ async fn tls_serving_with_a_private_ca() {
     );
     assert!(String::from_utf8_lossy(&trusted.stdout).contains("role:       owner"));
     let untrusted = whoami(None).await.expect("joins");
+    // A TLS trust failure is configuration (78), said in words, at once (DESIGN §6).
+    let said = String::from_utf8_lossy(&untrusted.stderr);
     assert_eq!(
         untrusted.status.code(),
-        Some(69),
-        "an unknown CA is refused"
+        Some(78),
+        "an unknown CA is refused: {said}"
     );
-    assert!(String::from_utf8_lossy(&untrusted.stderr).contains("certificate"));
+    assert!(
+        said.contains("is not signed by a CA this machine trusts")
+            && said.contains("LATCH_CA_CERT")
+            && !said.contains("UnknownIssuer")
+            && !said.contains("unreachable"),
+        "{said}"
+    );
     // SIGINT (Ctrl-C) stops it gracefully, as SIGTERM does (tested with trace logging below).
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("signals");
