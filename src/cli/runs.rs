@@ -450,7 +450,6 @@ fn print_events<'a>(
     json: bool,
     header: bool,
 ) -> Result<(), Error> {
-    use std::io::Write as _;
     let events: Vec<AuditInfo> = events.cloned().collect();
     let text = if json {
         let mut out = String::new();
@@ -462,9 +461,7 @@ fn print_events<'a>(
     } else {
         audit_table(&events, context::now(), header)
     };
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(text.as_bytes()).map_err(Error::Io)?;
-    stdout.flush().map_err(Error::Io)
+    context::out(&text)
 }
 
 fn audit_table(events: &[AuditInfo], now: i64, header: bool) -> String {

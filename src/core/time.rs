@@ -48,7 +48,9 @@ pub fn relative(at: i64, now: i64) -> String {
         // later, not "in 6 days".
         s if s < 7 * DAY => plural((s + DAY / 2) / DAY, "day"),
         s if s < 30 * DAY => plural((s + 7 * DAY / 2) / (7 * DAY), "week"),
-        s if s < 365 * DAY => plural((s + 15 * DAY) / (30 * DAY), "month"),
+        // From 11.5 months on it reads as a year: a key made to expire in `1y` is "in 1
+        // year" a moment later, not "in 12 months".
+        s if s < 345 * DAY => plural((s + 15 * DAY) / (30 * DAY), "month"),
         s => plural((s + 365 * DAY / 2) / (365 * DAY), "year"),
     }
 }
@@ -88,6 +90,8 @@ mod tests {
             (-(7 * 86_400 - 5) * S, "in 7 days"),
             (-(6 * 86_400 + 80_000) * S, "in 7 days"),
             (-(90 * 86_400 - 5) * S, "in 3 months"),
+            (-(365 * 86_400 - 5) * S, "in 1 year"),
+            (330 * 86_400 * S, "11 months ago"),
         ];
         for (ago, want) in table {
             assert_eq!(relative(NOW - ago, NOW), want, "{ago} ms ago");

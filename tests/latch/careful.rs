@@ -185,7 +185,7 @@ fn serve_one(
 }
 
 /// Waits (bounded) until `check` holds.
-fn until(what: &str, check: impl Fn() -> bool) {
+fn until(what: &str, mut check: impl FnMut() -> bool) {
     for _ in 0..800 {
         if check() {
             return;
@@ -730,5 +730,887 @@ async fn kill_9_of_latch_kills_the_child_and_the_next_run_removes_its_files() {
     let o = output(latch_run(&p, &["-v", "--no-secrets", "--", "true"]), None).await;
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     assert!(!dir.exists(), "the next run removes {}", dir.display());
+    p.stop().await;
+}
+
+// Job control -------------------------------------------------------------------------------------
+
+/// An interactive bash on a pseudo-terminal the test holds, as a person's terminal: what it
+/// prints is collected for [`Terminal::wait_for`].
+struct Terminal {
+    master: std::fs::File,
+    /// The terminal's own side, to read its settings.
+    outer: std::os::fd::OwnedFd,
+    seen: Arc<Mutex<String>>,
+    shell: Guard,
+}
+
+impl Terminal {
+    fn open(env: &[(&str, &str)]) -> Self {
+        use nix::pty::{Winsize, openpty};
+        let size = Winsize {
+            ws_row: 24,
+            ws_col: 100,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let pair = openpty(Some(&size), None).expect("pty");
+        let mut bash = Command::new("bash");
+        bash.args(["--norc", "--noprofile", "--noediting", "-i"])
+            .env("PS1", "prompt$ ")
+            .env("TERM", "dumb")
+            .env_remove("LATCH_LOG")
+            .env_remove("NO_COLOR");
+        for (name, value) in env {
+            bash.env(name, value);
+        }
+        let slave = &pair.slave;
+        bash.stdin(Stdio::from(slave.try_clone().expect("dup")))
+            .stdout(Stdio::from(slave.try_clone().expect("dup")))
+            .stderr(Stdio::from(slave.try_clone().expect("dup")));
+        // SAFETY: setsid and ioctl are async-signal-safe.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut bash, || {
+                nix::unistd::setsid()?;
+                if nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        crate::launcher::default_dispositions(&mut bash);
+        let shell = Guard::spawn(&mut bash);
+        let master = std::fs::File::from(pair.master);
+        let seen = Arc::new(Mutex::new(String::new()));
+        let (mut reader, into) = (master.try_clone().expect("dup"), seen.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                into.lock()
+                    .expect("lock")
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Self {
+            master,
+            outer: pair.slave,
+            seen,
+            shell,
+        }
+    }
+
+    fn type_in(&mut self, keys: &str) {
+        self.master.write_all(keys.as_bytes()).expect("types");
+    }
+
+    fn wait_for(&self, what: &str) -> String {
+        let seen = self.seen.clone();
+        until(&format!("{what:?} on the terminal"), || {
+            seen.lock().expect("lock").contains(what)
+        });
+        self.seen.lock().expect("lock").clone()
+    }
+
+    /// Whether the terminal is in canonical (cooked) mode, as a shell leaves it.
+    fn cooked(&self) -> bool {
+        nix::sys::termios::tcgetattr(&self.outer)
+            .expect("termios")
+            .local_flags
+            .contains(nix::sys::termios::LocalFlags::ICANON)
+    }
+
+    /// The highest `tickN` printed so far.
+    fn last_tick(&self) -> u32 {
+        self.seen
+            .lock()
+            .expect("lock")
+            .split("tick")
+            .skip(1)
+            .filter_map(|t| {
+                t.chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+                    .parse()
+                    .ok()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// The parent of `pid`.
+fn parent_of(pid: Pid) -> Pid {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let parent = status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .expect("PPid")
+        .trim()
+        .parse()
+        .expect("pid");
+    Pid::from_raw(parent)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_z_in_pty_mode_suspends_the_command_and_latch_and_fg_resumes_both() {
+    let p = platform().await;
+    let (url, key) = (p.url.clone(), p.owner.clone());
+    tokio::task::spawn_blocking(move || {
+        let mut terminal = Terminal::open(&[("LATCH_URL", &url), ("LATCH_API_KEY", &key)]);
+        terminal.wait_for("prompt$ ");
+        terminal.type_in(&format!(
+            "{} run --no-secrets -- sh -c 'echo \"child $$\"; i=0; while [ $i -lt 4000 ]; do echo tick$i; i=$((i+1)); sleep 0.05; done'\n",
+            env!("CARGO_BIN_EXE_latch")
+        ));
+        let seen = terminal.wait_for("tick3");
+        let child: Pid = Pid::from_raw(
+            seen.split("child ")
+                .skip(1)
+                .find_map(|rest| rest.split_whitespace().next()?.parse().ok())
+                .expect("the child's pid"),
+        );
+        let latch = parent_of(child);
+        assert!(!terminal.cooked(), "latch holds the terminal in raw mode");
+
+        // Ctrl-Z: both stop, the shell says so and has its terminal back.
+        terminal.type_in("\x1a");
+        until("the command to stop", || state(child) == Some('T'));
+        until("latch to stop", || state(latch) == Some('T'));
+        terminal.wait_for("Stopped");
+        terminal.wait_for("prompt$ ");
+        assert!(terminal.cooked(), "the terminal is restored while stopped");
+        let stopped_at = terminal.last_tick();
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            terminal.last_tick() <= stopped_at + 1,
+            "the command kept running while stopped"
+        );
+
+        // fg: both run again, the terminal raw again for the command.
+        terminal.type_in("fg\n");
+        until("the command to tick again", || {
+            terminal.last_tick() > stopped_at + 2
+        });
+        assert_ne!(state(child), Some('T'));
+        assert_ne!(state(latch), Some('T'));
+        until("raw mode again", || !terminal.cooked());
+
+        // Ctrl-C reaches the command through its terminal: 130, and the shell's prompt back.
+        terminal.type_in("\x03");
+        terminal.wait_for("prompt$ ");
+        until("latch to end", || matches!(state(latch), None | Some('Z')));
+        terminal.type_in("echo \"rc=$?\"\n");
+        terminal.wait_for("rc=130");
+        assert!(terminal.cooked());
+        terminal.type_in("exit\n");
+        let mut shell = terminal.shell;
+        until("the shell to exit", || {
+            matches!(shell.0.try_wait(), Ok(Some(_)))
+        });
+        shell.1 = true;
+    })
+    .await
+    .expect("joins");
+    p.stop().await;
+}
+
+// The command, the dry run, the run's id, report and leak gate ---------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_script_whose_interpreter_is_missing_is_said_so_with_127() {
+    let p = platform().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let script = dir.path().join("agent.py");
+    std::fs::write(&script, "#!/nonexistent/python3 -u\nprint('hi')\n").expect("writes");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let o = output(
+        latch_run(&p, &["--no-secrets", "--", script.to_str().expect("utf8")]),
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(127), "{}", err(&o));
+    assert!(
+        err(&o).contains("its interpreter /nonexistent/python3 (from its #! line) is not there"),
+        "{}",
+        err(&o)
+    );
+    assert_latch_lines(&err(&o));
+    // On PATH too, and a command that is really missing is still said as such.
+    let mut command = latch_run(&p, &["--no-secrets", "--", "agent.py"]);
+    command.env("PATH", format!("{}:/usr/bin:/bin", dir.path().display()));
+    let o = output(command, None).await;
+    assert_eq!(o.status.code(), Some(127), "{}", err(&o));
+    assert!(err(&o).contains("/nonexistent/python3"), "{}", err(&o));
+    let o = output(
+        latch_run(&p, &["--no-secrets", "--", "no-such-command-x"]),
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(127), "{}", err(&o));
+    assert!(!err(&o).contains("interpreter"), "{}", err(&o));
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_names_what_a_run_would_receive_and_starts_nothing() {
+    let p = platform().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let marker = dir.path().join("started");
+    let touch = ["--", "touch", marker.to_str().expect("utf8")];
+    let args = |extra: &[&'static str]| -> Vec<String> {
+        extra
+            .iter()
+            .map(|s| (*s).to_owned())
+            .chain(touch.iter().map(|s| (*s).to_owned()))
+            .collect()
+    };
+    let run = |args: Vec<String>| {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        latch_run(&p, &refs)
+    };
+    let o = output(
+        run(args(&["--dry-run", "--secrets", "TOKEN,GH_TOKEN,NOPE"])),
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let out = text(&o.stdout);
+    assert!(
+        out.starts_with("would deliver 2 secrets (allowlist: run, trigger: cli):"),
+        "{out}"
+    );
+    assert!(
+        out.contains("TOKEN") && out.contains("GH_TOKEN") && out.contains("personal"),
+        "{out}"
+    );
+    assert!(
+        out.contains("NOPE") && out.contains("(not_found)") && out.contains("hint:"),
+        "{out}"
+    );
+    assert!(
+        !out.contains(crate::launcher::TOKEN),
+        "a dry run shows no value: {out}"
+    );
+    // --json: one object on stdout.
+    let o = {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_latch"));
+        command
+            .args(["--json", "run", "--dry-run", "--secrets", "TOKEN"])
+            .args(touch)
+            .env("LATCH_URL", &p.url)
+            .env("LATCH_API_KEY", &p.owner);
+        output(command, None).await
+    };
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    assert_eq!(v["allowlist"], "run", "{v}");
+    assert_eq!(v["secrets"][0]["name"], "TOKEN", "{v}");
+    assert!(v["secrets"][0].get("value").is_none(), "{v}");
+    // A required name that would be missing: 65, still nothing started.
+    let o = output(run(args(&["--dry-run", "--require", "NOPE"])), None).await;
+    assert_eq!(o.status.code(), Some(65), "{}", err(&o));
+    assert!(err(&o).contains("NOPE"), "{}", err(&o));
+    assert!(!marker.exists(), "a dry run starts nothing");
+    // No run record; an audit event per dry run.
+    assert_eq!(run_count(&p).await, 0);
+    let audit = p
+        .ok(&p.owner, Method::GET, "/v1/audit?action=run.dry_run", None)
+        .await;
+    assert_eq!(audit["events"].as_array().map(Vec::len), Some(3), "{audit}");
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_run_id_reaches_the_child_the_verbose_line_the_record_and_the_report() {
+    let p = platform().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let report = dir.path().join("report.json");
+    std::fs::write(&report, "an older report, replaced whole").expect("writes");
+    let o = output(
+        latch_run(
+            &p,
+            &[
+                "-v",
+                "--secrets",
+                "TOKEN,NOPE",
+                "--report",
+                report.to_str().expect("utf8"),
+                "--",
+                "sh",
+                "-c",
+                "echo \"id $LATCH_RUN_ID\"; echo $TOKEN; exit 3",
+            ],
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+    let id = text(&o.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("id "))
+        .expect("LATCH_RUN_ID")
+        .to_owned();
+    assert!(id.starts_with("run_"), "{id}");
+    assert!(
+        err(&o).contains(&format!("latch: note: run {id} started")),
+        "{}",
+        err(&o)
+    );
+    let record = p
+        .ok(&p.owner, Method::GET, &format!("/v1/runs/{id}"), None)
+        .await;
+    assert_eq!(record["id"], id.as_str());
+    let mode = std::fs::metadata(&report).expect("report").permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    let body = std::fs::read_to_string(&report).expect("reads");
+    assert!(!body.contains(crate::launcher::TOKEN), "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("one JSON object");
+    assert_eq!(v["run_id"], id.as_str());
+    assert_eq!(v["exit_code"], 3);
+    assert_eq!(v["signal"], serde_json::Value::Null);
+    assert_eq!(v["allowlist"], "run");
+    assert_eq!(v["delivered"][0]["name"], "TOKEN");
+    assert_eq!(v["missing"][0]["name"], "NOPE");
+    assert_eq!(v["missing"][0]["reason"], "not_found");
+    assert_eq!(v["masked"]["TOKEN"], 1);
+    assert!(v["duration_ms"].is_u64() && v["shadowed"].is_array() && v["brokered"].is_array());
+    // A command killed by a signal: the report says which.
+    let o = output(
+        latch_run(
+            &p,
+            &[
+                "--no-secrets",
+                "--report",
+                report.to_str().expect("utf8"),
+                "--",
+                "sh",
+                "-c",
+                "kill -TERM $$",
+            ],
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(143), "{}", err(&o));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("reads")).expect("json");
+    assert_eq!(
+        (v["exit_code"].clone(), v["signal"].clone()),
+        (serde_json::Value::Null, json!(15))
+    );
+    // An unwritable report is latch's own failure, after the command ran.
+    let o = output(
+        latch_run(
+            &p,
+            &[
+                "--no-secrets",
+                "--report",
+                "/nonexistent/dir/r.json",
+                "--",
+                "true",
+            ],
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(78), "{}", err(&o));
+    assert!(err(&o).contains("--report"), "{}", err(&o));
+    // --report needs latch to stay: not with --no-scrub.
+    let o = output(
+        latch_run(&p, &["--no-scrub", "--report", "r.json", "--", "true"]),
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fail_on_leak_exits_3_only_when_the_command_succeeded_and_something_was_masked() {
+    let p = platform().await;
+    for (script, want, names) in [
+        ("echo $TOKEN; echo ok", 3, true),
+        ("echo $TOKEN; exit 5", 5, false),
+        ("echo nothing to hide", 0, false),
+    ] {
+        let o = output(
+            latch_run(
+                &p,
+                &[
+                    "--secrets",
+                    "TOKEN",
+                    "--fail-on-leak",
+                    "--",
+                    "sh",
+                    "-c",
+                    script,
+                ],
+            ),
+            None,
+        )
+        .await;
+        assert_eq!(o.status.code(), Some(want), "{script}: {}", err(&o));
+        assert_eq!(
+            err(&o).contains("--fail-on-leak") && err(&o).contains("TOKEN (1)"),
+            names,
+            "{script}: {}",
+            err(&o)
+        );
+        assert!(!text(&o.stdout).contains(crate::launcher::TOKEN));
+    }
+    p.stop().await;
+}
+
+// latch's own output (DESIGN §11) -------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn latch_lines_are_coloured_only_on_a_terminal_and_never_with_no_color() {
+    use nix::pty::openpty;
+    let p = platform().await;
+    for (no_color, coloured) in [(None, true), (Some("1"), false)] {
+        let pair = openpty(None, None).expect("pty");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_latch"));
+        command
+            .args(["env", "show", "nope"])
+            .env("LATCH_URL", &p.url)
+            .env("LATCH_API_KEY", &p.owner)
+            .env_remove("NO_COLOR")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(pair.slave));
+        if let Some(v) = no_color {
+            command.env("NO_COLOR", v);
+        }
+        let status = tokio::task::spawn_blocking(move || {
+            let status = command.status().expect("runs");
+            drop(command);
+            status
+        })
+        .await
+        .expect("joins");
+        assert_eq!(status.code(), Some(66));
+        let mut master = std::fs::File::from(pair.master);
+        let mut said = Vec::new();
+        // The terminal's other side is closed: reading ends (EIO) after what was written.
+        let _ = master.read_to_end(&mut said);
+        let said = text(&said);
+        assert!(said.contains("error:"), "{said:?}");
+        assert_eq!(
+            said.contains("\x1b["),
+            coloured,
+            "NO_COLOR={no_color:?}: {said:?}"
+        );
+    }
+    // Not a terminal: never a colour, never tracing's format (levels, targets, times).
+    let o = latch(&p, &p.owner, &["-v", "env", "show", "nope"]).await;
+    assert_latch_lines(&err(&o));
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn under_json_an_error_is_also_one_object_on_stdout() {
+    let p = platform().await;
+    for (args, code, status) in [
+        (&["--json", "env", "show", "nope"][..], "unknown_name", 66),
+        (&["--json", "run", "--evn", "x", "--", "true"], "usage", 2),
+        (
+            &["--json", "run", "--env", "nope", "--", "true"],
+            "unknown_environment",
+            78,
+        ),
+    ] {
+        let o = latch(&p, &p.owner, args).await;
+        assert_eq!(o.status.code(), Some(status), "{args:?}: {}", err(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", text(&o.stdout)));
+        assert_eq!(v["error"]["code"], code, "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{v}"
+        );
+        assert!(err(&o).starts_with("latch: error: "), "{}", err(&o));
+    }
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_closed_stdout_ends_latch_quietly() {
+    let p = platform().await;
+    // Enough to list: a few runs and events.
+    for _ in 0..3 {
+        let o = output(latch_run(&p, &["--no-secrets", "--", "true"]), None).await;
+        assert_eq!(o.status.code(), Some(0));
+    }
+    for args in [
+        &["runs", "list"][..],
+        &["audit"],
+        &["audit", "--follow"],
+        &["completions", "bash"],
+        &["api-key", "list"],
+        &["secret", "list"],
+        &["--json", "runs", "list"],
+        &["whoami"],
+    ] {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let mut command = Command::new(env!("CARGO_BIN_EXE_latch"));
+        command
+            .args(args)
+            .env("LATCH_URL", &p.url)
+            .env("LATCH_API_KEY", &p.owner)
+            .stdout(Stdio::from(writer))
+            .stderr(Stdio::piped());
+        let o = tokio::task::spawn_blocking(move || {
+            let mut child = Guard::spawn(&mut command);
+            child.wait_output()
+        })
+        .await
+        .expect("joins");
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", err(&o));
+        assert_eq!(err(&o), "", "{args:?}");
+    }
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_list_and_show_read_as_words() {
+    let p = platform().await;
+    let o = output(
+        latch_run(
+            &p,
+            &[
+                "--secrets",
+                "TOKEN,NOPE",
+                "--",
+                "sh",
+                "-c",
+                "echo $TOKEN; exit 4",
+            ],
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(4), "{}", err(&o));
+    let runs = p.ok(&p.owner, Method::GET, "/v1/runs", None).await;
+    let id = runs["runs"][0]["id"].as_str().expect("id").to_owned();
+    let o = latch(&p, &p.owner, &["runs", "list"]).await;
+    let list = text(&o.stdout);
+    let header: Vec<&str> = list
+        .lines()
+        .next()
+        .expect("header")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "ID", "STARTED", "WHO", "TRIGGER", "ENV", "IDENTITY", "STATUS", "EXIT", "DURATION",
+            "MASKED"
+        ]
+    );
+    let row = list.lines().nth(1).expect("a row");
+    assert!(
+        row.starts_with(&id) && row.contains("bootstrap (owner)"),
+        "{list}"
+    );
+    let mut command = Command::new(env!("CARGO_BIN_EXE_latch"));
+    command
+        .args(["runs", "show", &id])
+        .env("LATCH_URL", &p.url)
+        .env("LATCH_API_KEY", &p.owner)
+        .env("TZ", "UTC");
+    let o = output(command, None).await;
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let show = text(&o.stdout);
+    for line in [
+        &format!("run          {id}")[..],
+        "status       finished, exit 4, took ",
+        "who          bootstrap (owner), key id ",
+        "trigger      cli",
+        "allowlist    the run's own list (--secrets)",
+        "delivered    1 secret",
+        "masked 1 time",
+        "missing      1 name",
+        "no secret of that name that this run can see",
+        "hint: create it",
+    ] {
+        assert!(show.contains(line), "{line:?} missing from:\n{show}");
+    }
+    let started = show
+        .lines()
+        .find_map(|l| l.strip_prefix("started      "))
+        .expect("started");
+    assert!(
+        started.ends_with(" UTC (just now)") && started.starts_with("20"),
+        "{started}"
+    );
+    assert!(
+        !show
+            .split(|c: char| !c.is_ascii_digit())
+            .any(|n| n.len() >= 13),
+        "no epoch milliseconds: {show}"
+    );
+    // A run id is checked before it goes into a URL.
+    let o = latch(&p, &p.owner, &["runs", "show", "../api-keys"]).await;
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn env_set_changes_only_what_it_names() {
+    let p = platform().await;
+    let k = p.owner.clone();
+    let show = |p: &Platform| {
+        let (p_url, k) = (p.url.clone(), p.owner.clone());
+        async move {
+            let o = latch_at(&p_url, &k, &["--json", "env", "show", "ci"]).await;
+            serde_json::from_slice::<serde_json::Value>(&o.stdout).expect("json")
+        }
+    };
+    // A new environment needs its names (or --all-secrets).
+    let o = latch(&p, &k, &["env", "set", "ci", "--description", "CI jobs"]).await;
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("--secrets"), "{}", err(&o));
+    let o = latch(
+        &p,
+        &k,
+        &[
+            "env",
+            "set",
+            "ci",
+            "--secrets",
+            "TOKEN,TYPO_NAME",
+            "--description",
+            "CI jobs",
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(
+        err(&o).contains("latch: warning: TYPO_NAME matches no secret you can see"),
+        "{}",
+        err(&o)
+    );
+    let v = show(&p).await;
+    assert_eq!(
+        (v["description"].clone(), v["secrets"].clone()),
+        (json!("CI jobs"), json!(["TOKEN", "TYPO_NAME"]))
+    );
+    // The description alone: the names stay, and no warning about them again.
+    let o = latch(
+        &p,
+        &k,
+        &["env", "set", "ci", "--description", "CI and nightly"],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(err(&o), "");
+    let v = show(&p).await;
+    assert_eq!(
+        (v["description"].clone(), v["secrets"].clone()),
+        (json!("CI and nightly"), json!(["TOKEN", "TYPO_NAME"]))
+    );
+    // The names alone: the description stays.
+    latch(&p, &k, &["env", "set", "ci", "--secrets", "TOKEN"]).await;
+    let v = show(&p).await;
+    assert_eq!(
+        (v["description"].clone(), v["secrets"].clone()),
+        (json!("CI and nightly"), json!(["TOKEN"]))
+    );
+    // '' clears the description; --secrets '' is an empty list; --all-secrets is no list.
+    latch(&p, &k, &["env", "set", "ci", "--description", ""]).await;
+    assert_eq!(show(&p).await["description"], "");
+    latch(&p, &k, &["env", "set", "ci", "--secrets", ""]).await;
+    assert_eq!(show(&p).await["secrets"], json!([]));
+    let o = latch(&p, &k, &["env", "set", "ci", "--all-secrets"]).await;
+    assert!(text(&o.stdout).contains("no list"), "{}", text(&o.stdout));
+    assert_eq!(show(&p).await["secrets"], serde_json::Value::Null);
+    // An identity reserves team secrets: no --all-secrets, and a personal name is warned about.
+    let o = latch(&p, &k, &["identity", "set", "bot", "--all-secrets"]).await;
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    let o = latch(&p, &k, &["identity", "set", "bot", "--secrets", "GH_TOKEN"]).await;
+    assert!(
+        err(&o).contains("GH_TOKEN matches no team secret"),
+        "{}",
+        err(&o)
+    );
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn values_from_files_keep_their_bytes_and_say_what_they_hold() {
+    let p = platform().await;
+    let k = p.owner.clone();
+    let dir = tempfile::tempdir().expect("dir");
+    let file = |name: &str, bytes: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).expect("writes");
+        path.to_str().expect("utf8").to_owned()
+    };
+    let newline = file("a", "s3cret-value-with-newline\n");
+    let o = latch(
+        &p,
+        &k,
+        &[
+            "secret",
+            "create",
+            "--team",
+            "KEPT",
+            "--value-file",
+            &newline,
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(
+        err(&o).contains(
+            "the value of KEPT ends with a newline, which is kept as part of it; --trim removes it"
+        ),
+        "{}",
+        err(&o)
+    );
+    let o = latch(
+        &p,
+        &k,
+        &[
+            "secret",
+            "create",
+            "--team",
+            "TRIMMED",
+            "--value-file",
+            &newline,
+            "--trim",
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(err(&o), "", "--trim: no warning");
+    let short = file("b", "abc");
+    let o = latch(
+        &p,
+        &k,
+        &["secret", "create", "--team", "PIN", "--value-file", &short],
+    )
+    .await;
+    assert!(
+        err(&o).contains("shorter than 4 bytes: it will never be masked"),
+        "{}",
+        err(&o)
+    );
+    let weak = file("c", "admin");
+    let o = latch(
+        &p,
+        &k,
+        &["secret", "update", "--team", "PIN", "--value-file", &weak],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(
+        err(&o).contains("masked only as a whole word"),
+        "{}",
+        err(&o)
+    );
+    assert!(
+        !err(&o).contains("admin") && !err(&o).contains("abc"),
+        "{}",
+        err(&o)
+    );
+    // What the command gets: the bytes as stored.
+    let o = output(
+        latch_run(
+            &p,
+            &[
+                "--secrets",
+                "KEPT,TRIMMED",
+                "--no-scrub",
+                "--",
+                "sh",
+                "-c",
+                "printf '%s|%s' \"$KEPT\" \"$TRIMMED\" | wc -c",
+            ],
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(text(&o.stdout).trim(), "52", "{}", text(&o.stdout));
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_are_revoked_by_id_or_whole_key_and_expiries_read_as_people_write_them() {
+    let p = platform().await;
+    let k = p.owner.clone();
+    let created = |o: &Output| text(&o.stdout).trim().to_owned();
+    let o = latch(
+        &p,
+        &k,
+        &[
+            "api-key",
+            "create",
+            "--personal",
+            "--name",
+            "a",
+            "--expires",
+            "2w",
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(err(&o).contains("expires in 2 weeks"), "{}", err(&o));
+    let whole = created(&o);
+    let o = latch(
+        &p,
+        &k,
+        &[
+            "api-key",
+            "create",
+            "--personal",
+            "--name",
+            "b",
+            "--expires",
+            "1y",
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(err(&o).contains("expires in 1 year"), "{}", err(&o));
+    let o = latch(
+        &p,
+        &k,
+        &[
+            "api-key",
+            "create",
+            "--personal",
+            "--name",
+            "c",
+            "--expires",
+            "500ms",
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("under a second"), "{}", err(&o));
+    // Revoked by the whole key: it stops working, and the key is never printed back.
+    let o = latch(&p, &k, &["api-key", "revoke", &whole, "--yes"]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(!text(&o.stdout).contains(&whole[8..]) && !err(&o).contains(&whole[8..]));
+    assert_eq!(latch(&p, &whole, &["whoami"]).await.status.code(), Some(77));
+    // Something that is neither: usage, never quoted back when it looks like a key.
+    let mut typo = whole.clone().into_bytes();
+    typo[30] = if typo[30] == b'a' { b'b' } else { b'a' };
+    let typo = String::from_utf8(typo).expect("ascii");
+    for bad in [typo.as_str(), "abc", "../../v1/members"] {
+        let o = latch(&p, &k, &["api-key", "revoke", bad, "--yes"]).await;
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", err(&o));
+        assert!(!err(&o).contains(&typo[8..]), "{}", err(&o));
+    }
     p.stop().await;
 }

@@ -679,7 +679,12 @@ async fn a_missing_required_secret_exits_65_without_starting_the_command() {
     .await;
     assert_eq!(o.status.code(), Some(0));
     let err = text(&o.stderr);
-    assert!(err.contains("ABSENT is not delivered: not_found"), "{err}");
+    assert!(
+        err.contains(
+            "ABSENT is not delivered: no secret of that name that this run can see (not_found)"
+        ),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1153,7 +1158,8 @@ async fn trigger_decides_user_context_and_a_team_key_cannot_claim_a_person() {
         text(&o.stdout)
     );
     assert!(
-        text(&o.stderr).contains("GH_TOKEN is not delivered: personal_unavailable"),
+        text(&o.stderr).contains("GH_TOKEN is not delivered: your personal secret")
+            && text(&o.stderr).contains("(personal_unavailable)"),
         "{}",
         text(&o.stderr)
     );

@@ -285,11 +285,23 @@ async fn keys_members_lists_runs_audit_and_whoami() {
         .split_whitespace()
         .collect();
     assert_eq!(
-        row[1..7],
-        ["owner", "cli", "-", "-", "started", &delivered.to_string()],
-        "ID WHO TRIGGER ENV IDENTITY STATUS SECRETS: {runs}"
+        row[1..],
+        [
+            "just",
+            "now",
+            "bootstrap",
+            "(owner)",
+            "cli",
+            "-",
+            "-",
+            "started",
+            "-",
+            "-",
+            "0"
+        ],
+        "ID STARTED WHO TRIGGER ENV IDENTITY STATUS EXIT DURATION MASKED: {runs}"
     );
-    let shown = json_of(&latch(&p, &k, &["runs", "show", run_id]).await);
+    let shown = json_of(&latch(&p, &k, &["--json", "runs", "show", run_id]).await);
     assert_eq!(shown["id"], run_id);
     let audit = out(&latch(&p, &k, &["audit", "--limit", "50"]).await);
     for action in [
