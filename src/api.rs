@@ -370,6 +370,10 @@ pub struct ResolveRun {
     /// value) and no run is recorded (DESIGN §2 rule 8).
     #[serde(default)]
     pub dry_run: bool,
+    /// The launcher becomes the command (`latch run --no-scrub` `execve`s it), so the run's
+    /// end is never reported: it is recorded as `exec`, not left `started` (DESIGN §6).
+    #[serde(default)]
+    pub exec: bool,
 }
 
 /// A name a dry run would deliver.
@@ -558,7 +562,7 @@ pub struct FinishRun {
 pub struct RunInfo {
     /// Run id.
     pub id: String,
-    /// `started`, `refused` or `finished`.
+    /// `started`, `exec` (the launcher became the command), `refused` or `finished`.
     pub status: String,
     /// Unix ms.
     pub started_at: i64,

@@ -27,7 +27,7 @@ pub struct RunFilters {
     #[arg(long = "env", value_name = "NAME")]
     pub environment: Option<String>,
     /// Only runs in this state.
-    #[arg(long, value_parser = ["started", "refused", "finished"])]
+    #[arg(long, value_parser = ["started", "exec", "refused", "finished"])]
     pub status: Option<String>,
     /// Only runs started since: a duration ago (`1d`, `2h`) or Unix milliseconds.
     #[arg(long, value_name = "WHEN", value_parser = parse_when)]

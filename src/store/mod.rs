@@ -460,7 +460,7 @@ pub struct RunRow {
     pub identity: Option<String>,
     /// Record as JSON.
     pub record: serde_json::Value,
-    /// `started`, `refused` or `finished`.
+    /// `started`, `exec` (the launcher became the command), `refused` or `finished`.
     pub status: String,
     /// Start.
     pub started_at: Millis,

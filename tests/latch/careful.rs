@@ -1105,7 +1105,8 @@ async fn the_run_id_reaches_the_child_the_verbose_line_the_record_and_the_report
         (v["exit_code"].clone(), v["signal"].clone()),
         (serde_json::Value::Null, json!(15))
     );
-    // An unwritable report is latch's own failure, after the command ran.
+    // An unwritable report is configuration, found before the run: nothing starts.
+    let marker = dir.path().join("started");
     let o = output(
         latch_run(
             &p,
@@ -1114,7 +1115,8 @@ async fn the_run_id_reaches_the_child_the_verbose_line_the_record_and_the_report
                 "--report",
                 "/nonexistent/dir/r.json",
                 "--",
-                "true",
+                "touch",
+                marker.to_str().expect("utf8"),
             ],
         ),
         None,
@@ -1122,6 +1124,12 @@ async fn the_run_id_reaches_the_child_the_verbose_line_the_record_and_the_report
     .await;
     assert_eq!(o.status.code(), Some(78), "{}", err(&o));
     assert!(err(&o).contains("--report"), "{}", err(&o));
+    assert!(!marker.exists(), "the command started");
+    let leftovers = std::fs::read_dir(dir.path()).expect("dir").count();
+    assert_eq!(
+        leftovers, 1,
+        "only the report itself: nothing half-written beside it"
+    );
     // --report needs latch to stay: not with --no-scrub.
     let o = output(
         latch_run(&p, &["--no-scrub", "--report", "r.json", "--", "true"]),
@@ -1612,5 +1620,47 @@ async fn keys_are_revoked_by_id_or_whole_key_and_expiries_read_as_people_write_t
         assert_eq!(o.status.code(), Some(2), "{bad}: {}", err(&o));
         assert!(!err(&o).contains(&typo[8..]), "{}", err(&o));
     }
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_that_becomes_its_command_is_recorded_as_exec() {
+    let p = platform().await;
+    let o = output(
+        latch_run(
+            &p,
+            &[
+                "--no-scrub",
+                "--secrets",
+                "TOKEN",
+                "--",
+                "sh",
+                "-c",
+                "echo $$",
+            ],
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let runs = p
+        .ok(&p.owner, Method::GET, "/v1/runs?status=exec", None)
+        .await;
+    assert_eq!(runs["runs"].as_array().map(Vec::len), Some(1), "{runs}");
+    let id = runs["runs"][0]["id"].as_str().expect("id").to_owned();
+    let o = latch(&p, &p.owner, &["runs", "show", &id]).await;
+    assert!(
+        text(&o.stdout).contains("exec (--no-scrub: latch became the command"),
+        "{}",
+        text(&o.stdout)
+    );
+    let started = p
+        .ok(&p.owner, Method::GET, "/v1/runs?status=started", None)
+        .await;
+    assert_eq!(
+        started["runs"].as_array().map(Vec::len),
+        Some(0),
+        "{started}"
+    );
     p.stop().await;
 }

@@ -84,6 +84,7 @@ pub(in crate::server) async fn resolve(
         user_name: caller.user.as_ref().map(|(_, n)| n.clone()),
         identity: caller.identity.clone(),
         now,
+        exec: body.exec,
     };
     let ask = RunAsk {
         user,
@@ -253,6 +254,8 @@ struct RunStart {
     user_name: Option<String>,
     identity: Option<Label>,
     now: i64,
+    /// The launcher `execve`s the command: recorded as `exec`.
+    exec: bool,
 }
 
 /// A run's own part of its record (names only, never values): who started it. The rest is its
@@ -406,10 +409,10 @@ impl RunStart {
     /// This run's own part of its record, and its audit event, for `decision`.
     fn plan(self, decision: &Decision, audit: AuditEvent) -> RunPlan {
         let audit = run_audit(decision, audit);
-        let status = if decision.result.is_ok() {
-            "started"
-        } else {
-            "refused"
+        let status = match (&decision.result, self.exec) {
+            (Err(_), _) => "refused",
+            (Ok(_), true) => "exec",
+            (Ok(_), false) => "started",
         };
         let record = to_json(&OwnRecord {
             who: Who {
@@ -523,7 +526,7 @@ pub(in crate::server) struct RunParams {
     key: Option<String>,
     identity: Option<String>,
     environment: Option<String>,
-    /// `started`, `refused` or `finished`.
+    /// `started`, `exec`, `refused` or `finished`.
     status: Option<String>,
     /// Unix ms, inclusive.
     since: Option<i64>,
@@ -537,7 +540,7 @@ pub(in crate::server) struct RunParams {
     ("cursor" = Option<String>, Query, description = "the `next_cursor` of the previous page"),
     ("user" = Option<String>, Query), ("key" = Option<String>, Query, description = "a key id"),
     ("identity" = Option<String>, Query), ("environment" = Option<String>, Query),
-    ("status" = Option<String>, Query, description = "started, refused or finished"),
+    ("status" = Option<String>, Query, description = "started, exec, refused or finished"),
     ("since" = Option<i64>, Query, description = "Unix ms, inclusive"),
     ("until" = Option<i64>, Query, description = "Unix ms, exclusive")),
     responses((status = 200, body = RunPage), (status = 400, body = Problem), (status = 403, body = Problem)))]

@@ -16,14 +16,17 @@ use reqwest::Method;
 use secrecy::ExposeSecret;
 use zeroize::Zeroizing;
 
+mod dry;
+mod report;
+
+use self::report::{ReportFile, Summary};
 use super::{Error, Global, context};
-use crate::api::{DryRunInfo, FinishRun, ResolveRun, Resolved, RunInfo};
+use crate::api::{FinishRun, ResolveRun, Resolved, RunInfo};
 use crate::client::ClientError;
 use crate::core::duration::parse_duration;
 use crate::core::exit::{self, ChildExit};
 use crate::core::launch::{self, Source};
 use crate::core::name::{Label, SecretName};
-use crate::core::resolve::AllowlistSource;
 use crate::core::resolve::Trigger;
 use crate::core::scrub::PatternSet;
 use crate::core::split::Split;
@@ -188,8 +191,9 @@ pub fn launch(args: RunArgs, global: &Global) -> Result<u8, Error> {
     let log = args.log.as_deref().map(open_log).transpose()?;
     let key = context::api_key(global, env_key)?;
     if args.dry_run {
-        return dry_run(&args, global, &key, &signals);
+        return dry::dry_run(&args, global, &key, &signals);
     }
+    let report_file = args.report.as_deref().map(ReportFile::create).transpose()?;
     let started = std::time::Instant::now();
     let resolved = resolve(&args, global, &key, &signals)?;
     let run_id = resolved.run_id.clone();
@@ -197,7 +201,7 @@ pub fn launch(args: RunArgs, global: &Global) -> Result<u8, Error> {
     drop(key);
     tracing::info!("run {run_id} started");
 
-    say_resolution(&resolved);
+    report::say_resolution(&resolved);
     let summary = Summary::of(&resolved);
     let finish = |ended: Ended| {
         report(
@@ -249,9 +253,9 @@ pub fn launch(args: RunArgs, global: &Global) -> Result<u8, Error> {
     drop(files);
     let ended = ended(&result);
     finish(ended.clone());
-    if let Some(path) = &args.report {
+    if let Some(file) = report_file {
         let duration = result.as_ref().map_or(started.elapsed(), |o| o.duration);
-        write_report(path, &summary.report(&run_id, &ended, duration))?;
+        file.commit(&summary.report(&run_id, &ended, duration))?;
     }
     let outcome = result?;
     if outcome.timed_out {
@@ -259,208 +263,17 @@ pub fn launch(args: RunArgs, global: &Global) -> Result<u8, Error> {
     }
     let code = exit::child_code(outcome.exit);
     if args.fail_on_leak && code == 0 && !outcome.masked.is_empty() {
-        leaked(&outcome.masked);
+        report::leaked(&outcome.masked);
         return Ok(exit::LEAK);
     }
     Ok(code)
-}
-
-/// What the launcher says of a resolution on stderr: names not delivered, an unnarrowed pool,
-/// shadowed names.
-fn say_resolution(resolved: &Resolved) {
-    for m in &resolved.missing {
-        tracing::warn!(
-            "{} is not delivered: {} ({})",
-            m.name,
-            m.reason.words(),
-            m.reason
-        );
-    }
-    if resolved.allowlist == AllowlistSource::None {
-        let n = resolved.secrets.len();
-        tracing::warn!(
-            "delivering all {n} {} in the pool: name an environment or --secrets to narrow it",
-            if n == 1 { "secret" } else { "secrets" }
-        );
-    }
-    for name in &resolved.shadowed {
-        tracing::info!("your personal secret {name} overrides the team secret of that name");
-    }
-}
-
-/// `--fail-on-leak` fired: names the secrets that were masked, and how often.
-fn leaked(masked: &BTreeMap<String, u64>) {
-    let names: Vec<String> = masked
-        .iter()
-        .map(|(name, n)| format!("{name} ({n})"))
-        .collect();
-    tracing::error!(
-        "--fail-on-leak: the command exited 0, but its output held {}, masked: {}",
-        if names.len() == 1 {
-            "a secret"
-        } else {
-            "secrets"
-        },
-        names.join(", ")
-    );
-}
-
-/// What the run received, kept (names only) for `--report`.
-struct Summary {
-    delivered: Vec<serde_json::Value>,
-    missing: Vec<crate::core::resolve::Missing>,
-    shadowed: Vec<String>,
-    allowlist: AllowlistSource,
-}
-
-impl Summary {
-    fn of(resolved: &Resolved) -> Self {
-        Self {
-            delivered: resolved
-                .secrets
-                .iter()
-                .map(
-                    |s| serde_json::json!({"name": s.name, "scope": s.scope, "version": s.version}),
-                )
-                .collect(),
-            missing: resolved.missing.clone(),
-            shadowed: resolved.shadowed.clone(),
-            allowlist: resolved.allowlist,
-        }
-    }
-
-    /// The `--report` object (DESIGN §6): names only, never a value.
-    fn report(
-        &self,
-        run_id: &str,
-        (code, signal, masked): &Ended,
-        duration: Duration,
-    ) -> serde_json::Value {
-        serde_json::json!({
-            "run_id": run_id,
-            "delivered": self.delivered,
-            "missing": self.missing,
-            "shadowed": self.shadowed,
-            "allowlist": self.allowlist,
-            "exit_code": code,
-            "signal": signal,
-            "duration_ms": u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
-            "masked": masked,
-            "brokered": [],
-        })
-    }
-}
-
-/// `--report FILE`: replaced whole (written beside it, then renamed over it), mode 0600.
-fn write_report(path: &std::path::Path, report: &serde_json::Value) -> Result<(), Error> {
-    use std::io::Write as _;
-    let fail =
-        |e: std::io::Error| Error::Config(format!("cannot write --report {}: {e}", path.display()));
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(format!(".{}.tmp", std::process::id()));
-    let temporary = PathBuf::from(temporary);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temporary)
-        .map_err(fail)?;
-    let text = serde_json::to_string_pretty(report).map_err(|e| Error::Config(e.to_string()))?;
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.write_all(b"\n"))
-        .and_then(|()| file.sync_all())
-        .map_err(fail)?;
-    std::fs::rename(&temporary, path).map_err(fail)
-}
-
-/// `--dry-run`: the names a run would receive, printed; nothing started (DESIGN §6).
-fn dry_run(args: &RunArgs, global: &Global, key: &str, signals: &Signals) -> Result<u8, Error> {
-    let request = ResolveRun {
-        dry_run: true,
-        ..request_of(args)
-    };
-    let answer = with_signal_watch(signals, async {
-        let client = context::client_with_key(global, key)?;
-        client
-            .call::<DryRunInfo, _>(Method::POST, "v1/runs", Some(&request))
-            .await
-            .map_err(Error::from)
-    });
-    let info = match answer {
-        Ok(info) => info,
-        Err(Error::Client(ClientError::Api { code, problem, .. }))
-            if code == "required_missing" =>
-        {
-            if global.json {
-                context::print_json(&serde_json::json!({
-                    "error": {"code": code, "message": problem.detail},
-                    "missing": problem.missing,
-                }))?;
-            }
-            for m in &problem.missing {
-                tracing::error!(
-                    "required secret {} would be missing: {} ({})",
-                    m.name,
-                    m.reason.words(),
-                    m.reason
-                );
-            }
-            return Ok(exit::DATA_ERROR);
-        }
-        Err(e) => return Err(e),
-    };
-    if global.json {
-        context::print_json(&info)?;
-    } else {
-        context::out(&dry_run_text(&info))?;
-    }
-    Ok(exit::OK)
-}
-
-/// A dry run in words: what would be delivered, what is missing and why, what is shadowed.
-fn dry_run_text(info: &DryRunInfo) -> String {
-    use std::fmt::Write as _;
-    let n = info.secrets.len();
-    let mut out = format!(
-        "would deliver {} (allowlist: {}, trigger: {}){}\n",
-        context::count(n, "secret", "secrets"),
-        info.allowlist,
-        info.trigger,
-        if n == 0 { "" } else { ":" }
-    );
-    for s in &info.secrets {
-        let _ = writeln!(out, "  {:<32} {:<8} v{}", s.name, s.scope, s.version);
-    }
-    if !info.missing.is_empty() {
-        out.push_str("missing:\n");
-        for m in &info.missing {
-            let _ = writeln!(
-                out,
-                "  {:<32} {} ({})\n  {:<32} hint: {}",
-                m.name.as_str(),
-                m.reason.words(),
-                m.reason,
-                "",
-                m.reason.hint()
-            );
-        }
-    }
-    if !info.shadowed.is_empty() {
-        let _ = writeln!(
-            out,
-            "shadowed (your personal secret wins): {}",
-            info.shadowed.join(", ")
-        );
-    }
-    out
 }
 
 /// Runs `future` on a short-lived runtime, ending at once with [`Error::Interrupted`] if a
 /// SIGTERM, SIGINT or SIGHUP arrives first (DESIGN §6: `docker stop` must not wait for a
 /// platform that hangs). Other signals that arrive meanwhile are read and dropped: there is
 /// no command yet to forward them to.
-fn with_signal_watch<T>(
+pub(super) fn with_signal_watch<T>(
     signals: &Signals,
     future: impl std::future::Future<Output = Result<T, Error>>,
 ) -> Result<T, Error> {
@@ -512,7 +325,7 @@ fn stop_requested(signals: &Signals) -> Result<Option<i32>, Error> {
     Ok(None)
 }
 
-fn request_of(args: &RunArgs) -> ResolveRun {
+pub(super) fn request_of(args: &RunArgs) -> ResolveRun {
     ResolveRun {
         trigger: args.trigger,
         environment: args.environment.clone(),
@@ -523,6 +336,7 @@ fn request_of(args: &RunArgs) -> ResolveRun {
         },
         required: args.require.clone(),
         dry_run: false,
+        exec: args.no_scrub,
     }
 }
 
@@ -687,7 +501,7 @@ fn open_log(path: &std::path::Path) -> Result<std::fs::File, Error> {
 }
 
 /// How a run ended, for its report: exit code or signal, and masked counts.
-type Ended = (Option<i32>, Option<i32>, BTreeMap<String, u64>);
+pub(super) type Ended = (Option<i32>, Option<i32>, BTreeMap<String, u64>);
 
 /// The report of a supervised run, or of a command that did not start.
 fn ended(result: &Result<Outcome, LaunchError>) -> Ended {
