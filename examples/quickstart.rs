@@ -64,13 +64,16 @@ fn main() -> ExitCode {
 
 /// This process as `latch run …`: before any thread starts, like the binary.
 fn as_latch(args: &[OsString]) -> ExitCode {
-    let cli = Cli::parse_from(args);
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => return ExitCode::from(latch::cli::messages::clap_error(&e)),
+    };
+    // latch's own lines (`latch: warning: …`), as the binary writes them.
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
         .with_writer(std::io::stderr)
-        .without_time()
-        .with_target(false)
         .with_ansi(false)
+        .event_format(latch::cli::messages::Lines { colour: false })
         .init();
     let LatchCommand::Run(run) = cli.command else {
         eprintln!("quickstart: only `latch run` is available here");
@@ -79,8 +82,8 @@ fn as_latch(args: &[OsString]) -> ExitCode {
     match latch::cli::launch(run, &cli.global) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("latch: error: {e}");
-            ExitCode::from(e.failure().code())
+            latch::cli::messages::error(&e.to_string());
+            ExitCode::from(e.exit_code())
         }
     }
 }

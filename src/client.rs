@@ -33,15 +33,14 @@ pub enum ClientError {
     #[error("{0}")]
     Config(String),
     /// The platform did not answer, after retries.
-    #[error("the platform at {url} is unreachable after {attempts} attempts")]
+    #[error("the platform at {url} is unreachable after {attempts} {}: {cause}", if *.attempts == 1 { "attempt" } else { "attempts" })]
     Unreachable {
         /// Where.
         url: String,
         /// How many tries.
         attempts: u32,
-        /// The last cause.
-        #[source]
-        source: Option<reqwest::Error>,
+        /// The last cause, in words.
+        cause: String,
     },
     /// The key was refused (401).
     #[error("the platform refused the API key: {0}")]
@@ -296,10 +295,11 @@ impl Client {
                     None
                 }
                 Err(e) => {
+                    tracing::debug!(error = %e, "giving up");
                     return Err(ClientError::Unreachable {
                         url: self.config.url.to_string(),
                         attempts: attempt,
-                        source: Some(e),
+                        cause: unreachable_cause(&e, self.config.timeout),
                     });
                 }
             };
@@ -309,6 +309,44 @@ impl Client {
             delay = delay.saturating_mul(2).min(Duration::from_secs(5));
         }
     }
+}
+
+/// Why a request got no answer, in words (DESIGN §11: never a library's chain of causes).
+fn unreachable_cause(error: &reqwest::Error, timeout: Duration) -> String {
+    use std::io::ErrorKind;
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                ErrorKind::ConnectionRefused => {
+                    return "the connection was refused (nothing listens at that address)".into();
+                }
+                ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => {
+                    return "the connection was closed before an answer".into();
+                }
+                ErrorKind::TimedOut => return "connecting timed out".into(),
+                ErrorKind::HostUnreachable | ErrorKind::NetworkUnreachable => {
+                    return "no route to the host".into();
+                }
+                _ => {}
+            }
+        }
+        let text = e.to_string();
+        if text.contains("dns error") || text.contains("failed to lookup address") {
+            return "its host name does not resolve".into();
+        }
+        cause = e.source();
+    }
+    if error.is_timeout() {
+        return format!(
+            "no answer within {} (--request-timeout)",
+            crate::core::duration::words(timeout)
+        );
+    }
+    if error.is_connect() {
+        return "cannot connect".into();
+    }
+    "the connection failed before an answer".into()
 }
 
 /// Why the server's certificate was refused, when that is why a request failed.

@@ -66,6 +66,25 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     Ok(duration)
 }
 
+/// `d` as people write it, in the largest unit that divides it: `300ms`, `30s`, `15m`, `2w`.
+#[must_use]
+pub fn words(d: Duration) -> String {
+    let ms = d.as_millis();
+    for (unit, per) in [
+        ("y", 365 * 86_400_000),
+        ("w", 7 * 86_400_000),
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        if ms >= per && ms.is_multiple_of(per) {
+            return format!("{}{unit}", ms / per);
+        }
+    }
+    format!("{ms}ms")
+}
+
 /// When an API key expires, relative to its creation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expiry {
@@ -150,6 +169,18 @@ mod tests {
             parse_duration("9999999999999999d"),
             Err(DurationError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn words_round_trip() {
+        for text in [
+            "300ms", "1500ms", "30s", "90s", "15m", "12h", "30d", "2w", "1y",
+        ] {
+            let d = parse_duration(text).expect("parses");
+            assert_eq!(parse_duration(&words(d)), Ok(d), "{text}");
+        }
+        assert_eq!(words(Duration::from_secs(90)), "90s");
+        assert_eq!(words(Duration::from_secs(14 * 86_400)), "2w");
     }
 
     #[test]

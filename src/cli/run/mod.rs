@@ -359,13 +359,14 @@ fn resolve(
     if let Err(Error::Client(ClientError::Api { code, problem, .. })) = &resolved
         && code == "required_missing"
     {
+        // Each name in words; the error line that follows says the run was refused.
         for m in &problem.missing {
-            tracing::error!(
+            super::messages::note(&format!(
                 "required secret {} is missing: {} ({})",
                 m.name,
                 m.reason.words(),
                 m.reason
-            );
+            ));
         }
     }
     resolved
