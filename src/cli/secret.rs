@@ -73,7 +73,7 @@ pub enum SecretCommand {
         #[arg(long)]
         force: bool,
     },
-    /// List secret metadata: NAME  SCOPE  LAST UPDATED (never values).
+    /// List secret metadata: name, scope, description, version, last updated (never values).
     List {
         /// Include every member's personal secret names (owners and admins).
         #[arg(long)]
@@ -191,7 +191,7 @@ pub(crate) async fn run(command: SecretCommand, global: &Global) -> Result<u8, E
     Ok(0)
 }
 
-/// `NAME  SCOPE  LAST UPDATED` (and `OWNER` with `--all`).
+/// `NAME  SCOPE  DESCRIPTION  VERSION  LAST UPDATED` (and `OWNER` with `--all`).
 fn secret_table(list: &[SecretInfo], all: bool, now: i64) -> String {
     let rows: Vec<Vec<String>> = list
         .iter()
@@ -200,14 +200,27 @@ fn secret_table(list: &[SecretInfo], all: bool, now: i64) -> String {
             if all {
                 row.push(s.owner.clone().unwrap_or_else(|| "-".into()));
             }
+            row.push(if s.description.is_empty() {
+                "-".into()
+            } else {
+                s.description.clone()
+            });
+            row.push(format!("v{}", s.version));
             row.push(relative(s.updated_at, now));
             row
         })
         .collect();
     let header: &[&str] = if all {
-        &["NAME", "SCOPE", "OWNER", "LAST UPDATED"]
+        &[
+            "NAME",
+            "SCOPE",
+            "OWNER",
+            "DESCRIPTION",
+            "VERSION",
+            "LAST UPDATED",
+        ]
     } else {
-        &["NAME", "SCOPE", "LAST UPDATED"]
+        &["NAME", "SCOPE", "DESCRIPTION", "VERSION", "LAST UPDATED"]
     };
     context::table(header, &rows)
 }
@@ -238,7 +251,7 @@ mod tests {
         ];
         assert_eq!(
             secret_table(&list, false, now),
-            "NAME          SCOPE     LAST UPDATED\nDATABASE_URL  team      1 week ago\nGH            personal  yesterday\n"
+            "NAME          SCOPE     DESCRIPTION  VERSION  LAST UPDATED\nDATABASE_URL  team      -            v1       1 week ago\nGH            personal  -            v1       yesterday\n"
         );
     }
 }

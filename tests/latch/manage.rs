@@ -70,7 +70,7 @@ async fn secret_round_trip_create_list_update_run() {
     let list = latch(&p, &k, &["secret", "list"]).await;
     assert_eq!(
         out(&list),
-        "NAME         SCOPE  LAST UPDATED\nDB_PASSWORD  team   just now\n"
+        "NAME         SCOPE  DESCRIPTION  VERSION  LAST UPDATED\nDB_PASSWORD  team   db           v1       just now\n"
     );
     std::fs::write(&file, "second-value-456").expect("writes");
     let o = latch(
