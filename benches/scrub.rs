@@ -89,6 +89,65 @@ fn text(secrets: &[(String, Vec<u8>)], plant: bool) -> Vec<u8> {
     out
 }
 
+/// Values with spaces, quotes, slashes, `&`, `<` and non-ASCII, so that every family of
+/// DESIGN §7 has forms of its own (about 30 patterns a value instead of 9).
+fn rich_secrets(n: usize, seed: u64) -> Vec<(String, Vec<u8>)> {
+    let alphabet: Vec<char> =
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 \"'/\\&<é"
+            .chars()
+            .collect();
+    let mut rng = Lcg(seed);
+    (0..n)
+        .map(|i| {
+            let value: String = (0..28).map(|_| *rng.pick(&alphabet)).collect();
+            (format!("SECRET_{i}"), value.into_bytes())
+        })
+        .collect()
+}
+
+/// 4 MiB that stress the automata: `kind` 0 is dense base64 wrapped at 76 columns (as
+/// `base64` prints a file), 1 dense hex wrapped at 60 (`xxd -p`), 2 near misses: prefixes of
+/// the secrets' literal, base64 and hex forms, each cut one byte short, back to back.
+fn adversarial(secrets: &[(String, Vec<u8>)], kind: u8) -> Vec<u8> {
+    use base64::Engine;
+    let mut rng = Lcg(11);
+    let mut out = Vec::with_capacity((4 << 20) + 4096);
+    match kind {
+        0 | 1 => {
+            let (alphabet, width): (&[u8], usize) = if kind == 0 {
+                (
+                    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+                    76,
+                )
+            } else {
+                (b"0123456789abcdef", 60)
+            };
+            while out.len() < 4 << 20 {
+                for _ in 0..width {
+                    out.push(*rng.pick(alphabet));
+                }
+                out.push(b'\n');
+            }
+        }
+        _ => {
+            while out.len() < 4 << 20 {
+                let (_, v) = rng.pick(secrets);
+                let b64 = base64::engine::general_purpose::STANDARD
+                    .encode(v)
+                    .into_bytes();
+                let hex: Vec<u8> = v
+                    .iter()
+                    .flat_map(|b| format!("{b:02x}").into_bytes())
+                    .collect();
+                for form in [v.as_slice(), &b64, &hex] {
+                    out.extend_from_slice(&form[..form.len() - 1]);
+                }
+            }
+        }
+    }
+    out
+}
+
 fn build(secrets: &[(String, Vec<u8>)]) -> PatternSet {
     PatternSet::build(secrets.iter().map(|(n, v)| (n.as_str(), v.as_slice()))).expect("builds")
 }
@@ -142,6 +201,22 @@ fn throughput(c: &mut Criterion) {
             b.iter(|| scrub_all(&set, black_box(&t)));
         });
     }
+    let rich = rich_secrets(1000, 3);
+    let set = build(&rich);
+    let t = text(&rich, true);
+    group.throughput(Throughput::Bytes(t.len() as u64));
+    group.bench_function("planted_1000_rich_secrets", |b| {
+        b.iter(|| scrub_all(&set, black_box(&t)));
+    });
+    let rich = rich_secrets(100, 4);
+    let set = build(&rich);
+    for (kind, name) in [(0, "dense_base64"), (1, "dense_hex"), (2, "near_misses")] {
+        let t = adversarial(&rich, kind);
+        group.throughput(Throughput::Bytes(t.len() as u64));
+        group.bench_function(format!("{name}_100_rich_secrets"), |b| {
+            b.iter(|| scrub_all(&set, black_box(&t)));
+        });
+    }
     group.finish();
 }
 
@@ -154,6 +229,8 @@ fn build_time(c: &mut Criterion) {
         let s = secrets(n, 2);
         group.bench_function(format!("{n}_secrets"), |b| b.iter(|| build(black_box(&s))));
     }
+    let rich = rich_secrets(1000, 5);
+    group.bench_function("1000_rich_secrets", |b| b.iter(|| build(black_box(&rich))));
     group.finish();
 }
 

@@ -10,6 +10,7 @@
 
 mod careful;
 mod cli;
+mod encodings;
 mod launcher;
 mod manage;
 mod operations;

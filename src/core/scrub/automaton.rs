@@ -10,6 +10,11 @@
 //! them for small sets) have a full transition row over byte classes, so scanning text that
 //! stays near the root costs one table lookup per byte. Deeper states keep sparse edges and a
 //! failure link. Every transition target carries [`OUT`] when the target state ends a pattern.
+//! A state with a single child (nearly every state deep in a pattern) is a *chain* state: its
+//! value is [`CHAIN`] and its number, and its child is kept in two small arrays
+//! (`chain_class`, `chain_next`, 6 bytes a state, which stay in cache). Reading along a
+//! pattern, as near misses and long encoded forms make it do, then costs no lookup in a
+//! multi-megabyte table; the other states keep the premultiplied dense rows of the hot path.
 //!
 //! No pattern is stored contiguously: dense rows hold only state numbers, and sparse edges
 //! interleave one byte with a four-byte target.
@@ -25,6 +30,14 @@ pub(crate) const OUT: u32 = 1 << 31;
 /// Set on a state value that is a sparse state's number; a dense state's value is its number
 /// times the number of byte classes (its row's offset), so the hot path needs no multiply.
 const SPARSE: u32 = 1 << 30;
+/// Set on a state value that is a chain state's number (a state with one child).
+const CHAIN: u32 = 1 << 29;
+/// The number in a [`SPARSE`] or [`CHAIN`] value.
+const ID: u32 = CHAIN - 1;
+/// States at least this deep with one child are chain states.
+const CHAIN_DEPTH: u32 = 4;
+/// `chain_class` of a state that has no single child.
+const NO_CHAIN: u16 = u16::MAX;
 /// Skip-ahead by first-byte pairs is used while at most this many pairs start a pattern:
 /// beyond that too many text positions pass the test for it to pay.
 const MAX_SKIP_PAIRS: usize = 4096;
@@ -106,12 +119,19 @@ pub(crate) struct Automaton {
     dense: Vec<u32>,
     nodes: Vec<Node>,
     sparse: Vec<Edge>,
+    /// Per state: the byte class of its only child's edge, or [`NO_CHAIN`].
+    chain_class: Vec<u16>,
+    /// Per state: that child's (flagged) state value.
+    chain_next: Vec<u32>,
     outputs: Vec<u32>,
     pats: Vec<PatInfo>,
     longest: usize,
+    shortest: usize,
     /// Entry `(a << 8) | b` is 1 when some pattern starts with bytes `a, b` (a byte per pair:
     /// no shift or mask in the skip loop's test).
     pairs: Option<Box<[u8]>>,
+    /// How many first pairs there are.
+    pair_count: usize,
 }
 
 /// A trie under construction.
@@ -307,11 +327,16 @@ fn dense_table(
     (class, nclasses, dense)
 }
 
-/// The state value of node `id`: its row offset when dense, else [`SPARSE`] and its number;
-/// with [`OUT`] when it ends a pattern.
+/// The state value of node `id`: [`CHAIN`] and its number when it has one child, else its row
+/// offset when dense, else [`SPARSE`] and its number; with [`OUT`] when it ends a pattern.
 fn state_value(nodes: &[Node], id: u32, num_dense: u32, nclasses: usize) -> u32 {
     let node = &nodes[id as usize];
-    let value = if id < num_dense {
+    // Shallow states stay dense (random text wanders there, and the dense row is the fastest
+    // step with no branch to mispredict); the start state keeps value 0 (the skip loop takes
+    // over when a scan comes back to it).
+    let value = if node.depth >= CHAIN_DEPTH && node.edges.1 - node.edges.0 == 1 {
+        CHAIN | id
+    } else if id < num_dense {
         id * idx(nclasses)
     } else {
         SPARSE | id
@@ -323,8 +348,22 @@ fn state_value(nodes: &[Node], id: u32, num_dense: u32, nclasses: usize) -> u32 
     }
 }
 
+/// Each state's only child, as `(class, state value)` arrays ([`NO_CHAIN`] where a state has
+/// none or several).
+fn chains(nodes: &[Node], sparse: &[Edge], class: &[u16; 256]) -> (Vec<u16>, Vec<u32>) {
+    let mut chain_class = vec![NO_CHAIN; nodes.len()];
+    let mut chain_next = vec![ROOT; nodes.len()];
+    for (id, node) in nodes.iter().enumerate() {
+        if let [edge] = &sparse[node.edges.0 as usize..node.edges.1 as usize] {
+            chain_class[id] = class[usize::from(edge.byte())];
+            chain_next[id] = edge.target();
+        }
+    }
+    (chain_class, chain_next)
+}
+
 /// The patterns' first-two-byte pairs, when few enough to make skipping pay.
-fn pairs(patterns: &[Pattern]) -> Option<Box<[u8]>> {
+fn pairs(patterns: &[Pattern]) -> (Option<Box<[u8]>>, usize) {
     let mut bits = vec![0u8; 1 << 16].into_boxed_slice();
     let mut count = 0;
     for p in patterns {
@@ -334,7 +373,7 @@ fn pairs(patterns: &[Pattern]) -> Option<Box<[u8]>> {
             count += 1;
         }
     }
-    (count <= MAX_SKIP_PAIRS).then_some(bits)
+    ((count <= MAX_SKIP_PAIRS).then_some(bits), count)
 }
 
 impl Automaton {
@@ -352,6 +391,7 @@ impl Automaton {
         annotate(&mut nodes, &sparse, &outputs, &pats);
         let (class, nclasses, mut dense) = dense_table(&nodes, &sparse, &used);
         let num_dense = idx(dense.len() / nclasses);
+        assert!(nodes.len() < ID as usize, "bounded by MAX_PATTERN_BYTES");
         for target in &mut dense {
             *target = state_value(&nodes, *target, num_dense, nclasses);
         }
@@ -361,7 +401,10 @@ impl Automaton {
                 state_value(&nodes, e.target(), num_dense, nclasses),
             );
         }
+        let (chain_class, chain_next) = chains(&nodes, &sparse, &class);
         let longest = pats.iter().map(|p| p.len as usize).max().unwrap_or(0);
+        let shortest = pats.iter().map(|p| p.len as usize).min().unwrap_or(0);
+        let (pairs, pair_count) = pairs(patterns);
         Ok(Self {
             class,
             nclasses,
@@ -369,10 +412,14 @@ impl Automaton {
             dense,
             nodes,
             sparse,
+            chain_class,
+            chain_next,
             outputs,
             pats,
             longest,
-            pairs: pairs(patterns),
+            shortest,
+            pairs,
+            pair_count,
         })
     }
 
@@ -384,22 +431,31 @@ impl Automaton {
     /// The node number of a state value.
     fn node(&self, state: u32) -> u32 {
         let s = state & !OUT;
-        if s & SPARSE == 0 {
+        if s & (SPARSE | CHAIN) == 0 {
             s / idx(self.nclasses)
         } else {
-            s & !SPARSE
+            s & ID
         }
     }
 
     /// The state after reading `byte` in `state` (either may carry [`OUT`]).
     #[inline]
     pub(crate) fn next(&self, state: u32, byte: u8) -> u32 {
-        let class = usize::from(self.class[usize::from(byte)]);
+        let class = self.class[usize::from(byte)];
         let s = state & !OUT;
-        if s & SPARSE == 0 {
-            return self.dense[s as usize + class];
+        if s & (SPARSE | CHAIN) == 0 {
+            return self.dense[s as usize + usize::from(class)];
         }
-        let mut id = s & !SPARSE;
+        let mut id = s & ID;
+        if s & CHAIN != 0 {
+            if self.chain_class[id as usize] == class {
+                return self.chain_next[id as usize];
+            }
+            if id < self.num_dense {
+                return self.dense[id as usize * self.nclasses + usize::from(class)];
+            }
+        }
+        let class = usize::from(class);
         loop {
             let node = &self.nodes[id as usize];
             let (lo, hi) = node.edges;
@@ -508,6 +564,23 @@ impl Automaton {
         self.longest
     }
 
+    /// Length of the shortest pattern.
+    pub(crate) const fn shortest(&self) -> usize {
+        self.shortest
+    }
+
+    /// Whether [`Self::skip`] passes over most text: few enough of the 4,096 pairs of base64
+    /// characters start a pattern that a random pair rarely does.
+    pub(crate) const fn skips_most(&self) -> bool {
+        self.pairs.is_some() && self.pair_count <= 1024
+    }
+
+    /// Whether some pattern holds `byte`; reading any other byte returns to the start state.
+    #[inline]
+    pub(crate) fn uses(&self, byte: u8) -> bool {
+        self.class[usize::from(byte)] != 0
+    }
+
     /// Number of states (for tests and diagnostics).
     #[cfg(test)]
     pub(crate) fn states(&self) -> usize {
@@ -517,7 +590,9 @@ impl Automaton {
 
 impl Drop for Automaton {
     fn drop(&mut self) {
-        // The sparse edges hold pattern bytes (spread out, but bytes all the same): wipe them.
+        // The sparse edges and the chains hold pattern bytes or their classes (spread out, but
+        // there all the same): wipe them.
         self.sparse.zeroize();
+        self.chain_class.zeroize();
     }
 }

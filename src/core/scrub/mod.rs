@@ -18,6 +18,7 @@ mod automaton;
 mod patterns;
 #[cfg(any(test, feature = "reference"))]
 pub mod reference;
+mod wrap;
 
 use std::fmt;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ pub use automaton::BuildError;
 use automaton::{Automaton, OUT};
 pub use patterns::{Class, MIN_LINE_LEN, MIN_MASKED_LEN, STRONG_LEN, classify};
 use patterns::{Pattern, is_word};
+use wrap::Projection;
 
 /// Bytes of context kept before `emitted` (longer than any weak pattern).
 const CONTEXT: u64 = 16;
@@ -49,7 +51,11 @@ pub enum MaskStyle {
 /// The compiled patterns of a set of secrets. Build once, then make a [`Scrubber`] per stream.
 #[derive(Clone)]
 pub struct PatternSet {
+    /// Every pattern but the wrappable ones, over the raw stream.
     automaton: Arc<Automaton>,
+    /// The base64 and hex forms, over the projected stream ([`wrap`]); `None` when there are
+    /// none.
+    wrapped: Option<Arc<Automaton>>,
     names: Arc<[String]>,
     unmasked: Vec<String>,
 }
@@ -88,10 +94,18 @@ impl PatternSet {
             }
             patterns::patterns_of(index, value, &mut patterns);
         }
-        let automaton = Automaton::build(&patterns)?;
-        drop(patterns);
+        let (wrappable, plain): (Vec<Pattern>, Vec<Pattern>) =
+            patterns.into_iter().partition(|p| p.wrap);
+        let automaton = Automaton::build(&plain)?;
+        let wrapped = if wrappable.is_empty() {
+            None
+        } else {
+            Some(Arc::new(Automaton::build(&wrappable)?))
+        };
+        drop((plain, wrappable));
         Ok(Self {
             automaton: Arc::new(automaton),
+            wrapped,
             names: names.into(),
             unmasked,
         })
@@ -109,10 +123,14 @@ impl PatternSet {
         &self.names
     }
 
-    /// Length of the longest pattern.
+    /// The longest pattern, as the raw bytes one occurrence can span: a wrapped form may hold
+    /// a line break (up to two bytes) between any two of its characters. At most twice this
+    /// plus 256 bytes are ever held (DESIGN §7 hold cap).
     #[must_use]
     pub fn longest_pattern(&self) -> usize {
-        self.automaton.longest()
+        self.automaton
+            .longest()
+            .max(self.wrapped.as_ref().map_or(0, |w| 3 * w.longest()))
     }
 
     /// A scrubber for one stream.
@@ -166,6 +184,13 @@ pub struct Scrubber {
     region_cap: u64,
     /// Reused for the matches found at one position.
     scratch: Vec<(u64, u32, bool)>,
+    /// The wrapped forms' automaton state, over the projected stream.
+    wrap_state: u32,
+    projection: Projection,
+    /// The current chunk's wrapped occurrences `(end, start, secret)` in raw positions, in the
+    /// order of their ends, and how many were added already.
+    wrapped_found: Vec<(u64, u64, u32)>,
+    wrapped_added: usize,
 }
 
 impl fmt::Debug for Scrubber {
@@ -183,7 +208,8 @@ impl Scrubber {
     #[must_use]
     pub fn new(set: PatternSet, style: MaskStyle) -> Self {
         let counts = vec![0; set.names.len()];
-        let region_cap = set.automaton.longest() as u64 + 256;
+        let region_cap = set.longest_pattern() as u64 + 256;
+        let window = set.wrapped.as_ref().map_or(0, |w| w.longest());
         Self {
             set,
             style,
@@ -197,6 +223,10 @@ impl Scrubber {
             counts,
             region_cap,
             scratch: Vec::new(),
+            wrap_state: Automaton::start(),
+            projection: Projection::new(window),
+            wrapped_found: Vec::new(),
+            wrapped_added: 0,
         }
     }
 
@@ -213,6 +243,9 @@ impl Scrubber {
         let automaton = Arc::clone(&self.set.automaton);
         append_wiping(&mut self.buf, input);
         let start = self.pos;
+        // The wrapped forms first (their occurrences are added below in the order of their
+        // ends, among the others: `add` needs ends in order).
+        self.scan_wrapped(input, start);
         let mut state = self.state;
         let mut i = 0;
         while i < input.len() {
@@ -225,18 +258,98 @@ impl Scrubber {
             } else {
                 // The byte after a weak match decides it.
                 self.pos = start + i as u64;
+                self.add_wrapped(self.pos, out);
                 self.resolve_pending(!is_word(input[i]), out);
                 state = automaton.next(state, input[i]);
                 i += 1;
             }
             if state & OUT != 0 {
                 self.pos = start + i as u64;
+                self.add_wrapped(self.pos, out);
                 self.on_match(&automaton, state, out);
             }
         }
         self.pos = start + input.len() as u64;
+        self.add_wrapped(self.pos, out);
         self.state = state;
         self.settle(Tail::Hold, out);
+    }
+
+    /// Runs the wrapped forms' automaton over the projection of `input` (raw position `start`),
+    /// collecting their occurrences in raw positions.
+    fn scan_wrapped(&mut self, input: &[u8], start: u64) {
+        self.wrapped_found.clear();
+        self.wrapped_added = 0;
+        let Some(automaton) = self.set.wrapped.clone() else {
+            return;
+        };
+        let first = self.projection.feed(input);
+        let bytes = std::mem::take(&mut self.projection.bytes);
+        let resets = std::mem::take(&mut self.projection.resets);
+        let mut state = self.wrap_state;
+        let mut i = 0;
+        // Where the run of base64/hex characters being read ends (see below).
+        let mut run_end = 0;
+        let mut next_reset = resets.iter().copied().peekable();
+        while i < bytes.len() || next_reset.peek().is_some() {
+            let segment_end = next_reset.peek().copied().unwrap_or(bytes.len());
+            while i < segment_end {
+                if state == Automaton::start() {
+                    if automaton.skips_most() {
+                        i = automaton.skip(&bytes[..segment_end], i);
+                    } else if i >= run_end {
+                        // Too many patterns for the skip table: a byte no wrapped form holds
+                        // returns the automaton to its start, so the text is a series of runs
+                        // of base64/hex characters, and a run shorter than every pattern,
+                        // closed before the chunk ends, cannot hold an occurrence: it is
+                        // passed over (most words of a log are).
+                        while i < segment_end && !automaton.uses(bytes[i]) {
+                            i += 1;
+                        }
+                        run_end = bytes[i..segment_end]
+                            .iter()
+                            .position(|&b| !automaton.uses(b))
+                            .map_or(segment_end, |n| i + n);
+                        if run_end - i < automaton.shortest() && run_end < bytes.len() {
+                            i = run_end;
+                            continue;
+                        }
+                    }
+                }
+                (state, i) = automaton.run(state, &bytes[..segment_end], i);
+                if state & OUT != 0 {
+                    let end = first + i as u64;
+                    let raw_end = self.projection.raw(end - 1) + 1;
+                    automaton.for_each_match(state, |p| {
+                        let raw_start = self.projection.raw(end - u64::from(p.len));
+                        self.wrapped_found.push((raw_end, raw_start, p.secret));
+                    });
+                }
+            }
+            if next_reset.next().is_some() {
+                state = Automaton::start();
+            }
+        }
+        self.wrap_state = state;
+        self.projection.bytes = bytes;
+        self.projection.resets = resets;
+        self.projection.clear();
+        debug_assert!(
+            self.wrapped_found
+                .iter()
+                .all(|&(e, s, _)| s < e && e <= start + input.len() as u64)
+        );
+    }
+
+    /// Adds the wrapped occurrences that end at or before `upto`.
+    fn add_wrapped(&mut self, upto: u64, out: &mut Vec<u8>) {
+        while let Some(&(end, start, secret)) = self.wrapped_found.get(self.wrapped_added) {
+            if end > upto {
+                break;
+            }
+            self.wrapped_added += 1;
+            self.add(start, end, secret, false, out);
+        }
     }
 
     /// Called after a quiet spell: releases the held tail (raw if at most 3 bytes, else as a
@@ -253,8 +366,14 @@ impl Scrubber {
     #[must_use]
     pub fn finish(&mut self) -> Vec<u8> {
         let mut out = Vec::new();
+        if self.projection.end_run() {
+            // A lone `\r` at the end breaks a wrapped form like any other byte.
+            self.wrap_state = Automaton::start();
+        }
         self.settle(Tail::Finish, &mut out);
         self.state = Automaton::start();
+        self.wrap_state = Automaton::start();
+        self.projection.restart();
         self.pos = 0;
         self.emitted = 0;
         self.base = 0;
@@ -368,13 +487,10 @@ impl Scrubber {
         if tail == Tail::Finish {
             self.resolve_pending(true, out);
         }
-        let automaton = Arc::clone(&self.set.automaton);
-        let live = automaton.live_tail(self.state, tail != Tail::Finish, |depth| {
-            self.boundary_ok(self.pos - depth as u64)
-        });
+        let live = self.live_tail(tail != Tail::Finish);
         match tail {
             Tail::Hold => {
-                let hold_from = live.map_or(self.pos, |(depth, _)| self.pos - depth as u64);
+                let hold_from = live.map_or(self.pos, |(start, _)| start);
                 let hold_from = hold_from.max(self.emitted);
                 let open = self
                     .regions
@@ -383,11 +499,74 @@ impl Scrubber {
                     .map(|r| r.start);
                 self.emit_upto(open.map_or(hold_from, |s| s.min(hold_from)), out);
             }
-            Tail::Idle | Tail::Finish => {
-                if let Some((depth, secret)) = live.filter(|&(d, _)| d > RAW_TAIL) {
-                    self.add(self.pos - depth as u64, self.pos, secret, true, out);
+            Tail::Idle => {
+                if let Some((start, secret)) = live.filter(|&(s, _)| self.pos - s > RAW_TAIL as u64)
+                {
+                    self.add(start, self.pos, secret, true, out);
                 }
                 self.emit_upto(self.pos, out);
+            }
+            Tail::Finish => {
+                // Nothing can continue: complete occurrences stay ordinary regions, and only
+                // the held bytes none of them covers are marked partial (DESIGN §7).
+                if let Some((start, secret)) = live {
+                    self.mark_uncovered(start.max(self.emitted), secret);
+                }
+                self.emit_upto(self.pos, out);
+            }
+        }
+    }
+
+    /// The longest held suffix that may still become an occurrence, over both automata: its
+    /// raw start and the secret it would belong to. `complete_weak` counts a complete weak
+    /// pattern still waiting for its right boundary.
+    fn live_tail(&self, complete_weak: bool) -> Option<(u64, u32)> {
+        let plain = self
+            .set
+            .automaton
+            .live_tail(self.state, complete_weak, |depth| {
+                self.boundary_ok(self.pos - depth as u64)
+            })
+            .map(|(depth, secret)| (self.pos - depth as u64, secret));
+        let wrapped = self.set.wrapped.as_ref().and_then(|w| {
+            w.live_tail(self.wrap_state, false, |_| true)
+                .map(|(depth, secret)| {
+                    let first = self.projection.len() - depth as u64;
+                    (self.projection.raw(first), secret)
+                })
+        });
+        match (plain, wrapped) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// At end of stream: each piece of `[start, pos)` that no region covers, over 3 bytes, is a
+    /// partial region of `secret` (regions never overlap, so the pieces are their own).
+    fn mark_uncovered(&mut self, start: u64, secret: u32) {
+        let mut pieces = Vec::new();
+        let mut cursor = start;
+        for r in self.regions.iter().filter(|r| r.end > start) {
+            if r.start > cursor {
+                pieces.push((cursor, r.start));
+            }
+            cursor = cursor.max(r.end);
+        }
+        if cursor < self.pos {
+            pieces.push((cursor, self.pos));
+        }
+        for (from, to) in pieces {
+            if to - from > RAW_TAIL as u64 {
+                let at = self.regions.partition_point(|r| r.start < from);
+                self.regions.insert(
+                    at,
+                    Region {
+                        start: from,
+                        end: to,
+                        partial: true,
+                        names: vec![(from, secret)],
+                    },
+                );
             }
         }
     }

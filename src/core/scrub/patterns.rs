@@ -5,7 +5,6 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_encode};
 use zeroize::Zeroizing;
 
 /// Values (and derived patterns) shorter than this are never masked: masking them would reveal
@@ -38,19 +37,15 @@ const COMMON_WORDS: &[&str] = &[
     "secret",
 ];
 
-/// Bytes that percent-encoding leaves as they are: `A-Za-z0-9-._~` (RFC 3986 unreserved).
-const PERCENT_SET: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
 /// One pattern: bytes that stand for secret number `secret`.
 pub(crate) struct Pattern {
     pub(crate) bytes: Zeroizing<Vec<u8>>,
     pub(crate) secret: u32,
     /// Matched only as a whole token (not preceded or followed by `[A-Za-z0-9_]`).
     pub(crate) weak: bool,
+    /// A base64 or hex form: also matched with a line break (`\n`, `\r\n`) between any two of
+    /// its characters, as `base64`, PEM and MIME wrap them (DESIGN §7). Never weak.
+    pub(crate) wrap: bool,
 }
 
 /// Whether `b` is a token byte for the weak-pattern boundary rule.
@@ -85,27 +80,34 @@ pub fn classify(value: &[u8]) -> Class {
     }
 }
 
-/// Appends the patterns of secret `secret` with value `value` to `out`.
+/// Appends the patterns of secret `secret` with value `value` to `out`: for a strong value,
+/// each base (the value, and the value trimmed of ASCII whitespace when that differs) in every
+/// form of DESIGN §7's nine families, each form once (an alphanumeric token has only its
+/// literal, base64 and hex forms: every escaping leaves it as it is).
 pub(crate) fn patterns_of(secret: u32, value: &[u8], out: &mut Vec<Pattern>) {
-    let mut push = |bytes: Zeroizing<Vec<u8>>| {
-        // A derived pattern is classed by its own length.
+    let first = out.len();
+    let class = classify(value);
+    let mut push = |bytes: Zeroizing<Vec<u8>>, wrap: bool| {
+        // A derived pattern is classed by its own length (a weak value's literal by its class).
         if bytes.len() < MIN_MASKED_LEN {
             return;
         }
-        let weak = bytes.len() < STRONG_LEN;
+        let weak = bytes.len() < STRONG_LEN || class == Class::Weak;
+        let wrap = wrap && !weak;
+        if let Some(same) = out[first..].iter_mut().find(|p| *p.bytes == *bytes) {
+            same.wrap |= wrap;
+            return;
+        }
         out.push(Pattern {
             bytes,
             secret,
             weak,
+            wrap,
         });
     };
-    match classify(value) {
+    match class {
         Class::Unmasked => {}
-        Class::Weak => out.push(Pattern {
-            bytes: Zeroizing::new(value.to_vec()),
-            secret,
-            weak: true,
-        }),
+        Class::Weak => push(Zeroizing::new(value.to_vec()), false),
         Class::Strong => {
             let trimmed = value.trim_ascii();
             let mut bases = vec![value];
@@ -113,26 +115,19 @@ pub(crate) fn patterns_of(secret: u32, value: &[u8], out: &mut Vec<Pattern>) {
                 bases.push(trimmed);
             }
             for base in bases {
-                push(Zeroizing::new(base.to_vec()));
-                for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
-                    for offset in 0..3 {
-                        push(base64_determined(engine, base, offset));
-                    }
+                push(Zeroizing::new(base.to_vec()), false);
+                for form in wrappable_forms(base) {
+                    push(form, true);
                 }
-                push(hex(base, b"0123456789abcdef"));
-                push(hex(base, b"0123456789ABCDEF"));
-                push(Zeroizing::new(
-                    percent_encode(base, PERCENT_SET).to_string().into_bytes(),
-                ));
-                if let Some(json) = json_escaped(base) {
-                    push(json);
+                for form in escaped_forms(base) {
+                    push(form, false);
                 }
             }
             if value.contains(&b'\n') {
                 for line in value.split(|&b| b == b'\n') {
                     let line = line.trim_ascii();
                     if line.len() >= MIN_LINE_LEN && !line.starts_with(b"-----") {
-                        push(Zeroizing::new(line.to_vec()));
+                        push(Zeroizing::new(line.to_vec()), false);
                     }
                 }
             }
@@ -140,9 +135,60 @@ pub(crate) fn patterns_of(secret: u32, value: &[u8], out: &mut Vec<Pattern>) {
     }
 }
 
+/// Family 2 and 3: base64 (standard and URL-safe, at each byte offset) and hex (both cases),
+/// the forms that tools wrap into lines.
+fn wrappable_forms(base: &[u8]) -> Vec<Zeroizing<Vec<u8>>> {
+    let mut forms = Vec::with_capacity(8);
+    for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+        for offset in 0..3 {
+            forms.push(base64_determined(engine, base, offset));
+        }
+    }
+    forms.push(hex(base, b"0123456789abcdef"));
+    forms.push(hex(base, b"0123456789ABCDEF"));
+    forms
+}
+
+/// Families 4 to 9: the escapings programs apply when they print a value inside a URL, a JSON
+/// string, a shell command, a language literal, markup or a quoted SQL/YAML string.
+fn escaped_forms(base: &[u8]) -> Vec<Zeroizing<Vec<u8>>> {
+    let mut forms = vec![
+        percent(base, &UNRESERVED, b"0123456789ABCDEF", false),
+        percent(base, &UNRESERVED, b"0123456789abcdef", false),
+        percent(base, &UNRESERVED_AND_SLASH, b"0123456789ABCDEF", false),
+        percent(base, &UNRESERVED, b"0123456789ABCDEF", true),
+        percent(base, &FORM_WHATWG, b"0123456789ABCDEF", true),
+        shell_single_quoted(base),
+        shell_backslashed(base, false),
+        shell_backslashed(base, true),
+        sql_quoted(base),
+    ];
+    for quotes in [
+        Quotes::Single,
+        Quotes::Double,
+        Quotes::Both,
+        Quotes::Neither,
+    ] {
+        forms.push(c_escaped(base, quotes));
+    }
+    for style in ENTITY_STYLES {
+        forms.push(entities(base, style));
+    }
+    if let Ok(text) = std::str::from_utf8(base) {
+        let serde = json_serde(text);
+        let ascii = json_ascii(text);
+        forms.push(slashes_escaped(&serde));
+        forms.push(slashes_escaped(&ascii));
+        forms.push(json_html_safe(&serde));
+        forms.push(serde);
+        forms.push(ascii);
+    }
+    forms
+}
+
 /// The base64 characters of `value` placed `offset` bytes into a base64 stream, keeping only
 /// the characters whose six bits all come from `value`: neither the neighbours nor the padding
-/// change them.
+/// change them (`base64`, `openssl base64`, PEM, MIME, JWTs and data URLs).
 fn base64_determined(
     engine: &base64::engine::GeneralPurpose,
     value: &[u8],
@@ -158,6 +204,7 @@ fn base64_determined(
     Zeroizing::new(encoded.get(first..end).unwrap_or_default().to_vec())
 }
 
+/// Hex, as `xxd -p`, `od`-based dumps, `hexdump` and `bytes.hex()` print it.
 fn hex(value: &[u8], digits: &[u8; 16]) -> Zeroizing<Vec<u8>> {
     let mut out = Zeroizing::new(Vec::with_capacity(value.len() * 2));
     for &b in value {
@@ -167,12 +214,247 @@ fn hex(value: &[u8], digits: &[u8; 16]) -> Zeroizing<Vec<u8>> {
     out
 }
 
-/// The value as `serde_json` writes it inside a string, without the quotes. `None` for bytes
-/// that are not UTF-8 (JSON cannot carry them as they are).
-fn json_escaped(value: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-    let text = std::str::from_utf8(value).ok()?;
-    let quoted = Zeroizing::new(serde_json::to_string(text).ok()?.into_bytes());
-    Some(Zeroizing::new(quoted[1..quoted.len() - 1].to_vec()))
+/// Bytes percent-encoding leaves as they are: RFC 3986's unreserved `A-Za-z0-9-._~`.
+const UNRESERVED: AsciiSet = AsciiSet::alnum().with(b"-._~");
+/// Python's `urllib.parse.quote` default (`safe='/'`): unreserved and `/`.
+const UNRESERVED_AND_SLASH: AsciiSet = AsciiSet::alnum().with(b"-._~/");
+/// The WHATWG `application/x-www-form-urlencoded` serializer (browsers, Java's `URLEncoder`):
+/// `*-._` stay, `~` is encoded.
+const FORM_WHATWG: AsciiSet = AsciiSet::alnum().with(b"*-._");
+
+/// A set of ASCII bytes, as a bitmap.
+struct AsciiSet([bool; 128]);
+
+impl AsciiSet {
+    const fn alnum() -> Self {
+        let mut set = [false; 128];
+        let mut b: u8 = 0;
+        while b < 128 {
+            set[b as usize] = b.is_ascii_alphanumeric();
+            b += 1;
+        }
+        Self(set)
+    }
+    const fn with(mut self, bytes: &[u8]) -> Self {
+        let mut i = 0;
+        while i < bytes.len() {
+            self.0[bytes[i] as usize] = true;
+            i += 1;
+        }
+        self
+    }
+    fn contains(&self, b: u8) -> bool {
+        self.0.get(usize::from(b)).copied().unwrap_or(false)
+    }
+}
+
+/// Percent-encoding of every byte outside `keep` with `digits` (upper-case: RFC 3986, Python's
+/// `quote`, curl; lower-case: some Go and JavaScript encoders), and with `form` the space as `+`
+/// (Python's `urllib.parse.quote_plus`, `urlencode`, HTML forms).
+fn percent(value: &[u8], keep: &AsciiSet, digits: &[u8; 16], form: bool) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(value.len() * 3));
+    for &b in value {
+        if keep.contains(b) {
+            out.push(b);
+        } else if form && b == b' ' {
+            out.push(b'+');
+        } else {
+            out.extend_from_slice(&[
+                b'%',
+                digits[usize::from(b >> 4)],
+                digits[usize::from(b & 0xf)],
+            ]);
+        }
+    }
+    out
+}
+
+/// JSON string escaping as `serde_json` (and Python's `json.dumps(..., ensure_ascii=False)`,
+/// JavaScript's `JSON.stringify`) writes it: `\"`, `\\`, `\b \f \n \r \t`, other control
+/// bytes as `\u00xx`.
+fn json_serde(text: &str) -> Zeroizing<Vec<u8>> {
+    let quoted = Zeroizing::new(serde_json::to_string(text).unwrap_or_default().into_bytes());
+    Zeroizing::new(
+        quoted
+            .get(1..quoted.len().saturating_sub(1))
+            .unwrap_or_default()
+            .to_vec(),
+    )
+}
+
+/// JSON as Python's `json.dumps` writes it by default (`ensure_ascii=True`) and PHP's
+/// `json_encode`: every character outside printable ASCII as `\uxxxx` (lower-case hex, a
+/// surrogate pair beyond U+FFFF).
+fn json_ascii(text: &str) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(text.len() + 8));
+    for c in text.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            '\u{8}' => out.extend_from_slice(b"\\b"),
+            '\u{c}' => out.extend_from_slice(b"\\f"),
+            ' '..='~' => out.push(c as u8),
+            _ => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.extend_from_slice(format!("\\u{unit:04x}").as_bytes());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A JSON form with `/` written `\/`, as PHP's `json_encode` does by default.
+fn slashes_escaped(json: &[u8]) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(json.len() + 4));
+    for &b in json {
+        if b == b'/' {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    out
+}
+
+/// Go's `encoding/json` (HTML-safe by default): the `serde_json` form with `<`, `>`, `&`,
+/// U+2028 and U+2029 as `\u003c`, `\u003e`, `\u0026`, `\u2028`, `\u2029`.
+fn json_html_safe(serde: &[u8]) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(serde.len() + 8));
+    let mut rest = serde;
+    while let Some((&b, tail)) = rest.split_first() {
+        match b {
+            b'<' => out.extend_from_slice(b"\\u003c"),
+            b'>' => out.extend_from_slice(b"\\u003e"),
+            b'&' => out.extend_from_slice(b"\\u0026"),
+            0xe2 if tail.starts_with(&[0x80, 0xa8]) || tail.starts_with(&[0x80, 0xa9]) => {
+                let last = if tail[1] == 0xa8 { b'8' } else { b'9' };
+                out.extend_from_slice(b"\\u202");
+                out.push(last);
+                rest = &tail[2..];
+                continue;
+            }
+            _ => out.push(b),
+        }
+        rest = tail;
+    }
+    out
+}
+
+/// Inside bash's single quotes, as `set -x` traces and `printf %q`-free quoting print it:
+/// `'` as `'\''`.
+fn shell_single_quoted(value: &[u8]) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(value.len() + 8));
+    for &b in value {
+        if b == b'\'' {
+            out.extend_from_slice(b"'\\''");
+        } else {
+            out.push(b);
+        }
+    }
+    out
+}
+
+/// Backslash before every ASCII character outside `A-Za-z0-9_./,:=@%+-`, as bash's
+/// `printf %q` writes a word (bytes beyond ASCII stay, as bash leaves them in a UTF-8 locale).
+/// `bash_5` follows bash 5 exactly: `,` is escaped too, and `~` and `#` only at the start.
+fn shell_backslashed(value: &[u8], bash_5: bool) -> Zeroizing<Vec<u8>> {
+    const KEEP: AsciiSet = AsciiSet::alnum().with(b"_./,:=@%+-");
+    let mut out = Zeroizing::new(Vec::with_capacity(value.len() * 2));
+    for (i, &b) in value.iter().enumerate() {
+        let escape = if bash_5 {
+            match b {
+                b',' => true,
+                b'~' | b'#' => i == 0,
+                _ => b.is_ascii() && !KEEP.contains(b),
+            }
+        } else {
+            b.is_ascii() && !KEEP.contains(b)
+        };
+        if escape {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    out
+}
+
+/// Which quotes a language literal escapes: Python's `repr` escapes `'` when the value holds
+/// both kinds (and neither otherwise), Go's `%q` and Rust's `{:?}` escape `"`.
+#[derive(Clone, Copy)]
+enum Quotes {
+    Single,
+    Double,
+    Both,
+    Neither,
+}
+
+/// A string as a language literal prints it (Python's `repr`, Go's `%q`, Rust's `{:?}` for
+/// ASCII): `\\`, the quotes of `quotes`, `\n \r \t`, other control bytes `\xNN`; other bytes
+/// (non-ASCII included) as they are.
+fn c_escaped(value: &[u8], quotes: Quotes) -> Zeroizing<Vec<u8>> {
+    let (single, double) = match quotes {
+        Quotes::Single => (true, false),
+        Quotes::Double => (false, true),
+        Quotes::Both => (true, true),
+        Quotes::Neither => (false, false),
+    };
+    let mut out = Zeroizing::new(Vec::with_capacity(value.len() + 8));
+    for &b in value {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\'' if single => out.extend_from_slice(b"\\'"),
+            b'"' if double => out.extend_from_slice(b"\\\""),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0..0x20 | 0x7f => out.extend_from_slice(format!("\\x{b:02x}").as_bytes()),
+            _ => out.push(b),
+        }
+    }
+    out
+}
+
+/// How markup escapes `"` and `'` (`&`, `<`, `>` are always `&amp; &lt; &gt;`): Python's
+/// `html.escape`, Go's `html.EscapeString` and templates, XML, PHP's `htmlspecialchars`, and
+/// text content (quotes left as they are).
+const ENTITY_STYLES: [(&[u8], &[u8]); 5] = [
+    (b"&quot;", b"&#x27;"),
+    (b"&#34;", b"&#39;"),
+    (b"&quot;", b"&apos;"),
+    (b"&quot;", b"&#039;"),
+    (b"\"", b"'"),
+];
+
+/// XML/HTML entities for `& < > " '`, with the quote entities of `style`.
+fn entities(value: &[u8], (double, single): (&[u8], &[u8])) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(value.len() + 8));
+    for &b in value {
+        match b {
+            b'&' => out.extend_from_slice(b"&amp;"),
+            b'<' => out.extend_from_slice(b"&lt;"),
+            b'>' => out.extend_from_slice(b"&gt;"),
+            b'"' => out.extend_from_slice(double),
+            b'\'' => out.extend_from_slice(single),
+            _ => out.push(b),
+        }
+    }
+    out
+}
+
+/// `'` doubled, as SQL string literals and YAML single-quoted scalars write it.
+fn sql_quoted(value: &[u8]) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(value.len() + 4));
+    for &b in value {
+        out.push(b);
+        if b == b'\'' {
+            out.push(b'\'');
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 )]
 
 use super::patterns::{Pattern, is_word, patterns_of};
+use super::wrap::project_all;
 use super::{MaskStyle, Region, write_marker};
 
 /// `input` scrubbed as a whole, then finished, with the patterns of `secrets`.
@@ -21,11 +22,12 @@ pub fn reference(secrets: &[(&str, &[u8])], input: &[u8], style: MaskStyle) -> V
     for (i, (_, value)) in secrets.iter().enumerate() {
         patterns_of(u32::try_from(i).expect("few"), value, &mut patterns);
     }
+    let (wrapped, plain): (Vec<&Pattern>, Vec<&Pattern>) = patterns.iter().partition(|p| p.wrap);
     let n = input.len();
     let before_ok = |start: usize| start == 0 || !is_word(input[start - 1]);
     // (start, end, secret, partial)
     let mut occurrences: Vec<(usize, usize, u32, bool)> = Vec::new();
-    for p in &patterns {
+    for p in &plain {
         let len = p.bytes.len();
         for start in 0..=n.saturating_sub(len) {
             if n < len || input[start..start + len] != p.bytes[..] {
@@ -37,22 +39,99 @@ pub fn reference(secrets: &[(&str, &[u8])], input: &[u8], style: MaskStyle) -> V
             }
         }
     }
-    // End of stream: the longest suffix that is a proper prefix of a pattern that could still
-    // match; over 3 bytes it is masked as partial.
+    // The wrapped forms: in the projection (no `\r`/`\n`), within the pieces between resets,
+    // mapped back to raw positions (line breaks inside included).
+    let (projected, raw, resets) = project_all(input);
+    let mut bounds = vec![0];
+    bounds.extend_from_slice(&resets);
+    bounds.push(projected.len());
+    for piece in bounds.windows(2) {
+        let (from, to) = (piece[0], piece[1].max(piece[0]));
+        for p in &wrapped {
+            let len = p.bytes.len();
+            for s in from..=to.saturating_sub(len) {
+                if s + len <= to && projected[s..s + len] == p.bytes[..] {
+                    occurrences.push((raw[s], raw[s + len - 1] + 1, p.secret, false));
+                }
+            }
+        }
+    }
+    if let Some((start, secret)) = end_tail(input, &plain, &wrapped) {
+        uncovered(start, secret, n, &mut occurrences);
+    }
+    regions_written(secrets, input, occurrences, style)
+}
+
+/// End of stream: the longest held suffix that could still become an occurrence (a proper
+/// prefix of a pattern, in the raw stream or after the last reset of the projection): its raw
+/// start and the secret it would belong to.
+fn end_tail(input: &[u8], plain: &[&Pattern], wrapped: &[&Pattern]) -> Option<(usize, u32)> {
+    let n = input.len();
+    let before_ok = |start: usize| start == 0 || !is_word(input[start - 1]);
+    let (projected, raw, resets) = project_all(input);
+    let mut tail: Option<(usize, u32)> = None;
     for depth in (1..=n).rev() {
         let suffix = &input[n - depth..];
-        let candidates = patterns.iter().filter(|p| {
+        let candidates = plain.iter().filter(|p| {
             p.bytes.len() > depth
                 && p.bytes[..depth] == *suffix
                 && (!p.weak || before_ok(n - depth))
         });
         if let Some(secret) = candidates.map(|p| p.secret).min() {
-            if depth > 3 {
-                occurrences.push((n - depth, n, secret, true));
-            }
+            tail = Some((n - depth, secret));
             break;
         }
     }
+    let last_piece = resets.last().copied().unwrap_or(0);
+    for depth in (1..=projected.len() - last_piece).rev() {
+        let suffix = &projected[projected.len() - depth..];
+        let candidates = wrapped
+            .iter()
+            .filter(|p| p.bytes.len() > depth && p.bytes[..depth] == *suffix);
+        if let Some(secret) = candidates.map(|p| p.secret).min() {
+            let start = raw[projected.len() - depth];
+            tail = Some(tail.map_or((start, secret), |t| t.min((start, secret))));
+            break;
+        }
+    }
+    tail
+}
+
+/// Of the held tail `[start, n)`, the pieces no complete occurrence covers, over 3 bytes, are
+/// partial occurrences of `secret`.
+fn uncovered(
+    start: usize,
+    secret: u32,
+    n: usize,
+    occurrences: &mut Vec<(usize, usize, u32, bool)>,
+) {
+    let mut covered = vec![false; n];
+    for &(s, e, _, _) in occurrences.iter() {
+        covered[s..e].fill(true);
+    }
+    let mut at = start;
+    while at < n {
+        if covered[at] {
+            at += 1;
+            continue;
+        }
+        let from = at;
+        while at < n && !covered[at] {
+            at += 1;
+        }
+        if at - from > 3 {
+            occurrences.push((from, at, secret, true));
+        }
+    }
+}
+
+/// The input with the occurrences' merged regions written as markers.
+fn regions_written(
+    secrets: &[(&str, &[u8])],
+    input: &[u8],
+    mut occurrences: Vec<(usize, usize, u32, bool)>,
+    style: MaskStyle,
+) -> Vec<u8> {
     occurrences.sort_unstable();
     let mut regions: Vec<Region> = Vec::new();
     for (start, end, secret, partial) in occurrences {

@@ -136,6 +136,118 @@ fn prefix_secrets_merge() {
 }
 
 #[test]
+fn at_end_of_stream_a_complete_short_secret_is_not_partial() {
+    // DESIGN §7: the stream ends on SHORT, which is also a prefix of LONG: nothing can continue,
+    // so the region is SHORT's, complete (not `[MASKED:SHORT,LONG:partial]`).
+    let secrets: &[(&str, &[u8])] = &[("LONG", b"prefix-0123-suffix"), ("SHORT", b"prefix-0123")];
+    assert_eq!(all_splits(secrets, b"a prefix-0123"), "a [MASKED:SHORT]");
+    // Held bytes past a complete occurrence are still a partial of the longer one...
+    assert_eq!(
+        all_splits(secrets, b"a prefix-0123-suf"),
+        "a [MASKED:SHORT][MASKED:LONG:partial]"
+    );
+    // ...unless 3 bytes or fewer (the raw-tail rule).
+    assert_eq!(
+        all_splits(secrets, b"a prefix-0123-s"),
+        "a [MASKED:SHORT]-s"
+    );
+    // A held prefix with a complete occurrence inside it: the bytes before it are partial too.
+    let secrets: &[(&str, &[u8])] = &[("LONG", b"xxxx-inner-secret-more"), ("IN", b"inner-secret")];
+    assert_eq!(
+        all_splits(secrets, b"> xxxx-inner-secret"),
+        "> [MASKED:LONG:partial][MASKED:IN]"
+    );
+}
+
+#[test]
+fn wrapped_base64_and_hex_are_masked_across_line_breaks() {
+    let value = b"a PEM-ish secret / with \"quotes\" & more: 0123456789";
+    let secrets: &[(&str, &[u8])] = &[("K", value)];
+    let b64 = STANDARD.encode(value);
+    let hex: String = value.iter().map(|b| format!("{b:02x}")).collect();
+    for (form, width, eol) in [
+        (&b64, 76, "\n"),
+        (&b64, 64, "\n"),
+        (&b64, 7, "\r\n"),
+        (&b64, 1, "\n"),
+        (&hex, 60, "\n"),
+        (&hex, 3, "\r\n"),
+    ] {
+        let wrapped: Vec<u8> = form
+            .as_bytes()
+            .chunks(width)
+            .collect::<Vec<_>>()
+            .join(eol.as_bytes());
+        let mut input = b"begin\n".to_vec();
+        input.extend_from_slice(&wrapped);
+        input.extend_from_slice(b"\nend\n");
+        let out = whole(secrets, &input);
+        // The region covers the line breaks inside it; what is left is the padding (base64's
+        // last characters are not fully the value's) and the framing.
+        let left = out
+            .strip_prefix("begin\n[MASKED:K]")
+            .unwrap_or_else(|| panic!("{width} {eol:?}: {out:?}"));
+        assert!(
+            left.len() <= "AA==\nend\n".len() + 2,
+            "{width} {eol:?}: {out:?}"
+        );
+        // Any split of the input gives the same (a few to keep the test quick).
+        let set = set(secrets);
+        for cut in [1, 7, 77, input.len() / 2, input.len() - 3] {
+            assert_eq!(
+                stream(&set, &input, &[cut]),
+                reference(secrets, &input, MaskStyle::Name)
+            );
+        }
+    }
+}
+
+#[test]
+fn a_blank_line_or_a_lone_cr_breaks_a_wrapped_form() {
+    let value = b"0123456789-secret-value";
+    let secrets: &[(&str, &[u8])] = &[("K", value)];
+    let hex: String = value.iter().map(|b| format!("{b:02x}")).collect();
+    let (head, tail) = hex.split_at(20);
+    for gap in ["\n\n", "\r\n\r\n", "\r", "\n\r", " "] {
+        let input = format!("{head}{gap}{tail}");
+        // Neither half is a whole form: nothing is masked, whatever the chunking.
+        assert_eq!(all_splits(secrets, input.as_bytes()), input, "{gap:?}");
+    }
+    for gap in ["\n", "\r\n"] {
+        let input = format!("{head}{gap}{tail}");
+        assert_eq!(
+            all_splits(secrets, input.as_bytes()),
+            "[MASKED:K]",
+            "{gap:?}"
+        );
+    }
+}
+
+#[test]
+fn line_breaks_keep_the_hold_bounded() {
+    // A wrapped form's prefix with a line break after every character, then a long run of
+    // line breaks: held bytes stay under the cap, and the prefix is not released raw early.
+    let value = b"0123456789-secret-value-long-enough";
+    let set = set(&[("K", value.as_slice())]);
+    let cap = 2 * set.longest_pattern() + 256;
+    let hex: String = value.iter().map(|b| format!("{b:02x}")).collect();
+    let mut input = Vec::new();
+    for c in hex.bytes().take(hex.len() - 1) {
+        input.push(c);
+        input.extend_from_slice(b"\r\n");
+    }
+    input.extend(std::iter::repeat_n(b'\n', 5000));
+    let mut s = set.scrubber(MaskStyle::Name);
+    let mut out = Vec::new();
+    for chunk in input.chunks(5) {
+        out.extend(s.push(chunk));
+        assert!(s.held() <= cap, "held {} > cap {cap}", s.held());
+    }
+    out.extend(s.finish());
+    assert_eq!(out, reference(&[("K", value)], &input, MaskStyle::Name));
+}
+
+#[test]
 fn touching_occurrences_stay_separate_and_adjacent_repeats_too() {
     let secrets: &[(&str, &[u8])] = &[("A", b"AAAA1111"), ("B", b"BBBB2222")];
     assert_eq!(
@@ -331,14 +443,44 @@ fn many_secrets_build_and_scan() {
 
 // Properties ------------------------------------------------------------------------------
 
-/// Secrets from a small alphabet, so that they share prefixes, suffixes and overlap.
+/// Secrets from a small alphabet, so that they share prefixes, suffixes and overlap, with the
+/// characters every escaping family changes (quotes, backslash, slash, `&`, `<`, space,
+/// line breaks, non-ASCII and an astral character).
 fn secret_value() -> impl Strategy<Value = Vec<u8>> {
-    prop::collection::vec(prop::sample::select(b"ab01_-= \n".to_vec()), 2..14)
+    prop::collection::vec(
+        prop::sample::select("ab01_-= \n'\"\\/&<é😀\r".chars().collect::<Vec<char>>()),
+        2..14,
+    )
+    .prop_map(|chars| chars.into_iter().collect::<String>().into_bytes())
+}
+
+/// Every pattern of `value` (each family's forms), with whether it may be wrapped.
+fn forms_of(value: &[u8]) -> Vec<(Vec<u8>, bool)> {
+    let mut patterns = Vec::new();
+    patterns::patterns_of(0, value, &mut patterns);
+    patterns
+        .iter()
+        .map(|p| (p.bytes.to_vec(), p.wrap))
+        .collect()
+}
+
+/// `form` with `\n` or `\r\n` inserted after the positions in `breaks` (as `base64` wraps).
+fn wrapped(form: &[u8], breaks: &[(usize, bool)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(form.len() + 2 * breaks.len());
+    for (i, &b) in form.iter().enumerate() {
+        out.push(b);
+        for &(at, crlf) in breaks {
+            if at % form.len().max(1) == i {
+                out.extend_from_slice(if crlf { b"\r\n" } else { b"\n" });
+            }
+        }
+    }
+    out
 }
 
 fn planted_text(values: Vec<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
     let piece = prop_oneof![
-        3 => prop::collection::vec(prop::sample::select(b"ab01_-= \nxyz\x00\xff".to_vec()), 0..8),
+        3 => prop::collection::vec(prop::sample::select(b"ab01_-= \nxyz\x00\xff\r'\"\\%".to_vec()), 0..8),
         2 => prop::sample::select(values.clone()),
         1 => (prop::sample::select(values.clone()), 1usize..10).prop_map(|(v, cut)| {
             v[..cut.min(v.len())].to_vec()
@@ -348,9 +490,28 @@ fn planted_text(values: Vec<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
             p.extend_from_slice(&v);
             STANDARD.encode(p).into_bytes()
         }),
-        1 => prop::sample::select(values).prop_map(|v| {
+        1 => prop::sample::select(values.clone()).prop_map(|v| {
             v.iter().map(|b| format!("{b:02x}")).collect::<String>().into_bytes()
         }),
+        // Any form of any family, whole or cut short, wrapped with line breaks where it may be.
+        3 => (
+            prop::sample::select(values),
+            any::<prop::sample::Index>(),
+            prop::collection::vec((0usize..64, any::<bool>()), 0..4),
+            prop::option::of(1usize..40),
+        )
+            .prop_map(|(v, pick, breaks, cut)| {
+                let forms = forms_of(&v);
+                if forms.is_empty() {
+                    return v;
+                }
+                let (form, wrap) = pick.get(&forms).clone();
+                let form = match cut {
+                    Some(cut) if cut < form.len() => form[..cut].to_vec(),
+                    _ => form,
+                };
+                if wrap { wrapped(&form, &breaks) } else { form }
+            }),
     ];
     prop::collection::vec(piece, 0..12).prop_map(|pieces| pieces.concat())
 }
