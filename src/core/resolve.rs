@@ -333,6 +333,13 @@ impl MissingReason {
         }
     }
 
+    /// The words and the wire name: `no secret of that name that this run can see
+    /// (not_found)`.
+    #[must_use]
+    pub fn explained(self) -> String {
+        format!("{} ({})", self.words(), self.as_str())
+    }
+
     /// What to do about it.
     #[must_use]
     pub const fn hint(self) -> &'static str {

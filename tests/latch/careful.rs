@@ -764,20 +764,7 @@ impl Terminal {
         for (name, value) in env {
             bash.env(name, value);
         }
-        let slave = &pair.slave;
-        bash.stdin(Stdio::from(slave.try_clone().expect("dup")))
-            .stdout(Stdio::from(slave.try_clone().expect("dup")))
-            .stderr(Stdio::from(slave.try_clone().expect("dup")));
-        // SAFETY: setsid and ioctl are async-signal-safe.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut bash, || {
-                nix::unistd::setsid()?;
-                if nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        crate::launcher::on_terminal(&mut bash, &pair.slave);
         crate::launcher::default_dispositions(&mut bash);
         let shell = Guard::spawn(&mut bash);
         let master = std::fs::File::from(pair.master);
@@ -1556,54 +1543,29 @@ async fn values_from_files_keep_their_bytes_and_say_what_they_hold() {
 async fn keys_are_revoked_by_id_or_whole_key_and_expiries_read_as_people_write_them() {
     let p = platform().await;
     let k = p.owner.clone();
-    let created = |o: &Output| text(&o.stdout).trim().to_owned();
-    let o = latch(
-        &p,
-        &k,
-        &[
-            "api-key",
-            "create",
-            "--personal",
-            "--name",
-            "a",
-            "--expires",
-            "2w",
-        ],
-    )
-    .await;
+    let create = |name: &'static str, expires: &'static str| {
+        let (url, k) = (p.url.clone(), k.clone());
+        async move {
+            let args = [
+                "api-key",
+                "create",
+                "--personal",
+                "--name",
+                name,
+                "--expires",
+                expires,
+            ];
+            latch_at(&url, &k, &args).await
+        }
+    };
+    let o = create("a", "2w").await;
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     assert!(err(&o).contains("expires in 2 weeks"), "{}", err(&o));
-    let whole = created(&o);
-    let o = latch(
-        &p,
-        &k,
-        &[
-            "api-key",
-            "create",
-            "--personal",
-            "--name",
-            "b",
-            "--expires",
-            "1y",
-        ],
-    )
-    .await;
+    let whole = text(&o.stdout).trim().to_owned();
+    let o = create("b", "1y").await;
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     assert!(err(&o).contains("expires in 1 year"), "{}", err(&o));
-    let o = latch(
-        &p,
-        &k,
-        &[
-            "api-key",
-            "create",
-            "--personal",
-            "--name",
-            "c",
-            "--expires",
-            "500ms",
-        ],
-    )
-    .await;
+    let o = create("c", "500ms").await;
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(err(&o).contains("under a second"), "{}", err(&o));
     // Revoked by the whole key: it stops working, and the key is never printed back.

@@ -86,6 +86,25 @@ pub(crate) fn default_dispositions(command: &mut Command) {
     }
 }
 
+/// Starts `command` as the leader of a new session whose controlling terminal, and standard
+/// streams, are the pseudo-terminal side `slave`: as a shell starts a program on a terminal.
+pub(crate) fn on_terminal(command: &mut Command, slave: &std::os::fd::OwnedFd) {
+    command
+        .stdin(Stdio::from(slave.try_clone().expect("dup")))
+        .stdout(Stdio::from(slave.try_clone().expect("dup")))
+        .stderr(Stdio::from(slave.try_clone().expect("dup")));
+    // SAFETY: setsid and ioctl are async-signal-safe; nothing is allocated.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(command, || {
+            nix::unistd::setsid()?;
+            if nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Runs to the end on a blocking thread, with `input` on stdin.
 pub(crate) async fn output(mut command: Command, input: Option<Vec<u8>>) -> Output {
     tokio::task::spawn_blocking(move || {
@@ -903,20 +922,8 @@ async fn under_a_terminal_the_child_gets_one_and_window_sizes_follow() {
     };
     let pair = openpty(Some(&size(24, 80)), None).expect("pty");
     let slave = pair.slave;
-    command
-        .stdin(Stdio::from(slave.try_clone().expect("dup")))
-        .stdout(Stdio::from(slave.try_clone().expect("dup")))
-        .stderr(Stdio::from(slave.try_clone().expect("dup")));
     // latch leads a session whose controlling terminal is the test's pty, as under a shell.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
-            nix::unistd::setsid()?;
-            if nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    on_terminal(&mut command, &slave);
     let master = pair.master;
     let outer = slave.try_clone().expect("dup");
     let before = nix::sys::termios::tcgetattr(&outer).expect("termios");

@@ -1,9 +1,7 @@
 //! `latch run --dry-run`: the names a run would receive, printed; nothing started (DESIGN §2
 //! rule 8, §6).
 
-use reqwest::Method;
-
-use super::{RunArgs, request_of, with_signal_watch};
+use super::{RunArgs, post_runs, request_of};
 use crate::api::{DryRunInfo, ResolveRun};
 use crate::cli::{Error, Global, context};
 use crate::client::ClientError;
@@ -21,14 +19,7 @@ pub(super) fn dry_run(
         dry_run: true,
         ..request_of(args)
     };
-    let answer = with_signal_watch(signals, async {
-        let client = context::client_with_key(global, key)?;
-        client
-            .call::<DryRunInfo, _>(Method::POST, "v1/runs", Some(&request))
-            .await
-            .map_err(Error::from)
-    });
-    let info = match answer {
+    let info = match post_runs::<DryRunInfo>(global, key, signals, &request) {
         Ok(info) => info,
         Err(Error::Client(ClientError::Api { code, problem, .. }))
             if code == "required_missing" =>
@@ -41,10 +32,9 @@ pub(super) fn dry_run(
             }
             for m in &problem.missing {
                 tracing::error!(
-                    "required secret {} would be missing: {} ({})",
+                    "required secret {} would be missing: {}",
                     m.name,
-                    m.reason.words(),
-                    m.reason
+                    m.reason.explained()
                 );
             }
             return Ok(exit::DATA_ERROR);
@@ -78,10 +68,9 @@ fn dry_run_text(info: &DryRunInfo) -> String {
         for m in &info.missing {
             let _ = writeln!(
                 out,
-                "  {:<32} {} ({})\n  {:<32} hint: {}",
+                "  {:<32} {}\n  {:<32} hint: {}",
                 m.name.as_str(),
-                m.reason.words(),
-                m.reason,
+                m.reason.explained(),
                 "",
                 m.reason.hint()
             );

@@ -273,7 +273,7 @@ pub fn launch(args: RunArgs, global: &Global) -> Result<u8, Error> {
 /// SIGTERM, SIGINT or SIGHUP arrives first (DESIGN §6: `docker stop` must not wait for a
 /// platform that hangs). Other signals that arrive meanwhile are read and dropped: there is
 /// no command yet to forward them to.
-pub(super) fn with_signal_watch<T>(
+fn with_signal_watch<T>(
     signals: &Signals,
     future: impl std::future::Future<Output = Result<T, Error>>,
 ) -> Result<T, Error> {
@@ -348,28 +348,36 @@ fn resolve(
     key: &str,
     signals: &Signals,
 ) -> Result<Resolved, Error> {
-    let request = request_of(args);
-    let resolved = with_signal_watch(signals, async {
-        let client = context::client_with_key(global, key)?;
-        client
-            .call::<Resolved, _>(Method::POST, "v1/runs", Some(&request))
-            .await
-            .map_err(Error::from)
-    });
+    let resolved = post_runs::<Resolved>(global, key, signals, &request_of(args));
     if let Err(Error::Client(ClientError::Api { code, problem, .. })) = &resolved
         && code == "required_missing"
     {
         // Each name in words; the error line that follows says the run was refused.
         for m in &problem.missing {
             super::messages::note(&format!(
-                "required secret {} is missing: {} ({})",
+                "required secret {} is missing: {}",
                 m.name,
-                m.reason.words(),
-                m.reason
+                m.reason.explained()
             ));
         }
     }
     resolved
+}
+
+/// `POST /v1/runs` with `request`, ended at once by a stop request ([`with_signal_watch`]).
+pub(super) fn post_runs<T: serde::de::DeserializeOwned>(
+    global: &Global,
+    key: &str,
+    signals: &Signals,
+    request: &ResolveRun,
+) -> Result<T, Error> {
+    with_signal_watch(signals, async {
+        let client = context::client_with_key(global, key)?;
+        client
+            .call::<T, _>(Method::POST, "v1/runs", Some(request))
+            .await
+            .map_err(Error::from)
+    })
 }
 
 /// The key as two shares until the run's end is reported.

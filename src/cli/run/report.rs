@@ -18,12 +18,7 @@ use crate::core::resolve::AllowlistSource;
 /// shadowed names.
 pub(super) fn say_resolution(resolved: &Resolved) {
     for m in &resolved.missing {
-        tracing::warn!(
-            "{} is not delivered: {} ({})",
-            m.name,
-            m.reason.words(),
-            m.reason
-        );
+        tracing::warn!("{} is not delivered: {}", m.name, m.reason.explained());
     }
     if resolved.allowlist == AllowlistSource::None {
         let n = resolved.secrets.len();
