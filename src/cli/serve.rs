@@ -62,6 +62,10 @@ pub struct ServeArgs {
     /// Without it the connection's peer is the client.
     #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = crate::server::client::parse_trusted_proxy)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Failed authentications allowed per client address a minute; past it, further failing
+    /// requests get 429 (a request with a valid key is always served).
+    #[arg(long, default_value_t = crate::server::failures::MAX_FAILURES, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub auth_failure_budget: u32,
 }
 
 /// The store (PostgreSQL with `--database-url`, else SQLite in the data directory) and the root
@@ -201,7 +205,12 @@ pub(crate) async fn run(args: ServeArgs) -> Result<u8, Error> {
             "listening on {local} without TLS: API keys and values would cross the network in the clear; pass --tls-cert/--tls-key or put a TLS-terminating proxy in front"
         );
     }
-    let app = App::with_proxies(Arc::clone(&store), root, args.trusted_proxies.clone());
+    let app = App::configured(
+        Arc::clone(&store),
+        root,
+        args.trusted_proxies.clone(),
+        args.auth_failure_budget,
+    );
     if let Some(key) = boot::bootstrap(
         &*store,
         &app.root,

@@ -39,7 +39,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(malformed)?;
     let (digits, unit) = text.split_at(split);
-    if digits.is_empty() || digits.len() > 15 {
+    // No leading zero: `010d` is a mistake more often than ten days.
+    if digits.is_empty() || digits.len() > 15 || (digits.len() > 1 && digits.starts_with('0')) {
         return Err(malformed());
     }
     let n: u64 = digits.parse().map_err(|_| malformed())?;
@@ -145,6 +146,7 @@ mod tests {
     fn refuses_malformed_zero_and_huge() {
         for bad in [
             "", "s", "10", "10 s", " 10s", "10S", "1.5h", "-5s", "5W", "1yr", "10sec", "1e3s",
+            "010d",
         ] {
             assert!(
                 matches!(parse_duration(bad), Err(DurationError::Malformed(_))),

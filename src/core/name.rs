@@ -117,6 +117,13 @@ const REFUSED: &[(&str, Refusal)] = {
     ]
 };
 
+/// The refused names (`*` ends a prefix family), compared ignoring ASCII case: for the API
+/// document's pattern.
+#[must_use]
+pub fn refused_patterns() -> Vec<&'static str> {
+    REFUSED.iter().map(|&(pattern, _)| pattern).collect()
+}
+
 /// Why `name` may never be a secret's name, if it is refused (DESIGN §5).
 #[must_use]
 pub fn refusal(name: &str) -> Option<Refusal> {

@@ -72,12 +72,29 @@ pub struct Failure {
 }
 
 /// Fixed-window counts of failed authentications per client address.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Limiter {
     windows: Mutex<HashMap<String, (Millis, u32)>>,
+    /// Failures allowed per address and window (`latch serve --auth-failure-budget`).
+    budget: u32,
+}
+
+impl Default for Limiter {
+    fn default() -> Self {
+        Self::with_budget(MAX_FAILURES)
+    }
 }
 
 impl Limiter {
+    /// A limiter allowing `budget` failures per address a minute.
+    #[must_use]
+    pub fn with_budget(budget: u32) -> Self {
+        Self {
+            windows: Mutex::default(),
+            budget,
+        }
+    }
+
     /// Counts a failure from `addr` at `now`; `shared` is the deployment-wide count of the
     /// current window when the store keeps one (several replicas), which raises the local
     /// count to it. Returns the seconds to wait when the address is now over its budget.
@@ -91,7 +108,7 @@ impl Limiter {
             *entry = (now, 0);
         }
         entry.1 = entry.1.saturating_add(1).max(shared.unwrap_or(0));
-        (entry.1 > MAX_FAILURES)
+        (entry.1 > self.budget)
             .then(|| u64::try_from((entry.0 + WINDOW_MS - now).max(1000) / 1000).unwrap_or(60))
     }
 }

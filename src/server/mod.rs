@@ -59,11 +59,23 @@ impl App {
         root: RootKey,
         trusted: Vec<ipnet::IpNet>,
     ) -> Arc<Self> {
+        Self::configured(store, root, trusted, failures::MAX_FAILURES)
+    }
+
+    /// As [`App::with_proxies`], allowing `failure_budget` failed authentications per client
+    /// address a minute before further failing ones get 429.
+    #[must_use]
+    pub fn configured(
+        store: Arc<dyn Store>,
+        root: RootKey,
+        trusted: Vec<ipnet::IpNet>,
+        failure_budget: u32,
+    ) -> Arc<Self> {
         let metrics = metrics::Metrics::new(&store.metrics());
         Arc::new(Self {
             store,
             root,
-            limiter: failures::Limiter::default(),
+            limiter: failures::Limiter::with_budget(failure_budget),
             failures: failures::FailureLog::default(),
             last_used: auth::LastUsed::default(),
             trusted_proxies: trusted,

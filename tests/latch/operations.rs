@@ -877,3 +877,69 @@ async fn audit_follow_prints_new_events_as_they_happen() {
     let _ = child.wait();
     p.stop().await;
 }
+
+/// Regression (issue 19): what the API document promises about fields and parameters is what
+/// the server accepts, at the edges schemathesis found: filters outside their enum, cursors of
+/// the documented shape whatever their numbers, key names and descriptions counted in
+/// characters, no leading zero in a duration.
+#[tokio::test]
+async fn the_documented_constraints_are_the_ones_the_server_applies() {
+    let p = start().await;
+    let k = p.owner.clone();
+    for (path, want) in [
+        ("/v1/runs?status=null", 400),
+        ("/v1/runs?status=", 400),
+        ("/v1/runs?status=exec", 200),
+        ("/v1/audit?outcome=bogus", 400),
+        ("/v1/audit?outcome=denied", 200),
+        ("/v1/runs?cursor=abc", 400),
+        ("/v1/runs?cursor=", 400),
+        (
+            "/v1/runs?cursor=9999999999999999999.run_0123456789abcdef0123456789abcdef",
+            200,
+        ),
+        ("/v1/audit?cursor=9999999999999999999", 200),
+        ("/v1/audit?cursor=-1", 400),
+    ] {
+        let (got, body) = p.call(&k, Method::GET, path, None).await;
+        assert_eq!(got.as_u16(), want, "{path}: {body}");
+        if want == 400 {
+            assert!(
+                body["code"] == "invalid_query" || body["code"] == "invalid_cursor",
+                "{body}"
+            );
+        }
+    }
+    let key = |name: String| json!({"name": name, "kind": "personal", "expires": "1d"});
+    for (name, want) in [
+        (" ci".to_owned(), 400),
+        ("ci ".to_owned(), 400),
+        ("   ".to_owned(), 400),
+        ("c\u{7}i".to_owned(), 400),
+        ("é".repeat(100), 201),
+        ("é".repeat(101), 400),
+        ("a laptop".to_owned(), 201),
+    ] {
+        let (got, body) = p
+            .call(&k, Method::POST, "/v1/api-keys", Some(key(name.clone())))
+            .await;
+        assert_eq!(got.as_u16(), want, "{name:?}: {body}");
+    }
+    for (expires, want) in [
+        ("010d", 400),
+        ("10d", 201),
+        ("0s", 400),
+        ("100y", 201),
+        ("101y", 400),
+    ] {
+        let body = json!({"name": "k", "kind": "personal", "expires": expires});
+        let (got, answer) = p.call(&k, Method::POST, "/v1/api-keys", Some(body)).await;
+        assert_eq!(got.as_u16(), want, "{expires}: {answer}");
+    }
+    for (n, want) in [(1024, 201), (1025, 400)] {
+        let body = json!({"scope": "team", "name": format!("D{n}"), "value": "a-long-enough-value", "description": "é".repeat(n)});
+        let (got, answer) = p.call(&k, Method::POST, "/v1/secrets", Some(body)).await;
+        assert_eq!(got.as_u16(), want, "{n}: {answer}");
+    }
+    p.stop().await;
+}

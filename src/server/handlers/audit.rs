@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
 
-use super::{ApiQuery, Shared, cursor, page_limit, position};
+use super::{ApiQuery, Shared, audit_position, cursor, one_of, page_limit};
 use crate::api::{AuditInfo, AuditPage, Problem};
 use crate::core::perm::Action;
 use crate::server::auth::Caller;
@@ -45,27 +45,19 @@ pub(in crate::server) async fn audit(
 ) -> Result<Json<AuditPage>, ApiError> {
     caller.require(Action::ReadAudit).await?;
     let limit = page_limit(q.limit)?;
-    let before = q
-        .cursor
-        .as_deref()
-        .map(|c| {
-            position("audit", c)?
-                .parse::<i64>()
-                .map_err(|_| ApiError::bad_request("invalid_cursor", "a damaged cursor"))
-        })
-        .transpose()?;
+    let before = q.cursor.as_deref().map(audit_position).transpose()?;
     let query = AuditQuery {
         limit,
         before,
         action: q.action.filter(|a| !a.is_empty()),
         actor: q.actor.filter(|a| !a.is_empty()),
-        outcome: q.outcome.filter(|o| !o.is_empty()),
+        outcome: one_of(q.outcome, &["ok", "denied", "refused", "failed"], "outcome")?,
         since: q.since,
         until: q.until,
     };
     let rows = app.store.audit(caller.team, &query).await?;
     let next_cursor = (rows.len() == limit as usize)
-        .then(|| rows.last().map(|r| cursor("audit", &r.id.to_string())))
+        .then(|| rows.last().map(|r| cursor(&r.id.to_string())))
         .flatten();
     let events = rows.into_iter().map(info).collect::<Result<_, _>>()?;
     Ok(Json(AuditPage {

@@ -110,11 +110,15 @@ pub(in crate::server) async fn create_key(
     caller: Caller,
     ApiJson(body): ApiJson<CreateKey>,
 ) -> Result<Response, ApiError> {
-    let name = body.name.trim().to_owned();
-    if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+    let name = body.name;
+    if name.trim().is_empty()
+        || name.trim() != name
+        || name.chars().count() > 100
+        || name.chars().any(char::is_control)
+    {
         return Err(ApiError::bad_request(
             "invalid_name",
-            "a key name is 1 to 100 printable characters",
+            "a key name is 1 to 100 characters, without control characters or whitespace at either end",
         ));
     }
     let expires = parse_expiry(body.expires.as_deref(), "90d")?;

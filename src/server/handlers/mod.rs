@@ -182,26 +182,50 @@ fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     }
 }
 
-/// An opaque cursor: the position after which the next page starts, base64url of
-/// `kind:position` so that one listing's cursor is refused by another.
-fn cursor(kind: &str, position: &str) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{kind}:{position}"))
+/// A filter that must be one of `allowed` when given (`invalid_query` otherwise).
+fn one_of(value: Option<String>, allowed: &[&str], what: &str) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(v) if !allowed.contains(&v.as_str()) => Err(ApiError::bad_request(
+            "invalid_query",
+            format!("`{what}` is one of {}", allowed.join(", ")),
+        )),
+        v => Ok(v),
+    }
 }
 
-/// The position a cursor of `kind` holds.
-fn position(kind: &str, cursor: &str) -> Result<String, ApiError> {
-    use base64::Engine as _;
-    let invalid =
-        || ApiError::bad_request("invalid_cursor", "this cursor is not one this listing gave");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor)
-        .map_err(|_| invalid())?;
-    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-    text.strip_prefix(kind)
-        .and_then(|rest| rest.strip_prefix(':'))
-        .map(ToOwned::to_owned)
-        .ok_or_else(invalid)
+/// A cursor: where the next page starts, opaque to clients but of a documented shape so that a
+/// client generated from the API document sends only cursors the server reads: `{start}.{run
+/// id}` for runs, `{event id}` for audit events (a number too large for its field reads as
+/// the largest, which starts from the newest).
+fn cursor(position: &str) -> String {
+    position.to_owned()
+}
+
+/// The number in a cursor, at most `i64::MAX`.
+fn cursor_number(text: &str) -> Option<i64> {
+    (!text.is_empty() && text.len() <= 19 && text.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| text.parse::<u64>().ok())
+        .flatten()
+        .map(|n| i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+fn invalid_cursor() -> ApiError {
+    ApiError::bad_request("invalid_cursor", "this cursor is not one this listing gave")
+}
+
+/// The position in a runs cursor: start and run id.
+fn runs_position(cursor: &str) -> Result<(i64, String), ApiError> {
+    let (at, id) = cursor.split_once('.').ok_or_else(invalid_cursor)?;
+    let hex = id.strip_prefix("run_").ok_or_else(invalid_cursor)?;
+    if hex.len() != 32 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(invalid_cursor());
+    }
+    Ok((cursor_number(at).ok_or_else(invalid_cursor)?, id.to_owned()))
+}
+
+/// The position in an audit cursor: the event id.
+fn audit_position(cursor: &str) -> Result<i64, ApiError> {
+    cursor_number(cursor).ok_or_else(invalid_cursor)
 }
 
 /// What `If-Match` asks for (RFC 9110): nothing, the object at a revision, or any revision.

@@ -12,8 +12,8 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use super::{
-    ApiJson, ApiQuery, Shared, cursor, data_key, event, event_without_detail, no_store, page_limit,
-    position,
+    ApiJson, ApiQuery, Shared, cursor, data_key, event, event_without_detail, no_store, one_of,
+    page_limit, runs_position,
 };
 use crate::api::{
     DryRunInfo, FinishRun, Problem, ResolveRun, Resolved, ResolvedWriter, RunInfo, RunPage,
@@ -551,17 +551,7 @@ pub(in crate::server) async fn list_runs(
 ) -> Result<Json<RunPage>, ApiError> {
     let only_user = run_filter(&caller).await?;
     let limit = page_limit(q.limit)?;
-    let before = q
-        .cursor
-        .as_deref()
-        .map(|c| {
-            let position = position("runs", c)?;
-            position
-                .split_once(':')
-                .and_then(|(at, id)| Some((at.parse().ok()?, id.to_owned())))
-                .ok_or_else(|| ApiError::bad_request("invalid_cursor", "a damaged cursor"))
-        })
-        .transpose()?;
+    let before = q.cursor.as_deref().map(runs_position).transpose()?;
     let some = |v: Option<String>| v.filter(|v| !v.is_empty());
     let query = RunQuery {
         limit,
@@ -571,7 +561,11 @@ pub(in crate::server) async fn list_runs(
         key: some(q.key),
         identity: some(q.identity),
         environment: some(q.environment),
-        status: some(q.status),
+        status: one_of(
+            q.status,
+            &["started", "exec", "refused", "finished"],
+            "status",
+        )?,
         since: q.since,
         until: q.until,
     };
@@ -579,7 +573,7 @@ pub(in crate::server) async fn list_runs(
     let next_cursor = (rows.len() == limit as usize)
         .then(|| {
             rows.last()
-                .map(|r| cursor("runs", &format!("{}:{}", r.started_at, r.id)))
+                .map(|r| cursor(&format!("{}.{}", r.started_at, r.id)))
         })
         .flatten();
     Ok(Json(RunPage {

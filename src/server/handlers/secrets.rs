@@ -57,10 +57,10 @@ fn value_of(text: String) -> Result<SecretValue, ApiError> {
 }
 
 pub(super) fn description_of(text: String) -> Result<String, ApiError> {
-    if text.len() > 1024 || text.contains('\0') {
+    if text.chars().count() > 1024 || text.contains('\0') {
         return Err(ApiError::bad_request(
             "invalid_description",
-            "a description is at most 1024 bytes, without NUL",
+            "a description is at most 1024 characters, without NUL",
         ));
     }
     Ok(text)
