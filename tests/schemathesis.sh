@@ -50,8 +50,11 @@ printf 'sk-test-0123456789abcdef' > "$dir/v2"
 "$latch" -q api-key create --team --name deploy-bot --identity deployer > /dev/null
 builder=$("$latch" -q member add bob --role builder)
 
+# One worker: with two, CPython 3.11's `ast.parse` (hypothesis describing a filter) races in
+# threads and schemathesis stops with "AST constructor recursion depth mismatch" (a CPython
+# bug, seen here), which would make CI fail at random.
 st() {
-  "$venv/bin/st" run "$url/v1/openapi.json" --checks all --workers 2 --no-color \
+  "$venv/bin/st" run "$url/v1/openapi.json" --checks all --workers 1 --no-color \
     --suppress-health-check all --warnings off "$@"
 }
 owner=$LATCH_API_KEY
