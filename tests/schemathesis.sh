@@ -54,7 +54,8 @@ builder=$("$latch" -q member add bob --role builder)
 # threads and schemathesis stops with "AST constructor recursion depth mismatch" (a CPython
 # bug, seen here), which would make CI fail at random.
 st() {
-  "$venv/bin/st" run "$url/v1/openapi.json" --checks all --workers 1 --no-color \
+  "$venv/bin/st" --config-file tests/schemathesis.toml run "$url/v1/openapi.json" \
+    --checks all --workers 1 --no-color \
     --suppress-health-check all --warnings off "$@"
 }
 owner=$LATCH_API_KEY

@@ -251,6 +251,24 @@ pub(super) fn apply(doc: &mut Value) {
         &json!({"type": "string", "pattern": "^[0-9]{1,19}$"}),
     );
     environments_reserve_nothing(doc);
+    cross_field_rules(doc);
+}
+
+/// Rules between fields that the handlers enforce: a key bound to an identity is a team key
+/// and never `manage` (`invalid_identity`, `invalid_capability`); an update names a new value
+/// or a new description (`empty_update`).
+fn cross_field_rules(doc: &mut Value) {
+    doc["components"]["schemas"]["CreateKey"]["allOf"] = json!([{
+        "if": {"required": ["identity"], "properties": {"identity": {"type": "string"}}},
+        "then": {"properties": {
+            "kind": {"const": "team"},
+            "capability": {"enum": ["run", null]},
+        }},
+    }]);
+    doc["components"]["schemas"]["UpdateSecret"]["anyOf"] = json!([
+        {"required": ["value"], "properties": {"value": {"type": "string"}}},
+        {"required": ["description"], "properties": {"description": {"type": "string"}}},
+    ]);
 }
 
 /// An environment reserves nothing: its `PUT` body has no `release` (its own schema) and its
