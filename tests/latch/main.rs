@@ -14,6 +14,7 @@ mod encodings;
 mod launcher;
 mod manage;
 mod operations;
+mod output;
 mod privilege;
 mod recipes;
 mod replicas;
