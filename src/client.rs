@@ -275,32 +275,29 @@ impl Client {
                     }
                     wait
                 }
-                Err(e) if trust_failure(&e).is_some() => {
-                    let ca = self
-                        .config
-                        .ca_cert
-                        .as_ref()
-                        .map(|p| p.display().to_string());
-                    return Err(ClientError::Tls(
-                        trust_failure(&e)
-                            .map(|why| why.words(&self.config.url, ca.as_deref()))
-                            .unwrap_or_default(),
-                    ));
-                }
-                Err(e)
+                Err(e) => {
+                    if let Some(why) = trust_failure(&e) {
+                        // Configuration, never retried.
+                        let ca = self
+                            .config
+                            .ca_cert
+                            .as_ref()
+                            .map(|p| p.display().to_string());
+                        return Err(ClientError::Tls(why.words(&self.config.url, ca.as_deref())));
+                    }
                     if (e.is_connect() || e.is_timeout())
                         && attempt < ATTEMPTS
-                        && started.elapsed() < BUDGET =>
-                {
-                    None
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "giving up");
-                    return Err(ClientError::Unreachable {
-                        url: self.config.url.to_string(),
-                        attempts: attempt,
-                        cause: unreachable_cause(&e, self.config.timeout),
-                    });
+                        && started.elapsed() < BUDGET
+                    {
+                        None
+                    } else {
+                        tracing::debug!(error = %e, "giving up");
+                        return Err(ClientError::Unreachable {
+                            url: self.config.url.to_string(),
+                            attempts: attempt,
+                            cause: unreachable_cause(&e, self.config.timeout),
+                        });
+                    }
                 }
             };
             let wait = retry_after.unwrap_or_else(|| jitter(delay));

@@ -204,7 +204,7 @@ pub fn launch(args: RunArgs, global: &Global) -> Result<u8, Error> {
     report::say_resolution(&resolved);
     let summary = Summary::of(&resolved);
     let finish = |ended: Ended| {
-        report(
+        report_end(
             global,
             &finish_key,
             &run_id,
@@ -530,7 +530,7 @@ fn ended(result: &Result<Outcome, LaunchError>) -> Ended {
 }
 
 /// `POST /v1/runs/{id}/finish`; a failure is a warning and never changes the exit status.
-fn report(
+fn report_end(
     global: &Global,
     key: &Split,
     run_id: &str,
