@@ -96,7 +96,7 @@ impl Error {
             Self::Client(ClientError::KeyFormat(_)) => "malformed_key".into(),
             Self::Client(ClientError::Tls(_)) => "tls_untrusted".into(),
             Self::Client(ClientError::Unreachable { .. }) => "unreachable".into(),
-            other => format!("{:?}", other.failure()).to_ascii_lowercase(),
+            other => other.failure().name().to_owned(),
         }
     }
 

@@ -131,6 +131,25 @@ impl Failure {
         }
     }
 
+    /// Its stable name, for `--json` errors: `usage`, `data_error`, `not_found`, …
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Usage => "usage",
+            Self::Leak => "leak",
+            Self::DataError => "data_error",
+            Self::Missing => "missing",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal",
+            Self::Conflict => "conflict",
+            Self::Refused => "refused",
+            Self::Config => "config",
+            Self::Timeout => "timeout",
+            Self::NotExecutable => "not_executable",
+            Self::NotFound => "not_found",
+        }
+    }
+
     /// The failure a platform answer means once the client gave up retrying (DESIGN §6).
     #[must_use]
     pub fn of_answer(status: u16, code: &str) -> Self {
@@ -232,6 +251,9 @@ mod tests {
         assert_eq!(distinct.len(), Failure::ALL.len(), "codes are distinct");
         assert!(!distinct.contains(&OK));
         assert!(!distinct.contains(&1), "1 is the command's, never latch's");
+        let names: HashSet<&str> = Failure::ALL.iter().map(|f| f.name()).collect();
+        assert_eq!(names.len(), Failure::ALL.len(), "names are distinct");
+        assert_eq!(Failure::NotFound.name(), "not_found");
     }
 
     #[test]
