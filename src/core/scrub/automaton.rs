@@ -289,42 +289,46 @@ fn annotate(nodes: &mut [Node], sparse: &[Edge], outputs: &[u32], pats: &[PatInf
     }
 }
 
-/// The dense part: byte classes (each byte used by a pattern is its own class, the rest share
-/// class 0) and full transition rows for the first states within [`DENSE_BUDGET`].
+/// Byte classes: each byte used by a pattern is its own class, the rest share class 0. Returns
+/// the class of each byte and the number of classes.
+fn byte_classes(used: &[bool; 256]) -> ([u16; 256], usize) {
+    let mut class = [0u16; 256];
+    let mut nclasses = 1;
+    for b in 0..=255u8 {
+        if used[usize::from(b)] {
+            class[usize::from(b)] = u16::try_from(nclasses).expect("at most 257");
+            nclasses += 1;
+        }
+    }
+    (class, nclasses)
+}
+
+/// The dense part: full transition rows (as state values) for the first `num_dense` states.
+/// A state's row is its failure state's row (complete already: a failure state is shallower,
+/// so earlier in breadth-first order) with its own edges written over it, so building costs a
+/// copy per row rather than a search per byte class.
 fn dense_table(
     nodes: &[Node],
     sparse: &[Edge],
-    used: &[bool; 256],
-) -> ([u16; 256], usize, Vec<u32>) {
-    let mut class = [0u16; 256];
-    let mut representative = vec![0u8];
-    for b in 0..=255u8 {
-        if used[usize::from(b)] {
-            class[usize::from(b)] = u16::try_from(representative.len()).expect("at most 257");
-            representative.push(b);
+    class: &[u16; 256],
+    nclasses: usize,
+    num_dense: usize,
+    values: &[u32],
+) -> Vec<u32> {
+    let mut dense = Vec::with_capacity(num_dense * nclasses);
+    for (id, node) in nodes.iter().enumerate().take(num_dense) {
+        if id == 0 {
+            dense.resize(nclasses, values[ROOT as usize]);
+        } else {
+            let fail = node.fail as usize * nclasses;
+            dense.extend_from_within(fail..fail + nclasses);
+        }
+        let row = id * nclasses;
+        for e in &sparse[node.edges.0 as usize..node.edges.1 as usize] {
+            dense[row + usize::from(class[usize::from(e.byte())])] = values[e.target() as usize];
         }
     }
-    let nclasses = representative.len();
-    let num_dense = nodes.len().min((DENSE_BUDGET / nclasses).max(1));
-    let mut dense = vec![0u32; num_dense * nclasses];
-    for id in 0..num_dense {
-        let (lo, hi) = nodes[id].edges;
-        for (c, &b) in representative.iter().enumerate() {
-            let child = if c == 0 {
-                None
-            } else {
-                sparse[lo as usize..hi as usize]
-                    .iter()
-                    .find(|e| e.byte() == b)
-            };
-            dense[id * nclasses + c] = match child {
-                Some(e) => e.target(),
-                None if id == 0 => ROOT,
-                None => dense[nodes[id].fail as usize * nclasses + c],
-            };
-        }
-    }
-    (class, nclasses, dense)
+    dense
 }
 
 /// The state value of node `id`: [`CHAIN`] and its number when it has one child, else its row
@@ -389,17 +393,16 @@ impl Automaton {
         let (trie, pats, used) = Trie::of(patterns);
         let (mut nodes, mut sparse, outputs) = trie.freeze();
         annotate(&mut nodes, &sparse, &outputs, &pats);
-        let (class, nclasses, mut dense) = dense_table(&nodes, &sparse, &used);
-        let num_dense = idx(dense.len() / nclasses);
+        let (class, nclasses) = byte_classes(&used);
         assert!(nodes.len() < ID as usize, "bounded by MAX_PATTERN_BYTES");
-        for target in &mut dense {
-            *target = state_value(&nodes, *target, num_dense, nclasses);
-        }
+        let num_dense = nodes.len().min((DENSE_BUDGET / nclasses).max(1));
+        let values: Vec<u32> = (0..idx(nodes.len()))
+            .map(|id| state_value(&nodes, id, idx(num_dense), nclasses))
+            .collect();
+        let dense = dense_table(&nodes, &sparse, &class, nclasses, num_dense, &values);
+        let num_dense = idx(num_dense);
         for e in &mut sparse {
-            *e = Edge::new(
-                e.byte(),
-                state_value(&nodes, e.target(), num_dense, nclasses),
-            );
+            *e = Edge::new(e.byte(), values[e.target() as usize]);
         }
         let (chain_class, chain_next) = chains(&nodes, &sparse, &class);
         let longest = pats.iter().map(|p| p.len as usize).max().unwrap_or(0);
