@@ -6,10 +6,11 @@
 //! bytes that may still start an occurrence), and for each state whether a strong or a weak
 //! pattern may still complete from it (weak patterns only count after a token boundary).
 //!
-//! Layout: states are numbered in breadth-first order. The first `num_dense` states (all of
-//! them for small sets) have a full transition row over byte classes, so scanning text that
-//! stays near the root costs one table lookup per byte. Deeper states keep sparse edges and a
-//! failure link. Every transition target carries [`OUT`] when the target state ends a pattern.
+//! Layout: states are numbered in breadth-first order. States that branch, end a pattern or
+//! lie near the root have a full transition row over byte classes (in breadth-first order, as
+//! many as [`DENSE_BUDGET`] allows: all of them for small sets), so scanning text that stays
+//! near the root costs one table lookup per byte. The rest keep sparse edges and a failure
+//! link. Every transition target carries [`OUT`] when the target state ends a pattern.
 //! A state with a single child (nearly every state deep in a pattern) is a *chain* state: its
 //! value is [`CHAIN`] and its number, and its child is kept in two small arrays
 //! (`chain_class`, `chain_next`, 6 bytes a state, which stay in cache). Reading along a
@@ -115,8 +116,11 @@ struct Node {
 pub(crate) struct Automaton {
     class: [u16; 256],
     nclasses: usize,
-    num_dense: u32,
     dense: Vec<u32>,
+    /// Per state: its value ([`state_value`]), which is its row's offset when it has a row.
+    values: Vec<u32>,
+    /// Per row (offset / `nclasses`): the state it belongs to.
+    row_owner: Vec<u32>,
     nodes: Vec<Node>,
     sparse: Vec<Edge>,
     /// Per state: the byte class of its only child's edge, or [`NO_CHAIN`].
@@ -303,53 +307,86 @@ fn byte_classes(used: &[bool; 256]) -> ([u16; 256], usize) {
     (class, nclasses)
 }
 
-/// The dense part: full transition rows (as state values) for the first `num_dense` states.
-/// A state's row is its failure state's row (complete already: a failure state is shallower,
-/// so earlier in breadth-first order) with its own edges written over it, so building costs a
-/// copy per row rather than a search per byte class.
+/// Which states get a dense row: those that are not chain states, in breadth-first order,
+/// within [`DENSE_BUDGET`]. A chain state's row would only serve the bytes that leave its
+/// pattern, which its failure state's row serves one step later; skipping them keeps the table
+/// (and the time to build it, which every launch pays) about ten times smaller.
+fn dense_rows(nodes: &[Node], nclasses: usize) -> Vec<u32> {
+    let budget = (DENSE_BUDGET / nclasses).max(1);
+    (0..idx(nodes.len()))
+        .filter(|&id| !is_chain(&nodes[id as usize]))
+        .take(budget)
+        .collect()
+}
+
+/// Full transition rows (as state values) for the states in `rows`. A row starts as the row
+/// of the nearest state on its failure chain that has one (complete already: failure states
+/// are shallower, so earlier in breadth-first order), then the edges of the row-less states
+/// passed on the way, nearest last, then the state's own edges, are written over it: a copy
+/// per row rather than a search per byte class.
 fn dense_table(
     nodes: &[Node],
     sparse: &[Edge],
     class: &[u16; 256],
     nclasses: usize,
-    num_dense: usize,
+    rows: &[u32],
     values: &[u32],
 ) -> Vec<u32> {
-    let mut dense = Vec::with_capacity(num_dense * nclasses);
-    for (id, node) in nodes.iter().enumerate().take(num_dense) {
-        if id == 0 {
+    let mut dense = Vec::with_capacity(rows.len() * nclasses);
+    let mut passed = Vec::new();
+    for (row, &id) in rows.iter().enumerate() {
+        let node = &nodes[id as usize];
+        let at = row * nclasses;
+        if id == ROOT {
             dense.resize(nclasses, values[ROOT as usize]);
         } else {
-            let fail = node.fail as usize * nclasses;
-            dense.extend_from_within(fail..fail + nclasses);
+            passed.clear();
+            let mut f = node.fail;
+            while values[f as usize] & (SPARSE | CHAIN) != 0 {
+                passed.push(f);
+                f = nodes[f as usize].fail;
+            }
+            let from = (values[f as usize] & !OUT) as usize;
+            dense.extend_from_within(from..from + nclasses);
+            for &p in passed.iter().rev() {
+                let p = &nodes[p as usize];
+                for e in &sparse[p.edges.0 as usize..p.edges.1 as usize] {
+                    dense[at + usize::from(class[usize::from(e.byte())])] =
+                        values[e.target() as usize];
+                }
+            }
         }
-        let row = id * nclasses;
         for e in &sparse[node.edges.0 as usize..node.edges.1 as usize] {
-            dense[row + usize::from(class[usize::from(e.byte())])] = values[e.target() as usize];
+            dense[at + usize::from(class[usize::from(e.byte())])] = values[e.target() as usize];
         }
     }
     dense
 }
 
-/// The state value of node `id`: [`CHAIN`] and its number when it has one child, else its row
-/// offset when dense, else [`SPARSE`] and its number; with [`OUT`] when it ends a pattern.
-fn state_value(nodes: &[Node], id: u32, num_dense: u32, nclasses: usize) -> u32 {
-    let node = &nodes[id as usize];
-    // Shallow states stay dense (random text wanders there, and the dense row is the fastest
+/// Whether a state is a chain state: deep enough, with exactly one child.
+fn is_chain(node: &Node) -> bool {
+    node.depth >= CHAIN_DEPTH && node.edges.1 - node.edges.0 == 1
+}
+
+/// The state values: [`CHAIN`] and its number for a chain state, else its row offset when it
+/// has a row, else [`SPARSE`] and its number; with [`OUT`] when it ends a pattern.
+fn state_values(nodes: &[Node], rows: &[u32], nclasses: usize) -> Vec<u32> {
+    let mut values: Vec<u32> = (0..idx(nodes.len())).map(|id| SPARSE | id).collect();
+    // Shallow states have rows (random text wanders there, and the dense row is the fastest
     // step with no branch to mispredict); the start state keeps value 0 (the skip loop takes
     // over when a scan comes back to it).
-    let value = if node.depth >= CHAIN_DEPTH && node.edges.1 - node.edges.0 == 1 {
-        CHAIN | id
-    } else if id < num_dense {
-        id * idx(nclasses)
-    } else {
-        SPARSE | id
-    };
-    if node.out.0 < node.out.1 || node.dict != NONE {
-        value | OUT
-    } else {
-        value
+    for (row, &id) in rows.iter().enumerate() {
+        values[id as usize] = idx(row * nclasses);
     }
+    for (id, node) in nodes.iter().enumerate() {
+        if is_chain(node) {
+            values[id] = CHAIN | idx(id);
+        }
+        if node.out.0 < node.out.1 || node.dict != NONE {
+            values[id] |= OUT;
+        }
+    }
+    values
 }
 
 /// Each state's only child, as `(class, state value)` arrays ([`NO_CHAIN`] where a state has
@@ -381,26 +418,18 @@ fn pairs(patterns: &[Pattern]) -> (Option<Box<[u8]>>, usize) {
 }
 
 impl Automaton {
-    /// Builds the automaton over `patterns` (their order only breaks ties between names).
-    pub(crate) fn build(patterns: &[Pattern]) -> Result<Self, BuildError> {
-        let total: usize = patterns.iter().map(|p| p.bytes.len()).sum();
-        if total > MAX_PATTERN_BYTES {
-            return Err(BuildError::TooLarge {
-                bytes: total,
-                max: MAX_PATTERN_BYTES,
-            });
-        }
+    /// Builds the automaton over `patterns` (their order only breaks ties between names), at
+    /// most [`MAX_PATTERN_BYTES`] in all (checked by the caller).
+    pub(crate) fn build(patterns: &[Pattern]) -> Self {
+        debug_assert!(patterns.iter().map(|p| p.bytes.len()).sum::<usize>() <= MAX_PATTERN_BYTES);
         let (trie, pats, used) = Trie::of(patterns);
         let (mut nodes, mut sparse, outputs) = trie.freeze();
         annotate(&mut nodes, &sparse, &outputs, &pats);
         let (class, nclasses) = byte_classes(&used);
         assert!(nodes.len() < ID as usize, "bounded by MAX_PATTERN_BYTES");
-        let num_dense = nodes.len().min((DENSE_BUDGET / nclasses).max(1));
-        let values: Vec<u32> = (0..idx(nodes.len()))
-            .map(|id| state_value(&nodes, id, idx(num_dense), nclasses))
-            .collect();
-        let dense = dense_table(&nodes, &sparse, &class, nclasses, num_dense, &values);
-        let num_dense = idx(num_dense);
+        let row_owner = dense_rows(&nodes, nclasses);
+        let values = state_values(&nodes, &row_owner, nclasses);
+        let dense = dense_table(&nodes, &sparse, &class, nclasses, &row_owner, &values);
         for e in &mut sparse {
             *e = Edge::new(e.byte(), values[e.target() as usize]);
         }
@@ -408,11 +437,12 @@ impl Automaton {
         let longest = pats.iter().map(|p| p.len as usize).max().unwrap_or(0);
         let shortest = pats.iter().map(|p| p.len as usize).min().unwrap_or(0);
         let (pairs, pair_count) = pairs(patterns);
-        Ok(Self {
+        Self {
             class,
             nclasses,
-            num_dense,
             dense,
+            values,
+            row_owner,
             nodes,
             sparse,
             chain_class,
@@ -423,7 +453,7 @@ impl Automaton {
             shortest,
             pairs,
             pair_count,
-        })
+        }
     }
 
     /// The start state.
@@ -435,7 +465,7 @@ impl Automaton {
     fn node(&self, state: u32) -> u32 {
         let s = state & !OUT;
         if s & (SPARSE | CHAIN) == 0 {
-            s / idx(self.nclasses)
+            self.row_owner[s as usize / self.nclasses]
         } else {
             s & ID
         }
@@ -454,12 +484,16 @@ impl Automaton {
             if self.chain_class[id as usize] == class {
                 return self.chain_next[id as usize];
             }
-            if id < self.num_dense {
-                return self.dense[id as usize * self.nclasses + usize::from(class)];
-            }
+            // The chain's one edge does not match: on to its failure state.
+            id = self.nodes[id as usize].fail;
         }
         let class = usize::from(class);
+        // The root has a row, so the walk ends.
         loop {
+            let value = self.values[id as usize] & !OUT;
+            if value & (SPARSE | CHAIN) == 0 {
+                return self.dense[value as usize + class];
+            }
             let node = &self.nodes[id as usize];
             let (lo, hi) = node.edges;
             if let Some(e) = self.sparse[lo as usize..hi as usize]
@@ -469,9 +503,6 @@ impl Automaton {
                 return e.target();
             }
             id = node.fail;
-            if id < self.num_dense {
-                return self.dense[id as usize * self.nclasses + class];
-            }
         }
     }
 
