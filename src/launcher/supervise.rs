@@ -33,7 +33,7 @@ use super::pty::{Pty, RawMode, copy_window_size};
 use super::pump::{End, Sink, pump};
 use super::signals::{FORWARDED, Signals};
 use crate::core::exit::ChildExit;
-use crate::core::scrub::{MaskStyle, PatternSet, Scrubber};
+use crate::core::scrub::{MaskStyle, PatternSet, PendingSet, Scrubber};
 
 /// How long output is still read after the child exits, for descendants that keep its pipes
 /// open. After that the pumps stop and release what they hold (masked).
@@ -63,8 +63,8 @@ pub struct Plan {
     pub timeout: Option<Duration>,
     /// Between the timeout's `SIGTERM` and its `SIGKILL`.
     pub kill_after: Duration,
-    /// What to mask.
-    pub patterns: PatternSet,
+    /// What to mask: its automata are built while the command starts.
+    pub patterns: PendingSet,
     /// How to mask.
     pub style: MaskStyle,
     /// Where the scrubbed transcript also goes.
@@ -114,8 +114,13 @@ type PumpHandle = JoinHandle<(Scrubber, io::Result<End>)>;
 ///
 /// # Errors
 /// [`LaunchError`]: the command did not start, or the supervisor's own setup failed (in which
-/// case no child is running).
-pub fn supervise(plan: Plan, signals: &Signals) -> Result<Outcome, LaunchError> {
+/// case no child is running). `mark` names each phase as it ends (the launch profile of
+/// `latch -vv run`).
+pub fn supervise(
+    plan: Plan,
+    signals: &Signals,
+    mut mark: impl FnMut(&str),
+) -> Result<Outcome, LaunchError> {
     if plan.subreaper {
         nix::sys::prctl::set_child_subreaper(true).map_err(io_err("become a subreaper"))?;
     }
@@ -153,6 +158,18 @@ pub fn supervise(plan: Plan, signals: &Signals) -> Result<Outcome, LaunchError> 
     let start = Instant::now();
     let pid = started.pid;
     tracing::debug!(pid = pid.as_raw(), mode = ?plan.mode, "child started");
+    mark("start of the command");
+    // The masking automata are built while the command starts: nothing can fail here any more
+    // (`PatternSet::prepare` checked it before the start), and the command's first output
+    // waits in its pipe (or the terminal's buffer) until a pump reads it through them, so no
+    // byte passes unmasked. (Built here rather than on a thread started before the command:
+    // that would gain little on two cores and make the command PID 3 in a container.)
+    let patterns = plan.patterns.build();
+    // Kept until latch exits, then never freed: the automata hold no plaintext (DESIGN §6),
+    // and freeing them would wipe their tables block by block just before the process ends,
+    // which returns the pages to the kernel anyway (the launch profile's drain).
+    std::mem::forget(patterns.clone());
+    mark("masking automaton");
 
     let (stop_rx, stop_tx) = io::pipe().map_err(io_err("create a pipe"))?;
     let (done_rx, done_tx) = io::pipe().map_err(io_err("create a pipe"))?;
@@ -160,10 +177,11 @@ pub fn supervise(plan: Plan, signals: &Signals) -> Result<Outcome, LaunchError> 
         stop: stop_rx,
         done: done_tx,
         log: plan.log.map(|file| Arc::new(Mutex::new(file))),
-        patterns: plan.patterns,
+        patterns,
         style: plan.style,
     };
     let pumps = outputs.start(started, master.as_ref())?;
+    mark("output pumps");
 
     let mut run = Running {
         pid,
@@ -177,9 +195,11 @@ pub fn supervise(plan: Plan, signals: &Signals) -> Result<Outcome, LaunchError> 
     let deadline = plan.timeout.map(|t| (start + t, plan.kill_after));
     let (exit, timed_out) = run.wait(signals, &done_rx, deadline, take_terminal)?;
     let duration = start.elapsed();
+    mark("the command's run");
     drop(stop_tx);
     let masked = collect(pumps);
     drop(raw);
+    mark("drain of its output");
     Ok(Outcome {
         exit,
         timed_out,

@@ -17,7 +17,11 @@ use secrecy::ExposeSecret;
 use zeroize::Zeroizing;
 
 mod dry;
+mod phases;
 mod report;
+
+use self::phases::Phases;
+pub use self::phases::mark_main;
 
 use self::report::{ReportFile, Summary};
 use super::{Error, Global, context};
@@ -28,7 +32,7 @@ use crate::core::exit::{self, ChildExit};
 use crate::core::launch::{self, Source};
 use crate::core::name::{Label, SecretName};
 use crate::core::resolve::Trigger;
-use crate::core::scrub::PatternSet;
+use crate::core::scrub::{PatternSet, PendingSet};
 use crate::core::split::Split;
 use crate::launcher::child::{self, SpawnError, Spec};
 use crate::launcher::files::SecretDir;
@@ -172,6 +176,8 @@ fn startup_notes() {
 /// unreachable, 77 key refused, 78 configuration, 126/127 command not executable / not found.
 #[allow(clippy::needless_pass_by_value)] // the arguments end here
 pub fn launch(args: RunArgs, global: &Global) -> Result<u8, Error> {
+    let mut phases = Phases::start();
+    phases.mark("start and argument parsing");
     let hardened = hygiene::harden();
     // SAFETY: no other thread exists yet (main calls this before building any runtime).
     let env_key = unsafe { hygiene::take_env_var("LATCH_API_KEY") };
@@ -187,6 +193,7 @@ pub fn launch(args: RunArgs, global: &Global) -> Result<u8, Error> {
     let signals = Signals::block(mode == Some(Mode::Pty))
         .map_err(|e| Error::Config(format!("cannot set up signal handling: {e}")))?;
     tracing::debug!(?hardened, ?mode, "launcher starting");
+    phases.mark("hardening and signals");
     startup_notes();
     let log = args.log.as_deref().map(open_log).transpose()?;
     let key = context::api_key(global, env_key)?;
@@ -195,7 +202,9 @@ pub fn launch(args: RunArgs, global: &Global) -> Result<u8, Error> {
     }
     let report_file = args.report.as_deref().map(ReportFile::create).transpose()?;
     let started = std::time::Instant::now();
+    phases.mark("key and files");
     let resolved = resolve(&args, global, &key, &signals)?;
+    phases.mark("resolve request");
     let run_id = resolved.run_id.clone();
     let finish_key = split(&key)?;
     drop(key);
@@ -224,6 +233,7 @@ pub fn launch(args: RunArgs, global: &Global) -> Result<u8, Error> {
         }
     };
     hygiene::wipe_stack();
+    phases.mark("plan (environment, masking patterns)");
     // The last moment a stop request can still prevent the start (the files go as `files`
     // drops).
     if let Some(signal) = stop_requested(&signals)? {
@@ -236,6 +246,7 @@ pub fn launch(args: RunArgs, global: &Global) -> Result<u8, Error> {
         // --no-scrub: become the command. Returns only if it could not start.
         return Err(Error::Launch(LaunchError::Spawn(child::exec(spec))));
     };
+    let patterns = patterns.unwrap_or_else(empty_patterns);
     let result = supervise::supervise(
         supervise::Plan {
             spec,
@@ -244,15 +255,17 @@ pub fn launch(args: RunArgs, global: &Global) -> Result<u8, Error> {
             subreaper: args.subreaper,
             timeout: args.timeout,
             kill_after: args.kill_after,
-            patterns: patterns.unwrap_or_else(empty_patterns),
+            patterns,
             style: args.mask_style.into(),
             log,
         },
         &signals,
+        |name| phases.mark(name),
     );
     drop(files);
     let ended = ended(&result);
     finish(ended.clone());
+    phases.mark("end report");
     if let Some(file) = report_file {
         let duration = result.as_ref().map_or(started.elapsed(), |o| o.duration);
         file.commit(&summary.report(&run_id, &ended, duration))?;
@@ -396,7 +409,7 @@ fn plan(
     resolved: &Resolved,
     scrub: bool,
     signals: &Signals,
-) -> Result<(Spec, Option<PatternSet>, Option<SecretDir>), Error> {
+) -> Result<(Spec, Option<PendingSet>, Option<SecretDir>), Error> {
     let names = resolved
         .secrets
         .iter()
@@ -427,7 +440,7 @@ fn plan(
     }
     let value = |i: usize| resolved.secrets[i].value.expose_secret().as_bytes();
     let patterns = if scrub {
-        let set = PatternSet::build(
+        let set = PatternSet::prepare(
             resolved
                 .secrets
                 .iter()
@@ -495,8 +508,9 @@ fn plan(
     ))
 }
 
-fn empty_patterns() -> PatternSet {
-    PatternSet::build(std::iter::empty()).unwrap_or_else(|_| unreachable!("an empty set builds"))
+fn empty_patterns() -> PendingSet {
+    PatternSet::prepare(std::iter::empty())
+        .unwrap_or_else(|_| unreachable!("an empty set is not too large"))
 }
 
 /// `--log FILE`: appended to, created 0600.

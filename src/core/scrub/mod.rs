@@ -69,14 +69,69 @@ impl fmt::Debug for PatternSet {
     }
 }
 
+/// A pattern set whose patterns are derived and checked but whose automata are not built yet
+/// ([`PatternSet::prepare`]). Its derived patterns live in zeroizing buffers, wiped when it is
+/// built or dropped.
+pub struct PendingSet {
+    patterns: Vec<Pattern>,
+    names: Vec<String>,
+    unmasked: Vec<String>,
+}
+
+impl fmt::Debug for PendingSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingSet")
+            .field("secrets", &self.names)
+            .field("unmasked", &self.unmasked)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PendingSet {
+    /// Names of the secrets too short to mask (under 4 bytes): the launcher warns about each.
+    #[must_use]
+    pub fn unmasked(&self) -> &[String] {
+        &self.unmasked
+    }
+
+    /// Builds the automata: the plain patterns over the raw stream, the wrappable base64 and
+    /// hex forms over its projection. The automata keep transitions, not plaintext.
+    #[must_use]
+    pub fn build(self) -> PatternSet {
+        let (wrappable, plain): (Vec<Pattern>, Vec<Pattern>) =
+            self.patterns.into_iter().partition(|p| p.wrap);
+        let automaton = Automaton::build(&plain);
+        let wrapped = (!wrappable.is_empty()).then(|| Arc::new(Automaton::build(&wrappable)));
+        drop((plain, wrappable));
+        PatternSet {
+            automaton: Arc::new(automaton),
+            wrapped,
+            names: self.names.into(),
+            unmasked: self.unmasked,
+        }
+    }
+}
+
 impl PatternSet {
-    /// Builds the pattern set of `secrets` (name, value). The derived patterns live in
-    /// zeroizing buffers that are wiped when this returns; the automaton keeps transitions,
-    /// not plaintext.
+    /// Builds the pattern set of `secrets` (name, value): [`PatternSet::prepare`], then
+    /// [`PendingSet::build`].
     ///
     /// # Errors
     /// [`BuildError`] if the patterns are too large; the caller must then fail closed.
     pub fn build<'a, I>(secrets: I) -> Result<Self, BuildError>
+    where
+        I: IntoIterator<Item = (&'a str, &'a [u8])>,
+    {
+        Self::prepare(secrets).map(PendingSet::build)
+    }
+
+    /// Derives the patterns of `secrets` (name, value) and checks their size: everything that
+    /// can fail. Building the automata ([`PendingSet::build`]) cannot, so the launcher builds
+    /// them while the command starts, knowing already that masking will work.
+    ///
+    /// # Errors
+    /// [`BuildError`] if the patterns are too large; the caller must then fail closed.
+    pub fn prepare<'a, I>(secrets: I) -> Result<PendingSet, BuildError>
     where
         I: IntoIterator<Item = (&'a str, &'a [u8])>,
     {
@@ -94,19 +149,16 @@ impl PatternSet {
             }
             patterns::patterns_of(index, value, &mut patterns);
         }
-        let (wrappable, plain): (Vec<Pattern>, Vec<Pattern>) =
-            patterns.into_iter().partition(|p| p.wrap);
-        let automaton = Automaton::build(&plain)?;
-        let wrapped = if wrappable.is_empty() {
-            None
-        } else {
-            Some(Arc::new(Automaton::build(&wrappable)?))
-        };
-        drop((plain, wrappable));
-        Ok(Self {
-            automaton: Arc::new(automaton),
-            wrapped,
-            names: names.into(),
+        let total: usize = patterns.iter().map(|p| p.bytes.len()).sum();
+        if total > automaton::MAX_PATTERN_BYTES {
+            return Err(BuildError::TooLarge {
+                bytes: total,
+                max: automaton::MAX_PATTERN_BYTES,
+            });
+        }
+        Ok(PendingSet {
+            patterns,
+            names,
             unmasked,
         })
     }
