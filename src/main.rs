@@ -12,6 +12,7 @@ use tracing_subscriber::EnvFilter;
 static ALLOCATOR: latch::launcher::alloc::Wiping = latch::launcher::alloc::Wiping;
 
 fn main() -> ExitCode {
+    cli::mark_main();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return ExitCode::from(cli::messages::clap_error(&e)),

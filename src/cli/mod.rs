@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 pub use error::Error;
-pub use run::launch;
+pub use run::{launch, mark_main};
 
 /// latch runs AI agents and any command with exactly the credentials each run is entitled to,
 /// and masks those credentials in the command's output as it streams.
