@@ -82,46 +82,6 @@ macro_rules! sql_store {
         }
 
         /// Stores a decision's shared record, unless it is stored already.
-        async fn insert_decision<'c>(
-            conn: impl sqlx::Executor<'c, Database = $db>,
-            shared: &SharedRecord,
-        ) -> Result<(), StoreError> {
-            sqlx::query($sql(format!(
-                "INSERT INTO run_decisions ({SHARED_COLUMNS}) VALUES (?, ?) ON CONFLICT DO NOTHING"
-            )))
-            .bind(shared.digest.as_slice())
-            .bind(&shared.json)
-            .execute(conn)
-            .await?;
-            Ok(())
-        }
-
-        /// Writes one run record, referring to the shared record `decision` (the digest of one
-        /// stored already or in the same transaction), and its audit event.
-        async fn record_run(
-            conn: &mut <$db as sqlx::Database>::Connection,
-            team: i64,
-            plan: &RunPlan,
-            decision: &[u8; 32],
-        ) -> Result<(), StoreError> {
-            sqlx::query($sql(format!(
-                "INSERT INTO runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            )))
-            .bind(&plan.id)
-            .bind(team)
-            .bind(&plan.key_id)
-            .bind(plan.user.map(|u| u.0))
-            .bind(plan.identity.as_ref().map(Label::as_str))
-            .bind(plan.environment.as_ref().map(Label::as_str))
-            .bind(&plan.record)
-            .bind(decision.as_slice())
-            .bind(plan.status)
-            .bind(plan.started_at)
-            .execute(&mut *conn)
-            .await?;
-            insert_audit(conn, &plan.audit).await
-        }
-
         /// A team must keep at least one owner: a change that leaves none is refused (and rolled back
         /// with the transaction).
         async fn refuse_ownerless(

@@ -114,6 +114,64 @@ pub(crate) async fn run_all(store: &dyn Store) {
     secret_revisions(store, owner).await;
 }
 
+/// DESIGN §2 rule 7 with group commit, for an engine's run records (`store::writer`): a batch
+/// is written whole or not at all, and written record by record after a failure, a record that
+/// cannot be written (here a run id used already) fails alone — its values may not leave —
+/// while the others are durable and readable, each with its audit event.
+pub(super) async fn a_bad_run_record_fails_alone_in_its_batch(
+    store: &dyn Store,
+    records: &impl super::writer::RunRecords,
+) {
+    use super::writer::RunJob;
+    bootstrap(store).await;
+    let first = store
+        .resolve_run(
+            TEAM,
+            ask("batch-taken", None, b"batched", Box::new(|_| decided(&[]))),
+        )
+        .await
+        .expect("resolves");
+    first.durable.wait().await.expect("durable");
+    let jobs = |ids: &[&str]| -> Vec<RunJob> {
+        ids.iter()
+            .map(|id| RunJob::new(TEAM, Arc::new(plan(id, None)), Arc::clone(&first.decision)))
+            .collect()
+    };
+    let newest = || async { store.audit(TEAM, &aq(1)).await.expect("reads")[0].id };
+    let found = |id: &'static str| async move { store.run(TEAM, id).await.expect("reads") };
+
+    let before = newest().await;
+    let batch = jobs(&["batch-a", "batch-taken", "batch-b"]);
+    assert!(
+        records.together(&batch).await.is_err(),
+        "the batch fails as a whole"
+    );
+    assert!(
+        found("batch-a").await.is_none(),
+        "nothing of a failed batch is written"
+    );
+    assert_eq!(newest().await, before, "nor any of its audit events");
+
+    let results = records.each(&batch).await;
+    assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+    assert!(results[1].is_err(), "the bad record fails alone");
+    for id in ["batch-a", "batch-b"] {
+        let run = found(id).await.expect("found");
+        assert_eq!(run.record["trigger"], "cli", "{id}: whole record");
+    }
+    let events = store.audit(TEAM, &aq(3)).await.expect("reads");
+    assert!(
+        events[..2].iter().all(|e| e.event.action == "run.start") && events[2].id == before,
+        "the two good runs' audit events are written with them, the bad one's is not"
+    );
+
+    records
+        .together(&jobs(&["batch-c", "batch-d"]))
+        .await
+        .expect("a good batch commits");
+    assert!(found("batch-c").await.is_some() && found("batch-d").await.is_some());
+}
+
 /// DESIGN §9, §10: the audit log pages newest first with a cursor (each event once), filters by
 /// action prefix, actor (or the creator a team key acted for), outcome and time, keeps who,
 /// with what capability and from where, and shows events of no team to every team.

@@ -11,6 +11,7 @@ mod common;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
+mod writer;
 
 #[cfg(test)]
 pub(crate) mod contract;
@@ -647,17 +648,12 @@ pub struct PendingRun {
 /// instead of waiting for it.
 #[derive(Debug)]
 #[must_use = "no value may leave before the run's record is durable"]
-pub struct Durable(Option<tokio::sync::oneshot::Receiver<Result<(), StoreError>>>);
+pub struct Durable(tokio::sync::oneshot::Receiver<Result<(), StoreError>>);
 
 impl Durable {
-    /// Already durable (committed before the store answered).
-    fn done() -> Self {
-        Self(None)
-    }
-
-    /// Durable when the writer answers on `reply`.
+    /// Durable when the run writer answers on `reply`.
     fn after(reply: tokio::sync::oneshot::Receiver<Result<(), StoreError>>) -> Self {
-        Self(Some(reply))
+        Self(reply)
     }
 
     /// Waits until the record is durable.
@@ -665,12 +661,9 @@ impl Durable {
     /// # Errors
     /// [`StoreError`] if it was not written; the run's values must then not be sent.
     pub async fn wait(self) -> Result<(), StoreError> {
-        match self.0 {
-            None => Ok(()),
-            Some(reply) => reply
-                .await
-                .map_err(|_| StoreError::Corrupt("the run writer stopped".into()))?,
-        }
+        self.0
+            .await
+            .map_err(|_| StoreError::Corrupt("the run writer stopped".into()))?
     }
 }
 

@@ -7,8 +7,11 @@
 //! - **Writes** that read before they write (the last-owner rule, bootstrap, optimistic secret
 //!   updates) take one transaction-scoped advisory lock, so they are serialized across replicas
 //!   just as SQLite's single writer serializes them.
-//! - **Resolution** reads its snapshot and writes the run record and audit event in one
-//!   `REPEATABLE READ` transaction; no value is returned unless it commits (fail closed).
+//! - **Resolution** reads its snapshot (one `SELECT` of the generation when the team's data is
+//!   kept, else a `REPEATABLE READ` read-only transaction), then hands the run record and audit
+//!   event to the run writer (`store::writer`), which commits the records of concurrent
+//!   resolves together: one statement, so one transaction and one WAL flush a batch. No value
+//!   is returned before its record commits (fail closed).
 //! - **What is kept in memory is checked in the database**: every configuration write
 //!   increments the `generation` row in its own transaction, and a resolve reads that row in
 //!   its snapshot before it uses the team's secrets kept from an earlier request
@@ -34,10 +37,11 @@ use super::rows::{
     member_row, named_list, names_json, parse_names, role, run_row, scope, scope_text, secret_name,
     secret_row, u32_of,
 };
+use super::writer::{RunJob, RunRecords, RunWriter};
 use super::{
     AuditEvent, AuditFor, AuditQuery, AuditRow, AuthKey, Bootstrap, DryRun, Durable, Existing,
     KeyRef, KeyRow, ListChange, ListDeleted, ListKind, MemberRow, Millis, NamedList, NewKey,
-    NewSecret, PendingRun, Refused, Removed, RunAsk, RunPlan, RunQuery, RunRow, Sealed, SecretRow,
+    NewSecret, PendingRun, Refused, Removed, RunAsk, RunQuery, RunRow, Sealed, SecretRow,
     SecretUpdate, SharedRecord, Store, StoreError, TeamRow,
 };
 use crate::core::apikey::KeyId;
@@ -72,6 +76,7 @@ impl Default for PoolSettings {
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    runs: RunWriter,
     teams: std::sync::Arc<Teams>,
     metrics: super::StoreMetrics,
 }
@@ -88,10 +93,12 @@ impl PgStore {
             .connect(url)
             .await?;
         MIGRATOR.run(&pool).await.map_err(StoreError::Migrate)?;
+        let metrics = super::StoreMetrics::default();
         Ok(Self {
+            runs: RunWriter::start(Records(pool.clone()), metrics.clone()),
             pool,
             teams: std::sync::Arc::default(),
-            metrics: super::StoreMetrics::default(),
+            metrics,
         })
     }
 
@@ -114,6 +121,31 @@ impl PgStore {
         let data = std::sync::Arc::new(read_team(tx, team).await?);
         self.teams
             .put(team, generation, std::sync::Arc::clone(&data));
+        Ok(data)
+    }
+
+    /// The team's snapshot now: kept from an earlier request while the generation (one
+    /// `SELECT`) is the one it was kept at, else read with the generation in one `REPEATABLE
+    /// READ` snapshot.
+    async fn team_data_now(
+        &self,
+        team: i64,
+    ) -> Result<std::sync::Arc<super::cache::TeamData>, StoreError> {
+        let generation: i64 = sqlx::query("SELECT n FROM generation WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
+        if let Ok(generation) = u64::try_from(generation)
+            && let Some(data) = self.teams.get(&team, generation)
+        {
+            return Ok(data);
+        }
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await?;
+        let data = self.team_data(&mut tx, team).await?;
+        tx.commit().await?;
         Ok(data)
     }
 
@@ -149,41 +181,23 @@ super::common::sql_store! {
     sql: sql,
     specific: {
     async fn resolve_run(&self, team: i64, ask: RunAsk) -> Result<PendingRun, StoreError> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ")
-            .await?;
-        let data = self.team_data(&mut tx, team).await?;
+        let data = self.team_data_now(team).await?;
         let decision = data.decide(ask.user, ask.environment.as_ref(), ask.inputs, ask.decide)?;
         let plan = std::sync::Arc::new((ask.start)(&decision));
-        // The shared record, once per decision kept by this process. Another replica may
-        // have committed the same record after this transaction's snapshot began: the insert
-        // then fails to serialize, and that failure says the record is stored.
-        let store_decision = !decision.stored.load(Ordering::Acquire);
-        if store_decision {
-            sqlx::query("SAVEPOINT decision").execute(&mut *tx).await?;
-            let end = match insert_decision(&mut *tx, &decision.record).await {
-                Ok(()) => "RELEASE SAVEPOINT decision",
-                Err(StoreError::Database(sqlx::Error::Database(e)))
-                    if e.code().as_deref() == Some(SERIALIZATION_FAILURE) =>
-                {
-                    "ROLLBACK TO SAVEPOINT decision"
-                }
-                Err(e) => return Err(e),
-            };
-            sqlx::query(end).execute(&mut *tx).await?;
-        }
-        record_run(&mut tx, team, &plan, &decision.record.digest).await?;
-        tx.commit().await?;
-        // One record per commit here (no group commit).
-        self.metrics.batch_sizes.observe(1.0);
-        if store_decision {
-            decision.stored.store(true, Ordering::Release);
-        }
+        // The record: durable before any value leaves (group-committed by the run writer,
+        // which answers once the batch is committed).
+        let durable = self
+            .runs
+            .queue(
+                team,
+                std::sync::Arc::clone(&plan),
+                std::sync::Arc::clone(&decision),
+            )
+            .await?;
         Ok(PendingRun {
             plan,
             decision,
-            durable: Durable::done(),
+            durable: Durable::after(durable),
         })
     }
 
@@ -242,15 +256,141 @@ super::common::sql_store! {
     }
 }
 
+/// PostgreSQL's run records (`store::writer`): a batch is one statement, whose data-modifying
+/// `WITH` clauses insert the shared records not stored yet (`ON CONFLICT DO NOTHING`: another
+/// replica may have stored the same one), the runs and their audit events from arrays (one
+/// statement shape whatever the batch's size, so it stays prepared). One statement is one
+/// transaction: all of the batch commits, or none of it.
+struct Records(PgPool);
+
+/// The batch statement: `UNNEST` turns the bound arrays, one per column in the order of the
+/// column lists, into rows.
+static WRITE_RUNS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH shared AS (
+            INSERT INTO run_decisions ({SHARED_COLUMNS})
+            SELECT * FROM UNNEST($1::bytea[], $2::text[])
+            ON CONFLICT DO NOTHING
+        ), runs AS (
+            INSERT INTO runs ({RUN_COLUMNS})
+            SELECT * FROM UNNEST($3::text[], $4::int8[], $5::text[], $6::int8[], $7::text[],
+                                 $8::text[], $9::text[], $10::bytea[], $11::text[], $12::int8[])
+        )
+        INSERT INTO audit ({AUDIT_COLUMNS})
+        SELECT * FROM UNNEST($13::int8[], $14::int8[], $15::int8[], $16::text[], $17::text[],
+                             $18::text[], $19::text[], $20::text[], $21::text[], $22::text[],
+                             $23::text[], $24::text[], $25::text[])"
+    )
+});
+
+impl RunRecords for Records {
+    async fn together(&self, jobs: &[RunJob]) -> Result<(), StoreError> {
+        write_runs(&self.0, jobs).await
+    }
+
+    async fn each(&self, jobs: &[RunJob]) -> Vec<Result<(), StoreError>> {
+        let mut results = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            results.push(write_runs(&self.0, std::slice::from_ref(job)).await);
+        }
+        results
+    }
+}
+
+/// Writes `jobs` with [`struct@WRITE_RUNS`]; marks their shared records stored once it commits.
+async fn write_runs(pool: &PgPool, jobs: &[RunJob]) -> Result<(), StoreError> {
+    let mut shared: Vec<&SharedRecord> = Vec::new();
+    for job in jobs {
+        let record = &job.shared.record;
+        if !job.shared.stored.load(Ordering::Acquire)
+            && !shared.iter().any(|s| s.digest == record.digest)
+        {
+            shared.push(record);
+        }
+    }
+    let plans = || jobs.iter().map(|j| &*j.plan);
+    let audits = || jobs.iter().map(|j| &j.plan.audit);
+    sqlx::query(sqlx::AssertSqlSafe(WRITE_RUNS.as_str()))
+        .bind(
+            shared
+                .iter()
+                .map(|s| s.digest.as_slice())
+                .collect::<Vec<_>>(),
+        )
+        .bind(shared.iter().map(|s| s.json.as_str()).collect::<Vec<_>>())
+        .bind(plans().map(|p| p.id.as_str()).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.team).collect::<Vec<_>>())
+        .bind(plans().map(|p| p.key_id.as_str()).collect::<Vec<_>>())
+        .bind(plans().map(|p| p.user.map(|u| u.0)).collect::<Vec<_>>())
+        .bind(
+            plans()
+                .map(|p| p.identity.as_ref().map(Label::as_str))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            plans()
+                .map(|p| p.environment.as_ref().map(Label::as_str))
+                .collect::<Vec<_>>(),
+        )
+        .bind(plans().map(|p| p.record.as_str()).collect::<Vec<_>>())
+        .bind(
+            jobs.iter()
+                .map(|j| j.shared.record.digest.as_slice())
+                .collect::<Vec<_>>(),
+        )
+        .bind(plans().map(|p| p.status).collect::<Vec<_>>())
+        .bind(plans().map(|p| p.started_at).collect::<Vec<_>>())
+        .bind(audits().map(|e| e.team).collect::<Vec<_>>())
+        .bind(audits().map(|e| e.at).collect::<Vec<_>>())
+        .bind(
+            audits()
+                .map(|e| e.actor.user.map(|u| u.0))
+                .collect::<Vec<_>>(),
+        )
+        .bind(audits().map(|e| e.actor.key.as_deref()).collect::<Vec<_>>())
+        .bind(
+            audits()
+                .map(|e| e.actor.name.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            audits()
+                .map(|e| e.actor.on_behalf_of.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            audits()
+                .map(|e| e.actor.capability.map(Capability::as_str))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            audits()
+                .map(|e| e.actor.client.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            audits()
+                .map(|e| e.actor.user_agent.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(audits().map(|e| e.action.as_str()).collect::<Vec<_>>())
+        .bind(audits().map(|e| e.target.as_str()).collect::<Vec<_>>())
+        .bind(audits().map(|e| e.outcome.as_str()).collect::<Vec<_>>())
+        .bind(audits().map(|e| e.detail.as_str()).collect::<Vec<_>>())
+        .execute(pool)
+        .await?;
+    for job in jobs {
+        job.shared.stored.store(true, Ordering::Release);
+    }
+    Ok(())
+}
+
 /// PostgreSQL numbers its placeholders.
 fn sql(
     text: impl Into<std::borrow::Cow<'static, str>>,
 ) -> sqlx::AssertSqlSafe<std::borrow::Cow<'static, str>> {
     sqlx::AssertSqlSafe(super::common::numbered(&text.into()).into())
 }
-
-/// SQLSTATE `serialization_failure`.
-const SERIALIZATION_FAILURE: &str = "40001";
 
 /// Windows of failed authentications older than this are deleted as new ones are counted.
 const AUTH_FAILURES_KEPT_MS: Millis = 10 * 60 * 1000;
@@ -301,6 +441,18 @@ mod tests {
             .await
             .expect("connects");
         super::super::contract::run_all(&store).await;
+    }
+
+    #[tokio::test]
+    async fn a_bad_run_record_fails_alone_in_its_batch() {
+        let Some(url) = test_database().await else {
+            return;
+        };
+        let store = PgStore::connect(&url, PoolSettings::default())
+            .await
+            .expect("connects");
+        let records = Records(store.pool.clone());
+        super::super::contract::a_bad_run_record_fails_alone_in_its_batch(&store, &records).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,7 +28,6 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
-use tokio::sync::{mpsc, oneshot};
 
 use super::cache::{Generational, Teams};
 use super::common::Write;
@@ -38,6 +37,7 @@ use super::rows::{
     member_row, named_list, names_json, parse_names, role, run_row, scope, scope_text, secret_name,
     secret_row, u32_of,
 };
+use super::writer::{RunJob, RunRecords, RunWriter};
 use super::{
     AuditEvent, AuditFor, AuditQuery, AuditRow, AuthKey, Bootstrap, Decision, DryRun, Durable,
     Existing, KeyRef, KeyRow, ListChange, ListDeleted, ListKind, MemberRow, Millis, NamedList,
@@ -55,7 +55,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    runs: mpsc::Sender<RunJob>,
+    runs: RunWriter,
     kept: Arc<Kept>,
     metrics: super::StoreMetrics,
 }
@@ -71,26 +71,6 @@ struct Kept {
     keys: Generational<KeyId, AuthKey>,
     /// The exclusive lock on `<file>.lock`, held while any handle to the store lives.
     _owner: Flock<File>,
-}
-
-/// Most resolutions committed together by the run writer.
-const MAX_BATCH: usize = 128;
-
-/// A run record waiting for the run writer.
-struct RunJob {
-    team: i64,
-    plan: Arc<RunPlan>,
-    /// The decision whose shared record the run refers to.
-    shared: Arc<Decision>,
-    reply: oneshot::Sender<Result<(), StoreError>>,
-}
-
-impl std::fmt::Debug for RunJob {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunJob")
-            .field("team", &self.team)
-            .finish_non_exhaustive()
-    }
 }
 
 impl SqliteStore {
@@ -112,9 +92,8 @@ impl SqliteStore {
             .max_connections(8)
             .connect_with(options)
             .await?;
-        let (runs, queue) = mpsc::channel(1024);
         let metrics = super::StoreMetrics::default();
-        tokio::spawn(run_writer(pool.clone(), queue, metrics.clone()));
+        let runs = RunWriter::start(Records(pool.clone()), metrics.clone());
         let kept = Arc::new(Kept {
             generation: Arc::new(AtomicU64::new(0)),
             touches: Arc::new(AtomicU64::new(0)),
@@ -235,17 +214,11 @@ super::common::sql_store! {
         let decision = data.decide(ask.user, ask.environment.as_ref(), ask.inputs, ask.decide)?;
         let plan = Arc::new((ask.start)(&decision));
         // The record: durable before any value leaves (group-committed by the run writer, which
-        // answers on `reply` once the batch is committed).
-        let (reply, durable) = oneshot::channel();
-        self.runs
-            .send(RunJob {
-                team,
-                plan: Arc::clone(&plan),
-                shared: Arc::clone(&decision),
-                reply,
-            })
-            .await
-            .map_err(|_| StoreError::Corrupt("the run writer stopped".into()))?;
+        // answers once the batch is committed).
+        let durable = self
+            .runs
+            .queue(team, Arc::clone(&plan), Arc::clone(&decision))
+            .await?;
         Ok(PendingRun {
             plan,
             decision,
@@ -281,6 +254,47 @@ super::common::sql_store! {
     }
 }
 
+/// Stores a decision's shared record unless it is stored already.
+async fn insert_decision<'c>(
+    conn: impl sqlx::Executor<'c, Database = Sqlite>,
+    shared: &SharedRecord,
+) -> Result<(), StoreError> {
+    sqlx::query(sql(format!(
+        "INSERT INTO run_decisions ({SHARED_COLUMNS}) VALUES (?, ?) ON CONFLICT DO NOTHING"
+    )))
+    .bind(shared.digest.as_slice())
+    .bind(&shared.json)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Writes one run record, referring to the shared record `decision` (the digest of one
+/// stored already or in the same transaction), and its audit event.
+async fn record_run(
+    conn: &mut <Sqlite as sqlx::Database>::Connection,
+    team: i64,
+    plan: &RunPlan,
+    decision: &[u8; 32],
+) -> Result<(), StoreError> {
+    sqlx::query(sql(format!(
+        "INSERT INTO runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )))
+    .bind(&plan.id)
+    .bind(team)
+    .bind(&plan.key_id)
+    .bind(plan.user.map(|u| u.0))
+    .bind(plan.identity.as_ref().map(Label::as_str))
+    .bind(plan.environment.as_ref().map(Label::as_str))
+    .bind(&plan.record)
+    .bind(decision.as_slice())
+    .bind(plan.status)
+    .bind(plan.started_at)
+    .execute(&mut *conn)
+    .await?;
+    insert_audit(conn, &plan.audit).await
+}
+
 /// SQLite takes the shared queries as written.
 fn sql(
     text: impl Into<std::borrow::Cow<'static, str>>,
@@ -288,32 +302,18 @@ fn sql(
     sqlx::AssertSqlSafe(text.into())
 }
 
-/// The run writer: group commit for run records. It takes every record waiting (up to
-/// [`MAX_BATCH`]) and writes them all, with their shared records and audit events, in one
-/// `BEGIN IMMEDIATE` transaction of three multi-row inserts sent as one statement list, commits
-/// once, and only then answers: one fsync and one exchange with the database cover the batch,
-/// and a run's values leave only once its record is durable. If the batch fails, each record is
-/// written again in its own savepoint, so one bad record fails alone; if a commit fails, every
-/// job of it gets the error (fail closed).
-async fn run_writer(
-    pool: SqlitePool,
-    mut queue: mpsc::Receiver<RunJob>,
-    metrics: super::StoreMetrics,
-) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        #[allow(clippy::cast_precision_loss, reason = "at most MAX_BATCH")]
-        metrics.batch_sizes.observe(batch.len() as f64);
-        let results = match write_together(&pool, &batch).await {
-            Ok(()) => batch.iter().map(|_| Ok(())).collect(),
-            Err(e) => {
-                tracing::debug!(error = %e, runs = batch.len(), "a batch of run records failed; writing each alone");
-                write_each(&pool, &batch).await
-            }
-        };
-        for (job, result) in batch.drain(..).zip(results) {
-            let _ = job.reply.send(result);
-        }
+/// SQLite's run records (`store::writer`): a batch is one `BEGIN IMMEDIATE` transaction of three
+/// multi-row inserts sent as one statement list; one record that fails is written again in its
+/// own savepoint.
+struct Records(SqlitePool);
+
+impl RunRecords for Records {
+    async fn together(&self, jobs: &[RunJob]) -> Result<(), StoreError> {
+        write_together(&self.0, jobs).await
+    }
+
+    async fn each(&self, jobs: &[RunJob]) -> Vec<Result<(), StoreError>> {
+        write_each(&self.0, jobs).await
     }
 }
 
@@ -446,6 +446,13 @@ mod tests {
     async fn contract_suite_passes_on_sqlite() {
         let (store, _dir) = store().await;
         super::super::contract::run_all(&store).await;
+    }
+
+    #[tokio::test]
+    async fn a_bad_run_record_fails_alone_in_its_batch() {
+        let (store, _dir) = store().await;
+        let records = Records(store.pool.clone());
+        super::super::contract::a_bad_run_record_fails_alone_in_its_batch(&store, &records).await;
     }
 
     #[tokio::test]
