@@ -847,6 +847,70 @@ async fn a_scan_of_the_launchers_memory_finds_no_key_and_no_value() {
     }
 }
 
+/// The mappings of `pid` (from `/proc/<pid>/smaps`) that are writable and backed by no file,
+/// each with whether it is locked (`lo` among its `VmFlags`).
+fn anonymous_writable_locked(pid: i32) -> Vec<(String, bool)> {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).expect("smaps");
+    let mut found = Vec::new();
+    let mut mapping: Option<String> = None;
+    for line in smaps.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields
+            .first()
+            .is_some_and(|f| f.contains('-') && !f.ends_with(':'))
+        {
+            let anonymous_writable = fields.get(1).is_some_and(|p| p.as_bytes()[1] == b'w')
+                && fields.get(4) == Some(&"0");
+            mapping = anonymous_writable.then(|| line.to_owned());
+        } else if let Some(flags) = line.strip_prefix("VmFlags:")
+            && let Some(m) = mapping.take()
+        {
+            found.push((m, flags.split_whitespace().any(|f| f == "lo")));
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_launchers_heap_and_stacks_are_locked_and_the_commands_memory_is_not() {
+    let p = platform().await;
+    let mut command = latch_run(
+        &p,
+        &[
+            "--",
+            "sh",
+            "-c",
+            "echo ready $$; i=0; while [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done",
+        ],
+    );
+    tokio::task::spawn_blocking(move || {
+        let (child, _out, line) = start_until(&mut command, Stdio::null(), "ready");
+        // Every mapping where a value can be (heap, allocator arenas, thread stacks: writable,
+        // no file behind it) is locked against swap; latch runs as root here, so also those
+        // made after it started (the pumps' stacks, the heap's growth).
+        let latch = anonymous_writable_locked(child.pid().as_raw());
+        assert!(latch.len() >= 3, "heap, stacks: {latch:#?}");
+        let unlocked: Vec<_> = latch.iter().filter(|(_, locked)| !locked).collect();
+        assert!(unlocked.is_empty(), "not locked: {unlocked:#?}");
+        // Locks are not inherited: the command's memory is its own business.
+        let pid: i32 = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .and_then(|s| s.parse().ok())
+            .expect("child pid");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        assert!(
+            status
+                .lines()
+                .any(|l| l.split_whitespace().eq(["VmLck:", "0", "kB"])),
+            "{status}"
+        );
+    })
+    .await
+    .expect("joins");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_memory_scan_finds_a_value_that_is_there() {
     // The scan itself is checked against a process that does hold the values: the child
