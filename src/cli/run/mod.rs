@@ -385,11 +385,15 @@ pub(super) fn post_runs<T: serde::de::DeserializeOwned>(
     request: &ResolveRun,
 ) -> Result<T, Error> {
     with_signal_watch(signals, async {
+        let mut parts = Phases::now();
         let client = context::client_with_key(global, key)?;
-        client
+        parts.mark("resolve: client set-up");
+        let answer = client
             .call::<T, _>(Method::POST, "v1/runs", Some(request))
             .await
-            .map_err(Error::from)
+            .map_err(Error::from);
+        parts.mark("resolve: request and answer");
+        answer
     })
 }
 
@@ -564,14 +568,19 @@ fn report_end(
     };
     // A stop request while the platform is slow ends the wait, not the exit status.
     let sent = with_signal_watch(signals, async {
-        context::client_with_key(global, key)?
+        let mut parts = Phases::now();
+        let client = context::client_with_key(global, key)?;
+        parts.mark("end report: client set-up");
+        let answer = client
             .call::<RunInfo, _>(
                 Method::POST,
                 &format!("v1/runs/{run_id}/finish"),
                 Some(&finish),
             )
             .await
-            .map_err(Error::from)
+            .map_err(Error::from);
+        parts.mark("end report: request and answer");
+        answer
     });
     match sent {
         Ok(_) => {}

@@ -27,6 +27,13 @@ impl Phases {
         Self { last }
     }
 
+    /// Starts timing now (the parts of one phase); off unless debug logging is on.
+    pub(super) fn now() -> Self {
+        Self {
+            last: tracing::enabled!(tracing::Level::DEBUG).then(Instant::now),
+        }
+    }
+
     /// Logs the time since the previous mark as the phase `name`.
     pub(super) fn mark(&mut self, name: &str) {
         if let Some(last) = self.last {
