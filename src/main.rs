@@ -3,7 +3,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use latch::cli::{self, Cli, Command};
 use tracing_subscriber::EnvFilter;
 
@@ -13,7 +12,7 @@ static ALLOCATOR: latch::launcher::alloc::Wiping = latch::launcher::alloc::Wipin
 
 fn main() -> ExitCode {
     cli::mark_main();
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::parse_args() {
         Ok(cli) => cli,
         Err(e) => return ExitCode::from(cli::messages::clap_error(&e)),
     };
