@@ -133,9 +133,8 @@ impl Cli {
         let mut args = std::env::args_os().skip(1);
         match (args.next(), args.next()) {
             (Some(only), None) if only == "--version" || only == "-V" => {
-                if let Err(shown) = VersionOnly::try_parse() {
-                    return Err(shown);
-                }
+                // Always an error: the one that prints the version.
+                VersionOnly::try_parse()?;
             }
             (Some(first), _) if first == "run" => {
                 return RunOnly::try_parse().map(|line| {
