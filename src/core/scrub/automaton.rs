@@ -20,9 +20,7 @@
 //! No pattern is stored contiguously: dense rows hold only state numbers, and sparse edges
 //! interleave one byte with a four-byte target.
 
-use std::collections::VecDeque;
-
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::patterns::Pattern;
 
@@ -138,17 +136,62 @@ pub(crate) struct Automaton {
     pair_count: usize,
 }
 
-/// A trie under construction.
+/// A trie under construction. Each node's children are a list threaded through `first` and
+/// `sibling`, rather than a `Vec` per node: most nodes have one child, and a small `Vec` each
+/// (its allocation, its growth, its wiping when freed) was the larger part of building. The
+/// root's children, where most failure walks end, are also kept by byte.
 struct Trie {
-    children: Vec<Vec<(u8, u32)>>,
-    ends: Vec<Vec<u32>>,
+    /// Per node: its child added last, or [`NONE`].
+    first: Vec<u32>,
+    /// Per node: the child of the same parent added before it, or [`NONE`].
+    sibling: Vec<u32>,
+    /// Per node: the byte on the edge into it (pattern bytes: wiped when dropped).
+    byte: Zeroizing<Vec<u8>>,
     depth: Vec<u32>,
+    ends: Vec<Vec<u32>>,
+    /// The root's child on each byte, or [`NONE`].
+    root: Box<[u32; 256]>,
 }
 
 impl Trie {
     fn child(&self, node: u32, byte: u8) -> Option<u32> {
-        let kids = &self.children[node as usize];
-        kids.iter().find(|(b, _)| *b == byte).map(|&(_, t)| t)
+        if node == ROOT {
+            let child = self.root[usize::from(byte)];
+            return (child != NONE).then_some(child);
+        }
+        let mut child = self.first[node as usize];
+        while child != NONE {
+            if self.byte[child as usize] == byte {
+                return Some(child);
+            }
+            child = self.sibling[child as usize];
+        }
+        None
+    }
+
+    fn add_child(&mut self, node: u32, byte: u8) -> u32 {
+        let child = idx(self.first.len());
+        self.first.push(NONE);
+        self.sibling.push(self.first[node as usize]);
+        self.byte.push(byte);
+        self.depth.push(self.depth[node as usize] + 1);
+        self.ends.push(Vec::new());
+        self.first[node as usize] = child;
+        if node == ROOT {
+            self.root[usize::from(byte)] = child;
+        }
+        child
+    }
+
+    /// `node`'s children as `(byte, node)` in byte order, into `out` (cleared first).
+    fn children_into(&self, node: u32, out: &mut Vec<(u8, u32)>) {
+        out.clear();
+        let mut child = self.first[node as usize];
+        while child != NONE {
+            out.push((self.byte[child as usize], child));
+            child = self.sibling[child as usize];
+        }
+        out.sort_unstable_by_key(|&(b, _)| b);
     }
 }
 
@@ -161,9 +204,12 @@ impl Trie {
     /// Inserts every pattern; returns the trie, the patterns' facts and the bytes used.
     fn of(patterns: &[Pattern]) -> (Self, Vec<PatInfo>, [bool; 256]) {
         let mut trie = Self {
-            children: vec![Vec::new()],
-            ends: vec![Vec::new()],
+            first: vec![NONE],
+            sibling: vec![NONE],
+            byte: Zeroizing::new(vec![0]),
             depth: vec![0],
+            ends: vec![Vec::new()],
+            root: Box::new([NONE; 256]),
         };
         let mut pats: Vec<PatInfo> = Vec::new();
         let mut used = [false; 256];
@@ -171,15 +217,9 @@ impl Trie {
             let mut node = ROOT;
             for &b in p.bytes.iter() {
                 used[usize::from(b)] = true;
-                node = if let Some(next) = trie.child(node, b) {
-                    next
-                } else {
-                    let next = idx(trie.children.len());
-                    trie.children.push(Vec::new());
-                    trie.ends.push(Vec::new());
-                    trie.depth.push(trie.depth[node as usize] + 1);
-                    trie.children[node as usize].push((b, next));
-                    next
+                node = match trie.child(node, b) {
+                    Some(next) => next,
+                    None => trie.add_child(node, b),
                 };
             }
             let same = |id: &u32| {
@@ -200,21 +240,28 @@ impl Trie {
 
     /// Lays the trie out in breadth-first order (so a failure link always points to a lower
     /// number and the dense states are a prefix) with failure links, sparse edges and outputs.
-    fn freeze(mut self) -> (Vec<Node>, Vec<Edge>, Vec<u32>) {
-        let n = self.children.len();
+    fn freeze(self) -> (Vec<Node>, Vec<Edge>, Vec<u32>) {
+        let n = self.first.len();
+        // `order` is also the breadth-first queue; the children of `order[i]`, in byte order,
+        // are `kids[ranges[i]]`.
         let mut order = Vec::with_capacity(n);
         let mut renumber = vec![NONE; n];
-        let mut queue = VecDeque::from([ROOT]);
-        while let Some(old) = queue.pop_front() {
-            renumber[old as usize] = idx(order.len());
-            order.push(old);
-            let kids = &mut self.children[old as usize];
-            kids.sort_unstable_by_key(|&(b, _)| b);
-            queue.extend(kids.iter().map(|&(_, t)| t));
+        let mut kids: Vec<(u8, u32)> = Vec::with_capacity(n);
+        let mut ranges: Vec<(usize, usize)> = Vec::with_capacity(n);
+        let mut scratch = Vec::new();
+        order.push(ROOT);
+        let mut head = 0;
+        while let Some(&old) = order.get(head) {
+            renumber[old as usize] = idx(head);
+            head += 1;
+            self.children_into(old, &mut scratch);
+            ranges.push((kids.len(), kids.len() + scratch.len()));
+            kids.extend_from_slice(&scratch);
+            order.extend(scratch.iter().map(|&(_, t)| t));
         }
         let mut fail = vec![ROOT; n];
-        for &u in order.iter().filter(|&&u| u != ROOT) {
-            for &(b, v) in &self.children[u as usize] {
+        for (&u, &(lo, hi)) in order.iter().zip(&ranges).skip(1) {
+            for &(b, v) in &kids[lo..hi] {
                 let mut f = fail[u as usize];
                 fail[v as usize] = loop {
                     if let Some(t) = self.child(f, b) {
@@ -228,12 +275,12 @@ impl Trie {
             }
         }
         let mut nodes = Vec::with_capacity(n);
-        let mut sparse = Vec::new();
+        let mut sparse = Vec::with_capacity(kids.len());
         let mut outputs = Vec::new();
-        for &old in &order {
+        for (&old, &(lo, hi)) in order.iter().zip(&ranges) {
             let o = old as usize;
             let edges_lo = idx(sparse.len());
-            let edges = self.children[o]
+            let edges = kids[lo..hi]
                 .iter()
                 .map(|&(b, t)| Edge::new(b, renumber[t as usize]));
             sparse.extend(edges);
@@ -250,6 +297,7 @@ impl Trie {
                 weak_proper: NONE,
             });
         }
+        kids.zeroize();
         (nodes, sparse, outputs)
     }
 }
