@@ -41,7 +41,7 @@ use super::writer::{RunJob, RunRecords, RunWriter};
 use super::{
     AuditEvent, AuditFor, AuditQuery, AuditRow, AuthKey, Bootstrap, DryRun, Durable, Existing,
     KeyRef, KeyRow, ListChange, ListDeleted, ListKind, MemberRow, Millis, NamedList, NewKey,
-    NewSecret, PendingRun, Refused, Removed, RunAsk, RunQuery, RunRow, Sealed, SecretRow,
+    NewSecret, PendingRun, Refused, Removed, RunAsk, RunPlan, RunQuery, RunRow, Sealed, SecretRow,
     SecretUpdate, SharedRecord, Store, StoreError, TeamRow,
 };
 use crate::core::apikey::KeyId;
@@ -308,8 +308,15 @@ async fn write_runs(pool: &PgPool, jobs: &[RunJob]) -> Result<(), StoreError> {
             shared.push(record);
         }
     }
-    let plans = || jobs.iter().map(|j| &*j.plan);
-    let audits = || jobs.iter().map(|j| &j.plan.audit);
+    // One array per column, in the order of the statement's parameters.
+    let runs = |f: &dyn Fn(&RunPlan) -> Option<&str>| -> Vec<Option<&str>> {
+        jobs.iter().map(|j| f(&j.plan)).collect()
+    };
+    let audits = |f: &dyn Fn(&AuditEvent) -> Option<&str>| -> Vec<Option<&str>> {
+        jobs.iter().map(|j| f(&j.plan.audit)).collect()
+    };
+    let numbers =
+        |f: &dyn Fn(&RunJob) -> Option<i64>| -> Vec<Option<i64>> { jobs.iter().map(f).collect() };
     sqlx::query(sqlx::AssertSqlSafe(WRITE_RUNS.as_str()))
         .bind(
             shared
@@ -318,65 +325,33 @@ async fn write_runs(pool: &PgPool, jobs: &[RunJob]) -> Result<(), StoreError> {
                 .collect::<Vec<_>>(),
         )
         .bind(shared.iter().map(|s| s.json.as_str()).collect::<Vec<_>>())
-        .bind(plans().map(|p| p.id.as_str()).collect::<Vec<_>>())
-        .bind(jobs.iter().map(|j| j.team).collect::<Vec<_>>())
-        .bind(plans().map(|p| p.key_id.as_str()).collect::<Vec<_>>())
-        .bind(plans().map(|p| p.user.map(|u| u.0)).collect::<Vec<_>>())
-        .bind(
-            plans()
-                .map(|p| p.identity.as_ref().map(Label::as_str))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            plans()
-                .map(|p| p.environment.as_ref().map(Label::as_str))
-                .collect::<Vec<_>>(),
-        )
-        .bind(plans().map(|p| p.record.as_str()).collect::<Vec<_>>())
+        .bind(runs(&|p| Some(&p.id)))
+        .bind(numbers(&|j| Some(j.team)))
+        .bind(runs(&|p| Some(&p.key_id)))
+        .bind(numbers(&|j| j.plan.user.map(|u| u.0)))
+        .bind(runs(&|p| p.identity.as_ref().map(Label::as_str)))
+        .bind(runs(&|p| p.environment.as_ref().map(Label::as_str)))
+        .bind(runs(&|p| Some(&p.record)))
         .bind(
             jobs.iter()
                 .map(|j| j.shared.record.digest.as_slice())
                 .collect::<Vec<_>>(),
         )
-        .bind(plans().map(|p| p.status).collect::<Vec<_>>())
-        .bind(plans().map(|p| p.started_at).collect::<Vec<_>>())
-        .bind(audits().map(|e| e.team).collect::<Vec<_>>())
-        .bind(audits().map(|e| e.at).collect::<Vec<_>>())
-        .bind(
-            audits()
-                .map(|e| e.actor.user.map(|u| u.0))
-                .collect::<Vec<_>>(),
-        )
-        .bind(audits().map(|e| e.actor.key.as_deref()).collect::<Vec<_>>())
-        .bind(
-            audits()
-                .map(|e| e.actor.name.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            audits()
-                .map(|e| e.actor.on_behalf_of.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            audits()
-                .map(|e| e.actor.capability.map(Capability::as_str))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            audits()
-                .map(|e| e.actor.client.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            audits()
-                .map(|e| e.actor.user_agent.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(audits().map(|e| e.action.as_str()).collect::<Vec<_>>())
-        .bind(audits().map(|e| e.target.as_str()).collect::<Vec<_>>())
-        .bind(audits().map(|e| e.outcome.as_str()).collect::<Vec<_>>())
-        .bind(audits().map(|e| e.detail.as_str()).collect::<Vec<_>>())
+        .bind(runs(&|p| Some(p.status)))
+        .bind(numbers(&|j| Some(j.plan.started_at)))
+        .bind(numbers(&|j| j.plan.audit.team))
+        .bind(numbers(&|j| Some(j.plan.audit.at)))
+        .bind(numbers(&|j| j.plan.audit.actor.user.map(|u| u.0)))
+        .bind(audits(&|e| e.actor.key.as_deref()))
+        .bind(audits(&|e| e.actor.name.as_deref()))
+        .bind(audits(&|e| e.actor.on_behalf_of.as_deref()))
+        .bind(audits(&|e| e.actor.capability.map(Capability::as_str)))
+        .bind(audits(&|e| e.actor.client.as_deref()))
+        .bind(audits(&|e| e.actor.user_agent.as_deref()))
+        .bind(audits(&|e| Some(&e.action)))
+        .bind(audits(&|e| Some(&e.target)))
+        .bind(audits(&|e| Some(&e.outcome)))
+        .bind(audits(&|e| Some(&e.detail)))
         .execute(pool)
         .await?;
     for job in jobs {

@@ -847,6 +847,28 @@ async fn a_scan_of_the_launchers_memory_finds_no_key_and_no_value() {
     }
 }
 
+/// `latch run` of a shell that prints `ready` and its PID, then waits 30 s.
+fn waiting_command(p: &Platform) -> std::process::Command {
+    latch_run(
+        p,
+        &[
+            "--",
+            "sh",
+            "-c",
+            "echo ready $$; i=0; while [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done",
+        ],
+    )
+}
+
+/// The PID in the `ready PID` line of [`waiting_command`].
+fn command_pid(line: &str) -> i32 {
+    line.trim()
+        .rsplit(' ')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .expect("the command's pid")
+}
+
 /// The mappings of `pid` (from `/proc/<pid>/smaps`) that are writable and backed by no file,
 /// each with whether it is locked (`lo` among its `VmFlags`).
 fn anonymous_writable_locked(pid: i32) -> Vec<(String, bool)> {
@@ -874,15 +896,7 @@ fn anonymous_writable_locked(pid: i32) -> Vec<(String, bool)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_launchers_heap_and_stacks_are_locked_and_the_commands_memory_is_not() {
     let p = platform().await;
-    let mut command = latch_run(
-        &p,
-        &[
-            "--",
-            "sh",
-            "-c",
-            "echo ready $$; i=0; while [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done",
-        ],
-    );
+    let mut command = waiting_command(&p);
     tokio::task::spawn_blocking(move || {
         let (child, _out, line) = start_until(&mut command, Stdio::null(), "ready");
         // Every mapping where a value can be (heap, allocator arenas, thread stacks: writable,
@@ -893,12 +907,7 @@ async fn the_launchers_heap_and_stacks_are_locked_and_the_commands_memory_is_not
         let unlocked: Vec<_> = latch.iter().filter(|(_, locked)| !locked).collect();
         assert!(unlocked.is_empty(), "not locked: {unlocked:#?}");
         // Locks are not inherited: the command's memory is its own business.
-        let pid: i32 = line
-            .trim()
-            .rsplit(' ')
-            .next()
-            .and_then(|s| s.parse().ok())
-            .expect("child pid");
+        let pid = command_pid(&line);
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
         assert!(
             status
@@ -916,23 +925,10 @@ async fn the_memory_scan_finds_a_value_that_is_there() {
     // The scan itself is checked against a process that does hold the values: the child
     // (`sh`), whose environment has them.
     let p = platform().await;
-    let mut command = latch_run(
-        &p,
-        &[
-            "--",
-            "sh",
-            "-c",
-            "echo ready $$; i=0; while [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done",
-        ],
-    );
+    let mut command = waiting_command(&p);
     tokio::task::spawn_blocking(move || {
         let (_child, _out, line) = start_until(&mut command, Stdio::null(), "ready");
-        let pid: i32 = line
-            .trim()
-            .rsplit(' ')
-            .next()
-            .and_then(|s| s.parse().ok())
-            .expect("child pid");
+        let pid = command_pid(&line);
         let (_, found) = scan_memory(Pid::from_raw(pid), &[("TOKEN", TOKEN.as_bytes())]);
         assert!(!found.is_empty(), "the scan misses a value in the child");
     })
