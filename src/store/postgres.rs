@@ -39,9 +39,9 @@ use super::rows::{
 };
 use super::writer::{RunJob, RunRecords, RunWriter};
 use super::{
-    AuditEvent, AuditFor, AuditQuery, AuditRow, AuthKey, Bootstrap, DryRun, Durable, Existing,
-    KeyRef, KeyRow, ListChange, ListDeleted, ListKind, MemberRow, Millis, NamedList, NewKey,
-    NewSecret, PendingRun, Refused, Removed, RunAsk, RunPlan, RunQuery, RunRow, Sealed, SecretRow,
+    AuditEvent, AuditFor, AuditQuery, AuditRow, AuthKey, Bootstrap, DryRun, Existing, KeyRef,
+    KeyRow, ListChange, ListDeleted, ListKind, MemberRow, Millis, NamedList, NewKey, NewSecret,
+    PendingRun, Refused, Removed, RunAsk, RunPlan, RunQuery, RunRow, Sealed, SecretRow,
     SecretUpdate, SharedRecord, Store, StoreError, TeamRow,
 };
 use crate::core::apikey::KeyId;
@@ -102,6 +102,21 @@ impl PgStore {
         })
     }
 
+    /// The generation as `conn` sees it, and the team's data kept at that generation if any.
+    async fn kept<'c>(
+        &self,
+        conn: impl sqlx::Executor<'c, Database = Postgres>,
+        team: i64,
+    ) -> Result<(u64, Option<std::sync::Arc<super::cache::TeamData>>), StoreError> {
+        let generation: i64 = sqlx::query("SELECT n FROM generation WHERE id = 1")
+            .fetch_one(conn)
+            .await?
+            .try_get("n")?;
+        let generation = u64::try_from(generation)
+            .map_err(|_| StoreError::Corrupt("negative generation".into()))?;
+        Ok((generation, self.teams.get(&team, generation)))
+    }
+
     /// The team's snapshot as of `tx`'s: kept from an earlier request while the generation
     /// read in `tx` is the one it was kept at, else read in `tx` and kept.
     async fn team_data(
@@ -109,13 +124,8 @@ impl PgStore {
         tx: &mut sqlx::PgConnection,
         team: i64,
     ) -> Result<std::sync::Arc<super::cache::TeamData>, StoreError> {
-        let generation: i64 = sqlx::query("SELECT n FROM generation WHERE id = 1")
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("n")?;
-        let generation = u64::try_from(generation)
-            .map_err(|_| StoreError::Corrupt("negative generation".into()))?;
-        if let Some(data) = self.teams.get(&team, generation) {
+        let (generation, kept) = self.kept(&mut *tx, team).await?;
+        if let Some(data) = kept {
             return Ok(data);
         }
         let data = std::sync::Arc::new(read_team(tx, team).await?);
@@ -131,13 +141,7 @@ impl PgStore {
         &self,
         team: i64,
     ) -> Result<std::sync::Arc<super::cache::TeamData>, StoreError> {
-        let generation: i64 = sqlx::query("SELECT n FROM generation WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await?
-            .try_get("n")?;
-        if let Ok(generation) = u64::try_from(generation)
-            && let Some(data) = self.teams.get(&team, generation)
-        {
+        if let (_, Some(data)) = self.kept(&self.pool, team).await? {
             return Ok(data);
         }
         let mut tx = self
@@ -197,7 +201,7 @@ super::common::sql_store! {
         Ok(PendingRun {
             plan,
             decision,
-            durable: Durable::after(durable),
+            durable,
         })
     }
 

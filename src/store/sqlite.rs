@@ -39,10 +39,10 @@ use super::rows::{
 };
 use super::writer::{RunJob, RunRecords, RunWriter};
 use super::{
-    AuditEvent, AuditFor, AuditQuery, AuditRow, AuthKey, Bootstrap, Decision, DryRun, Durable,
-    Existing, KeyRef, KeyRow, ListChange, ListDeleted, ListKind, MemberRow, Millis, NamedList,
-    NewKey, NewSecret, PendingRun, Refused, Removed, RunAsk, RunPlan, RunQuery, RunRow, Sealed,
-    SecretRow, SecretUpdate, SharedRecord, Store, StoreError, TeamRow,
+    AuditEvent, AuditFor, AuditQuery, AuditRow, AuthKey, Bootstrap, Decision, DryRun, Existing,
+    KeyRef, KeyRow, ListChange, ListDeleted, ListKind, MemberRow, Millis, NamedList, NewKey,
+    NewSecret, PendingRun, Refused, Removed, RunAsk, RunPlan, RunQuery, RunRow, Sealed, SecretRow,
+    SecretUpdate, SharedRecord, Store, StoreError, TeamRow,
 };
 use crate::core::apikey::KeyId;
 use crate::core::name::{Label, SecretName};
@@ -222,7 +222,7 @@ super::common::sql_store! {
         Ok(PendingRun {
             plan,
             decision,
-            durable: Durable::after(durable),
+            durable,
         })
     }
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Decision, RunPlan, StoreError, StoreMetrics};
+use super::{Decision, Durable, RunPlan, StoreError, StoreMetrics};
 
 /// Most resolutions committed together.
 pub(super) const MAX_BATCH: usize = 128;
@@ -74,7 +74,8 @@ impl RunWriter {
         Self(jobs)
     }
 
-    /// Queues the record of a run: the receiver answers once it is durable, or why it is not.
+    /// Queues the record of a run: what it returns resolves once the record is durable, or
+    /// says why it is not.
     ///
     /// # Errors
     /// [`StoreError`] if the writer has stopped.
@@ -83,7 +84,7 @@ impl RunWriter {
         team: i64,
         plan: Arc<RunPlan>,
         shared: Arc<Decision>,
-    ) -> Result<oneshot::Receiver<Result<(), StoreError>>, StoreError> {
+    ) -> Result<Durable, StoreError> {
         let (reply, durable) = oneshot::channel();
         self.0
             .send(RunJob {
@@ -94,7 +95,7 @@ impl RunWriter {
             })
             .await
             .map_err(|_| StoreError::Corrupt("the run writer stopped".into()))?;
-        Ok(durable)
+        Ok(Durable::after(durable))
     }
 }
 

@@ -383,29 +383,27 @@ fn dense_table(
     let mut dense = Vec::with_capacity(rows.len() * nclasses);
     let mut passed = Vec::new();
     for (row, &id) in rows.iter().enumerate() {
-        let node = &nodes[id as usize];
-        let at = row * nclasses;
+        // The states whose edges go over the copied row: this one, then the row-less ones on
+        // its failure chain, nearest first.
+        passed.clear();
+        passed.push(id);
         if id == ROOT {
             dense.resize(nclasses, values[ROOT as usize]);
         } else {
-            passed.clear();
-            let mut f = node.fail;
+            let mut f = nodes[id as usize].fail;
             while values[f as usize] & (SPARSE | CHAIN) != 0 {
                 passed.push(f);
                 f = nodes[f as usize].fail;
             }
             let from = (values[f as usize] & !OUT) as usize;
             dense.extend_from_within(from..from + nclasses);
-            for &p in passed.iter().rev() {
-                let p = &nodes[p as usize];
-                for e in &sparse[p.edges.0 as usize..p.edges.1 as usize] {
-                    dense[at + usize::from(class[usize::from(e.byte())])] =
-                        values[e.target() as usize];
-                }
-            }
         }
-        for e in &sparse[node.edges.0 as usize..node.edges.1 as usize] {
-            dense[at + usize::from(class[usize::from(e.byte())])] = values[e.target() as usize];
+        let at = row * nclasses;
+        for &p in passed.iter().rev() {
+            let (lo, hi) = nodes[p as usize].edges;
+            for e in &sparse[lo as usize..hi as usize] {
+                dense[at + usize::from(class[usize::from(e.byte())])] = values[e.target() as usize];
+            }
         }
     }
     dense
