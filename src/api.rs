@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::core::apikey::KeyKind;
+pub use crate::core::broker::PolicySpec;
 use crate::core::name::{Label, SecretName};
 use crate::core::perm::{Capability, Role};
 use crate::core::resolve::{AllowlistSource, Missing, Scope, Trigger};
@@ -177,6 +178,10 @@ pub struct CreateSecret {
     /// What it is for.
     #[serde(default)]
     pub description: String,
+    /// A broker policy (DESIGN §13): every run that receives the secret gets a placeholder,
+    /// and latch puts the value only into requests to these hosts.
+    #[serde(default)]
+    pub broker: Option<PolicySpec>,
 }
 
 impl fmt::Debug for CreateSecret {
@@ -198,6 +203,22 @@ pub struct UpdateSecret {
     /// A new description.
     #[serde(default)]
     pub description: Option<String>,
+    /// A new broker policy; `null` removes it (absent: unchanged).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<PolicySpec>)]
+    #[allow(clippy::option_option)] // absent (unchanged), null (cleared) or a policy
+    pub broker: Option<Option<PolicySpec>>,
+}
+
+/// A field that is present (even as `null`) becomes `Some`; an absent one stays `None` through
+/// `#[serde(default)]`.
+#[allow(clippy::option_option)] // absent, null and a value are three different requests
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 impl fmt::Debug for UpdateSecret {
@@ -205,6 +226,7 @@ impl fmt::Debug for UpdateSecret {
         f.debug_struct("UpdateSecret")
             .field("value", &self.value.as_ref().map(|_| "[REDACTED]"))
             .field("description", &self.description)
+            .field("broker", &self.broker)
             .finish()
     }
 }
@@ -235,6 +257,9 @@ pub struct SecretInfo {
     pub updated_by: String,
     /// Moved by every change; the `ETag`, for `If-Match`.
     pub revision: u64,
+    /// Its broker policy, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker: Option<PolicySpec>,
 }
 
 /// `PUT /v1/environments/{name}` and `PUT /v1/identities/{name}`.
@@ -374,6 +399,26 @@ pub struct ResolveRun {
     /// end is never reported: it is recorded as `exec`, not left `started` (DESIGN §6).
     #[serde(default)]
     pub exec: bool,
+    /// Names to broker in this run only (DESIGN §13 `--broker NAME=HOST,...`). A secret with a
+    /// policy of its own keeps it: a run cannot widen where a value may go.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub broker: Vec<AdHocBroker>,
+    /// Names whose policy this run sets aside (`--no-broker NAME`): the command gets the real
+    /// value, unless the policy says `always`. Recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<String>)]
+    pub no_broker: Vec<SecretName>,
+}
+
+/// A name brokered by one run only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdHocBroker {
+    /// The secret's name.
+    #[schema(value_type = String)]
+    pub name: SecretName,
+    /// Where its value may go.
+    pub policy: PolicySpec,
 }
 
 /// A name a dry run would deliver.
@@ -420,6 +465,10 @@ pub struct ResolvedSecret {
     #[serde(serialize_with = "expose")]
     #[schema(value_type = String)]
     pub value: SecretString,
+    /// Present when the run brokers it (DESIGN §13): the command gets a placeholder, and the
+    /// value goes only into this header of requests to these hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker: Option<PolicySpec>,
 }
 
 fn expose<S: serde::Serializer>(value: &SecretString, s: S) -> Result<S::Ok, S::Error> {
@@ -432,6 +481,7 @@ impl fmt::Debug for ResolvedSecret {
             .field("name", &self.name)
             .field("scope", &self.scope)
             .field("version", &self.version)
+            .field("broker", &self.broker)
             .finish_non_exhaustive()
     }
 }
@@ -501,6 +551,7 @@ impl ResolvedWriter {
         scope: Scope,
         version: u32,
         value: &str,
+        broker: Option<&PolicySpec>,
     ) -> Result<(), serde_json::Error> {
         let out = &mut self.out;
         out.extend(if self.first {
@@ -518,6 +569,10 @@ impl ResolvedWriter {
         put(out, &version)?;
         out.extend(b",\"value\":");
         put(out, value)?;
+        if let Some(policy) = broker {
+            out.extend(b",\"broker\":");
+            put(out, policy)?;
+        }
         out.extend(b"}");
         Ok(())
     }
@@ -671,8 +726,16 @@ mod tests {
             capacity in 0usize..4096,
         ) {
             let mut writer = ResolvedWriter::new(&run_id, trigger, allowlist, capacity).expect("writes");
+            // Every third secret brokered: its policy follows its value.
+            let policy = |version: u32| {
+                version.is_multiple_of(3).then(|| {
+                    crate::core::broker::Policy::from_words("openai", None, version.is_multiple_of(2))
+                        .expect("preset")
+                        .spec()
+                })
+            };
             for (name, scope, version, value) in &secrets {
-                writer.secret(name, *scope, *version, value).expect("writes");
+                writer.secret(name, *scope, *version, value, policy(*version).as_ref()).expect("writes");
             }
             let written = writer.finish(&missing, &shadowed).expect("writes");
             let typed = Resolved {
@@ -686,6 +749,7 @@ mod tests {
                         scope: *scope,
                         version: *version,
                         value: SecretString::from(value.as_str()),
+                        broker: policy(*version),
                     })
                     .collect(),
                 missing,

@@ -8,6 +8,7 @@ use reqwest::Method;
 
 use super::{Error, Global, context};
 use crate::api::{CreateSecret, SecretInfo, UpdateSecret};
+use crate::core::broker::{Policy, PolicySpec};
 use crate::core::name::SecretName;
 use crate::core::resolve::Scope;
 use crate::core::time::relative;
@@ -22,6 +23,38 @@ pub struct ScopeArg {
     /// Your personal scope.
     #[arg(long)]
     pub personal: bool,
+}
+
+/// A secret's broker policy on the command line (DESIGN §13).
+#[derive(Debug, Args)]
+pub struct BrokerArgs {
+    /// Broker the secret in every run: the command gets a placeholder, and latch puts the value
+    /// only into requests to these hosts. A preset (openai, anthropic, gemini, github) or
+    /// hosts (`api.example.com,uploads.example.com:8443`).
+    #[arg(long, value_name = "PRESET|HOST,...")]
+    pub broker: Option<String>,
+    /// The header the value goes into: authorization-bearer (the default, or the preset's),
+    /// x-api-key, x-goog-api-key, basic-password.
+    #[arg(long, value_name = "FORM", requires = "broker")]
+    pub broker_header: Option<String>,
+    /// Broker it even in runs that pass --no-broker for it.
+    #[arg(long, requires = "broker")]
+    pub broker_always: bool,
+}
+
+impl BrokerArgs {
+    /// The policy the flags give, checked here so that a mistyped host fails before any
+    /// request.
+    fn spec(&self) -> Result<Option<PolicySpec>, Error> {
+        self.broker
+            .as_deref()
+            .map(|words| {
+                Policy::from_words(words, self.broker_header.as_deref(), self.broker_always)
+                    .map(|p| p.spec())
+                    .map_err(|e| Error::Usage(format!("--broker: {e}")))
+            })
+            .transpose()
+    }
 }
 
 /// `latch secret ...`
@@ -43,6 +76,8 @@ pub enum SecretCommand {
         /// What the secret is for.
         #[arg(long, value_name = "TEXT")]
         description: Option<String>,
+        #[command(flatten)]
+        broker: BrokerArgs,
     },
     /// Update a secret's value and/or description.
     Update {
@@ -62,6 +97,11 @@ pub enum SecretCommand {
         /// A new description.
         #[arg(long, value_name = "TEXT")]
         description: Option<String>,
+        #[command(flatten)]
+        broker: BrokerArgs,
+        /// Remove the broker policy: runs get the real value again.
+        #[arg(long, conflicts_with = "broker")]
+        no_broker: bool,
     },
     /// Delete a secret (asks for confirmation on a terminal).
     Delete {
@@ -104,13 +144,16 @@ pub(crate) async fn run(command: SecretCommand, global: &Global) -> Result<u8, E
             value_file,
             trim,
             description,
+            broker,
         } => {
+            let broker = broker.spec()?;
             let value = context::read_value(value_file.as_deref(), name.as_str(), trim)?;
             let body = CreateSecret {
                 scope: scope.scope(),
                 name: name.clone(),
                 value: value.expose().to_owned(),
                 description: description.unwrap_or_default(),
+                broker,
             };
             let info: SecretInfo = client.call(Method::POST, "v1/secrets", Some(&body)).await?;
             drop(body);
@@ -118,10 +161,11 @@ pub(crate) async fn run(command: SecretCommand, global: &Global) -> Result<u8, E
                 context::print_json(&info)?;
             } else {
                 context::outln!(
-                    "created {} secret {} (version {})",
+                    "created {} secret {} (version {}){}",
                     info.scope,
                     info.name,
-                    info.version
+                    info.version,
+                    brokered_to(info.broker.as_ref())
                 )?;
             }
         }
@@ -132,37 +176,18 @@ pub(crate) async fn run(command: SecretCommand, global: &Global) -> Result<u8, E
             value_file,
             trim,
             description,
+            broker,
+            no_broker,
         } => {
-            let new_value = if value || value_file.is_some() {
-                Some(context::read_value(
-                    value_file.as_deref(),
-                    name.as_str(),
-                    trim,
-                )?)
-            } else {
-                None
-            };
-            if new_value.is_none() && description.is_none() {
-                return Err(Error::Usage(
-                    "nothing to update: pass --value, --value-file or --description".into(),
-                ));
-            }
-            let body = UpdateSecret {
-                value: new_value.as_ref().map(|v| v.expose().to_owned()),
+            let change = Change {
+                value,
+                value_file,
+                trim,
                 description,
+                broker,
+                no_broker,
             };
-            let path = format!("v1/secrets/{}/{}", scope.scope(), name);
-            let info: SecretInfo = client.call(Method::PATCH, &path, Some(&body)).await?;
-            if global.json {
-                context::print_json(&info)?;
-            } else {
-                context::outln!(
-                    "updated {} secret {} (version {})",
-                    info.scope,
-                    info.name,
-                    info.version
-                )?;
-            }
+            update(&client, global, scope.scope(), &name, change).await?;
         }
         SecretCommand::Delete { scope, name, force } => {
             let scope = scope.scope();
@@ -191,8 +216,108 @@ pub(crate) async fn run(command: SecretCommand, global: &Global) -> Result<u8, E
     Ok(0)
 }
 
-/// `NAME  SCOPE  DESCRIPTION  VERSION  LAST UPDATED` (and `OWNER` with `--all`).
+/// What `latch secret update` changes.
+struct Change {
+    value: bool,
+    value_file: Option<PathBuf>,
+    trim: bool,
+    description: Option<String>,
+    broker: BrokerArgs,
+    no_broker: bool,
+}
+
+/// `latch secret update`: only what the flags name changes.
+async fn update(
+    client: &crate::client::Client,
+    global: &Global,
+    scope: Scope,
+    name: &SecretName,
+    change: Change,
+) -> Result<(), Error> {
+    let Change {
+        value,
+        value_file,
+        trim,
+        description,
+        broker,
+        no_broker,
+    } = change;
+    let broker = if no_broker {
+        Some(None)
+    } else {
+        broker.spec()?.map(Some)
+    };
+    let new_value = if value || value_file.is_some() {
+        Some(context::read_value(
+            value_file.as_deref(),
+            name.as_str(),
+            trim,
+        )?)
+    } else {
+        None
+    };
+    if new_value.is_none() && description.is_none() && broker.is_none() {
+        return Err(Error::Usage(
+            "nothing to update: pass --value, --value-file, --description, --broker or --no-broker"
+                .into(),
+        ));
+    }
+    let body = UpdateSecret {
+        value: new_value.as_ref().map(|v| v.expose().to_owned()),
+        description,
+        broker,
+    };
+    let path = format!("v1/secrets/{scope}/{name}");
+    let info: SecretInfo = client.call(Method::PATCH, &path, Some(&body)).await?;
+    if global.json {
+        context::print_json(&info)?;
+    } else {
+        context::outln!(
+            "updated {} secret {} (version {}){}",
+            info.scope,
+            info.name,
+            info.version,
+            brokered_to(info.broker.as_ref())
+        )?;
+    }
+    Ok(())
+}
+
+/// `; brokered to api.openai.com (authorization-bearer)` after a write that left a policy.
+fn brokered_to(policy: Option<&PolicySpec>) -> String {
+    policy.map_or_else(String::new, |p| {
+        format!(
+            "; brokered to {} ({}{})",
+            p.hosts.join(", "),
+            p.header.as_deref().unwrap_or("authorization-bearer"),
+            if p.always { ", always" } else { "" }
+        )
+    })
+}
+
+/// The BROKER column: the preset, else the first host (and how many more).
+fn broker_cell(policy: Option<&PolicySpec>) -> String {
+    match policy {
+        None => "-".into(),
+        Some(p) => {
+            let mut cell = match (&p.preset, p.hosts.as_slice()) {
+                (Some(preset), _) => preset.clone(),
+                (None, [one]) => one.clone(),
+                (None, [first, rest @ ..]) => format!("{first} +{}", rest.len()),
+                (None, []) => "-".into(),
+            };
+            if p.always {
+                cell.push_str(" (always)");
+            }
+            cell
+        }
+    }
+}
+
+/// `NAME  SCOPE  DESCRIPTION  VERSION  LAST UPDATED` (and `OWNER` with `--all`, `BROKER` when a
+/// secret has a policy).
 fn secret_table(list: &[SecretInfo], all: bool, now: i64) -> String {
+    let brokered = list.iter().any(|s| s.broker.is_some());
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|s| {
@@ -206,23 +331,23 @@ fn secret_table(list: &[SecretInfo], all: bool, now: i64) -> String {
                 s.description.clone()
             });
             row.push(format!("v{}", s.version));
+            if brokered {
+                row.push(broker_cell(s.broker.as_ref()));
+            }
             row.push(relative(s.updated_at, now));
             row
         })
         .collect();
-    let header: &[&str] = if all {
-        &[
-            "NAME",
-            "SCOPE",
-            "OWNER",
-            "DESCRIPTION",
-            "VERSION",
-            "LAST UPDATED",
-        ]
-    } else {
-        &["NAME", "SCOPE", "DESCRIPTION", "VERSION", "LAST UPDATED"]
-    };
-    context::table(header, &rows)
+    let mut header = vec!["NAME", "SCOPE"];
+    if all {
+        header.push("OWNER");
+    }
+    header.extend(["DESCRIPTION", "VERSION"]);
+    if brokered {
+        header.push("BROKER");
+    }
+    header.push("LAST UPDATED");
+    context::table(&header, &rows)
 }
 
 #[cfg(test)]
@@ -244,6 +369,7 @@ mod tests {
             updated_at: now - ago,
             updated_by: "owner".into(),
             revision: 1,
+            broker: None,
         };
         let list = vec![
             info("DATABASE_URL", Scope::Team, 8 * 86_400_000),
@@ -252,6 +378,21 @@ mod tests {
         assert_eq!(
             secret_table(&list, false, now),
             "NAME          SCOPE     DESCRIPTION  VERSION  LAST UPDATED\nDATABASE_URL  team      -            v1       1 week ago\nGH            personal  -            v1       yesterday\n"
+        );
+        let mut list = list;
+        list[1].broker = Some(
+            Policy::from_words("github", None, true)
+                .expect("preset")
+                .spec(),
+        );
+        list[0].broker = Some(
+            Policy::from_words("a.example,b.example", None, false)
+                .expect("hosts")
+                .spec(),
+        );
+        assert_eq!(
+            secret_table(&list, false, now),
+            "NAME          SCOPE     DESCRIPTION  VERSION  BROKER           LAST UPDATED\nDATABASE_URL  team      -            v1       a.example +1     1 week ago\nGH            personal  -            v1       github (always)  yesterday\n"
         );
     }
 }

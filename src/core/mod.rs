@@ -6,6 +6,7 @@
 //! arguments. Everything here is tested inline with table-driven and property tests.
 
 pub mod apikey;
+pub mod broker;
 pub mod crypto;
 pub mod duration;
 pub mod exit;

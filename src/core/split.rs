@@ -44,6 +44,45 @@ impl Split {
     }
 }
 
+impl Split {
+    /// The secret's length.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.masked.len()
+    }
+
+    /// Whether the secret is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.masked.is_empty()
+    }
+
+    /// The secret's byte at `i` (one byte whole, never the secret).
+    ///
+    /// # Panics
+    /// If `i` is out of range.
+    #[must_use]
+    pub fn byte(&self, i: usize) -> u8 {
+        self.masked[i] ^ self.pad[i]
+    }
+
+    /// Whether `candidate` is the secret, compared share by share (no whole copy is made).
+    #[must_use]
+    pub fn equals(&self, candidate: &[u8]) -> bool {
+        candidate.len() == self.len() && self.starts_with(candidate)
+    }
+
+    /// Whether the secret starts with `prefix`, compared share by share.
+    #[must_use]
+    pub fn starts_with(&self, prefix: &[u8]) -> bool {
+        prefix.len() <= self.len()
+            && prefix
+                .iter()
+                .zip(self.masked.iter().zip(self.pad.iter()))
+                .all(|(c, (m, p))| c ^ p == *m)
+    }
+}
+
 impl fmt::Debug for Split {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Split(..)")
@@ -69,6 +108,12 @@ mod tests {
         assert_ne!(split.masked.as_slice(), secret.as_slice());
         assert_ne!(split.pad.as_slice(), secret.as_slice());
         assert_eq!(format!("{split:?}"), "Split(..)");
+        assert!(split.equals(secret));
+        assert!(!split.equals(&secret[1..]));
+        assert!(split.starts_with(b"latch_p_"));
+        assert!(!split.starts_with(b"latch_t_"));
+        assert_eq!(split.byte(6), b'p');
+        assert_eq!(split.len(), secret.len());
     }
 
     #[test]

@@ -235,7 +235,7 @@ macro_rules! sql_store {
             }
             let mut data = super::cache::TeamData::default();
             for row in sqlx::query($sql(
-                "SELECT id, scope, owner_id, name, version, key_version, ciphertext FROM secrets
+                "SELECT id, scope, owner_id, name, version, key_version, ciphertext, broker FROM secrets
                  WHERE team_id = ? ORDER BY id",
             ))
             .bind(team)
@@ -257,6 +257,7 @@ macro_rules! sql_store {
                         version,
                         key_version: u32_of(row.try_get("key_version")?)?,
                         ciphertext: row.try_get::<Vec<u8>, _>("ciphertext")?,
+                        broker: super::rows::broker_policy(row.try_get("broker")?)?,
                         key: std::sync::OnceLock::new(),
                     }),
                 );
@@ -660,8 +661,8 @@ macro_rules! sql_store {
                 sqlx::query($sql(
                     "INSERT INTO secrets (id, team_id, scope, owner_id, owner_key, name, name_key,
                          description, version, key_version, ciphertext, value_len, created_at, created_by,
-                         updated_at, updated_by)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)",
+                         updated_at, updated_by, broker)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)",
                 ))
                 .bind(secret.id.0)
                 .bind(secret.team)
@@ -678,6 +679,7 @@ macro_rules! sql_store {
                 .bind(secret.actor.0)
                 .bind(secret.at)
                 .bind(secret.actor.0)
+                .bind(super::rows::broker_text(secret.broker.as_ref()))
                 .execute(&mut *tx)
                 .await?;
                 insert_audit(&mut tx, &audit).await?;
@@ -752,6 +754,7 @@ macro_rules! sql_store {
                     "UPDATE secrets SET
                          ciphertext = coalesce(?, ciphertext), value_len = coalesce(?, value_len),
                          version = version + ?, description = coalesce(?, description),
+                         broker = CASE WHEN ? THEN ? ELSE broker END,
                          updated_at = ?, updated_by = ?, revision = revision + 1
                      WHERE id = ? AND version = ?",
                 ))
@@ -759,6 +762,8 @@ macro_rules! sql_store {
                 .bind(len.map(i64::from))
                 .bind(bump)
                 .bind(update.description.as_deref())
+                .bind(update.broker.is_some())
+                .bind(update.broker.as_ref().and_then(|b| super::rows::broker_text(b.as_ref())))
                 .bind(update.at)
                 .bind(update.actor.0)
                 .bind(update.id.0)

@@ -279,6 +279,8 @@ pub struct SecretRow {
     pub updated_by: String,
     /// Moved by every write: the ETag `If-Match` compares.
     pub revision: u64,
+    /// Its broker policy (DESIGN §13).
+    pub broker: Option<crate::core::broker::Policy>,
 }
 
 /// A secret to create.
@@ -302,6 +304,8 @@ pub struct NewSecret {
     pub ciphertext: Vec<u8>,
     /// Value length.
     pub value_len: u32,
+    /// Its broker policy.
+    pub broker: Option<crate::core::broker::Policy>,
     /// Who.
     pub actor: UserId,
     /// When.
@@ -319,6 +323,9 @@ pub struct SecretUpdate {
     pub value: Option<(Vec<u8>, u32)>,
     /// A new description.
     pub description: Option<String>,
+    /// A new broker policy (`Some(None)` clears it).
+    #[allow(clippy::option_option)] // unchanged, cleared or set
+    pub broker: Option<Option<crate::core::broker::Policy>>,
     /// The revision the caller read (`If-Match`); a different one is [`StoreError::Stale`].
     pub if_revision: Option<u64>,
     /// Who.
@@ -441,6 +448,8 @@ pub struct Sealed {
     pub key_version: u32,
     /// The ciphertext.
     pub ciphertext: Vec<u8>,
+    /// Its broker policy (DESIGN §13).
+    pub broker: Option<crate::core::broker::Policy>,
     /// The ciphertext's own cipher, made by the server on first open and kept with it (so
     /// until the team's next change): derived key material, never a value.
     pub key: std::sync::OnceLock<ValueKey>,

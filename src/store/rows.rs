@@ -234,7 +234,7 @@ pub(super) fn key_row(row: &impl Cells) -> Result<KeyRow, StoreError> {
 pub(super) const SECRET_COLUMNS: &str =
     "s.id, s.team_id, s.scope, s.owner_id, o.name AS owner_name, s.name,
     s.description, s.version, s.key_version, s.value_len, s.created_at, c.name AS created_by,
-    s.updated_at, u.name AS updated_by, s.revision";
+    s.updated_at, u.name AS updated_by, s.revision, s.broker";
 
 pub(super) fn secret_row(row: &impl Cells) -> Result<SecretRow, StoreError> {
     Ok(SecretRow {
@@ -253,7 +253,24 @@ pub(super) fn secret_row(row: &impl Cells) -> Result<SecretRow, StoreError> {
         updated_at: row.int("updated_at")?,
         updated_by: row.text("updated_by")?,
         revision: revision(row.int("revision")?)?,
+        broker: broker_policy(row.opt_text("broker")?)?,
     })
+}
+
+/// A stored broker policy (the JSON of its [`PolicySpec`](crate::core::broker::PolicySpec)).
+pub(super) fn broker_policy(
+    text: Option<String>,
+) -> Result<Option<crate::core::broker::Policy>, StoreError> {
+    text.map(|text| {
+        let spec = serde_json::from_str(&text).map_err(|e| corrupt("broker policy", e))?;
+        crate::core::broker::Policy::from_spec(&spec).map_err(|e| corrupt("broker policy", e))
+    })
+    .transpose()
+}
+
+/// A broker policy as stored.
+pub(super) fn broker_text(policy: Option<&crate::core::broker::Policy>) -> Option<String> {
+    policy.map(|p| serde_json::to_string(&p.spec()).unwrap_or_default())
 }
 
 fn revision(n: i64) -> Result<u64, StoreError> {

@@ -19,6 +19,7 @@ use crate::api::{
     DryRunInfo, FinishRun, Problem, ResolveRun, Resolved, ResolvedWriter, RunInfo, RunPage,
     WouldDeliver,
 };
+use crate::core::broker::{self, Brokering, Policy};
 use crate::core::crypto::{Binding, CryptoError, DataKey};
 use crate::core::name::{Label, SecretName};
 use crate::core::perm::Action;
@@ -72,6 +73,7 @@ pub(in crate::server) async fn resolve(
     if body.dry_run {
         return dry_run(&app, &caller, core_caller, request).await;
     }
+    let asked = Arc::new(BrokerAsk::of(&body)?);
     let now = app.now();
     let id = run_id(now)?;
     let base_event = event_without_detail(&app, &caller, "run.start", id.clone());
@@ -85,6 +87,7 @@ pub(in crate::server) async fn resolve(
         identity: caller.identity.clone(),
         now,
         exec: body.exec,
+        asked: Arc::clone(&asked),
     };
     let ask = RunAsk {
         user,
@@ -103,6 +106,7 @@ pub(in crate::server) async fn resolve(
             &run.plan.id,
             resolution,
             &run.decision.sealed,
+            &asked,
         )
         .await),
         Err(e) => Err(refusal(e)),
@@ -201,6 +205,7 @@ async fn answer(
     run_id: &str,
     resolution: &resolve::Resolution,
     sealed: &[Arc<Sealed>],
+    asked: &BrokerAsk,
 ) -> Result<WipingBuf, ApiError> {
     const ENTRY: usize = r#"{"name":"","scope":"personal","version":4294967295,"value":""},"#.len();
     let mut data: Option<DataKey> = None;
@@ -238,7 +243,11 @@ async fn answer(
             .get()
             .ok_or_else(|| ApiError::internal("a value's key was not kept"))?
             .open_into(&binding, &s.ciphertext, &mut scratch)?;
-        out.secret(&s.name, s.scope, s.version, value)
+        let policy = match asked.of_secret(s) {
+            Brokering::Brokered(policy) => Some(policy.spec()),
+            Brokering::Real | Brokering::Waived => None,
+        };
+        out.secret(&s.name, s.scope, s.version, value, policy.as_ref())
             .map_err(unwritable)?;
     }
     out.finish(&resolution.missing, &resolution.shadowed)
@@ -256,6 +265,58 @@ struct RunStart {
     now: i64,
     /// The launcher `execve`s the command: recorded as `exec`.
     exec: bool,
+    /// What the run asked of the broker.
+    asked: Arc<BrokerAsk>,
+}
+
+/// What a run asked of the broker (DESIGN §13): names brokered ad hoc, and names whose policy
+/// it sets aside.
+#[derive(Debug, Default)]
+struct BrokerAsk {
+    ad_hoc: Vec<(SecretName, Policy)>,
+    waived: Vec<SecretName>,
+}
+
+impl BrokerAsk {
+    fn of(body: &ResolveRun) -> Result<Self, ApiError> {
+        if body.broker.len() + body.no_broker.len() > 1000 {
+            return Err(ApiError::bad_request(
+                "invalid_broker",
+                "a run names at most 1000 brokered or unbrokered secrets",
+            ));
+        }
+        let mut ad_hoc = Vec::with_capacity(body.broker.len());
+        for asked in &body.broker {
+            if body.no_broker.contains(&asked.name) {
+                return Err(ApiError::bad_request(
+                    "invalid_broker",
+                    format!("{} is both brokered and unbrokered", asked.name),
+                ));
+            }
+            let policy = Policy::from_spec(&asked.policy).map_err(|e| {
+                ApiError::bad_request("invalid_broker", format!("{}: {e}", asked.name))
+            })?;
+            ad_hoc.push((asked.name.clone(), policy));
+        }
+        Ok(Self {
+            ad_hoc,
+            waived: body.no_broker.clone(),
+        })
+    }
+
+    /// How `secret` reaches this run's command.
+    fn of_secret<'a>(&'a self, secret: &'a Sealed) -> Brokering<'a> {
+        let ad_hoc = self
+            .ad_hoc
+            .iter()
+            .find(|(name, _)| *name == secret.name)
+            .map(|(_, p)| p);
+        broker::brokering(
+            secret.broker.as_ref(),
+            ad_hoc,
+            self.waived.contains(&secret.name),
+        )
+    }
 }
 
 /// A run's own part of its record (names only, never values): who started it. The rest is its
@@ -263,6 +324,12 @@ struct RunStart {
 #[derive(serde::Serialize)]
 struct OwnRecord<'a> {
     who: Who<'a>,
+    /// Names the command got as placeholders (DESIGN §13).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    brokered: Vec<&'a SecretName>,
+    /// Names whose broker policy the run set aside (`--no-broker`): the command got the value.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    unbrokered: Vec<&'a SecretName>,
 }
 
 /// The part of a run record that follows from its decision, shared by every run with the same
@@ -414,12 +481,24 @@ impl RunStart {
             (Ok(_), true) => "exec",
             (Ok(_), false) => "started",
         };
+        let (mut brokered, mut unbrokered) = (Vec::new(), Vec::new());
+        if decision.result.is_ok() {
+            for secret in &decision.sealed {
+                match self.asked.of_secret(secret) {
+                    Brokering::Brokered(_) => brokered.push(&secret.name),
+                    Brokering::Waived => unbrokered.push(&secret.name),
+                    Brokering::Real => {}
+                }
+            }
+        }
         let record = to_json(&OwnRecord {
             who: Who {
                 key_id: &self.key_id,
                 user: self.user_name.as_deref(),
                 identity: self.identity.as_ref(),
             },
+            brokered,
+            unbrokered,
         });
         RunPlan {
             record,

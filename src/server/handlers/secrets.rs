@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::{ApiJson, ApiQuery, IfMatch, Shared, data_key, event, scope_of, with_etag};
 use crate::api::{CreateSecret, Problem, SecretInfo, UpdateSecret};
+use crate::core::broker::{Policy, PolicySpec};
 use crate::core::crypto::Binding;
 use crate::core::name::SecretName;
 use crate::core::perm::Action;
@@ -35,7 +36,13 @@ fn secret_info(row: &SecretRow) -> SecretInfo {
         updated_at: row.updated_at,
         updated_by: row.updated_by.clone(),
         revision: row.revision,
+        broker: row.broker.as_ref().map(Policy::spec),
     }
+}
+
+/// A broker policy from a request (DESIGN §13).
+pub(super) fn policy_of(spec: &PolicySpec) -> Result<Policy, ApiError> {
+    Policy::from_spec(spec).map_err(|e| ApiError::bad_request("invalid_broker", e.to_string()))
 }
 
 /// Who owns a secret of `scope` written by `caller`, after the permission check.
@@ -75,6 +82,7 @@ pub(in crate::server) async fn create_secret(
     let owner = owner_for(&caller, body.scope).await?;
     let value = value_of(body.value)?;
     let description = description_of(body.description)?;
+    let broker = body.broker.as_ref().map(policy_of).transpose()?;
     let (key, key_version) = data_key(&app, caller.team).await?;
     let id = SecretId(random_id(&mut SysRng)?);
     let binding = Binding {
@@ -93,7 +101,11 @@ pub(in crate::server) async fn create_secret(
         &caller,
         "secret.create",
         target,
-        &json!({ "name": body.name.as_str(), "scope": body.scope }),
+        &json!({
+            "name": body.name.as_str(),
+            "scope": body.scope,
+            "broker": broker.as_ref().map(Policy::spec),
+        }),
     );
     let secret = NewSecret {
         id,
@@ -105,6 +117,7 @@ pub(in crate::server) async fn create_secret(
         key_version,
         ciphertext,
         value_len: u32::try_from(value.len()).unwrap_or(u32::MAX),
+        broker,
         actor: caller.actor(),
         at: app.now(),
     };
@@ -216,12 +229,17 @@ pub(in crate::server) async fn update_secret(
     ApiJson(body): ApiJson<UpdateSecret>,
 ) -> Result<Response, ApiError> {
     let if_match = IfMatch::of(&headers)?;
-    if body.value.is_none() && body.description.is_none() {
+    if body.value.is_none() && body.description.is_none() && body.broker.is_none() {
         return Err(ApiError::bad_request(
             "empty_update",
-            "give a new value, a new description, or both",
+            "give a new value, a new description or a broker policy",
         ));
     }
+    let broker = body
+        .broker
+        .as_ref()
+        .map(|b| b.as_ref().map(policy_of).transpose())
+        .transpose()?;
     let (row, owner) = find_secret(&app, &caller, &scope, &name, true).await?;
     let if_revision = if_match.expect(async { Ok(Some(row.revision)) }).await?;
     let description = body.description.map(description_of).transpose()?;
@@ -243,7 +261,12 @@ pub(in crate::server) async fn update_secret(
             Some((sealed, u32::try_from(value.len()).unwrap_or(u32::MAX)))
         }
     };
-    let detail = json!({ "name": row.name.as_str(), "value_changed": value.is_some() });
+    let mut detail = json!({ "name": row.name.as_str(), "value_changed": value.is_some() });
+    if let Some(policy) = &broker {
+        // The policy before and after: where the value may go is what a security lead reads.
+        detail["broker_before"] = json!(row.broker.as_ref().map(Policy::spec));
+        detail["broker"] = json!(policy.as_ref().map(Policy::spec));
+    }
     let audit = event(
         &app,
         &caller,
@@ -256,6 +279,7 @@ pub(in crate::server) async fn update_secret(
         expected_version: row.version,
         value,
         description,
+        broker,
         if_revision,
         actor: caller.actor(),
         at: app.now(),
