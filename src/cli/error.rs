@@ -39,6 +39,9 @@ pub enum Error {
     /// A signal ended latch before the command started (exit 128+N).
     #[error("stopped by signal {0} before the command started; nothing was started")]
     Interrupted(i32),
+    /// The credential broker could not start, or stopped while the command ran (exit 70).
+    #[error("credential broker: {0}")]
+    Broker(String),
     /// The reader of stdout went away (`latch runs list | head`): end quietly.
     #[error("stdout was closed")]
     StdoutClosed,
@@ -65,6 +68,7 @@ impl Error {
             | Self::Io(_)
             | Self::StdoutClosed
             | Self::Interrupted(_)
+            | Self::Broker(_)
             | Self::Launch(LaunchError::Io { .. })
             | Self::Client(ClientError::Decode(_)) => Failure::Internal,
             Self::Config(_)
@@ -160,6 +164,7 @@ impl Error {
                 "a team key has no user: use --trigger schedule or integration, or run with a personal key",
             ),
             Self::Launch(LaunchError::Io { .. })
+            | Self::Broker(_)
             | Self::Client(_)
             | Self::Usage(_)
             | Self::Runtime(_)

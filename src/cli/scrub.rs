@@ -58,6 +58,7 @@ pub(crate) async fn run(args: ScrubArgs, global: &Global) -> Result<u8, Error> {
             required: Vec::new(),
             dry_run: false,
             exec: false,
+            ..ResolveRun::default()
         };
         let resolved: Resolved = client.call(Method::POST, "v1/runs", Some(&request)).await?;
         for m in &resolved.missing {

@@ -69,6 +69,9 @@ pub struct Plan {
     pub style: MaskStyle,
     /// Where the scrubbed transcript also goes.
     pub log: Option<File>,
+    /// Hangs up if the credential broker ends (DESIGN §13 "Lifecycle"): the child is then
+    /// killed.
+    pub broker_alive: Option<io::PipeReader>,
 }
 
 /// How the run went.
@@ -82,6 +85,8 @@ pub struct Outcome {
     pub masked: BTreeMap<String, u64>,
     /// Wall time from start to exit.
     pub duration: Duration,
+    /// The credential broker ended while the child ran, and the child was killed.
+    pub broker_died: bool,
 }
 
 /// Why the supervisor could not do its job.
@@ -191,9 +196,17 @@ pub fn supervise(
         raw: raw.as_ref(),
         master: master.as_ref(),
         stopped_child: false,
+        broker_died: false,
     };
     let deadline = plan.timeout.map(|t| (start + t, plan.kill_after));
-    let (exit, timed_out) = run.wait(signals, &done_rx, deadline, take_terminal)?;
+    let (exit, timed_out) = run.wait(
+        signals,
+        &done_rx,
+        plan.broker_alive.as_ref(),
+        deadline,
+        take_terminal,
+    )?;
+    let broker_died = run.broker_died;
     let duration = start.elapsed();
     mark("the command's run");
     drop(stop_tx);
@@ -205,6 +218,7 @@ pub fn supervise(
         timed_out,
         masked,
         duration,
+        broker_died,
     })
 }
 
@@ -229,6 +243,7 @@ fn collect(pumps: Vec<PumpHandle>) -> BTreeMap<String, u64> {
 }
 
 /// The child's state as the loop sees it.
+#[allow(clippy::struct_excessive_bools)] // independent facts about the child
 struct Running<'a> {
     pid: Pid,
     reap_all: bool,
@@ -238,6 +253,8 @@ struct Running<'a> {
     master: Option<&'a OwnedFd>,
     /// latch stopped the child's group for a job-control stop ([`Self::suspend`]).
     stopped_child: bool,
+    /// The broker ended and the child was killed for it.
+    broker_died: bool,
 }
 
 impl Running<'_> {
@@ -248,6 +265,7 @@ impl Running<'_> {
         &mut self,
         signals: &Signals,
         pumps_done: &io::PipeReader,
+        broker_alive: Option<&io::PipeReader>,
         deadline: Option<(Instant, Duration)>,
         take_terminal: bool,
     ) -> Result<(ChildExit, bool), LaunchError> {
@@ -290,6 +308,10 @@ impl Running<'_> {
                     .unwrap_or(PollTimeout::MAX)
             });
             let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+            let watch_broker = broker_alive.filter(|_| !self.broker_died && self.status.is_none());
+            if let Some(alive) = watch_broker {
+                fds.push(PollFd::new(alive.as_fd(), PollFlags::POLLIN));
+            }
             if !done {
                 fds.push(PollFd::new(pumps_done.as_fd(), PollFlags::POLLIN));
             }
@@ -297,11 +319,19 @@ impl Running<'_> {
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(e) => return Err(io_err("wait for signals")(e)),
             }
-            done |= fds
-                .get(1)
-                .and_then(PollFd::revents)
-                .is_some_and(|r| !r.is_empty());
+            let fired = |fd: Option<&PollFd<'_>>| {
+                fd.and_then(PollFd::revents).is_some_and(|r| !r.is_empty())
+            };
+            let broker_gone = watch_broker.is_some() && fired(fds.get(1));
+            done |= fired(fds.get(if watch_broker.is_some() { 2 } else { 1 }));
             drop(fds);
+            if broker_gone {
+                // Nothing the broker held can reach the child any more; it must not run on
+                // with placeholders that authenticate nothing (DESIGN §13).
+                tracing::error!("the credential broker stopped: killing the command");
+                self.broker_died = true;
+                child::send(self.pid, Signal::SIGKILL, true);
+            }
             while let Some(signal) = signals.next().map_err(io_err("read signals"))? {
                 self.on_signal(signal);
             }

@@ -775,7 +775,7 @@ async fn the_api_key_is_absent_from_the_child_and_from_the_launchers_environ() {
 }
 
 /// Every readable mapping of `pid`, searched for each needle; returns what was found where.
-fn scan_memory(pid: Pid, needles: &[(&str, &[u8])]) -> (usize, Vec<String>) {
+pub(crate) fn scan_memory(pid: Pid, needles: &[(&str, &[u8])]) -> (usize, Vec<String>) {
     use std::os::unix::fs::FileExt;
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps");
     let mem = std::fs::File::open(format!("/proc/{pid}/mem")).expect("mem (run as root)");

@@ -8,6 +8,7 @@
     clippy::many_single_char_names
 )]
 
+mod broker;
 mod careful;
 mod cli;
 mod encodings;

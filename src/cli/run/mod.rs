@@ -16,6 +16,7 @@ use reqwest::Method;
 use secrecy::ExposeSecret;
 use zeroize::Zeroizing;
 
+mod brokered;
 mod dry;
 mod phases;
 mod report;
@@ -25,7 +26,7 @@ pub use self::phases::mark_main;
 
 use self::report::{ReportFile, Summary};
 use super::{Error, Global, context};
-use crate::api::{FinishRun, ResolveRun, Resolved, RunInfo};
+use crate::api::{AdHocBroker, FinishRun, ResolveRun, Resolved, RunInfo};
 use crate::client::ClientError;
 use crate::core::duration::parse_duration;
 use crate::core::exit::{self, ChildExit};
@@ -99,7 +100,7 @@ pub struct RunArgs {
     /// reported).
     #[arg(
         long,
-        conflicts_with_all = ["secret_file", "log", "timeout", "pty", "signal_group", "subreaper", "report", "fail_on_leak"]
+        conflicts_with_all = ["secret_file", "log", "timeout", "pty", "signal_group", "subreaper", "report", "fail_on_leak", "broker"]
     )]
     pub no_scrub: bool,
     /// Resolve only: print the names the run would receive (scope, version), the missing ones
@@ -137,6 +138,19 @@ pub struct RunArgs {
     /// Reap orphaned descendants even when not PID 1.
     #[arg(long)]
     pub subreaper: bool,
+    /// Broker this secret in this run: the command gets a placeholder, and latch puts the
+    /// value only into requests to these hosts (a preset: openai, anthropic, gemini, github).
+    /// A well-known name alone (OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, GH_TOKEN)
+    /// takes its preset. Secrets with a broker policy are brokered without it.
+    #[arg(long = "broker", value_name = "NAME[=HOST,...]", value_parser = brokered::parse_broker)]
+    pub broker: Vec<AdHocBroker>,
+    /// Give the command the real value of a secret that has a broker policy (refused by a
+    /// policy marked always).
+    #[arg(long = "no-broker", value_name = "NAME")]
+    pub no_broker: Vec<SecretName>,
+    /// Connect to ADDR for requests to HOST:PORT, as curl's --resolve (ADDR may be IP:PORT).
+    #[arg(long = "resolve", value_name = "HOST:PORT:ADDR", value_parser = brokered::parse_resolve)]
+    pub resolve: Vec<crate::broker::Resolve>,
     /// The command and its arguments (never joined into a shell string). It starts at the
     /// first argument that is not an option, or after `--`; a mistyped option before it is a
     /// usage error, never taken for the command.
@@ -222,9 +236,9 @@ pub fn launch(args: RunArgs, global: &Global) -> Result<u8, Error> {
             &signals,
         );
     };
-    let planned = plan(&args, &resolved, mode.is_some(), &signals);
+    let planned = plan_brokered(&args, &resolved, mode.is_some(), &signals);
     drop(resolved);
-    let (spec, patterns, files) = match planned {
+    let ((mut spec, patterns, files), entries) = match planned {
         Ok(planned) => planned,
         Err(e) => {
             // The run is recorded as started: say that it ended without starting the command.
@@ -235,13 +249,20 @@ pub fn launch(args: RunArgs, global: &Global) -> Result<u8, Error> {
     hygiene::wipe_stack();
     phases.mark("plan (environment, masking patterns)");
     // The last moment a stop request can still prevent the start (the files go as `files`
-    // drops).
-    if let Some(signal) = stop_requested(&signals)? {
-        drop(files);
-        finish((None, Some(signal), BTreeMap::new()));
-        return Err(Error::Interrupted(signal));
-    }
-
+    // drops). Then the broker starts before the command, and the command not without it.
+    let broker = match stop_requested(&signals)? {
+        Some(signal) => Err((Error::Interrupted(signal), (None, Some(signal)))),
+        None => brokered::start(entries, &args.resolve, &mut spec.env)
+            .map_err(|e| (e, (Some(i32::from(exit::INTERNAL)), None))),
+    };
+    let mut broker = match broker {
+        Ok(running) => running,
+        Err((e, (code, signal))) => {
+            drop(files);
+            finish((code, signal, BTreeMap::new()));
+            return Err(e);
+        }
+    };
     let Some(mode) = mode else {
         // --no-scrub: become the command. Returns only if it could not start.
         return Err(Error::Launch(LaunchError::Spawn(child::exec(spec))));
@@ -258,10 +279,14 @@ pub fn launch(args: RunArgs, global: &Global) -> Result<u8, Error> {
             patterns,
             style: args.mask_style.into(),
             log,
+            broker_alive: broker.as_mut().and_then(crate::broker::Running::take_alive),
         },
         &signals,
         |name| phases.mark(name),
     );
+    if let Some(running) = broker {
+        brokered::stop(running);
+    }
     drop(files);
     let ended = ended(&result);
     finish(ended.clone());
@@ -270,12 +295,22 @@ pub fn launch(args: RunArgs, global: &Global) -> Result<u8, Error> {
         let duration = result.as_ref().map_or(started.elapsed(), |o| o.duration);
         file.commit(&summary.report(&run_id, &ended, duration))?;
     }
-    let outcome = result?;
+    exit_code(&result?, args.fail_on_leak)
+}
+
+/// latch's exit status after a supervised run: the command's, 124 for `--timeout`, 3 for
+/// `--fail-on-leak`, 70 when the broker died.
+fn exit_code(outcome: &Outcome, fail_on_leak: bool) -> Result<u8, Error> {
+    if outcome.broker_died {
+        return Err(Error::Broker(
+            "the broker stopped while the command ran; the command was killed".into(),
+        ));
+    }
     if outcome.timed_out {
         return Ok(exit::TIMEOUT);
     }
     let code = exit::child_code(outcome.exit);
-    if args.fail_on_leak && code == 0 && !outcome.masked.is_empty() {
+    if fail_on_leak && code == 0 && !outcome.masked.is_empty() {
         report::leaked(&outcome.masked);
         return Ok(exit::LEAK);
     }
@@ -350,6 +385,8 @@ pub(super) fn request_of(args: &RunArgs) -> ResolveRun {
         required: args.require.clone(),
         dry_run: false,
         exec: args.no_scrub,
+        broker: args.broker.clone(),
+        no_broker: args.no_broker.clone(),
     }
 }
 
@@ -399,11 +436,16 @@ pub(super) fn post_runs<T: serde::de::DeserializeOwned>(
 
 /// The key as two shares until the run's end is reported.
 fn split(key: &str) -> Result<Split, Error> {
-    let mut pad = Zeroizing::new(vec![0u8; key.len()]);
+    split_bytes(key.as_bytes())
+}
+
+/// `secret` as two shares with a pad from the OS RNG.
+pub(super) fn split_bytes(secret: &[u8]) -> Result<Split, Error> {
+    let mut pad = Zeroizing::new(vec![0u8; secret.len()]);
     getrandom::SysRng
         .try_fill_bytes(&mut pad)
         .map_err(|e| Error::Config(format!("the OS random number generator failed: {e}")))?;
-    Split::new(key.as_bytes(), pad).ok_or_else(|| Error::Config("cannot split the key".into()))
+    Split::new(secret, pad).ok_or_else(|| Error::Config("cannot split a secret".into()))
 }
 
 /// The child's spec (environment from the plan), the masking patterns, and the directory of
@@ -411,9 +453,10 @@ fn split(key: &str) -> Result<Split, Error> {
 fn plan(
     args: &RunArgs,
     resolved: &Resolved,
+    placeholders: &[Option<Vec<u8>>],
     scrub: bool,
     signals: &Signals,
-) -> Result<(Spec, Option<PendingSet>, Option<SecretDir>), Error> {
+) -> Result<Planned, Error> {
     let names = resolved
         .secrets
         .iter()
@@ -442,7 +485,11 @@ fn plan(
     for name in &env_plan.unfiled {
         tracing::warn!("--secret-file {name}: the secret is not delivered; no file is written");
     }
-    let value = |i: usize| resolved.secrets[i].value.expose_secret().as_bytes();
+    // What the command gets: the value, or its placeholder when the run brokers it.
+    let value = |i: usize| match placeholders.get(i) {
+        Some(Some(fake)) => fake.as_slice(),
+        _ => resolved.secrets[i].value.expose_secret().as_bytes(),
+    };
     let patterns = if scrub {
         let set = PatternSet::prepare(
             resolved
@@ -511,6 +558,21 @@ fn plan(
         files,
     ))
 }
+
+/// [`plan`] with the placeholders of the secrets the run brokers, and the broker's entries.
+fn plan_brokered(
+    args: &RunArgs,
+    resolved: &Resolved,
+    scrub: bool,
+    signals: &Signals,
+) -> Result<(Planned, Vec<crate::broker::Entry>), Error> {
+    let prepared = brokered::prepare(resolved, &args.broker, &args.no_broker, args.no_scrub)?;
+    let planned = plan(args, resolved, &prepared.placeholders, scrub, signals)?;
+    Ok((planned, prepared.entries))
+}
+
+/// The child's spec, its masking patterns and its secret files.
+type Planned = (Spec, Option<PendingSet>, Option<SecretDir>);
 
 fn empty_patterns() -> PendingSet {
     PatternSet::prepare(std::iter::empty())

@@ -1,0 +1,246 @@
+//! The credential broker (DESIGN §13): the command holds a placeholder, and the broker puts
+//! the real value into requests to the hosts its policy names, on 127.0.0.1.
+//!
+//! Base-URL mode: the command's SDK is pointed at `http://127.0.0.1:PORT/<route>/...` (its own
+//! base-URL variable, or `LATCH_BROKER_URL_<NAME>`), and the broker forwards each request over
+//! verified TLS to the route's host. Built on hyper directly rather than a MITM framework (the
+//! research's measured reasons: an injected resolver for `--resolve`, the checks per request).
+//!
+//! The broker runs on its own thread and runtime, started before the command. Values are kept
+//! as two shares ([`Split`]) and joined only into the one header of one request; responses are
+//! streamed back with any real value replaced by its placeholder (same length, so nothing is
+//! buffered and `Content-Length` holds).
+
+mod forward;
+pub mod upstream;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+
+use tokio::sync::oneshot;
+
+use crate::core::broker::{Policy, Preset};
+use crate::core::split::Split;
+
+pub use self::upstream::Resolve;
+
+/// Why the broker could not start or forward.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// A setting is unusable.
+    #[error("{0}")]
+    Config(String),
+    /// It cannot listen.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// Where.
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+    /// An upstream could not be reached.
+    #[error("{0}")]
+    Upstream(String),
+}
+
+/// One brokered secret.
+pub struct Entry {
+    /// Its name (the variable the command gets the placeholder in).
+    pub name: String,
+    /// Where its value may go.
+    pub policy: Policy,
+    /// What the command holds instead.
+    pub placeholder: Vec<u8>,
+    /// The value, as two shares.
+    pub real: Split,
+    injected: AtomicU64,
+}
+
+impl Entry {
+    /// A brokered secret.
+    #[must_use]
+    pub fn new(name: String, policy: Policy, placeholder: Vec<u8>, real: Split) -> Self {
+        Self {
+            name,
+            policy,
+            placeholder,
+            real,
+            injected: AtomicU64::new(0),
+        }
+    }
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("name", &self.name)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the broker needs.
+#[derive(Debug)]
+pub struct Config {
+    /// The brokered secrets.
+    pub entries: Vec<Entry>,
+    /// Where to listen (`127.0.0.1:0` for `latch run`).
+    pub listen: SocketAddr,
+    /// `--resolve` overrides.
+    pub resolve: Vec<Resolve>,
+    /// Extra trusted roots for upstreams (`LATCH_CA_CERT`).
+    pub ca_cert: Option<std::path::PathBuf>,
+}
+
+/// The routes of base-URL mode: a preset's (`/openai/...`) or a name's (`/NAME/...`), each to
+/// its first host. A preset's route wins over a secret that happens to have its name.
+#[derive(Debug, Default)]
+pub(crate) struct Routes(BTreeMap<String, crate::core::broker::Host>);
+
+impl Routes {
+    fn of(entries: &[Entry]) -> Self {
+        let mut routes = BTreeMap::new();
+        for entry in entries {
+            if let Some(preset) = entry.policy.preset.filter(|p| p.base_url().is_some()) {
+                routes.insert(preset.as_str().to_owned(), entry.policy.hosts[0].clone());
+            }
+        }
+        for entry in entries {
+            routes
+                .entry(entry.name.clone())
+                .or_insert_with(|| entry.policy.hosts[0].clone());
+        }
+        Self(routes)
+    }
+
+    pub(crate) fn get(&self, route: &str) -> Option<&crate::core::broker::Host> {
+        self.0.get(route)
+    }
+}
+
+/// A running broker.
+#[derive(Debug)]
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Hangs up when the broker's thread ends, for whatever reason: the supervisor watches it.
+    alive: Option<io::PipeReader>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+    state: Arc<forward::State>,
+}
+
+impl Running {
+    /// The end of a pipe that hangs up when the broker's thread ends, for whatever reason (once;
+    /// the supervisor watches it).
+    pub fn take_alive(&mut self) -> Option<io::PipeReader> {
+        self.alive.take()
+    }
+
+    /// The variables the command gets besides the placeholders: each preset's base-URL
+    /// variable and `LATCH_BROKER_URL_<NAME>` for every brokered name.
+    #[must_use]
+    pub fn child_env(&self) -> Vec<(String, String)> {
+        let base = format!("http://{}", self.addr);
+        let mut env = Vec::new();
+        let mut presets: Vec<Preset> = Vec::new();
+        for entry in &self.state.entries {
+            if let Some(preset) = entry.policy.preset
+                && !presets.contains(&preset)
+            {
+                presets.push(preset);
+                if let Some((var, path)) = preset.base_url() {
+                    env.push((var.to_owned(), format!("{base}{path}")));
+                }
+            }
+            env.push((
+                format!("LATCH_BROKER_URL_{}", entry.name),
+                format!("{base}/{}/", entry.name),
+            ));
+        }
+        env
+    }
+
+    /// Stops the broker (requests in flight are cut) and says how many requests each name's
+    /// value went into.
+    #[must_use]
+    pub fn stop(mut self) -> BTreeMap<String, u64> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        self.state
+            .entries
+            .iter()
+            .map(|e| (e.name.clone(), e.injected.load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
+/// Starts the broker on a thread of its own; returns once it listens.
+///
+/// # Errors
+/// [`BrokerError`]: the CA file, the trusted roots or the listening socket.
+pub fn start(config: Config) -> Result<Running, BrokerError> {
+    let tls = upstream::tls_config(config.ca_cert.as_deref())?;
+    let listener =
+        std::net::TcpListener::bind(config.listen).map_err(|source| BrokerError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| BrokerError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| BrokerError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let routes = Routes::of(&config.entries);
+    let state = Arc::new(forward::State::new(
+        config.entries,
+        routes,
+        &config.resolve,
+        tls,
+    ));
+    let (alive, alive_tx) =
+        io::pipe().map_err(|e| BrokerError::Config(format!("cannot create a pipe: {e}")))?;
+    let (stop, stopped) = oneshot::channel();
+    let serving = Arc::clone(&state);
+    let thread = std::thread::Builder::new()
+        .name("latch-broker".into())
+        .spawn(move || {
+            let _alive = alive_tx;
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    tracing::error!("the credential broker cannot start its runtime: {e}");
+                    return;
+                }
+            };
+            runtime.block_on(forward::serve(listener, serving, stopped));
+            // Connections still open are dropped with the runtime.
+            drop(runtime);
+        })
+        .map_err(|e| BrokerError::Config(format!("cannot start the broker's thread: {e}")))?;
+    Ok(Running {
+        addr,
+        alive: Some(alive),
+        stop: Some(stop),
+        thread: Some(thread),
+        state,
+    })
+}

@@ -1,0 +1,196 @@
+//! `latch run`'s side of the credential broker (DESIGN §13): the `--broker` flags, the
+//! placeholders the command gets instead of brokered values, and the broker started before the
+//! command and stopped after its output is drained.
+
+use std::ffi::OsString;
+use std::net::{Ipv4Addr, SocketAddr};
+
+use secrecy::ExposeSecret;
+use zeroize::Zeroizing;
+
+use super::{Error, split_bytes};
+use crate::api::{AdHocBroker, Resolved};
+use crate::broker::{self, Entry, Resolve, Running};
+use crate::core::broker::{Policy, Preset, placeholder};
+use crate::core::name::SecretName;
+
+/// `--broker NAME[=PRESET|HOST,...]`: a well-known name alone takes its preset
+/// (`OPENAI_API_KEY` → openai).
+///
+/// # Errors
+/// A message for clap (exit 2 before any request).
+pub(super) fn parse_broker(text: &str) -> Result<AdHocBroker, String> {
+    let (name, words) = match text.split_once('=') {
+        Some((name, words)) => (name, Some(words)),
+        None => (text, None),
+    };
+    let name = SecretName::new(name.to_owned()).map_err(|e| e.to_string())?;
+    let words = match words {
+        Some(words) => words.to_owned(),
+        None => Preset::for_name(name.as_str())
+            .map(|p| p.as_str().to_owned())
+            .ok_or_else(|| {
+                format!(
+                    "say where {name}'s value may go: --broker {name}=HOST[,HOST...] or --broker {name}=PRESET (openai, anthropic, gemini, github)"
+                )
+            })?,
+    };
+    let policy = Policy::from_words(&words, None, false).map_err(|e| e.to_string())?;
+    Ok(AdHocBroker {
+        name,
+        policy: policy.spec(),
+    })
+}
+
+/// `--resolve HOST:PORT:ADDR`.
+///
+/// # Errors
+/// A message for clap.
+pub(super) fn parse_resolve(text: &str) -> Result<Resolve, String> {
+    Resolve::parse(text)
+}
+
+/// The placeholders of a run's brokered secrets (by delivery index) and the broker's entries.
+#[derive(Debug, Default)]
+pub(super) struct Prepared {
+    /// `Some(placeholder)` where the command gets a placeholder instead of the value.
+    pub(super) placeholders: Vec<Option<Vec<u8>>>,
+    /// What the broker needs.
+    pub(super) entries: Vec<Entry>,
+}
+
+/// Makes a placeholder and keeps the value as shares for each secret the platform says this
+/// run brokers; warns about `--broker`/`--no-broker` names that changed nothing.
+///
+/// # Errors
+/// [`Error::Config`] when a brokered value cannot go into a header (or is too short for its
+/// placeholder to be unguessable), or when `--no-scrub` would hand it to the command.
+pub(super) fn prepare(
+    resolved: &Resolved,
+    asked: &[AdHocBroker],
+    waived: &[SecretName],
+    no_scrub: bool,
+) -> Result<Prepared, Error> {
+    let mut prepared = Prepared::default();
+    for secret in &resolved.secrets {
+        let Some(spec) = &secret.broker else {
+            if waived.iter().any(|w| w.as_str() == secret.name) {
+                tracing::info!("--no-broker {}: the command gets its value", secret.name);
+            }
+            prepared.placeholders.push(None);
+            continue;
+        };
+        let policy = Policy::from_spec(spec).map_err(|e| {
+            Error::Config(format!(
+                "the platform's broker policy of {}: {e}",
+                secret.name
+            ))
+        })?;
+        if no_scrub {
+            return Err(Error::Config(format!(
+                "secret {} is brokered, and --no-scrub makes latch the command, with no broker: drop --no-scrub{}",
+                secret.name,
+                if policy.always {
+                    ""
+                } else {
+                    " or pass --no-broker for it"
+                }
+            )));
+        }
+        if waived.iter().any(|w| w.as_str() == secret.name) {
+            tracing::warn!(
+                "secret {} is always brokered (its policy says so): --no-broker does not apply",
+                secret.name
+            );
+        }
+        if let Some(own) = asked.iter().find(|a| a.name.as_str() == secret.name)
+            && own.policy != *spec
+        {
+            tracing::warn!(
+                "secret {} has a broker policy on the platform ({}); --broker's hosts are ignored",
+                secret.name,
+                spec.hosts.join(", ")
+            );
+        }
+        let value = secret.value.expose_secret().as_bytes();
+        let fake = placeholder(value, &mut getrandom::SysRng).map_err(|e| {
+            Error::Config(format!("secret {} cannot be brokered: {e}", secret.name))
+        })?;
+        let real = split_bytes(value)?;
+        prepared
+            .entries
+            .push(Entry::new(secret.name.clone(), policy, fake.clone(), real));
+        prepared.placeholders.push(Some(fake));
+    }
+    for asked in asked {
+        if !resolved
+            .secrets
+            .iter()
+            .any(|s| s.name == asked.name.as_str())
+        {
+            tracing::warn!(
+                "--broker {}: the secret is not delivered to this run",
+                asked.name
+            );
+        }
+    }
+    Ok(prepared)
+}
+
+/// Starts the broker on 127.0.0.1 when the run brokers anything, and adds its variables to the
+/// command's environment (DESIGN §13 "Lifecycle": before the command; if it cannot start, the
+/// command does not either).
+///
+/// # Errors
+/// [`Error::Broker`].
+pub(super) fn start(
+    entries: Vec<Entry>,
+    resolve: &[Resolve],
+    env: &mut Vec<(OsString, Zeroizing<Vec<u8>>)>,
+) -> Result<Option<Running>, Error> {
+    if entries.is_empty() {
+        return Ok(None);
+    }
+    let running = broker::start(broker::Config {
+        entries,
+        listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        resolve: resolve.to_vec(),
+        ca_cert: std::env::var_os("LATCH_CA_CERT")
+            .filter(|v| !v.is_empty())
+            .map(Into::into),
+    })
+    .map_err(|e| Error::Broker(e.to_string()))?;
+    tracing::info!("credential broker listening on {}", running.addr);
+    add_env(env, &running);
+    Ok(Some(running))
+}
+
+/// Adds the broker's variables to the command's environment, each replacing an inherited
+/// variable of that name (a stale `OPENAI_BASE_URL` must not win).
+fn add_env(env: &mut Vec<(OsString, Zeroizing<Vec<u8>>)>, running: &Running) {
+    for (name, value) in running.child_env() {
+        let value = Zeroizing::new(value.into_bytes());
+        match env.iter_mut().find(|(n, _)| *n == *name) {
+            Some(slot) => slot.1 = value,
+            None => env.push((name.into(), value)),
+        }
+    }
+}
+
+/// Stops the broker and says, at `-v`, how many requests each value went into; a brokered
+/// name that no request carried gets a hint (a client that ignored the base URL sent the
+/// placeholder straight to the API, which refused it: nothing leaked).
+pub(super) fn stop(running: Running) {
+    for (name, count) in running.stop() {
+        if count == 0 {
+            tracing::info!(
+                "{name} was brokered but no request through the broker carried its placeholder: a client that does not read its base-URL variable (or LATCH_BROKER_URL_{name}) sent the placeholder elsewhere, where it authenticates nothing"
+            );
+        } else {
+            tracing::info!(
+                "{name}: its value went into {count} {}",
+                if count == 1 { "request" } else { "requests" }
+            );
+        }
+    }
+}

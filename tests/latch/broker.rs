@@ -1,0 +1,662 @@
+//! The credential broker (DESIGN §13): the real `latch run` with brokered secrets against an
+//! in-process platform and a local HTTPS upstream with its own test CA, which records every
+//! request it gets. Host names are mapped onto the upstream with `--resolve`, so nothing
+//! leaves loopback.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::launcher::{Guard, latch_run, output, scan_memory, start_until, text, wait_for_line};
+use crate::server::{Platform, start};
+
+/// A realistic OpenAI project key (never a real one).
+const OPENAI: &str = "sk-proj-Qw3rTy8uI0oP2aS4dF6gH8jK0lZ2xC4vB6nM8qW0eR2tY4uI6oP8aS0dF2gH4jK6";
+/// A value for ad-hoc brokering.
+const OTHER: &str = "tok_9f8e7d6c5b4a39281706f5e4d3c2b1a0ZYXWVUTS";
+
+/// One request the upstream got.
+#[derive(Debug, Clone)]
+struct Seen {
+    host: String,
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A local HTTPS server for api.openai.com, other.example and api.anthropic.com.
+struct Upstream {
+    addr: SocketAddr,
+    ca: tempfile::NamedTempFile,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Upstream {
+    async fn start() -> Self {
+        let ca_key = rcgen::KeyPair::generate().expect("key");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "latch test upstream CA");
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("ca");
+        let leaf_key = rcgen::KeyPair::generate().expect("key");
+        let leaf = rcgen::CertificateParams::new(vec![
+            "api.openai.com".to_owned(),
+            "other.example".to_owned(),
+            "api.anthropic.com".to_owned(),
+        ])
+        .expect("params")
+        .signed_by(&leaf_key, &ca)
+        .expect("leaf");
+        let mut file = tempfile::NamedTempFile::new().expect("temp");
+        std::io::Write::write_all(&mut file, ca.pem().as_bytes()).expect("write");
+        let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
+            tokio_rustls::rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            rustls_pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+        )
+        .expect("cert");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let addr = listener.local_addr().expect("addr");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let acceptor = acceptor.clone();
+                let log = Arc::clone(&log);
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let service = hyper::service::service_fn(move |request| {
+                        let log = Arc::clone(&log);
+                        async move { Ok::<_, std::convert::Infallible>(answer(request, &log).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            addr,
+            ca: file,
+            seen,
+            task,
+        }
+    }
+
+    fn resolve(&self, host: &str) -> String {
+        format!("{host}:443:{}", self.addr)
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().expect("lock").clone()
+    }
+}
+
+type UpBody = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
+/// `/v1/models`: 200 only with the real key. `/v1/echo`: the Authorization header reflected in a
+/// header and the body. `/v1/stream`: three SSE events 400 ms apart, the second holding the real
+/// key.
+async fn answer(request: Request<Incoming>, log: &Mutex<Vec<Seen>>) -> Response<UpBody> {
+    let (parts, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
+    let seen = Seen {
+        host: parts
+            .headers
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
+        method: parts.method.to_string(),
+        target: parts.uri.to_string(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body,
+    };
+    let auth = seen.header("authorization").unwrap_or_default().to_owned();
+    log.lock().expect("lock").push(seen);
+    let full = |status: u16, text: String| {
+        Response::builder()
+            .status(status)
+            .header("x-echo", auth.clone())
+            .body(Full::new(Bytes::from(text)).boxed())
+            .expect("response")
+    };
+    match parts.uri.path() {
+        "/v1/models" if auth == format!("Bearer {OPENAI}") => full(200, "{\"ok\":true}".into()),
+        "/v1/models" => full(401, "{\"error\":\"invalid key\"}".into()),
+        "/v1/echo" => full(200, json!({ "auth": auth }).to_string()),
+        "/v1/stream" => Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(sse(auth).boxed())
+            .expect("response"),
+        _ => full(404, "no such path".into()),
+    }
+}
+
+/// Three SSE events, 400 ms apart, the second carrying `auth`.
+fn sse(auth: String) -> Events {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        for i in 0..3 {
+            let event = if i == 1 {
+                format!("data: {{\"n\":{i},\"echo\":\"{auth}\"}}\n\n")
+            } else {
+                format!("data: {{\"n\":{i}}}\n\n")
+            };
+            if tx.send(Bytes::from(event)).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+    });
+    Events(rx)
+}
+
+/// A body sent as its chunks arrive.
+struct Events(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl http_body::Body for Events {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|c| Ok(Frame::data(c))))
+    }
+}
+
+/// A platform whose team secret `OPENAI_API_KEY` has the openai preset, and `OTHER_TOKEN` none.
+async fn platform() -> Platform {
+    let p = start().await;
+    p.ok(
+        &p.owner,
+        Method::POST,
+        "/v1/secrets",
+        Some(json!({"scope": "team", "name": "OPENAI_API_KEY", "value": OPENAI, "broker": {"preset": "openai"}})),
+    )
+    .await;
+    p.ok(
+        &p.owner,
+        Method::POST,
+        "/v1/secrets",
+        Some(json!({"scope": "team", "name": "OTHER_TOKEN", "value": OTHER})),
+    )
+    .await;
+    p
+}
+
+/// `latch run` with the upstream's CA and host mapping.
+fn brokered_run(p: &Platform, up: &Upstream, args: &[&str]) -> Command {
+    let resolve = [up.resolve("api.openai.com"), up.resolve("other.example")];
+    let mut all: Vec<&str> = vec!["--resolve", &resolve[0], "--resolve", &resolve[1]];
+    all.extend_from_slice(args);
+    let mut command = latch_run(p, &all);
+    command.env("LATCH_CA_CERT", up.ca.path());
+    command
+}
+
+fn lines(stdout: &[u8]) -> Vec<String> {
+    text(stdout).lines().map(str::to_owned).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_holds_a_placeholder_and_the_upstream_gets_the_real_key() {
+    let p = platform().await;
+    let up = Upstream::start().await;
+    let script = r#"printf '%s\n' "$OPENAI_API_KEY" "$OPENAI_BASE_URL" "$LATCH_BROKER_URL_OPENAI_API_KEY"
+curl -sS -H "Authorization: Bearer $OPENAI_API_KEY" "$OPENAI_BASE_URL/models"; echo
+curl -sS -H "Authorization: Bearer $OPENAI_API_KEY" "${LATCH_BROKER_URL_OPENAI_API_KEY}v1/models"; echo"#;
+    let run = || {
+        output(
+            brokered_run(
+                &p,
+                &up,
+                &["--secrets", "OPENAI_API_KEY", "--", "sh", "-c", script],
+            ),
+            None,
+        )
+    };
+    let first = run().await;
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let out = lines(&first.stdout);
+    let placeholder = &out[0];
+    // Same length, vendor prefix and character classes; never the value.
+    assert_eq!(placeholder.len(), OPENAI.len());
+    assert!(placeholder.starts_with("sk-proj-"), "{placeholder}");
+    assert_ne!(placeholder, OPENAI);
+    for (a, b) in placeholder.bytes().zip(OPENAI.bytes()) {
+        assert_eq!(a.is_ascii_digit(), b.is_ascii_digit());
+        assert_eq!(a.is_ascii_uppercase(), b.is_ascii_uppercase());
+    }
+    assert!(
+        out[1].starts_with("http://127.0.0.1:") && out[1].ends_with("/openai/v1"),
+        "{}",
+        out[1]
+    );
+    assert!(out[2].ends_with("/OPENAI_API_KEY/"), "{}", out[2]);
+    // Both ways in reached the real API, authenticated with the real key.
+    assert_eq!(out[3..5], ["{\"ok\":true}", "{\"ok\":true}"]);
+    let seen = up.seen();
+    assert_eq!(seen.len(), 2);
+    for s in &seen {
+        assert_eq!(s.host, "api.openai.com");
+        assert_eq!(s.target, "/v1/models");
+        assert_eq!(
+            s.header("authorization"),
+            Some(format!("Bearer {OPENAI}").as_str())
+        );
+        assert_eq!(s.header("accept-encoding"), Some("identity"));
+    }
+    // A new run, a new placeholder.
+    let second = run().await;
+    assert_ne!(lines(&second.stdout)[0], *placeholder);
+    // The run record names the brokered secret (never a value).
+    let runs = p.ok(&p.owner, Method::GET, "/v1/runs?limit=1", None).await;
+    assert_eq!(
+        runs["runs"][0]["record"]["brokered"],
+        json!(["OPENAI_API_KEY"])
+    );
+    assert!(!runs.to_string().contains(OPENAI));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_value_goes_only_into_its_header_and_comes_back_as_the_placeholder() {
+    let p = platform().await;
+    let up = Upstream::start().await;
+    let script = r#"printf '%s\n' "$OPENAI_API_KEY"
+curl -sS -D - -H "Authorization: Bearer $OPENAI_API_KEY" -H "X-Other: $OPENAI_API_KEY" --data-binary "$OPENAI_API_KEY" "$OPENAI_BASE_URL/echo?key=$OPENAI_API_KEY"; echo
+curl -sS -H "x-api-key: $OPENAI_API_KEY" "$OPENAI_BASE_URL/echo"; echo
+curl -sS -H "Authorization: Bearer $OPENAI_API_KEY" "${LATCH_BROKER_URL_OTHER_TOKEN}v1/echo"; echo
+curl -sS -o /dev/null -w '%{http_code}\n' -X TRACE "$OPENAI_BASE_URL/models"
+curl -sS -o /dev/null -w '%{http_code}\n' -x "$LATCH_BROKER_URL_OTHER_TOKEN" http://api.openai.com/v1/models
+curl -sS -o /dev/null -w '%{http_code}\n' "${OPENAI_BASE_URL%/openai/v1}/nowhere/v1/models""#;
+    let o = output(
+        brokered_run(
+            &p,
+            &up,
+            &[
+                "--broker",
+                "OTHER_TOKEN=other.example",
+                "--",
+                "sh",
+                "-c",
+                script,
+            ],
+        ),
+        None,
+    )
+    .await;
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let stdout = text(&o.stdout);
+    let placeholder = stdout.lines().next().expect("placeholder").to_owned();
+    let seen = up.seen();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    // 1: only the Authorization header got the value; query, body and other headers kept the
+    // placeholder. The reflected value came back as the placeholder, in headers and body.
+    assert_eq!(
+        seen[0].header("authorization"),
+        Some(format!("Bearer {OPENAI}").as_str())
+    );
+    assert_eq!(seen[0].header("x-other"), Some(placeholder.as_str()));
+    assert_eq!(seen[0].target, format!("/v1/echo?key={placeholder}"));
+    assert_eq!(seen[0].body, placeholder.as_bytes());
+    assert_eq!(seen[0].method, "POST");
+    assert!(
+        stdout.contains(&format!("x-echo: Bearer {placeholder}")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("{{\"auth\":\"Bearer {placeholder}\"}}")),
+        "{stdout}"
+    );
+    // 2: the placeholder in a header the policy does not name stays a placeholder.
+    assert_eq!(seen[1].header("x-api-key"), Some(placeholder.as_str()));
+    assert_eq!(seen[1].header("authorization"), None);
+    // 3: OPENAI's placeholder sent to another brokered host is not substituted.
+    assert_eq!(seen[2].host, "other.example");
+    assert_eq!(
+        seen[2].header("authorization"),
+        Some(format!("Bearer {placeholder}").as_str())
+    );
+    // TRACE 405, plain HTTP through the broker as a proxy 403, an unknown route 404: and none
+    // of them reached the upstream (three requests in all, above).
+    let codes: Vec<&str> = stdout.lines().rev().take(3).collect();
+    assert_eq!(codes, ["404", "403", "405"], "{stdout}");
+    assert!(!stdout.contains(OPENAI) && !text(&o.stderr).contains(OPENAI));
+    let runs = p.ok(&p.owner, Method::GET, "/v1/runs?limit=1", None).await;
+    assert_eq!(
+        runs["runs"][0]["record"]["brokered"],
+        json!(["OPENAI_API_KEY", "OTHER_TOKEN"])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_sent_events_keep_their_spacing_with_the_value_replaced() {
+    let p = platform().await;
+    let up = Upstream::start().await;
+    let mut command = brokered_run(
+        &p,
+        &up,
+        &[
+            "--secrets",
+            "OPENAI_API_KEY",
+            "--",
+            "sh",
+            "-c",
+            r#"printf '%s\n' "$OPENAI_API_KEY"; curl -sSN -H "Authorization: Bearer $OPENAI_API_KEY" "$OPENAI_BASE_URL/stream""#,
+        ],
+    );
+    command.stdout(Stdio::piped()).stderr(Stdio::null());
+    let got = tokio::task::spawn_blocking(move || {
+        let mut child = Guard::spawn(&mut command);
+        let reader = BufReader::new(child.0.stdout.take().expect("stdout"));
+        let mut lines = Vec::new();
+        for line in reader.lines() {
+            let line = line.expect("line");
+            if !line.is_empty() {
+                lines.push((Instant::now(), line));
+            }
+        }
+        let status = child.0.wait().expect("waits");
+        child.1 = true;
+        (status, lines)
+    })
+    .await
+    .expect("joins");
+    let (status, lines) = got;
+    assert!(status.success());
+    let placeholder = &lines[0].1;
+    let events: Vec<&(Instant, String)> = lines[1..].iter().collect();
+    assert_eq!(events.len(), 3, "{lines:?}");
+    assert_eq!(
+        events[1].1,
+        format!("data: {{\"n\":1,\"echo\":\"Bearer {placeholder}\"}}")
+    );
+    // Streamed, not buffered: each event came on its own, well apart (they are sent 400 ms
+    // apart; a buffering broker would deliver them together at the end).
+    for pair in events.windows(2) {
+        assert!(
+            pair[1].0.duration_since(pair[0].0) >= Duration::from_millis(100),
+            "{lines:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_is_killed_and_latch_exits_70_when_the_broker_dies() {
+    let p = platform().await;
+    let up = Upstream::start().await;
+    let mut command = brokered_run(
+        &p,
+        &up,
+        &[
+            "--secrets",
+            "OPENAI_API_KEY",
+            "--",
+            "sh",
+            "-c",
+            r#"curl -sS -H "Authorization: Bearer $OPENAI_API_KEY" "$OPENAI_BASE_URL/models"; echo; exec sleep 60"#,
+        ],
+    );
+    command.env("LATCH_BROKER_FAULT", "exit-after-request");
+    let started = Instant::now();
+    let o = output(command, None).await;
+    assert_eq!(o.status.code(), Some(70), "{}", text(&o.stderr));
+    assert!(
+        started.elapsed() < Duration::from_secs(50),
+        "the command was not killed"
+    );
+    let stderr = text(&o.stderr);
+    assert!(
+        stderr
+            .contains("latch: error: credential broker: the broker stopped while the command ran"),
+        "{stderr}"
+    );
+    assert_eq!(text(&o.stdout).trim(), "{\"ok\":true}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_broker_hands_the_value_unless_the_policy_says_always_and_no_scrub_refuses() {
+    let p = platform().await;
+    let up = Upstream::start().await;
+    let show = [
+        "--",
+        "sh",
+        "-c",
+        "printf '%s' \"$OPENAI_API_KEY\" | sha256sum",
+    ];
+    let digest = |bytes: &[u8]| {
+        use sha2::Digest as _;
+        let d = sha2::Sha256::digest(bytes);
+        d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let mut args = vec!["--no-broker", "OPENAI_API_KEY"];
+    args.extend(show);
+    let o = output(brokered_run(&p, &up, &args), None).await;
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).starts_with(&digest(OPENAI.as_bytes())),
+        "the real value"
+    );
+    let runs = p.ok(&p.owner, Method::GET, "/v1/runs?limit=1", None).await;
+    assert_eq!(
+        runs["runs"][0]["record"]["unbrokered"],
+        json!(["OPENAI_API_KEY"])
+    );
+    assert_eq!(runs["runs"][0]["record"]["brokered"], Value::Null);
+
+    // --no-scrub makes latch the command: no broker, so a brokered secret refuses it.
+    let o = output(brokered_run(&p, &up, &["--no-scrub", "--", "true"]), None).await;
+    assert_eq!(o.status.code(), Some(78), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("secret OPENAI_API_KEY is brokered"),
+        "{}",
+        text(&o.stderr)
+    );
+
+    // `always`: --no-broker does not apply, and says so.
+    p.ok(
+        &p.owner,
+        Method::PATCH,
+        "/v1/secrets/team/OPENAI_API_KEY",
+        Some(json!({"broker": {"preset": "openai", "always": true}})),
+    )
+    .await;
+    let o = output(brokered_run(&p, &up, &args), None).await;
+    assert!(o.status.success());
+    assert!(!text(&o.stdout).starts_with(&digest(OPENAI.as_bytes())));
+    assert!(
+        text(&o.stderr).contains("always brokered"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+#[tokio::test]
+async fn broker_policies_are_checked_kept_changed_and_cleared() {
+    let p = start().await;
+    let create = |name: &str, broker: Value| json!({"scope": "team", "name": name, "value": OPENAI, "broker": broker});
+    for (broker, wants) in [
+        (json!({}), "needs a preset"),
+        (json!({"preset": "aws"}), "unknown broker preset"),
+        (json!({"hosts": ["https://api.example.com"]}), "not a URL"),
+        (json!({"hosts": ["*.example.com"]}), "wildcards"),
+        (
+            json!({"hosts": ["a.example"], "header": "cookie"}),
+            "unknown broker header",
+        ),
+        (
+            json!({"preset": "openai", "hosts": ["evil.example"]}),
+            "not both",
+        ),
+        (json!({"hosts": ["a.example"], "extra": 1}), "unknown field"),
+        (json!("openai"), "invalid type"),
+    ] {
+        let (status, body) = p
+            .call(
+                &p.owner,
+                Method::POST,
+                "/v1/secrets",
+                Some(create("K", broker.clone())),
+            )
+            .await;
+        assert_eq!(status, 400, "{broker}: {body}");
+        assert!(body.to_string().contains(wants), "{broker}: {body}");
+    }
+    let made = p
+        .ok(
+            &p.owner,
+            Method::POST,
+            "/v1/secrets",
+            Some(create(
+                "K",
+                json!({"hosts": ["API.Example.com", "b.example:8443"], "header": "x-api-key"}),
+            )),
+        )
+        .await;
+    assert_eq!(
+        made["broker"],
+        json!({"hosts": ["api.example.com", "b.example:8443"], "header": "x-api-key", "always": false})
+    );
+    // A change that names no broker keeps it; null clears it.
+    let kept = p
+        .ok(
+            &p.owner,
+            Method::PATCH,
+            "/v1/secrets/team/K",
+            Some(json!({"description": "d"})),
+        )
+        .await;
+    assert_eq!(kept["broker"], made["broker"]);
+    let cleared = p
+        .ok(
+            &p.owner,
+            Method::PATCH,
+            "/v1/secrets/team/K",
+            Some(json!({"broker": null})),
+        )
+        .await;
+    assert_eq!(cleared.get("broker"), None);
+    // The audit log says where the value may go, before and after.
+    let audit = p
+        .ok(
+            &p.owner,
+            Method::GET,
+            "/v1/audit?action=secret.update&limit=1",
+            None,
+        )
+        .await;
+    assert_eq!(audit["events"][0]["detail"]["broker"], Value::Null);
+    assert_eq!(
+        audit["events"][0]["detail"]["broker_before"]["header"],
+        "x-api-key"
+    );
+    // A run's ad-hoc policy is checked too.
+    let (status, body) = p
+        .call(
+            &p.owner,
+            Method::POST,
+            "/v1/runs",
+            Some(json!({"broker": [{"name": "K", "policy": {"hosts": ["a b"]}}]})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["code"], "invalid_broker", "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_launcher_keeps_a_brokered_value_only_as_shares() {
+    let p = platform().await;
+    let up = Upstream::start().await;
+    let script = r#"echo ready; read _; curl -sS -H "Authorization: Bearer $OPENAI_API_KEY" "$OPENAI_BASE_URL/models"; echo; echo done; i=0; while [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done"#;
+    let mut command = brokered_run(&p, &up, &["--no-pty", "--", "sh", "-c", script]);
+    command.stdin(Stdio::piped());
+    tokio::task::spawn_blocking(move || {
+        let (mut child, mut out, _) = start_until(&mut command, Stdio::null(), "ready");
+        let needles: [(&str, &[u8]); 2] = [
+            ("OPENAI_API_KEY", OPENAI.as_bytes()),
+            ("OTHER_TOKEN", OTHER.as_bytes()),
+        ];
+        // Between requests, no contiguous copy of the value is anywhere in latch's memory: the
+        // broker holds two shares (the command holds only the placeholder).
+        let (scanned, found) = scan_memory(child.pid(), &needles);
+        assert!(scanned > 1 << 20, "scanned only {scanned} bytes");
+        assert!(found.is_empty(), "{found:#?}");
+        // A request joins it into its header, and the upstream connection's write buffer
+        // holds it until the connection closes, a second after its last request: then it is
+        // wiped as it is freed.
+        std::io::Write::write_all(child.0.stdin.as_mut().expect("stdin"), b"go\n").expect("writes");
+        let seen = wait_for_line(&mut out, "done");
+        assert!(seen.contains("{\"ok\":true}"), "{seen}");
+        let mut found = Vec::new();
+        for _ in 0..40 {
+            std::thread::sleep(Duration::from_millis(250));
+            found = scan_memory(child.pid(), &needles).1;
+            if found.is_empty() {
+                break;
+            }
+        }
+        assert!(found.is_empty(), "10 s after a request: {found:#?}");
+    })
+    .await
+    .expect("joins");
+}
