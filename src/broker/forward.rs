@@ -264,14 +264,11 @@ async fn handle(request: Request<Incoming>, state: Arc<State>) -> Answer {
     let response = match state.client.request(Request::from_parts(parts, body)).await {
         Ok(response) => response,
         Err(e) => {
-            let mut cause: &dyn std::error::Error = &e;
-            while let Some(next) = cause.source() {
-                cause = next;
-            }
-            tracing::warn!("broker: {host}: {cause}");
+            let why = upstream_failure(&e);
+            tracing::warn!("broker: cannot reach {host}: {why}");
             return refuse(
                 StatusCode::BAD_GATEWAY,
-                &format!("cannot reach {host}: {cause}"),
+                &format!("cannot reach {host}: {why}"),
             );
         }
     };
@@ -307,6 +304,39 @@ async fn handle(request: Request<Incoming>, state: Arc<State>) -> Answer {
         ended: false,
     };
     Response::from_parts(parts, body.boxed())
+}
+
+/// Why an upstream request failed, in words: the innermost cause, a certificate problem said as
+/// one.
+fn upstream_failure(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause: &(dyn std::error::Error + 'static) = e;
+    loop {
+        let tls = cause.downcast_ref::<rustls::Error>();
+        if let Some(rustls::Error::InvalidCertificate(why)) = tls {
+            let why = match why {
+                rustls::CertificateError::UnknownIssuer => {
+                    "signed by a CA this machine does not trust"
+                }
+                rustls::CertificateError::Expired => "expired",
+                rustls::CertificateError::NotValidForName => "not valid for this name",
+                _ => "not valid",
+            };
+            return format!(
+                "its certificate is {why}; for a private CA or a TLS-inspecting proxy, set LATCH_CA_CERT"
+            );
+        }
+        // An io::Error's `source` skips the error it wraps: step into that one instead.
+        let inner = match cause.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|e| e as &(dyn std::error::Error + 'static)),
+            None => cause.source(),
+        };
+        match inner {
+            Some(next) => cause = next,
+            None => return cause.to_string(),
+        }
+    }
 }
 
 /// Puts each real value into its policy's header, where that header's whole value is the

@@ -111,7 +111,7 @@ impl Dialer {
     async fn dial(self, uri: Uri) -> Result<TokioIo<TcpStream>, BrokerError> {
         let host = uri.host().unwrap_or_default().to_ascii_lowercase();
         let port = uri.port_u16().unwrap_or(443);
-        let fail = |why: String| BrokerError::Upstream(format!("{host}:{port}: {why}"));
+        let fail = BrokerError::Upstream;
         let candidates: Vec<SocketAddr> = if let Some(addr) =
             self.overrides.get(&(host.clone(), port))
         {

@@ -529,24 +529,7 @@ pub fn placeholder<R: TryCryptoRng + ?Sized>(
     value: &[u8],
     rng: &mut R,
 ) -> Result<Vec<u8>, ValueError> {
-    if value.is_empty() || !value.iter().all(|b| (0x21..=0x7e).contains(b)) {
-        return Err(ValueError::NotAToken);
-    }
-    let keep = PREFIXES
-        .iter()
-        .find(|p| value.starts_with(p.as_bytes()))
-        .map_or(0, |p| p.len());
-    let bits: f64 = value[keep..]
-        .iter()
-        .map(|b| match b {
-            b'0'..=b'9' => 10f64.log2(),
-            b'a'..=b'z' | b'A'..=b'Z' => 26f64.log2(),
-            _ => 0.0,
-        })
-        .sum();
-    if bits < 96.0 {
-        return Err(ValueError::TooShort);
-    }
+    let keep = check_value(value)?;
     let mut out = value[..keep].to_vec();
     let mut pool = [0u8; 64];
     let mut at = pool.len();
@@ -575,6 +558,34 @@ pub fn placeholder<R: TryCryptoRng + ?Sized>(
     }
     spoil_github_checksum(&mut out);
     Ok(out)
+}
+
+/// Whether `value` can be brokered: one token of printable ASCII whose random part is long
+/// enough for a placeholder of its shape to be unguessable. Returns the length of the vendor
+/// prefix a placeholder keeps.
+///
+/// # Errors
+/// [`ValueError`].
+pub fn check_value(value: &[u8]) -> Result<usize, ValueError> {
+    if value.is_empty() || !value.iter().all(|b| (0x21..=0x7e).contains(b)) {
+        return Err(ValueError::NotAToken);
+    }
+    let keep = PREFIXES
+        .iter()
+        .find(|p| value.starts_with(p.as_bytes()))
+        .map_or(0, |p| p.len());
+    let bits: f64 = value[keep..]
+        .iter()
+        .map(|b| match b {
+            b'0'..=b'9' => 10f64.log2(),
+            b'a'..=b'z' | b'A'..=b'Z' => 26f64.log2(),
+            _ => 0.0,
+        })
+        .sum();
+    if bits < 96.0 {
+        return Err(ValueError::TooShort);
+    }
+    Ok(keep)
 }
 
 /// GitHub's classic tokens (`ghp_` and kin, 40 characters) end in a base62 CRC32 of the 30

@@ -203,7 +203,10 @@ fn own_problems(id: &str) -> Problems {
             (409, &["conflict"]),
         ],
         "resolve" => &[
-            (400, &["trigger_requires_user", "invalid_name", "invalid_broker"]),
+            (
+                400,
+                &["trigger_requires_user", "invalid_name", "invalid_broker"],
+            ),
             (404, &["unknown_environment"]),
             (422, &["required_missing"]),
         ],

@@ -180,6 +180,10 @@ async fn answer(request: Request<Incoming>, log: &Mutex<Vec<Seen>>) -> Response<
         "/v1/models" if auth == format!("Bearer {OPENAI}") => full(200, "{\"ok\":true}".into()),
         "/v1/models" => full(401, "{\"error\":\"invalid key\"}".into()),
         "/v1/echo" => full(200, json!({ "auth": auth }).to_string()),
+        "/v1/gzip" => Response::builder()
+            .header("content-encoding", "gzip")
+            .body(Full::new(Bytes::from_static(b"\x1f\x8b compressed")).boxed())
+            .expect("response"),
         "/v1/stream" => Response::builder()
             .header("content-type", "text/event-stream")
             .body(sse(auth).boxed())
@@ -610,6 +614,32 @@ async fn broker_policies_are_checked_kept_changed_and_cleared() {
         audit["events"][0]["detail"]["broker_before"]["header"],
         "x-api-key"
     );
+    // A value a placeholder could not stand in for is refused with its policy, not at each run.
+    let (status, body) = p
+        .call(&p.owner, Method::POST, "/v1/secrets", Some(json!({"scope": "team", "name": "SHORT", "value": "abc12345", "broker": {"hosts": ["a.example"]}})))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("too short to broker"), "{body}");
+    p.ok(
+        &p.owner,
+        Method::PATCH,
+        "/v1/secrets/team/K",
+        Some(json!({"broker": {"preset": "openai"}})),
+    )
+    .await;
+    let (status, body) = p
+        .call(
+            &p.owner,
+            Method::PATCH,
+            "/v1/secrets/team/K",
+            Some(json!({"value": "has spaces in it, so no header holds it 0123456789"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.to_string().contains("one token of printable ASCII"),
+        "{body}"
+    );
     // A run's ad-hoc policy is checked too.
     let (status, body) = p
         .call(
@@ -659,4 +689,35 @@ async fn the_launcher_keeps_a_brokered_value_only_as_shares() {
     })
     .await
     .expect("joins");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_upstream_and_a_compressed_answer_get_502_in_words() {
+    let p = platform().await;
+    let up = Upstream::start().await;
+    let script =
+        r#"curl -sS -H "Authorization: Bearer $OPENAI_API_KEY" "$OPENAI_BASE_URL/gzip"; echo"#;
+    let o = output(brokered_run(&p, &up, &["--", "sh", "-c", script]), None).await;
+    assert!(
+        text(&o.stdout).contains("compressed its answer although asked not to"),
+        "{}",
+        text(&o.stdout)
+    );
+    // Without the upstream's CA (LATCH_CA_CERT) the broker does not trust it: nothing is sent.
+    let before = up.seen().len();
+    let mut command = brokered_run(&p, &up, &["--", "sh", "-c", script]);
+    command.env_remove("LATCH_CA_CERT");
+    let o = output(command, None).await;
+    assert!(
+        text(&o.stdout).contains("its certificate is signed by a CA this machine does not trust"),
+        "{} {}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    assert!(
+        text(&o.stdout).contains("LATCH_CA_CERT"),
+        "{}",
+        text(&o.stdout)
+    );
+    assert_eq!(up.seen().len(), before);
 }
