@@ -247,6 +247,12 @@ async fn handle(request: Request<Incoming>, state: Arc<State>) -> Answer {
     let Ok(uri) = target.parse::<Uri>() else {
         return refuse(StatusCode::BAD_REQUEST, "the path is not a valid URL path");
     };
+    forward(request, uri, &host, state).await
+}
+
+/// Sends `request` to `uri` on `host` with the values injected, and answers what came back with
+/// the values swapped out.
+async fn forward(request: Request<Incoming>, uri: Uri, host: &Host, state: Arc<State>) -> Answer {
     let (mut parts, body) = request.into_parts();
     parts.uri = uri;
     parts.version = http::Version::HTTP_11;
@@ -260,18 +266,23 @@ async fn handle(request: Request<Incoming>, state: Arc<State>) -> Answer {
         header::ACCEPT_ENCODING,
         HeaderValue::from_static("identity"),
     );
-    inject(&mut parts.headers, &host, &state);
-    let response = match state.client.request(Request::from_parts(parts, body)).await {
-        Ok(response) => response,
+    inject(&mut parts.headers, host, &state);
+    match state.client.request(Request::from_parts(parts, body)).await {
+        Ok(response) => swapped(response, host, state),
         Err(e) => {
             let why = upstream_failure(&e);
             tracing::warn!("broker: cannot reach {host}: {why}");
-            return refuse(
+            refuse(
                 StatusCode::BAD_GATEWAY,
                 &format!("cannot reach {host}: {why}"),
-            );
+            )
         }
-    };
+    }
+}
+
+/// The upstream's answer with every real value in its headers and body replaced by its
+/// placeholder; a compressed one is refused.
+fn swapped(response: Response<Incoming>, host: &Host, state: Arc<State>) -> Answer {
     let (mut parts, body) = response.into_parts();
     let encoded = parts
         .headers
