@@ -18,14 +18,16 @@ fn main() -> ExitCode {
     };
     init_tracing(cli.global.verbose, cli.global.quiet);
     let json = cli.global.json;
-    if let Command::Run(args) = cli.command {
-        // The launcher blocks signals and takes its key out of the environment before any
-        // thread starts, so it runs before a runtime is built.
-        return match cli::launch(args, &cli.global) {
-            Ok(code) => ExitCode::from(code),
-            Err(e) => report(&e, json),
-        };
-    }
+    // The launcher and the sidecar block signals and take the key out of the environment
+    // before any thread starts, so they run before a runtime is built.
+    let cli = match cli.command {
+        Command::Run(args) => return exit(cli::launch(args, &cli.global), json),
+        Command::Broker(args) => return exit(cli::sidecar(args, &cli.global), json),
+        command => Cli {
+            global: cli.global,
+            command,
+        },
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -37,6 +39,11 @@ fn main() -> ExitCode {
     // A read of stdin may still block in tokio's blocking pool (e.g. after the reader of our
     // stdout went away): do not wait for it.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    exit(outcome, json)
+}
+
+/// The exit code of a command's outcome, its error reported.
+fn exit(outcome: Result<u8, cli::Error>, json: bool) -> ExitCode {
     match outcome {
         Ok(code) => ExitCode::from(code),
         Err(e) => report(&e, json),

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 pub use error::Error;
-pub use run::{launch, mark_main};
+pub use run::{launch, mark_main, sidecar};
 
 /// latch runs AI agents and any command with exactly the credentials each run is entitled to,
 /// and masks those credentials in the command's output as it streams.
@@ -87,6 +87,9 @@ pub(crate) fn secret_arg(text: &str) -> Result<secrecy::SecretString, std::conve
 pub enum Command {
     /// Run a command with its resolved secrets, masking them in its output.
     Run(run::RunArgs),
+    /// Run the credential broker as a pod sidecar: the agent's container gets placeholders and
+    /// broker URLs (--print-env or --env-file), never a real value; stops on SIGTERM.
+    Broker(run::SidecarArgs),
     /// Mask secret values in a stream (stdin to stdout).
     Scrub(scrub::ScrubArgs),
     /// Start the platform: the HTTP server that stores secrets and resolves runs.
@@ -205,8 +208,8 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
         }
         // The launcher must start before any runtime or thread exists: `main` calls `launch`
         // for it directly. Inside this async function it cannot run.
-        Command::Run(_) => Err(Error::Usage(
-            "`latch run` must be started through `cli::launch`, before any async runtime".into(),
+        Command::Run(_) | Command::Broker(_) => Err(Error::Usage(
+            "`latch run` and `latch broker` must be started through `cli::launch` and `cli::sidecar`, before any async runtime".into(),
         )),
     }
 }

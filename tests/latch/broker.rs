@@ -5,6 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt as _;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -720,4 +721,239 @@ async fn an_untrusted_upstream_and_a_compressed_answer_get_502_in_words() {
         text(&o.stdout)
     );
     assert_eq!(up.seen().len(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sidecar_hands_out_placeholders_only_and_reports_the_run_on_sigterm() {
+    let p = platform().await;
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env_file = dir.path().join("latch.env");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("binds")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let resolve = up.resolve("api.openai.com");
+    let mut sidecar = Command::new(env!("CARGO_BIN_EXE_latch"));
+    sidecar
+        .args(["broker", "--listen", &listen, "--env-file"])
+        .arg(&env_file)
+        .args(["--resolve", &resolve])
+        .env("LATCH_URL", &p.url)
+        .env("LATCH_API_KEY", &p.owner)
+        .env("LATCH_CA_CERT", up.ca.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    crate::launcher::default_dispositions(&mut sidecar);
+    let file = env_file.clone();
+    let (o, agent) = tokio::task::spawn_blocking(move || {
+        let mut child = Guard::spawn(&mut sidecar);
+        for _ in 0..200 {
+            if file.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // The agent's container: the variables sourced, the real API named by its base URL.
+        let agent = Command::new("sh")
+            .arg("-c")
+            .arg(r#"set -a; . "$1"; set +a; curl -sS -H "Authorization: Bearer $OPENAI_API_KEY" "$OPENAI_BASE_URL/models""#)
+            .arg("sh")
+            .arg(&file)
+            .output()
+            .expect("agent runs");
+        nix::sys::signal::kill(child.pid(), nix::sys::signal::Signal::SIGTERM).expect("signals");
+        (child.wait_output(), agent)
+    })
+    .await
+    .expect("joins");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(
+        text(&agent.stdout),
+        "{\"ok\":true}",
+        "{}",
+        text(&agent.stderr)
+    );
+    assert_eq!(
+        up.seen()[0].header("authorization"),
+        Some(format!("Bearer {OPENAI}").as_str())
+    );
+    // The file: 0600, placeholders and URLs only; OTHER_TOKEN has no policy, so it is not
+    // handed out at all (a warning says so).
+    let mode = std::fs::metadata(&env_file)
+        .expect("file")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let written = std::fs::read_to_string(&env_file).expect("reads");
+    assert!(
+        !written.contains(OPENAI) && !written.contains(OTHER),
+        "{written}"
+    );
+    assert!(!written.contains("OTHER_TOKEN"), "{written}");
+    assert!(
+        written.contains(&format!("OPENAI_BASE_URL='http://{listen}/openai/v1'")),
+        "{written}"
+    );
+    assert!(
+        text(&o.stderr).contains("secret OTHER_TOKEN has no broker policy"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(text(&o.stdout).is_empty());
+    // The run is recorded, and ended when the sidecar stopped.
+    let runs = p.ok(&p.owner, Method::GET, "/v1/runs?limit=1", None).await;
+    let run = &runs["runs"][0];
+    assert_eq!(run["status"], "finished", "{run}");
+    assert_eq!(run["outcome"]["exit_code"], 0, "{run}");
+    assert_eq!(run["record"]["brokered"], json!(["OPENAI_API_KEY"]));
+    // Bad input: a listen address other hosts can reach, and no output named.
+    let refuse = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_latch"));
+        command
+            .arg("broker")
+            .args(args)
+            .env("LATCH_URL", &p.url)
+            .env("LATCH_API_KEY", &p.owner);
+        command
+    };
+    let o = output(refuse(&["--listen", "0.0.0.0:9", "--print-env"]), None).await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("loopback address only"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = output(refuse(&["--listen", "127.0.0.1:9"]), None).await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("--print-env"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+/// The JSON array after `key: ` on the line of the recipe that starts with it (after its
+/// indentation), e.g. a container's `args: [...]`, nth match.
+fn recipe_array(yaml: &str, key: &str, nth: usize) -> Vec<String> {
+    let line = yaml
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with(&format!("{key}: [")))
+        .nth(nth)
+        .unwrap_or_else(|| panic!("no {key} #{nth} in the recipe"));
+    serde_json::from_str(&line[key.len() + 2..]).expect("a JSON array")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kubernetes_recipe_runs_its_sidecar_and_its_wrapped_agent() {
+    let p = platform().await;
+    let up = Upstream::start().await;
+    for (env, secret) in [
+        ("agent-models", "OPENAI_API_KEY"),
+        ("agent-tools", "OTHER_TOKEN"),
+    ] {
+        p.ok(
+            &p.owner,
+            Method::PUT,
+            &format!("/v1/environments/{env}"),
+            Some(json!({"secrets": [secret]})),
+        )
+        .await;
+    }
+    let key = p
+        .ok(
+            &p.owner,
+            Method::POST,
+            "/v1/api-keys",
+            Some(json!({"name": "agent-pod", "kind": "team"})),
+        )
+        .await["key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+    let yaml = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/recipes/kubernetes-broker.yaml"
+    ))
+    .expect("recipe");
+    let dir = tempfile::tempdir().expect("dir");
+    let shared = dir.path().join("env");
+    std::fs::create_dir(&shared).expect("mkdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("binds")
+        .local_addr()
+        .expect("addr")
+        .port();
+    // The pod's paths and port, mapped onto this machine.
+    let local = |arg: &str| {
+        arg.replace("/latch/env", &shared.display().to_string())
+            .replace("127.0.0.1:8787", &format!("127.0.0.1:{port}"))
+            .replace("exec python agent.py", r#"printf '%s\n' "$OTHER_TOKEN"; curl -sS -H "Authorization: Bearer $OPENAI_API_KEY" "$OPENAI_BASE_URL/models""#)
+    };
+    let sidecar_args: Vec<String> = recipe_array(&yaml, "args", 0)
+        .iter()
+        .map(|a| local(a))
+        .collect();
+    assert_eq!(sidecar_args[0], "broker");
+    let agent_command = recipe_array(&yaml, "command", 1);
+    assert_eq!(agent_command[0], "/latch/bin/latch");
+    let agent_args: Vec<String> = recipe_array(&yaml, "args", 1)
+        .iter()
+        .map(|a| local(a))
+        .collect();
+    let resolve = up.resolve("api.openai.com");
+    let ca = up.ca.path().to_owned();
+    let with_env = |command: &mut Command| {
+        command
+            .env("LATCH_URL", &p.url)
+            .env("LATCH_API_KEY", &key)
+            .env("LATCH_CA_CERT", &ca)
+            .stdin(Stdio::null());
+        crate::launcher::default_dispositions(command);
+    };
+    let mut sidecar = Command::new(env!("CARGO_BIN_EXE_latch"));
+    sidecar.args(&sidecar_args).args(["--resolve", &resolve]);
+    with_env(&mut sidecar);
+    sidecar.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_latch"));
+    agent.args(&agent_command[1..]).args(&agent_args);
+    with_env(&mut agent);
+    let file = shared.join("agent.env");
+    let (sidecar_out, agent_out) = tokio::task::spawn_blocking(move || {
+        let mut child = Guard::spawn(&mut sidecar);
+        // The startup probe: `test -s` on the file.
+        for _ in 0..200 {
+            if std::fs::metadata(&file).is_ok_and(|m| m.len() > 0) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let agent_out = agent.output().expect("agent runs");
+        nix::sys::signal::kill(child.pid(), nix::sys::signal::Signal::SIGTERM).expect("signals");
+        (child.wait_output(), agent_out)
+    })
+    .await
+    .expect("joins");
+    assert_eq!(
+        sidecar_out.status.code(),
+        Some(0),
+        "{}",
+        text(&sidecar_out.stderr)
+    );
+    assert!(agent_out.status.success(), "{}", text(&agent_out.stderr));
+    // The agent got its tool secret from `latch run` (masked in its output) and reached the
+    // model API through the sidecar with the real key, which it never held.
+    assert_eq!(
+        lines(&agent_out.stdout),
+        ["[MASKED:OTHER_TOKEN]", "{\"ok\":true}"]
+    );
+    assert_eq!(
+        up.seen()[0].header("authorization"),
+        Some(format!("Bearer {OPENAI}").as_str())
+    );
 }

@@ -148,12 +148,30 @@ pub(super) fn start(
     resolve: &[Resolve],
     env: &mut Vec<(OsString, Zeroizing<Vec<u8>>)>,
 ) -> Result<Option<Running>, Error> {
+    start_on(
+        entries,
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        resolve,
+        env,
+    )
+}
+
+/// [`start`] on `listen` (the sidecar's `--listen`).
+///
+/// # Errors
+/// [`Error::Broker`].
+pub(super) fn start_on(
+    entries: Vec<Entry>,
+    listen: SocketAddr,
+    resolve: &[Resolve],
+    env: &mut Vec<(OsString, Zeroizing<Vec<u8>>)>,
+) -> Result<Option<Running>, Error> {
     if entries.is_empty() {
         return Ok(None);
     }
     let running = broker::start(broker::Config {
         entries,
-        listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        listen,
         resolve: resolve.to_vec(),
         ca_cert: std::env::var_os("LATCH_CA_CERT")
             .filter(|v| !v.is_empty())

@@ -20,6 +20,10 @@ mod brokered;
 mod dry;
 mod phases;
 mod report;
+mod sidecar;
+
+pub(super) use self::sidecar::SidecarArgs;
+pub use self::sidecar::sidecar;
 
 use self::phases::Phases;
 pub use self::phases::mark_main;
