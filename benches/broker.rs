@@ -49,7 +49,8 @@ fn main() {
     runtime.block_on(async move {
         let (upstream, ca_pem, ca_file) = upstream().await;
         let fake = placeholder(KEY.as_bytes(), &mut getrandom::SysRng).expect("placeholder");
-        let pad = Zeroizing::new((0..KEY.len()).map(|i| (i as u8) ^ 0x5a).collect::<Vec<u8>>());
+        let mut pad = Zeroizing::new(vec![0u8; KEY.len()]);
+        rand_core::TryRng::try_fill_bytes(&mut getrandom::SysRng, &mut pad).expect("random");
         let real = Split::new(KEY.as_bytes(), pad).expect("split");
         let running = broker::start(broker::Config {
             entries: vec![Entry::new(
@@ -61,6 +62,8 @@ fn main() {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             resolve: vec![Resolve::parse(&format!("api.openai.com:443:{upstream}")).expect("resolve")],
             ca_cert: Some(ca_file.path().to_owned()),
+            proxy: false,
+            allow_hosts: Vec::new(),
         })
         .expect("broker starts");
         let brokered_url = format!("http://{}/openai/v1/models", running.addr);

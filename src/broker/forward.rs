@@ -19,21 +19,28 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::sync::oneshot;
 
+use super::ca::RunCa;
 use super::upstream::{Dialer, Resolve};
 use super::{Entry, Routes};
 use crate::core::broker::{self, Host, StreamSwap, Swap};
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
+pub(super) type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// How long an upstream connection is kept for the next request.
 const IDLE: std::time::Duration = std::time::Duration::from_secs(1);
-type Answer = Response<BoxBody<Bytes, Error>>;
+pub(super) type Answer = Response<BoxBody<Bytes, Error>>;
 
 /// What every request shares.
 pub(super) struct State {
     pub(super) entries: Vec<Entry>,
     routes: Routes,
     client: Client<hyper_rustls::HttpsConnector<Dialer>, Incoming>,
+    /// Forward-proxy mode's CA; `None` when the mode is off.
+    pub(super) ca: Option<RunCa>,
+    /// `--allow-host`: blind tunnels.
+    pub(super) allowed: Vec<Host>,
+    /// Connections for blind tunnels (the same resolution rules as the client's).
+    pub(super) dialer: Dialer,
 }
 
 impl std::fmt::Debug for State {
@@ -50,12 +57,15 @@ impl State {
         routes: Routes,
         resolve: &[Resolve],
         tls: rustls::ClientConfig,
+        ca: Option<RunCa>,
+        allowed: Vec<Host>,
     ) -> Self {
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_only()
             .enable_http1()
             .wrap_connector(Dialer::new(resolve));
+        let dialer = Dialer::new(resolve);
         // A kept connection's write buffer still holds the last request's headers, the value
         // among them: connections are reused for a burst of requests, and closed (their
         // buffers wiped as they are freed, `launcher::alloc`) one second after the last.
@@ -67,6 +77,9 @@ impl State {
             entries,
             routes,
             client,
+            ca,
+            allowed,
+            dialer,
         }
     }
 
@@ -142,13 +155,14 @@ pub(super) async fn serve(
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades()
                 .await;
         });
     }
 }
 
 /// A refusal: the status and one line saying why, marked as the broker's own.
-fn refuse(status: StatusCode, why: &str) -> Answer {
+pub(super) fn refuse(status: StatusCode, why: &str) -> Answer {
     let mut answer = Response::new(
         http_body_util::Full::new(Bytes::from(format!("latch broker: {why}\n")))
             .map_err(|never| match never {})
@@ -202,10 +216,7 @@ async fn handle(request: Request<Incoming>, state: Arc<State>) -> Answer {
         return refuse(StatusCode::METHOD_NOT_ALLOWED, "TRACE is never forwarded");
     }
     if method == Method::CONNECT {
-        return refuse(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "this broker is reached by base URL, not as a proxy: use OPENAI_BASE_URL or LATCH_BROKER_URL_<NAME>",
-        );
+        return super::tunnel::connect(request, &state);
     }
     if let Some(authority) = request.uri().authority() {
         // Absolute form: a client using the broker as a plain-HTTP proxy.
@@ -252,7 +263,12 @@ async fn handle(request: Request<Incoming>, state: Arc<State>) -> Answer {
 
 /// Sends `request` to `uri` on `host` with the values injected, and answers what came back with
 /// the values swapped out.
-async fn forward(request: Request<Incoming>, uri: Uri, host: &Host, state: Arc<State>) -> Answer {
+pub(super) async fn forward(
+    request: Request<Incoming>,
+    uri: Uri,
+    host: &Host,
+    state: Arc<State>,
+) -> Answer {
     let (mut parts, body) = request.into_parts();
     parts.uri = uri;
     parts.version = http::Version::HTTP_11;

@@ -11,7 +11,9 @@
 //! streamed back with any real value replaced by its placeholder (same length, so nothing is
 //! buffered and `Content-Length` holds).
 
+mod ca;
 mod forward;
+mod tunnel;
 pub mod upstream;
 
 use std::collections::BTreeMap;
@@ -94,6 +96,10 @@ pub struct Config {
     pub resolve: Vec<Resolve>,
     /// Extra trusted roots for upstreams (`LATCH_CA_CERT`).
     pub ca_cert: Option<std::path::PathBuf>,
+    /// Forward-proxy mode: a run CA for the brokered hosts, `CONNECT` served.
+    pub proxy: bool,
+    /// `--allow-host`: hosts reached through a blind tunnel in forward-proxy mode.
+    pub allow_hosts: Vec<crate::core::broker::Host>,
 }
 
 /// The routes of base-URL mode: a preset's (`/openai/...`) or a name's (`/NAME/...`), each to
@@ -165,6 +171,39 @@ impl Running {
         env
     }
 
+    /// Forward-proxy mode's CA certificate (PEM, public), when the mode is on.
+    #[must_use]
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.state.ca.as_ref().map(ca::RunCa::pem)
+    }
+
+    /// Forward-proxy mode's variables, given the paths of the CA bundle (the trusted roots and
+    /// the run CA) and of the run CA alone: the proxy for HTTPS and HTTP (both spellings),
+    /// `NO_PROXY` for loopback (base-URL mode goes straight to the broker), Node's switch, and
+    /// each client's CA variable (DESIGN §13).
+    #[must_use]
+    pub fn proxy_env(&self, bundle: &str, ca: &str) -> Vec<(String, String)> {
+        let proxy = format!("http://{}", self.addr);
+        let mut env = Vec::new();
+        for name in ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"] {
+            env.push((name.to_owned(), proxy.clone()));
+        }
+        for name in ["NO_PROXY", "no_proxy"] {
+            env.push((name.to_owned(), "127.0.0.1,localhost,::1".to_owned()));
+        }
+        env.push(("NODE_USE_ENV_PROXY".to_owned(), "1".to_owned()));
+        for name in [
+            "SSL_CERT_FILE",
+            "REQUESTS_CA_BUNDLE",
+            "CURL_CA_BUNDLE",
+            "GIT_SSL_CAINFO",
+        ] {
+            env.push((name.to_owned(), bundle.to_owned()));
+        }
+        env.push(("NODE_EXTRA_CA_CERTS".to_owned(), ca.to_owned()));
+        env
+    }
+
     /// Stops the broker (requests in flight are cut) and says how many requests each name's
     /// value went into.
     #[must_use]
@@ -207,11 +246,23 @@ pub fn start(config: Config) -> Result<Running, BrokerError> {
             source,
         })?;
     let routes = Routes::of(&config.entries);
+    let ca = if config.proxy {
+        let hosts: Vec<_> = config
+            .entries
+            .iter()
+            .flat_map(|e| e.policy.hosts.iter().cloned())
+            .collect();
+        Some(ca::RunCa::new(&hosts)?)
+    } else {
+        None
+    };
     let state = Arc::new(forward::State::new(
         config.entries,
         routes,
         &config.resolve,
         tls,
+        ca,
+        config.allow_hosts,
     ));
     let (alive, alive_tx) =
         io::pipe().map_err(|e| BrokerError::Config(format!("cannot create a pipe: {e}")))?;

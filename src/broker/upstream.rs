@@ -108,7 +108,11 @@ impl Dialer {
         }
     }
 
-    async fn dial(self, uri: Uri) -> Result<TokioIo<TcpStream>, BrokerError> {
+    /// Connects to `uri`'s host and port.
+    ///
+    /// # Errors
+    /// [`BrokerError::Upstream`] saying why, in words.
+    pub(super) async fn dial(self, uri: Uri) -> Result<TokioIo<TcpStream>, BrokerError> {
         let host = uri.host().unwrap_or_default().to_ascii_lowercase();
         let port = uri.port_u16().unwrap_or(443);
         let fail = BrokerError::Upstream;

@@ -957,3 +957,108 @@ async fn the_kubernetes_recipe_runs_its_sidecar_and_its_wrapped_agent() {
         Some(format!("Bearer {OPENAI}").as_str())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_proxy_mode_brokers_the_real_url_and_refuses_what_it_must() {
+    let p = platform().await;
+    let up = Upstream::start().await;
+    let script = r#"set -u
+printf 'proxy=%s no_proxy=%s node=%s\n' "$HTTPS_PROXY" "$NO_PROXY" "$NODE_USE_ENV_PROXY"
+printf 'files %s %s %s %s\n' "$SSL_CERT_FILE" "$REQUESTS_CA_BUNDLE" "$CURL_CA_BUNDLE" "$GIT_SSL_CAINFO"
+printf 'ca %s\n' "$NODE_EXTRA_CA_CERTS"
+echo "1 $(curl -sS -H "Authorization: Bearer $OPENAI_API_KEY" https://api.openai.com/v1/models)"
+echo "2 $(curl -sS -o /dev/null -w '%{http_code}' -H 'Host: evil.example' -H "Authorization: Bearer $OPENAI_API_KEY" https://api.openai.com/v1/models)"
+echo "3 $(curl -sS -o /dev/null -w '%{http_code}' -X TRACE https://api.openai.com/v1/models)"
+echo "4 $(curl -sS -o /dev/null -w '%{http_code}' http://api.openai.com/v1/models)"
+echo "5 $(curl -sS -H "Authorization: Bearer $OPENAI_API_KEY" https://api.anthropic.com/v1/echo 2>&1 | grep -c 403)"
+echo "6 $(curl -sS -H "Authorization: Bearer $OPENAI_API_KEY" https://other.example/v1/echo)"
+echo "7 $(curl -sS --connect-to api.anthropic.com:443:other.example:443 https://api.anthropic.com/v1/echo 2>&1)"
+cat "$NODE_EXTRA_CA_CERTS" > "$1/ca"; tail -c 2000 "$SSL_CERT_FILE" > "$1/bundle-tail"; echo "$SSL_CERT_FILE" > "$1/bundle-path""#;
+    let dir = tempfile::tempdir().expect("dir");
+    let resolve = up.resolve("api.anthropic.com");
+    let mut command = brokered_run(
+        &p,
+        &up,
+        &[
+            "--secrets",
+            "OPENAI_API_KEY",
+            "--allow-host",
+            "other.example",
+            "--allow-host",
+            "api.anthropic.com:8443",
+            "--resolve",
+            &resolve,
+            "--",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ],
+    );
+    command.arg(dir.path());
+    // The roots the bundle starts from: the upstream's test CA stands for the machine's roots,
+    // so the blind tunnel to other.example verifies its real certificate.
+    command.env("SSL_CERT_FILE", up.ca.path());
+    let o = output(command, None).await;
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = lines(&o.stdout);
+    assert!(
+        out[0].starts_with("proxy=http://127.0.0.1:")
+            && out[0].ends_with(" no_proxy=127.0.0.1,localhost,::1 node=1"),
+        "{}",
+        out[0]
+    );
+    let files: Vec<&str> = out[1].split(' ').skip(1).collect();
+    assert!(
+        files.iter().all(|f| *f == files[0]) && files[0].ends_with("ca-bundle.pem"),
+        "{}",
+        out[1]
+    );
+    assert!(out[2].ends_with("run-ca.pem"), "{}", out[2]);
+    // 1: the real URL, through the proxy: the upstream got the real key.
+    assert_eq!(out[3], "1 {\"ok\":true}");
+    // 2: a request inside the api.openai.com tunnel that names another host: 421.
+    assert_eq!(out[4], "2 421");
+    // 3: TRACE 405; 4: plain HTTP to a brokered host 403.
+    assert_eq!(out[5], "3 405");
+    assert_eq!(out[6], "4 403");
+    // 5: api.anthropic.com on 443 is neither brokered nor allowed (only :8443 is): the CONNECT
+    // is refused.
+    assert_eq!(out[7], "5 1", "{}", text(&o.stdout));
+    // 6: an allowed host gets a blind tunnel: latch does not see inside, so the placeholder
+    // arrives as the command sent it.
+    let seen = up.seen();
+    let placeholder_sent = seen
+        .iter()
+        .find(|s| s.host == "other.example")
+        .expect("other.example reached");
+    let auth = placeholder_sent.header("authorization").expect("sent");
+    assert!(
+        auth.starts_with("Bearer sk-proj-") && auth != format!("Bearer {OPENAI}"),
+        "{auth}"
+    );
+    assert!(
+        out[8].starts_with("6 {\"auth\":\"Bearer sk-proj-"),
+        "{}",
+        out[8]
+    );
+    // 7: a tunnel opened for other.example whose TLS names another host is closed.
+    assert!(out[9].starts_with("7 curl: (35)"), "{}", text(&o.stdout));
+    // Only what was allowed reached the upstream: the key once, to api.openai.com.
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0].host, "api.openai.com");
+    assert_eq!(
+        seen[0].header("authorization"),
+        Some(format!("Bearer {OPENAI}").as_str())
+    );
+    // The CA files: the run CA alone, and the bundle ending with it; removed after the run.
+    let ca = std::fs::read_to_string(dir.path().join("ca")).expect("ca");
+    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
+    let tail = std::fs::read_to_string(dir.path().join("bundle-tail")).expect("bundle");
+    assert!(tail.ends_with(&ca), "the bundle ends with the run CA");
+    let bundle = std::fs::read_to_string(dir.path().join("bundle-path")).expect("path");
+    assert!(
+        !std::path::Path::new(bundle.trim()).exists(),
+        "{bundle} left behind"
+    );
+}

@@ -11,8 +11,9 @@ use zeroize::Zeroizing;
 use super::{Error, split_bytes};
 use crate::api::{AdHocBroker, Resolved};
 use crate::broker::{self, Entry, Resolve, Running};
-use crate::core::broker::{Policy, Preset, placeholder};
+use crate::core::broker::{Host, Policy, Preset, placeholder};
 use crate::core::name::SecretName;
+use crate::launcher::files::SecretDir;
 
 /// `--broker NAME[=PRESET|HOST,...]`: a well-known name alone takes its preset
 /// (`OPENAI_API_KEY` → openai).
@@ -40,6 +41,14 @@ pub(super) fn parse_broker(text: &str) -> Result<AdHocBroker, String> {
         name,
         policy: policy.spec(),
     })
+}
+
+/// `--allow-host HOST[:PORT]`.
+///
+/// # Errors
+/// A message for clap.
+pub(super) fn parse_host(text: &str) -> Result<Host, String> {
+    Host::parse(text).map_err(|e| e.to_string())
 }
 
 /// `--resolve HOST:PORT:ADDR`.
@@ -137,56 +146,127 @@ pub(super) fn prepare(
     Ok(prepared)
 }
 
-/// Starts the broker on 127.0.0.1 when the run brokers anything, and adds its variables to the
-/// command's environment (DESIGN §13 "Lifecycle": before the command; if it cannot start, the
-/// command does not either).
+/// A started broker and the directory of its CA files (removed when dropped).
+#[derive(Debug)]
+pub(super) struct Started {
+    pub(super) running: Running,
+    _files: Option<SecretDir>,
+}
+
+/// Where and how the broker starts.
+#[derive(Debug)]
+pub(super) struct Start<'a> {
+    /// Where it listens.
+    pub(super) listen: SocketAddr,
+    /// `--resolve`.
+    pub(super) resolve: &'a [Resolve],
+    /// `--allow-host`.
+    pub(super) allow_hosts: &'a [Host],
+    /// Forward-proxy mode: a run CA, and the proxy and CA variables in the command's
+    /// environment.
+    pub(super) proxy: bool,
+}
+
+impl Start<'_> {
+    /// `latch run`'s broker: 127.0.0.1 on a free port, both ways in.
+    pub(super) fn run<'a>(resolve: &'a [Resolve], allow_hosts: &'a [Host]) -> Start<'a> {
+        Start {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            resolve,
+            allow_hosts,
+            proxy: true,
+        }
+    }
+}
+
+/// Starts the broker when the run brokers anything, and adds its variables to the command's
+/// environment (DESIGN §13 "Lifecycle": before the command; if it cannot start, the command
+/// does not either).
 ///
 /// # Errors
 /// [`Error::Broker`].
 pub(super) fn start(
     entries: Vec<Entry>,
-    resolve: &[Resolve],
+    how: &Start<'_>,
     env: &mut Vec<(OsString, Zeroizing<Vec<u8>>)>,
-) -> Result<Option<Running>, Error> {
-    start_on(
-        entries,
-        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-        resolve,
-        env,
-    )
-}
-
-/// [`start`] on `listen` (the sidecar's `--listen`).
-///
-/// # Errors
-/// [`Error::Broker`].
-pub(super) fn start_on(
-    entries: Vec<Entry>,
-    listen: SocketAddr,
-    resolve: &[Resolve],
-    env: &mut Vec<(OsString, Zeroizing<Vec<u8>>)>,
-) -> Result<Option<Running>, Error> {
+) -> Result<Option<Started>, Error> {
     if entries.is_empty() {
+        if !how.allow_hosts.is_empty() || !how.resolve.is_empty() {
+            tracing::warn!(
+                "no secret is brokered in this run: --allow-host and --resolve change nothing"
+            );
+        }
         return Ok(None);
     }
     let running = broker::start(broker::Config {
         entries,
-        listen,
-        resolve: resolve.to_vec(),
+        listen: how.listen,
+        resolve: how.resolve.to_vec(),
         ca_cert: std::env::var_os("LATCH_CA_CERT")
             .filter(|v| !v.is_empty())
             .map(Into::into),
+        proxy: how.proxy,
+        allow_hosts: how.allow_hosts.to_vec(),
     })
     .map_err(|e| Error::Broker(e.to_string()))?;
     tracing::info!("credential broker listening on {}", running.addr);
-    add_env(env, &running);
-    Ok(Some(running))
+    let mut vars = running.child_env();
+    let files = match running.ca_pem() {
+        Some(pem) => {
+            let (dir, bundle, ca) = ca_files(pem)?;
+            vars.extend(running.proxy_env(&bundle, &ca));
+            Some(dir)
+        }
+        None => None,
+    };
+    add_env(env, vars);
+    Ok(Some(Started {
+        running,
+        _files: files,
+    }))
+}
+
+/// Writes the run CA alone and a bundle of the trusted roots followed by it into a private
+/// directory: the roots are those of `SSL_CERT_FILE` when latch was given one, else the
+/// machine's (a client given the bundle must still reach the hosts latch does not broker).
+fn ca_files(pem: &str) -> Result<(SecretDir, String, String), Error> {
+    let fail = |e: std::io::Error| Error::Broker(format!("cannot write the run CA's files: {e}"));
+    let dir = SecretDir::create().map_err(fail)?;
+    let mut bundle = std::env::var_os("SSL_CERT_FILE")
+        .and_then(|path| std::fs::read(path).ok())
+        .unwrap_or_else(|| {
+            let mut roots = Vec::new();
+            for cert in rustls_native_certs::load_native_certs().certs {
+                roots.extend_from_slice(pem_of(&cert).as_bytes());
+            }
+            roots
+        });
+    if !bundle.is_empty() && !bundle.ends_with(b"\n") {
+        bundle.push(b'\n');
+    }
+    bundle.extend_from_slice(pem.as_bytes());
+    let ca = dir.write("run-ca.pem", pem.as_bytes()).map_err(fail)?;
+    let bundle = dir.write("ca-bundle.pem", &bundle).map_err(fail)?;
+    Ok((dir, bundle.display().to_string(), ca.display().to_string()))
+}
+
+/// A certificate as PEM.
+fn pem_of(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let text = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in text.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).unwrap_or_default());
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
 }
 
 /// Adds the broker's variables to the command's environment, each replacing an inherited
-/// variable of that name (a stale `OPENAI_BASE_URL` must not win).
-fn add_env(env: &mut Vec<(OsString, Zeroizing<Vec<u8>>)>, running: &Running) {
-    for (name, value) in running.child_env() {
+/// variable of that name (a stale `OPENAI_BASE_URL` or `HTTPS_PROXY` must not win).
+fn add_env(env: &mut Vec<(OsString, Zeroizing<Vec<u8>>)>, vars: Vec<(String, String)>) {
+    for (name, value) in vars {
         let value = Zeroizing::new(value.into_bytes());
         match env.iter_mut().find(|(n, _)| *n == *name) {
             Some(slot) => slot.1 = value,
@@ -198,8 +278,8 @@ fn add_env(env: &mut Vec<(OsString, Zeroizing<Vec<u8>>)>, running: &Running) {
 /// Stops the broker and says, at `-v`, how many requests each value went into; a brokered
 /// name that no request carried gets a hint (a client that ignored the base URL sent the
 /// placeholder straight to the API, which refused it: nothing leaked).
-pub(super) fn stop(running: Running) {
-    for (name, count) in running.stop() {
+pub(super) fn stop(started: Started) {
+    for (name, count) in started.running.stop() {
         if count == 0 {
             tracing::info!(
                 "{name} was brokered but no request through the broker carried its placeholder: a client that does not read its base-URL variable (or LATCH_BROKER_URL_{name}) sent the placeholder elsewhere, where it authenticates nothing"

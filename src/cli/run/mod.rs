@@ -152,6 +152,11 @@ pub struct RunArgs {
     /// policy marked always).
     #[arg(long = "no-broker", value_name = "NAME")]
     pub no_broker: Vec<SecretName>,
+    /// Let the command reach this host through the broker's proxy (a tunnel latch does not
+    /// open): with a brokered secret, HTTPS through HTTPS_PROXY reaches only brokered hosts and
+    /// these.
+    #[arg(long = "allow-host", value_name = "HOST[:PORT]", value_parser = brokered::parse_host)]
+    pub allow_host: Vec<crate::core::broker::Host>,
     /// Connect to ADDR for requests to HOST:PORT, as curl's --resolve (ADDR may be IP:PORT).
     #[arg(long = "resolve", value_name = "HOST:PORT:ADDR", value_parser = brokered::parse_resolve)]
     pub resolve: Vec<crate::broker::Resolve>,
@@ -199,13 +204,7 @@ pub fn launch(args: RunArgs, global: &Global) -> Result<u8, Error> {
     let hardened = hygiene::harden();
     // SAFETY: no other thread exists yet (main calls this before building any runtime).
     let env_key = unsafe { hygiene::take_env_var("LATCH_API_KEY") };
-    let mode = if args.no_scrub {
-        None
-    } else if args.pty || (!args.no_pty && std::io::stdout().is_terminal()) {
-        Some(Mode::Pty)
-    } else {
-        Some(Mode::Pipes)
-    };
+    let mode = output_mode(&args);
     // Blocked before any thread starts (every later thread inherits the mask), also for
     // --no-scrub and --dry-run: a SIGTERM before the command starts must end latch at once.
     let signals = Signals::block(mode == Some(Mode::Pty))
@@ -256,8 +255,12 @@ pub fn launch(args: RunArgs, global: &Global) -> Result<u8, Error> {
     // drops). Then the broker starts before the command, and the command not without it.
     let broker = match stop_requested(&signals)? {
         Some(signal) => Err((Error::Interrupted(signal), (None, Some(signal)))),
-        None => brokered::start(entries, &args.resolve, &mut spec.env)
-            .map_err(|e| (e, (Some(i32::from(exit::INTERNAL)), None))),
+        None => brokered::start(
+            entries,
+            &brokered::Start::run(&args.resolve, &args.allow_host),
+            &mut spec.env,
+        )
+        .map_err(|e| (e, (Some(i32::from(exit::INTERNAL)), None))),
     };
     let mut broker = match broker {
         Ok(running) => running,
@@ -283,7 +286,7 @@ pub fn launch(args: RunArgs, global: &Global) -> Result<u8, Error> {
             patterns,
             style: args.mask_style.into(),
             log,
-            broker_alive: broker.as_mut().and_then(crate::broker::Running::take_alive),
+            broker_alive: broker.as_mut().and_then(|b| b.running.take_alive()),
         },
         &signals,
         |name| phases.mark(name),
@@ -319,6 +322,18 @@ fn exit_code(outcome: &Outcome, fail_on_leak: bool) -> Result<u8, Error> {
         return Ok(exit::LEAK);
     }
     Ok(code)
+}
+
+/// How the command's output reaches latch: none with `--no-scrub` (latch becomes the command),
+/// a pseudo-terminal with `--pty` or when stdout is a terminal, else pipes.
+fn output_mode(args: &RunArgs) -> Option<Mode> {
+    if args.no_scrub {
+        None
+    } else if args.pty || (!args.no_pty && std::io::stdout().is_terminal()) {
+        Some(Mode::Pty)
+    } else {
+        Some(Mode::Pipes)
+    }
 }
 
 /// Runs `future` on a short-lived runtime, ending at once with [`Error::Interrupted`] if a

@@ -140,7 +140,14 @@ fn serve(args: &SidecarArgs, resolved: &Resolved, signals: &Signals) -> Result<(
             ));
         }
     }
-    let mut running = brokered::start_on(prepared.entries, args.listen, &args.resolve, &mut env)?
+    // Base-URL mode only: the agent's container cannot read files in this one (a CA bundle).
+    let how = brokered::Start {
+        listen: args.listen,
+        resolve: &args.resolve,
+        allow_hosts: &[],
+        proxy: false,
+    };
+    let mut started = brokered::start(prepared.entries, &how, &mut env)?
         .ok_or_else(|| Error::Config("the broker did not start".into()))?;
     let lines = env_lines(&env);
     if let Some(path) = &args.env_file {
@@ -152,9 +159,9 @@ fn serve(args: &SidecarArgs, resolved: &Resolved, signals: &Signals) -> Result<(
             .map_err(Error::Io)?;
     }
     tracing::info!("the broker is ready; SIGTERM stops it");
-    let alive = running.take_alive();
+    let alive = started.running.take_alive();
     let result = wait(signals, alive.as_ref());
-    brokered::stop(running);
+    brokered::stop(started);
     result
 }
 
