@@ -41,6 +41,8 @@ pub(super) struct State {
     pub(super) allowed: Vec<Host>,
     /// Connections for blind tunnels (the same resolution rules as the client's).
     pub(super) dialer: Dialer,
+    /// Hosts a `CONNECT` was refused for (each said once).
+    pub(super) refused: std::sync::Mutex<std::collections::HashSet<Host>>,
 }
 
 impl std::fmt::Debug for State {
@@ -80,6 +82,7 @@ impl State {
             ca,
             allowed,
             dialer,
+            refused: std::sync::Mutex::default(),
         }
     }
 

@@ -36,6 +36,16 @@ pub(super) fn connect(request: Request<Incoming>, state: &Arc<State>) -> Answer 
     } else if state.allowed.contains(&host) {
         Opening::Blind(host)
     } else {
+        // Said once per host on latch's stderr: the agent's own error may not say why.
+        if state
+            .refused
+            .lock()
+            .is_ok_and(|mut refused| refused.insert(host.clone()))
+        {
+            tracing::warn!(
+                "broker: refused the command's connection to {host}: it is neither brokered nor named by --allow-host"
+            );
+        }
         return refuse(
             StatusCode::FORBIDDEN,
             &format!("host not allowed: {host} is neither brokered nor named by --allow-host"),

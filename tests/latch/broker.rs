@@ -1042,6 +1042,11 @@ cat "$NODE_EXTRA_CA_CERTS" > "$1/ca"; tail -c 2000 "$SSL_CERT_FILE" > "$1/bundle
         "{}",
         out[8]
     );
+    assert!(
+        text(&o.stderr).contains("refused the command's connection to api.anthropic.com: it is neither brokered nor named by --allow-host"),
+        "{}",
+        text(&o.stderr)
+    );
     // 7: a tunnel opened for other.example whose TLS names another host is closed.
     assert!(out[9].starts_with("7 curl: (35)"), "{}", text(&o.stdout));
     // Only what was allowed reached the upstream: the key once, to api.openai.com.
@@ -1060,5 +1065,59 @@ cat "$NODE_EXTRA_CA_CERTS" > "$1/ca"; tail -c 2000 "$SSL_CERT_FILE" > "$1/bundle
     assert!(
         !std::path::Path::new(bundle.trim()).exists(),
         "{bundle} left behind"
+    );
+}
+
+/// Whether `python3` can import `module` (the Python clients are exercised where installed;
+/// `.ci/run` installs them).
+fn python_has(module: &str) -> bool {
+    Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_requests_and_httpx_reach_the_real_url_through_the_proxy() {
+    let clients: Vec<&str> = ["requests", "httpx"]
+        .into_iter()
+        .filter(|m| python_has(m))
+        .collect();
+    if clients.is_empty() {
+        eprintln!("skipped: neither requests nor httpx is installed for python3");
+        return;
+    }
+    let p = platform().await;
+    let up = Upstream::start().await;
+    for client in &clients {
+        // Each reads its own CA variable: requests REQUESTS_CA_BUNDLE, httpx SSL_CERT_FILE.
+        let code = format!(
+            "import os, {client}\n\
+             r = {client}.get('https://api.openai.com/v1/models', headers={{'Authorization': 'Bearer ' + os.environ['OPENAI_API_KEY']}})\n\
+             print(r.status_code, r.text)\n\
+             r = {client}.get(os.environ['OPENAI_BASE_URL'] + '/models', headers={{'Authorization': 'Bearer ' + os.environ['OPENAI_API_KEY']}})\n\
+             print(r.status_code, r.text)"
+        );
+        let o = output(
+            brokered_run(
+                &p,
+                &up,
+                &["--secrets", "OPENAI_API_KEY", "--", "python3", "-c", &code],
+            ),
+            None,
+        )
+        .await;
+        assert!(o.status.success(), "{client}: {}", text(&o.stderr));
+        assert_eq!(
+            lines(&o.stdout),
+            ["200 {\"ok\":true}", "200 {\"ok\":true}"],
+            "{client}"
+        );
+    }
+    let seen = up.seen();
+    assert_eq!(seen.len(), 2 * clients.len());
+    assert!(
+        seen.iter()
+            .all(|s| s.header("authorization") == Some(format!("Bearer {OPENAI}").as_str()))
     );
 }
