@@ -21,7 +21,6 @@ mod support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -29,7 +28,7 @@ use hyper_util::rt::TokioIo;
 use latch::broker::{self, Entry, Resolve};
 use latch::core::broker::{Policy, placeholder};
 use latch::core::split::Split;
-use support::{Phase, cpu_time, env_or};
+use support::{MakeRequest, Phase, drive_with, env_or};
 use zeroize::Zeroizing;
 
 /// Connections the upstream accepted (each a TLS handshake).
@@ -77,21 +76,14 @@ fn main() {
                 .expect("client")
         };
         let broker_client = || reqwest::Client::builder().no_proxy().build().expect("client");
+        let direct_request: MakeRequest =
+            Arc::new(|c| c.get("https://api.openai.com/v1/models").bearer_auth(KEY));
+        let brokered_request: MakeRequest =
+            Arc::new(move |c| c.get(&brokered_url).bearer_auth(&fake));
         let (mut direct, mut brokered) = (Phase::default(), Phase::default());
         for _ in 0..rounds {
-            direct.add(
-                drive(clients, seconds, &direct_client, |c| {
-                    c.get("https://api.openai.com/v1/models").bearer_auth(KEY)
-                })
-                .await,
-            );
-            let (url, fake) = (brokered_url.clone(), fake.clone());
-            brokered.add(
-                drive(clients, seconds, &broker_client, move |c| {
-                    c.get(&url).bearer_auth(&fake)
-                })
-                .await,
-            );
+            direct.add(drive_with(clients, seconds, &direct_client, &direct_request).await);
+            brokered.add(drive_with(clients, seconds, &broker_client, &brokered_request).await);
         }
         let injected = running.stop();
         println!(
@@ -122,72 +114,12 @@ fn main() {
     });
 }
 
-/// `clients` keep-alive clients (each its own connection pool) sending for `seconds`.
-async fn drive(
-    clients: u64,
-    seconds: u64,
-    client: &(dyn Fn() -> reqwest::Client + Sync),
-    make: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder + Clone + Send + 'static,
-) -> Phase {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let started = Instant::now();
-    let cpu_before = cpu_time();
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let http = client();
-        let make = make.clone();
-        tasks.push(tokio::spawn(async move {
-            let (mut latencies, mut errors) = (Vec::new(), 0usize);
-            while Instant::now() < deadline {
-                let start = Instant::now();
-                match make(&http).send().await {
-                    Ok(r) if r.status().is_success() => {
-                        let _ = r.bytes().await;
-                        latencies.push(start.elapsed());
-                    }
-                    _ => errors += 1,
-                }
-            }
-            (latencies, errors)
-        }));
-    }
-    let mut phase = Phase::default();
-    for t in tasks {
-        let (l, e) = t.await.expect("client");
-        phase.latencies.extend(l);
-        phase.errors += e;
-    }
-    phase.cpu = cpu_time().saturating_sub(cpu_before);
-    phase.seconds = started.elapsed().as_secs_f64();
-    phase
-}
-
 /// An HTTPS server for api.openai.com answering `{"ok":true}` to the real key, 401 otherwise;
 /// its address, its CA's PEM and that PEM in a file.
 async fn upstream() -> (SocketAddr, Vec<u8>, tempfile::NamedTempFile) {
-    let ca_key = rcgen::KeyPair::generate().expect("key");
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = rcgen::CertifiedIssuer::self_signed(params, ca_key).expect("ca");
-    let leaf_key = rcgen::KeyPair::generate().expect("key");
-    let leaf = rcgen::CertificateParams::new(vec!["api.openai.com".to_owned()])
-        .expect("params")
-        .signed_by(&leaf_key, &ca)
-        .expect("leaf");
+    let support::tls::TestTls { acceptor, ca_pem } = support::tls::test_tls(&["api.openai.com"]);
     let mut file = tempfile::NamedTempFile::new().expect("temp");
-    std::io::Write::write_all(&mut file, ca.pem().as_bytes()).expect("write");
-    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
-        tokio_rustls::rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![leaf.der().clone()],
-        rustls_pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
-    )
-    .expect("cert");
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    std::io::Write::write_all(&mut file, ca_pem.as_bytes()).expect("write");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("binds");
@@ -229,5 +161,5 @@ async fn upstream() -> (SocketAddr, Vec<u8>, tempfile::NamedTempFile) {
             });
         }
     });
-    (addr, ca.pem().into_bytes(), file)
+    (addr, ca_pem.into_bytes(), file)
 }

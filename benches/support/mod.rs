@@ -12,6 +12,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub(crate) mod tls;
+
 pub(crate) fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -67,15 +69,26 @@ pub(crate) fn cpu_time() -> Duration {
 pub(crate) type MakeRequest =
     Arc<dyn Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync>;
 
+/// `clients` keep-alive clients sending `make`'s request for `seconds`.
 pub(crate) async fn drive(clients: u64, seconds: u64, make: &MakeRequest) -> Phase {
+    drive_with(clients, seconds, &reqwest::Client::new, make).await
+}
+
+/// [`drive`] with each client built by `client` (its own connection pool).
+pub(crate) async fn drive_with(
+    clients: u64,
+    seconds: u64,
+    client: &(dyn Fn() -> reqwest::Client + Sync),
+    make: &MakeRequest,
+) -> Phase {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let cpu_before = cpu_time();
     let mut tasks = Vec::new();
     for _ in 0..clients {
         let make = Arc::clone(make);
+        let http = client();
         tasks.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
             let (mut latencies, mut errors) = (Vec::new(), 0usize);
             while Instant::now() < deadline {
                 let start = Instant::now();

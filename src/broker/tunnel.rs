@@ -85,17 +85,8 @@ async fn terminate(io: TokioIo<hyper::upgrade::Upgraded>, host: Host, state: Arc
     let Ok(start) = acceptor.await else {
         return;
     };
-    let sni = start
-        .client_hello()
-        .server_name()
-        .map(str::to_ascii_lowercase);
-    let named = match (&sni, host.ip()) {
-        (Some(sni), _) => *sni == host.name(),
-        // An address is not sent as SNI.
-        (None, Some(_)) => true,
-        (None, None) => false,
-    };
-    if !named {
+    let sni = start.client_hello().server_name().map(str::to_owned);
+    if !names(sni.as_deref(), &host) {
         tracing::warn!(
             "broker: a TLS handshake in the tunnel to {host} named {}: closed",
             sni.as_deref().unwrap_or("no host")
@@ -170,12 +161,7 @@ async fn blind(mut io: TokioIo<hyper::upgrade::Upgraded>, host: Host, state: &St
             return;
         }
     };
-    let named = match (&sni, host.ip()) {
-        (Some(sni), _) => sni.eq_ignore_ascii_case(host.name()),
-        (None, Some(_)) => true,
-        (None, None) => false,
-    };
-    if !named {
+    if !names(sni.as_deref(), &host) {
         tracing::warn!(
             "broker: the TLS handshake in the tunnel to {host} named {}: closed",
             sni.as_deref().unwrap_or("no host")
@@ -196,6 +182,15 @@ async fn blind(mut io: TokioIo<hyper::upgrade::Upgraded>, host: Host, state: &St
         return;
     }
     let _ = tokio::io::copy_bidirectional(&mut io, &mut upstream).await;
+}
+
+/// Whether a ClientHello's SNI names `host` (an address is not sent as SNI, so none is right
+/// for an address).
+fn names(sni: Option<&str>, host: &Host) -> bool {
+    match sni {
+        Some(sni) => sni.eq_ignore_ascii_case(host.name()),
+        None => host.ip().is_some(),
+    }
 }
 
 /// The largest ClientHello read before a blind tunnel opens.

@@ -157,17 +157,7 @@ pub(crate) async fn run(command: SecretCommand, global: &Global) -> Result<u8, E
             };
             let info: SecretInfo = client.call(Method::POST, "v1/secrets", Some(&body)).await?;
             drop(body);
-            if global.json {
-                context::print_json(&info)?;
-            } else {
-                context::outln!(
-                    "created {} secret {} (version {}){}",
-                    info.scope,
-                    info.name,
-                    info.version,
-                    brokered_to(info.broker.as_ref())
-                )?;
-            }
+            say_written("created", &info, global)?;
         }
         SecretCommand::Update {
             scope,
@@ -269,30 +259,29 @@ async fn update(
     };
     let path = format!("v1/secrets/{scope}/{name}");
     let info: SecretInfo = client.call(Method::PATCH, &path, Some(&body)).await?;
-    if global.json {
-        context::print_json(&info)?;
-    } else {
-        context::outln!(
-            "updated {} secret {} (version {}){}",
-            info.scope,
-            info.name,
-            info.version,
-            brokered_to(info.broker.as_ref())
-        )?;
-    }
-    Ok(())
+    say_written("updated", &info, global)
 }
 
-/// `; brokered to api.openai.com (authorization-bearer)` after a write that left a policy.
-fn brokered_to(policy: Option<&PolicySpec>) -> String {
-    policy.map_or_else(String::new, |p| {
+/// `created team secret NAME (version 1); brokered to api.openai.com (authorization-bearer)`,
+/// or the secret's metadata under `--json`.
+fn say_written(done: &str, info: &SecretInfo, global: &Global) -> Result<(), Error> {
+    if global.json {
+        return context::print_json(info);
+    }
+    let brokered = info.broker.as_ref().map_or_else(String::new, |p| {
         format!(
             "; brokered to {} ({}{})",
             p.hosts.join(", "),
             p.header.as_deref().unwrap_or("authorization-bearer"),
             if p.always { ", always" } else { "" }
         )
-    })
+    });
+    context::outln!(
+        "{done} {} secret {} (version {}){brokered}",
+        info.scope,
+        info.name,
+        info.version
+    )
 }
 
 /// The BROKER column: the preset, else the first host (and how many more).

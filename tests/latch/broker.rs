@@ -18,6 +18,10 @@ use hyper_util::rt::TokioIo;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+/// The test upstream's TLS identity, shared with the broker's benchmark.
+#[path = "../../benches/support/tls.rs"]
+mod tls;
+
 use crate::launcher::{Guard, latch_run, output, scan_memory, start_until, text, wait_for_line};
 use crate::server::{Platform, start};
 
@@ -61,36 +65,10 @@ impl Drop for Upstream {
 
 impl Upstream {
     async fn start() -> Self {
-        let ca_key = rcgen::KeyPair::generate().expect("key");
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "latch test upstream CA");
-        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("ca");
-        let leaf_key = rcgen::KeyPair::generate().expect("key");
-        let leaf = rcgen::CertificateParams::new(vec![
-            "api.openai.com".to_owned(),
-            "other.example".to_owned(),
-            "api.anthropic.com".to_owned(),
-        ])
-        .expect("params")
-        .signed_by(&leaf_key, &ca)
-        .expect("leaf");
+        let tls::TestTls { acceptor, ca_pem } =
+            tls::test_tls(&["api.openai.com", "other.example", "api.anthropic.com"]);
         let mut file = tempfile::NamedTempFile::new().expect("temp");
-        std::io::Write::write_all(&mut file, ca.pem().as_bytes()).expect("write");
-        let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
-            tokio_rustls::rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![leaf.der().clone()],
-            rustls_pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
-        )
-        .expect("cert");
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        std::io::Write::write_all(&mut file, ca_pem.as_bytes()).expect("write");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("binds");
