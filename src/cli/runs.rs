@@ -349,7 +349,19 @@ fn delivered_text(run: &RunInfo) -> String {
                 )
             )
         };
-        let _ = writeln!(out, "  {name:<30} {scope:<8} v{version}{masked}");
+        let listed = |list: &str| {
+            record[list]
+                .as_array()
+                .is_some_and(|names| names.iter().any(|n| n.as_str() == Some(name.as_str())))
+        };
+        let broker = if listed("brokered") {
+            "  brokered (the command held a placeholder)"
+        } else if listed("unbrokered") {
+            "  its broker policy set aside (--no-broker)"
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "  {name:<30} {scope:<8} v{version}{masked}{broker}");
     }
     out
 }

@@ -299,6 +299,15 @@ curl -sS -H "Authorization: Bearer $OPENAI_API_KEY" "${LATCH_BROKER_URL_OPENAI_A
         json!(["OPENAI_API_KEY"])
     );
     assert!(!runs.to_string().contains(OPENAI));
+    let id = runs["runs"][0]["id"].as_str().expect("id");
+    let shown = crate::careful::latch(&p, &p.owner, &["runs", "show", id]).await;
+    assert!(
+        text(&shown.stdout).contains(
+            "OPENAI_API_KEY                 team     v1  brokered (the command held a placeholder)"
+        ),
+        "{}",
+        text(&shown.stdout)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -484,6 +493,15 @@ async fn no_broker_hands_the_value_unless_the_policy_says_always_and_no_scrub_re
     assert_eq!(
         runs["runs"][0]["record"]["unbrokered"],
         json!(["OPENAI_API_KEY"])
+    );
+    let id = runs["runs"][0]["id"].as_str().expect("id");
+    let shown = crate::careful::latch(&p, &p.owner, &["runs", "show", id]).await;
+    assert!(
+        text(&shown.stdout).contains(
+            "OPENAI_API_KEY                 team     v1  its broker policy set aside (--no-broker)"
+        ),
+        "{}",
+        text(&shown.stdout)
     );
     assert_eq!(runs["runs"][0]["record"]["brokered"], Value::Null);
 
