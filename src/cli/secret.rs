@@ -45,6 +45,17 @@ pub struct BrokerArgs {
 impl BrokerArgs {
     /// The policy the flags give, checked here so that a mistyped host fails before any
     /// request.
+    /// Refuses, before any request, a value no placeholder could stand in for (every run
+    /// that receives it would refuse it).
+    fn check_value(policy: Option<&PolicySpec>, value: &[u8]) -> Result<(), Error> {
+        match policy {
+            Some(_) => crate::core::broker::check_value(value)
+                .map(|_| ())
+                .map_err(|e| Error::Usage(format!("--broker: the secret cannot be brokered: {e}"))),
+            None => Ok(()),
+        }
+    }
+
     fn spec(&self) -> Result<Option<PolicySpec>, Error> {
         self.broker
             .as_deref()
@@ -148,6 +159,7 @@ pub(crate) async fn run(command: SecretCommand, global: &Global) -> Result<u8, E
         } => {
             let broker = broker.spec()?;
             let value = context::read_value(value_file.as_deref(), name.as_str(), trim)?;
+            BrokerArgs::check_value(broker.as_ref(), value.expose().as_bytes())?;
             let body = CreateSecret {
                 scope: scope.scope(),
                 name: name.clone(),
@@ -246,6 +258,9 @@ async fn update(
     } else {
         None
     };
+    if let (Some(Some(policy)), Some(value)) = (&broker, &new_value) {
+        BrokerArgs::check_value(Some(policy), value.expose().as_bytes())?;
+    }
     if new_value.is_none() && description.is_none() && broker.is_none() {
         return Err(Error::Usage(
             "nothing to update: pass --value, --value-file, --description, --broker or --no-broker"

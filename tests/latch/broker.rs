@@ -540,6 +540,8 @@ async fn broker_policies_are_checked_kept_changed_and_cleared() {
         (json!({}), "needs a preset"),
         (json!({"preset": "aws"}), "unknown broker preset"),
         (json!({"hosts": ["https://api.example.com"]}), "not a URL"),
+        (json!({"hosts": ["[::1]:8443"]}), "IPv6"),
+        (json!({"hosts": [" a.example"]}), "letters, digits"),
         (json!({"hosts": ["*.example.com"]}), "wildcards"),
         (
             json!({"hosts": ["a.example"], "header": "cookie"}),
@@ -611,32 +613,53 @@ async fn broker_policies_are_checked_kept_changed_and_cleared() {
         audit["events"][0]["detail"]["broker_before"]["header"],
         "x-api-key"
     );
-    // A value a placeholder could not stand in for is refused with its policy, not at each run.
-    let (status, body) = p
-        .call(&p.owner, Method::POST, "/v1/secrets", Some(json!({"scope": "team", "name": "SHORT", "value": "abc12345", "broker": {"hosts": ["a.example"]}})))
-        .await;
-    assert_eq!(status, 400, "{body}");
-    assert!(body.to_string().contains("too short to broker"), "{body}");
-    p.ok(
+    // A value a placeholder could not stand in for: the CLI refuses it with its policy, before
+    // any request (the platform takes it, and each run that receives it refuses to start).
+    let dir = tempfile::tempdir().expect("dir");
+    let short = dir.path().join("short");
+    std::fs::write(&short, "abc12345").expect("writes");
+    let short = short.to_str().expect("utf-8");
+    let o = crate::careful::latch(
+        &p,
         &p.owner,
-        Method::PATCH,
-        "/v1/secrets/team/K",
-        Some(json!({"broker": {"preset": "openai"}})),
+        &[
+            "secret",
+            "create",
+            "--team",
+            "SHORT",
+            "--value-file",
+            short,
+            "--broker",
+            "a.example",
+        ],
     )
     .await;
-    let (status, body) = p
-        .call(
-            &p.owner,
-            Method::PATCH,
-            "/v1/secrets/team/K",
-            Some(json!({"value": "has spaces in it, so no header holds it 0123456789"})),
-        )
-        .await;
-    assert_eq!(status, 400, "{body}");
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
     assert!(
-        body.to_string().contains("one token of printable ASCII"),
-        "{body}"
+        text(&o.stderr).contains("too short to broker"),
+        "{}",
+        text(&o.stderr)
     );
+    let o = crate::careful::latch(
+        &p,
+        &p.owner,
+        &[
+            "secret",
+            "update",
+            "--team",
+            "K",
+            "--value-file",
+            short,
+            "--broker",
+            "openai",
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    let (status, _) = p
+        .call(&p.owner, Method::GET, "/v1/secrets/team/SHORT", None)
+        .await;
+    assert_eq!(status, 404, "nothing was sent");
     // A run's ad-hoc policy is checked too.
     let (status, body) = p
         .call(

@@ -392,8 +392,18 @@ fn stop_requested(signals: &Signals) -> Result<Option<i32>, Error> {
     Ok(None)
 }
 
-pub(super) fn request_of(args: &RunArgs) -> ResolveRun {
-    ResolveRun {
+pub(super) fn request_of(args: &RunArgs) -> Result<ResolveRun, Error> {
+    if let Some(both) = args
+        .broker
+        .iter()
+        .find(|b| args.no_broker.contains(&b.name))
+    {
+        return Err(Error::Usage(format!(
+            "{} is named by both --broker and --no-broker",
+            both.name
+        )));
+    }
+    Ok(ResolveRun {
         trigger: args.trigger,
         environment: args.environment.clone(),
         secrets: if args.no_secrets {
@@ -406,7 +416,7 @@ pub(super) fn request_of(args: &RunArgs) -> ResolveRun {
         exec: args.no_scrub,
         broker: args.broker.clone(),
         no_broker: args.no_broker.clone(),
-    }
+    })
 }
 
 /// `POST /v1/runs` on a runtime of its own, dropped before the command starts so that none of
@@ -417,7 +427,7 @@ fn resolve(
     key: &str,
     signals: &Signals,
 ) -> Result<Resolved, Error> {
-    let resolved = post_runs::<Resolved>(global, key, signals, &request_of(args));
+    let resolved = post_runs::<Resolved>(global, key, signals, &request_of(args)?);
     if let Err(Error::Client(ClientError::Api { code, problem, .. })) = &resolved
         && code == "required_missing"
     {

@@ -279,20 +279,14 @@ struct BrokerAsk {
 
 impl BrokerAsk {
     fn of(body: &ResolveRun) -> Result<Self, ApiError> {
-        if body.broker.len() + body.no_broker.len() > 1000 {
+        if body.broker.len() > 1000 || body.no_broker.len() > 1000 {
             return Err(ApiError::bad_request(
                 "invalid_broker",
-                "a run names at most 1000 brokered or unbrokered secrets",
+                "a run names at most 1000 brokered and 1000 unbrokered secrets",
             ));
         }
         let mut ad_hoc = Vec::with_capacity(body.broker.len());
         for asked in &body.broker {
-            if body.no_broker.contains(&asked.name) {
-                return Err(ApiError::bad_request(
-                    "invalid_broker",
-                    format!("{} is both brokered and unbrokered", asked.name),
-                ));
-            }
             let policy = Policy::from_spec(&asked.policy).map_err(|e| {
                 ApiError::bad_request("invalid_broker", format!("{}: {e}", asked.name))
             })?;

@@ -40,19 +40,6 @@ fn secret_info(row: &SecretRow) -> SecretInfo {
     }
 }
 
-/// Refuses a value that could not be brokered under a policy (a run would refuse it anyway,
-/// later and after the run was recorded).
-fn brokerable(value: &SecretValue) -> Result<(), ApiError> {
-    crate::core::broker::check_value(value.expose().as_bytes())
-        .map(|_| ())
-        .map_err(|e| {
-            ApiError::bad_request(
-                "invalid_broker",
-                format!("the secret cannot be brokered: {e}"),
-            )
-        })
-}
-
 /// A broker policy from a request (DESIGN §13).
 pub(super) fn policy_of(spec: &PolicySpec) -> Result<Policy, ApiError> {
     Policy::from_spec(spec).map_err(|e| ApiError::bad_request("invalid_broker", e.to_string()))
@@ -96,9 +83,6 @@ pub(in crate::server) async fn create_secret(
     let value = value_of(body.value)?;
     let description = description_of(body.description)?;
     let broker = body.broker.as_ref().map(policy_of).transpose()?;
-    if broker.is_some() {
-        brokerable(&value)?;
-    }
     let (key, key_version) = data_key(&app, caller.team).await?;
     let id = SecretId(random_id(&mut SysRng)?);
     let binding = Binding {
@@ -259,17 +243,10 @@ pub(in crate::server) async fn update_secret(
     let (row, owner) = find_secret(&app, &caller, &scope, &name, true).await?;
     let if_revision = if_match.expect(async { Ok(Some(row.revision)) }).await?;
     let description = body.description.map(description_of).transpose()?;
-    let brokered = match &broker {
-        Some(policy) => policy.is_some(),
-        None => row.broker.is_some(),
-    };
     let value = match body.value {
         None => None,
         Some(text) => {
             let value = value_of(text)?;
-            if brokered {
-                brokerable(&value)?;
-            }
             let (key, key_version) = data_key(&app, caller.team).await?;
             let binding = Binding {
                 team: caller.team,

@@ -252,6 +252,70 @@ pub(super) fn apply(doc: &mut Value) {
     );
     environments_reserve_nothing(doc);
     cross_field_rules(doc);
+    broker_policies(doc);
+}
+
+/// A host of a broker policy (`core::broker::Host`): a DNS name (labels of letters, digits and
+/// inner hyphens, at most 63 each and 253 in all, the last not all digits) or an IPv4 address,
+/// and an optional port from 1 to 65535 without a leading zero.
+fn broker_host() -> Value {
+    let label = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
+    let octet = "(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])";
+    json!({
+        "type": "string",
+        "pattern": format!(
+            "^(?=[^:]{{1,253}}(?::|$))(?:{octet}(?:\\.{octet}){{3}}|(?:{label}\\.)*(?![0-9]+(?::|$)){label})(?::(?:{}))?$",
+            range_pattern(1, 65535)
+        ),
+        "description": "a host name or an IPv4 address, with an optional port (`api.example.com`, `uploads.example.com:8443`)",
+    })
+}
+
+/// Broker policies in requests (`PolicyInput`): a preset, or one to 16 hosts; with a preset,
+/// `hosts` may only repeat the preset's own list (the form the answers show). Answers keep
+/// `PolicySpec`, which has both.
+fn broker_policies(doc: &mut Value) {
+    use crate::core::broker::{HeaderForm, MAX_HOSTS, Preset};
+    let schemas = &mut doc["components"]["schemas"];
+    let mut input = schemas["PolicySpec"].clone();
+    let presets: Vec<Value> = Preset::ALL
+        .iter()
+        .map(|p| json!(p.as_str()))
+        .chain([Value::Null])
+        .collect();
+    let forms: Vec<Value> = HeaderForm::ALL
+        .iter()
+        .map(|f| json!(f.as_str()))
+        .chain([Value::Null])
+        .collect();
+    input["description"] =
+        json!("A broker policy in a request: a preset, or hosts; a header form; `always`.");
+    input["properties"]["preset"] = json!({"enum": presets});
+    input["properties"]["header"] = json!({"enum": forms});
+    input["properties"]["hosts"] = array_of(&broker_host(), Some(MAX_HOSTS));
+    let mut rules = vec![json!({
+        "if": {"anyOf": [
+            {"not": {"required": ["preset"]}},
+            {"required": ["preset"], "properties": {"preset": {"type": "null"}}},
+        ]},
+        "then": {"required": ["hosts"], "properties": {"hosts": {"minItems": 1}}},
+    })];
+    for preset in Preset::ALL {
+        rules.push(json!({
+            "if": {"required": ["preset"], "properties": {"preset": {"const": preset.as_str()}}},
+            "then": {"properties": {"hosts": {"enum": [[], preset.hosts()]}}},
+        }));
+    }
+    input["allOf"] = json!(rules);
+    schemas["PolicyInput"] = input;
+    let policy = json!({"oneOf": [{"$ref": "#/components/schemas/PolicyInput"}, {"type": "null"}]});
+    schemas["CreateSecret"]["properties"]["broker"] = policy.clone();
+    schemas["UpdateSecret"]["properties"]["broker"] = policy;
+    schemas["AdHocBroker"]["properties"]["policy"] =
+        json!({"$ref": "#/components/schemas/PolicyInput"});
+    schemas["AdHocBroker"]["properties"]["name"] = secret_name();
+    schemas["ResolveRun"]["properties"]["broker"]["maxItems"] = json!(1000);
+    schemas["ResolveRun"]["properties"]["no_broker"] = array_of(&secret_name(), Some(1000));
 }
 
 /// Rules between fields that the handlers enforce: a key bound to an identity is a team key
@@ -268,6 +332,7 @@ fn cross_field_rules(doc: &mut Value) {
     doc["components"]["schemas"]["UpdateSecret"]["anyOf"] = json!([
         {"required": ["value"], "properties": {"value": {"type": "string"}}},
         {"required": ["description"], "properties": {"description": {"type": "string"}}},
+        {"required": ["broker"]},
     ]);
 }
 
