@@ -227,6 +227,13 @@ impl Running {
 /// # Errors
 /// [`BrokerError`]: the CA file, the trusted roots or the listening socket.
 pub fn start(config: Config) -> Result<Running, BrokerError> {
+    // A fault for the tests of "the broker cannot start" (debug builds only).
+    #[cfg(debug_assertions)]
+    if std::env::var_os("LATCH_BROKER_FAULT").is_some_and(|v| v == "fail-start") {
+        return Err(BrokerError::Config(
+            "LATCH_BROKER_FAULT: the broker does not start".into(),
+        ));
+    }
     let tls = upstream::tls_config(config.ca_cert.as_deref())?;
     let listener =
         std::net::TcpListener::bind(config.listen).map_err(|source| BrokerError::Listen {

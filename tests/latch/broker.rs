@@ -464,6 +464,23 @@ async fn the_command_is_killed_and_latch_exits_70_when_the_broker_dies() {
         "{stderr}"
     );
     assert_eq!(text(&o.stdout).trim(), "{\"ok\":true}");
+
+    // A broker that cannot start: the command never starts, exit 70, and the run is ended.
+    let dir = tempfile::tempdir().expect("dir");
+    let marker = dir.path().join("started");
+    let mut command = brokered_run(&p, &up, &["--secrets", "OPENAI_API_KEY", "--", "touch"]);
+    command.arg(&marker).env("LATCH_BROKER_FAULT", "fail-start");
+    let o = output(command, None).await;
+    assert_eq!(o.status.code(), Some(70), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("latch: error: credential broker:"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!marker.exists(), "the command started without its broker");
+    let runs = p.ok(&p.owner, Method::GET, "/v1/runs?limit=1", None).await;
+    assert_eq!(runs["runs"][0]["status"], "finished");
+    assert_eq!(runs["runs"][0]["outcome"]["exit_code"], 70);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
