@@ -377,21 +377,19 @@ fn inject(headers: &mut HeaderMap, host: &Host, state: &State) {
         if !entry.policy.allows(host) {
             continue;
         }
-        let name = entry.policy.header.header();
-        let HeaderMapEntry::Occupied(mut occupied) = headers.entry(name) else {
-            continue;
-        };
-        for value in occupied.iter_mut() {
-            if let Some(real) = broker::substitute(
-                entry.policy.header,
-                value.as_bytes(),
-                &entry.placeholder,
-                &entry.real,
-            ) {
-                // The header holds the value in a buffer that is wiped when hyper drops it.
-                if let Ok(new) = HeaderValue::from_maybe_shared(Bytes::from_owner(real)) {
-                    *value = new;
-                    entry.injected.fetch_add(1, Ordering::Relaxed);
+        for (name, form) in entry.policy.header.headers() {
+            let HeaderMapEntry::Occupied(mut occupied) = headers.entry(*name) else {
+                continue;
+            };
+            for value in occupied.iter_mut() {
+                if let Some(real) =
+                    broker::substitute(*form, value.as_bytes(), &entry.placeholder, &entry.real)
+                {
+                    // The header holds the value in a buffer that is wiped when hyper drops it.
+                    if let Ok(new) = HeaderValue::from_maybe_shared(Bytes::from_owner(real)) {
+                        *value = new;
+                        entry.injected.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
         }

@@ -34,7 +34,7 @@ pub struct BrokerArgs {
     #[arg(long, value_name = "PRESET|HOST,...")]
     pub broker: Option<String>,
     /// The header the value goes into: authorization-bearer (the default, or the preset's),
-    /// x-api-key, x-goog-api-key, basic-password.
+    /// x-api-key, x-api-key-or-bearer, x-goog-api-key, basic-password.
     #[arg(long, value_name = "FORM", requires = "broker")]
     pub broker_header: Option<String>,
     /// Broker it even in runs that pass --no-broker for it.

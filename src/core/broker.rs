@@ -24,8 +24,12 @@ pub const MAX_HOSTS: usize = 16;
 pub enum HeaderForm {
     /// `Authorization: Bearer <value>` (also `token <value>`, as GitHub accepts).
     AuthorizationBearer,
-    /// `x-api-key: <value>` (Anthropic).
+    /// `x-api-key: <value>`.
     XApiKey,
+    /// `x-api-key: <value>` or `Authorization: Bearer <value>`, whichever carries the
+    /// placeholder (Anthropic: its API takes both, its Python SDK sends the second, curl
+    /// examples and Claude Code the first).
+    XApiKeyOrBearer,
     /// `x-goog-api-key: <value>` (Gemini).
     XGoogApiKey,
     /// `Authorization: Basic base64(user:<value>)`: the value is the password (git over HTTPS).
@@ -34,9 +38,10 @@ pub enum HeaderForm {
 
 impl HeaderForm {
     /// Every form, in the order the README lists them.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::AuthorizationBearer,
         Self::XApiKey,
+        Self::XApiKeyOrBearer,
         Self::XGoogApiKey,
         Self::BasicPassword,
     ];
@@ -47,18 +52,24 @@ impl HeaderForm {
         match self {
             Self::AuthorizationBearer => "authorization-bearer",
             Self::XApiKey => "x-api-key",
+            Self::XApiKeyOrBearer => "x-api-key-or-bearer",
             Self::XGoogApiKey => "x-goog-api-key",
             Self::BasicPassword => "basic-password",
         }
     }
 
-    /// The header it lives in (lower case).
+    /// The headers it may live in (lower case), each with how it is written there.
     #[must_use]
-    pub const fn header(self) -> &'static str {
+    pub const fn headers(self) -> &'static [(&'static str, HeaderForm)] {
         match self {
-            Self::AuthorizationBearer | Self::BasicPassword => "authorization",
-            Self::XApiKey => "x-api-key",
-            Self::XGoogApiKey => "x-goog-api-key",
+            Self::AuthorizationBearer => &[("authorization", Self::AuthorizationBearer)],
+            Self::BasicPassword => &[("authorization", Self::BasicPassword)],
+            Self::XApiKey => &[("x-api-key", Self::XApiKey)],
+            Self::XApiKeyOrBearer => &[
+                ("x-api-key", Self::XApiKey),
+                ("authorization", Self::AuthorizationBearer),
+            ],
+            Self::XGoogApiKey => &[("x-goog-api-key", Self::XGoogApiKey)],
         }
     }
 
@@ -85,7 +96,7 @@ impl fmt::Display for HeaderForm {
 pub enum Preset {
     /// api.openai.com, `Authorization: Bearer`.
     Openai,
-    /// api.anthropic.com, `x-api-key`.
+    /// api.anthropic.com, `x-api-key` or `Authorization: Bearer`.
     Anthropic,
     /// generativelanguage.googleapis.com, `x-goog-api-key`.
     Gemini,
@@ -124,7 +135,7 @@ impl Preset {
     pub const fn header(self) -> HeaderForm {
         match self {
             Self::Openai | Self::Github => HeaderForm::AuthorizationBearer,
-            Self::Anthropic => HeaderForm::XApiKey,
+            Self::Anthropic => HeaderForm::XApiKeyOrBearer,
             Self::Gemini => HeaderForm::XGoogApiKey,
         }
     }
@@ -290,7 +301,7 @@ pub enum PolicyError {
     Preset(String),
     /// An unknown header form.
     #[error(
-        "unknown broker header `{0}`: the forms are authorization-bearer, x-api-key, x-goog-api-key and basic-password"
+        "unknown broker header `{0}`: the forms are authorization-bearer, x-api-key, x-api-key-or-bearer, x-goog-api-key and basic-password"
     )]
     Header(String),
     /// Too many hosts.
@@ -309,8 +320,8 @@ pub struct PolicySpec {
     /// with a preset, the answer lists the preset's hosts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<String>,
-    /// `authorization-bearer` (the default), `x-api-key`, `x-goog-api-key` or
-    /// `basic-password`.
+    /// `authorization-bearer` (the default), `x-api-key`, `x-api-key-or-bearer`,
+    /// `x-goog-api-key` or `basic-password`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header: Option<String>,
     /// Brokered even when a run asks `--no-broker` for it.
@@ -603,6 +614,8 @@ pub fn substitute(
     real: &Split,
 ) -> Option<Zeroizing<Vec<u8>>> {
     match form {
+        // A form of several headers is substituted header by header (`HeaderForm::headers`).
+        HeaderForm::XApiKeyOrBearer => None,
         HeaderForm::XApiKey | HeaderForm::XGoogApiKey => (sent == placeholder).then(|| real.join()),
         HeaderForm::AuthorizationBearer => {
             let space = sent.iter().position(|b| *b == b' ')?;
@@ -786,6 +799,14 @@ mod tests {
 
     #[test]
     fn policies_from_presets_hosts_and_words() {
+        let anthropic = Policy::from_words("anthropic", None, false).expect("preset");
+        assert_eq!(
+            anthropic.header.headers(),
+            [
+                ("x-api-key", HeaderForm::XApiKey),
+                ("authorization", HeaderForm::AuthorizationBearer)
+            ]
+        );
         let p = Policy::from_words("openai", None, false).expect("preset");
         assert_eq!(p.header, HeaderForm::AuthorizationBearer);
         assert_eq!(p.spec().hosts, ["api.openai.com"]);

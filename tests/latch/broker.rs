@@ -27,6 +27,8 @@ use crate::server::{Platform, start};
 
 /// A realistic OpenAI project key (never a real one).
 const OPENAI: &str = "sk-proj-Qw3rTy8uI0oP2aS4dF6gH8jK0lZ2xC4vB6nM8qW0eR2tY4uI6oP8aS0dF2gH4jK6";
+/// A realistic Anthropic key (never a real one).
+const ANTHROPIC: &str = "sk-ant-api03-Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2Ji1Hg0Fe9Dc8Ba7Zy6Xw5Vu4Ts3Rq2Po1Nm0Lk9Ji8Hg7Fe6Dc5Ba4-AbCdEfAA";
 /// A value for ad-hoc brokering.
 const OTHER: &str = "tok_9f8e7d6c5b4a39281706f5e4d3c2b1a0ZYXWVUTS";
 
@@ -147,6 +149,8 @@ async fn answer(request: Request<Incoming>, log: &Mutex<Vec<Seen>>) -> Response<
         body,
     };
     let auth = seen.header("authorization").unwrap_or_default().to_owned();
+    let api_key = seen.header("x-api-key").unwrap_or_default().to_owned();
+    let agent = seen.header("user-agent").unwrap_or_default().to_owned();
     log.lock().expect("lock").push(seen);
     let full = |status: u16, text: String| {
         Response::builder()
@@ -156,6 +160,16 @@ async fn answer(request: Request<Incoming>, log: &Mutex<Vec<Seen>>) -> Response<
             .expect("response")
     };
     match parts.uri.path() {
+        // What the providers' SDKs expect of a model listing.
+        "/v1/models" if agent.starts_with("OpenAI/") && auth == format!("Bearer {OPENAI}") => full(
+            200,
+            r#"{"object":"list","data":[{"id":"gpt-test","object":"model","created":0,"owned_by":"latch"}]}"#.into(),
+        ),
+        "/v1/models" if agent.starts_with("Anthropic/")
+            && (api_key == ANTHROPIC || auth == format!("Bearer {ANTHROPIC}")) => full(
+            200,
+            r#"{"data":[{"id":"claude-test","type":"model","display_name":"Claude Test","created_at":"2025-01-01T00:00:00Z"}],"has_more":false,"first_id":"claude-test","last_id":"claude-test"}"#.into(),
+        ),
         "/v1/models" if auth == format!("Bearer {OPENAI}") => full(200, "{\"ok\":true}".into()),
         "/v1/models" => full(401, "{\"error\":\"invalid key\"}".into()),
         "/v1/echo" => full(200, json!({ "auth": auth }).to_string()),
@@ -1156,4 +1170,65 @@ async fn python_requests_and_httpx_reach_the_real_url_through_the_proxy() {
         seen.iter()
             .all(|s| s.header("authorization") == Some(format!("Bearer {OPENAI}").as_str()))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_and_anthropic_python_sdks_work_unchanged_through_their_base_urls() {
+    let sdks: Vec<&str> = ["openai", "anthropic"]
+        .into_iter()
+        .filter(|m| python_has(m))
+        .collect();
+    if sdks.is_empty() {
+        eprintln!("skipped: neither the openai nor the anthropic SDK is installed for python3");
+        return;
+    }
+    let p = platform().await;
+    p.ok(
+        &p.owner,
+        Method::POST,
+        "/v1/secrets",
+        Some(json!({"scope": "team", "name": "ANTHROPIC_API_KEY", "value": ANTHROPIC, "broker": {"preset": "anthropic"}})),
+    )
+    .await;
+    let up = Upstream::start().await;
+    let anthropic = up.resolve("api.anthropic.com");
+    for sdk in &sdks {
+        let code = match *sdk {
+            "openai" => "from openai import OpenAI\nprint([m.id for m in OpenAI().models.list()])",
+            _ => {
+                "from anthropic import Anthropic\nprint([m.id for m in Anthropic().models.list()])"
+            }
+        };
+        let o = output(
+            brokered_run(
+                &p,
+                &up,
+                &["--resolve", &anthropic, "--", "python3", "-c", code],
+            ),
+            None,
+        )
+        .await;
+        assert!(o.status.success(), "{sdk}: {}", text(&o.stderr));
+        let want = if *sdk == "openai" {
+            "['gpt-test']"
+        } else {
+            "['claude-test']"
+        };
+        assert_eq!(text(&o.stdout).trim(), want, "{sdk}");
+    }
+    let seen = up.seen();
+    assert_eq!(seen.len(), sdks.len());
+    for s in &seen {
+        match s.host.as_str() {
+            "api.openai.com" => assert_eq!(
+                s.header("authorization"),
+                Some(format!("Bearer {OPENAI}").as_str())
+            ),
+            // The Anthropic SDK sends its key as a bearer token: the preset takes either form.
+            _ => assert_eq!(
+                s.header("authorization"),
+                Some(format!("Bearer {ANTHROPIC}").as_str())
+            ),
+        }
+    }
 }
