@@ -1232,3 +1232,40 @@ async fn the_openai_and_anthropic_python_sdks_work_unchanged_through_their_base_
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_fetch_reaches_the_api_through_its_broker_url() {
+    if Command::new("node").arg("--version").output().is_err() {
+        eprintln!("skipped: node is not installed");
+        return;
+    }
+    let p = platform().await;
+    let up = Upstream::start().await;
+    // Node 20 ignores the proxy variables; a base URL works for every version.
+    let script = "const r = await fetch(process.env.LATCH_BROKER_URL_OPENAI_API_KEY + 'v1/models', \
+                  {headers: {authorization: 'Bearer ' + process.env.OPENAI_API_KEY}}); \
+                  console.log(r.status, await r.text());";
+    let o = output(
+        brokered_run(
+            &p,
+            &up,
+            &[
+                "--secrets",
+                "OPENAI_API_KEY",
+                "--",
+                "node",
+                "--input-type=module",
+                "-e",
+                script,
+            ],
+        ),
+        None,
+    )
+    .await;
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout).trim(), "200 {\"ok\":true}");
+    assert_eq!(
+        up.seen()[0].header("authorization"),
+        Some(format!("Bearer {OPENAI}").as_str())
+    );
+}
