@@ -274,15 +274,18 @@ async fn denials_refusals_and_key_creations_are_audited_with_who_and_from_where(
     );
     let expires = c["expires_at"].as_i64().expect("expiry");
     let at = created["events"][0]["at"].as_i64().expect("at");
-    assert_eq!((expires - at) / 86_400_000, 30);
+    // In whole days, rounded: the event's time is read a moment after the key's expiry is set
+    // (a floor made this fail at random when the two fell in different milliseconds).
+    assert_eq!(days(expires - at), 30);
     let added_event = p
         .ok(&owner, Method::GET, "/v1/audit?action=member.add", None)
         .await;
     let a = &added_event["events"][0]["detail"];
     assert_eq!(a["key_id"], added["key"]["info"]["id"]);
-    let enrolment = (a["expires_at"].as_i64().expect("expiry")
-        - added_event["events"][0]["at"].as_i64().expect("at"))
-        / 86_400_000;
+    let enrolment = days(
+        a["expires_at"].as_i64().expect("expiry")
+            - added_event["events"][0]["at"].as_i64().expect("at"),
+    );
     assert_eq!(enrolment, 7);
     // A default key expires in 90 days; revocation names the key.
     let k = p
@@ -293,10 +296,10 @@ async fn denials_refusals_and_key_creations_are_audited_with_who_and_from_where(
             Some(json!({"name": "laptop", "kind": "personal"})),
         )
         .await;
-    let days = (k["info"]["expires_at"].as_i64().expect("e")
-        - k["info"]["created_at"].as_i64().expect("c"))
-        / 86_400_000;
-    assert_eq!(days, 90);
+    let lifetime = days(
+        k["info"]["expires_at"].as_i64().expect("e") - k["info"]["created_at"].as_i64().expect("c"),
+    );
+    assert_eq!(lifetime, 90);
     let id = k["info"]["id"].as_str().expect("id");
     p.ok(&owner, Method::DELETE, &format!("/v1/api-keys/{id}"), None)
         .await;
@@ -942,4 +945,9 @@ async fn the_documented_constraints_are_the_ones_the_server_applies() {
         assert_eq!(got.as_u16(), want, "{n}: {answer}");
     }
     p.stop().await;
+}
+
+/// Milliseconds in whole days, rounded to the nearest day.
+fn days(ms: i64) -> i64 {
+    (ms + 43_200_000).div_euclid(86_400_000)
 }
