@@ -148,8 +148,8 @@ pub struct RunArgs {
     /// takes its preset. Secrets with a broker policy are brokered without it.
     #[arg(long = "broker", value_name = "NAME[=HOST,...]", value_parser = brokered::parse_broker)]
     pub broker: Vec<AdHocBroker>,
-    /// Give the command the real value of a secret that has a broker policy (refused by a
-    /// policy marked always).
+    /// Give the command the real value of a secret that has a broker policy (a policy marked
+    /// always still brokers it, with a warning).
     #[arg(long = "no-broker", value_name = "NAME")]
     pub no_broker: Vec<SecretName>,
     /// Let the command reach this host through the broker's proxy (a tunnel latch does not
