@@ -29,7 +29,10 @@ pub(super) fn connect(request: Request<Incoming>, state: &Arc<State>) -> Answer 
         .authority()
         .and_then(|a| Host::parse(a.as_str()).ok())
     else {
-        return refuse(StatusCode::BAD_REQUEST, "CONNECT needs HOST:PORT");
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "CONNECT needs HOST:PORT, a host name or an IPv4 address",
+        );
     };
     let opening = if state.entries.iter().any(|e| e.policy.allows(&host)) {
         Opening::Brokered(host)

@@ -1269,3 +1269,85 @@ async fn nodes_fetch_reaches_the_api_through_its_broker_url() {
         Some(format!("Bearer {OPENAI}").as_str())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_input_to_the_broker_is_refused_and_it_keeps_serving() {
+    let p = platform().await;
+    let up = Upstream::start().await;
+    // Raw sockets against the broker's port: garbage, a CONNECT to no host, a tunnel to an
+    // allowed host that never speaks TLS, a 70 KiB "ClientHello", a header block of 1 MiB; then
+    // a good request still works and latch ends normally.
+    let code = r#"
+import os, socket
+host, port = os.environ['HTTPS_PROXY'].rsplit('/', 1)[1].split(':')
+def talk(data, read=True):
+    s = socket.create_connection((host, int(port)), timeout=10)
+    try:
+        s.sendall(data)
+        return s.recv(200).split(b'\r\n')[0].decode() if read else ''
+    except OSError as e:
+        return type(e).__name__
+    finally:
+        s.close()
+print('garbage', talk(b'\x16\x03\x01\x00\xff' + os.urandom(300) + b'\r\n\r\n') or 'closed')
+print('bad-target', talk(b'CONNECT *.openai.com:443 HTTP/1.1\r\nHost: x\r\n\r\n'))
+print('big-header', talk(b'GET /openai/v1/models HTTP/1.1\r\nHost: x\r\nX-Big: ' + b'a' * (1 << 20) + b'\r\n\r\n') or 'closed')
+s = socket.create_connection((host, int(port)), timeout=10)
+s.sendall(b'CONNECT other.example:443 HTTP/1.1\r\nHost: other.example:443\r\n\r\n')
+print('tunnel', s.recv(200).split(b'\r\n')[0].decode())
+s.sendall(b'\x16\x03\x01\xff\xff' + b'\x01' * 65535 + b'\x16\x03\x01\xff\xff' + b'\x01' * 65535)
+try:
+    print('huge-hello', 'closed' if s.recv(10) == b'' else 'answered')
+except OSError as e:
+    print('huge-hello', type(e).__name__)
+s.close()
+import urllib.request
+r = urllib.request.Request(os.environ['OPENAI_BASE_URL'] + '/models', headers={'Authorization': 'Bearer ' + os.environ['OPENAI_API_KEY']})
+print('after', urllib.request.urlopen(r).read().decode())
+"#;
+    let o = output(
+        brokered_run(
+            &p,
+            &up,
+            &[
+                "--secrets",
+                "OPENAI_API_KEY",
+                "--allow-host",
+                "other.example",
+                "--",
+                "python3",
+                "-c",
+                code,
+            ],
+        ),
+        None,
+    )
+    .await;
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    let out = lines(&o.stdout);
+    assert!(
+        out[0].starts_with("garbage HTTP/1.1 400") || out[0] == "garbage closed",
+        "{out:?}"
+    );
+    assert_eq!(out[1], "bad-target HTTP/1.1 400 Bad Request", "{out:?}");
+    assert!(
+        out[2].starts_with("big-header HTTP/1.1 431")
+            || out[2].starts_with("big-header HTTP/1.1 400")
+            || out[2] == "big-header closed"
+            || out[2].starts_with("big-header Connection"),
+        "{out:?}"
+    );
+    assert_eq!(out[3], "tunnel HTTP/1.1 200 OK", "{out:?}");
+    assert!(
+        out[4] == "huge-hello closed" || out[4].starts_with("huge-hello Connection"),
+        "{out:?}"
+    );
+    assert_eq!(out[5], "after {\"ok\":true}", "{out:?}");
+    // Nothing of that reached the upstream but the last request.
+    assert_eq!(up.seen().len(), 1);
+}
