@@ -1277,7 +1277,7 @@ async fn hostile_input_to_the_broker_is_refused_and_it_keeps_serving() {
     // Raw sockets against the broker's port: garbage, a CONNECT to no host, a tunnel to an
     // allowed host that never speaks TLS, a 70 KiB "ClientHello", a header block of 1 MiB; then
     // a good request still works and latch ends normally.
-    let code = r#"
+    let code = r"
 import os, socket
 host, port = os.environ['HTTPS_PROXY'].rsplit('/', 1)[1].split(':')
 def talk(data, read=True):
@@ -1304,7 +1304,7 @@ s.close()
 import urllib.request
 r = urllib.request.Request(os.environ['OPENAI_BASE_URL'] + '/models', headers={'Authorization': 'Bearer ' + os.environ['OPENAI_API_KEY']})
 print('after', urllib.request.urlopen(r).read().decode())
-"#;
+";
     let o = output(
         brokered_run(
             &p,
