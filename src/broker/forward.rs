@@ -25,10 +25,10 @@ use super::{Entry, Routes};
 use crate::core::broker::{self, Host, StreamSwap, Swap};
 
 pub(super) type Error = Box<dyn std::error::Error + Send + Sync>;
+pub(super) type Answer = Response<BoxBody<Bytes, Error>>;
 
 /// How long an upstream connection is kept for the next request.
 const IDLE: std::time::Duration = std::time::Duration::from_secs(1);
-pub(super) type Answer = Response<BoxBody<Bytes, Error>>;
 
 /// What every request shares.
 pub(super) struct State {
@@ -62,12 +62,12 @@ impl State {
         ca: Option<RunCa>,
         allowed: Vec<Host>,
     ) -> Self {
+        let dialer = Dialer::new(resolve);
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_only()
             .enable_http1()
-            .wrap_connector(Dialer::new(resolve));
-        let dialer = Dialer::new(resolve);
+            .wrap_connector(dialer.clone());
         // A kept connection's write buffer still holds the last request's headers, the value
         // among them: connections are reused for a burst of requests, and closed (their
         // buffers wiped as they are freed, `launcher::alloc`) one second after the last.
