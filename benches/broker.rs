@@ -117,9 +117,8 @@ fn main() {
 /// An HTTPS server for api.openai.com answering `{"ok":true}` to the real key, 401 otherwise;
 /// its address, its CA's PEM and that PEM in a file.
 async fn upstream() -> (SocketAddr, Vec<u8>, tempfile::NamedTempFile) {
-    let support::tls::TestTls { acceptor, ca_pem } = support::tls::test_tls(&["api.openai.com"]);
-    let mut file = tempfile::NamedTempFile::new().expect("temp");
-    std::io::Write::write_all(&mut file, ca_pem.as_bytes()).expect("write");
+    let support::tls::TestTls { acceptor, ca_file } = support::tls::test_tls(&["api.openai.com"]);
+    let ca_pem = std::fs::read(ca_file.path()).expect("reads");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("binds");
@@ -161,5 +160,5 @@ async fn upstream() -> (SocketAddr, Vec<u8>, tempfile::NamedTempFile) {
             });
         }
     });
-    (addr, ca_pem.into_bytes(), file)
+    (addr, ca_pem, ca_file)
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 pub(crate) struct TestTls {
     /// Accepts TLS with the leaf.
     pub(crate) acceptor: tokio_rustls::TlsAcceptor,
-    /// The CA certificate, PEM.
-    pub(crate) ca_pem: String,
+    /// The CA certificate as a PEM file (for `LATCH_CA_CERT`), removed when dropped.
+    pub(crate) ca_file: tempfile::NamedTempFile,
 }
 
 /// A new CA and a leaf for `names`.
@@ -37,8 +37,10 @@ pub(crate) fn test_tls(names: &[&str]) -> TestTls {
         rustls_pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
     )
     .expect("cert");
+    let mut ca_file = tempfile::NamedTempFile::new().expect("temp");
+    std::io::Write::write_all(&mut ca_file, ca.pem().as_bytes()).expect("write");
     TestTls {
         acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
-        ca_pem: ca.pem(),
+        ca_file,
     }
 }

@@ -223,12 +223,14 @@ async fn handle(request: Request<Incoming>, state: Arc<State>) -> Answer {
     }
     if let Some(authority) = request.uri().authority() {
         // Absolute form: a client using the broker as a plain-HTTP proxy.
+        // Brokered as written, or on the HTTPS port (`http://host/` names port 80 of a host
+        // whose value goes only to its port 443).
         let brokered = Host::parse(authority.as_str()).is_ok_and(|h| {
-            let h80 = Host::parse(&format!("{}:443", h.name())).ok();
+            let on_443 = Host::parse(h.name()).ok();
             state
                 .entries
                 .iter()
-                .any(|e| e.policy.allows(&h) || h80.as_ref().is_some_and(|h| e.policy.allows(h)))
+                .any(|e| e.policy.allows(&h) || on_443.as_ref().is_some_and(|h| e.policy.allows(h)))
         });
         return refuse(
             StatusCode::FORBIDDEN,

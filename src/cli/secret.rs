@@ -96,23 +96,8 @@ pub enum SecretCommand {
         scope: ScopeArg,
         /// The secret's name.
         name: SecretName,
-        /// Prompt (no echo) for a new value.
-        #[arg(long, conflicts_with = "value_file")]
-        value: bool,
-        /// Read the new value from this file, or from stdin with `-`, byte for byte.
-        #[arg(long, value_name = "PATH|-")]
-        value_file: Option<PathBuf>,
-        /// Remove trailing whitespace from the new value read.
-        #[arg(long)]
-        trim: bool,
-        /// A new description.
-        #[arg(long, value_name = "TEXT")]
-        description: Option<String>,
         #[command(flatten)]
-        broker: BrokerArgs,
-        /// Remove the broker policy: runs get the real value again.
-        #[arg(long, conflicts_with = "broker")]
-        no_broker: bool,
+        change: Change,
     },
     /// Delete a secret (asks for confirmation on a terminal).
     Delete {
@@ -174,21 +159,8 @@ pub(crate) async fn run(command: SecretCommand, global: &Global) -> Result<u8, E
         SecretCommand::Update {
             scope,
             name,
-            value,
-            value_file,
-            trim,
-            description,
-            broker,
-            no_broker,
+            change,
         } => {
-            let change = Change {
-                value,
-                value_file,
-                trim,
-                description,
-                broker,
-                no_broker,
-            };
             update(&client, global, scope.scope(), &name, change).await?;
         }
         SecretCommand::Delete { scope, name, force } => {
@@ -218,13 +190,25 @@ pub(crate) async fn run(command: SecretCommand, global: &Global) -> Result<u8, E
     Ok(0)
 }
 
-/// What `latch secret update` changes.
-struct Change {
+/// What `latch secret update` changes: only what its flags name.
+#[derive(Debug, Args)]
+pub struct Change {
+    /// Prompt (no echo) for a new value.
+    #[arg(long, conflicts_with = "value_file")]
     value: bool,
+    /// Read the new value from this file, or from stdin with `-`, byte for byte.
+    #[arg(long, value_name = "PATH|-")]
     value_file: Option<PathBuf>,
+    /// Remove trailing whitespace from the new value read.
+    #[arg(long)]
     trim: bool,
+    /// A new description.
+    #[arg(long, value_name = "TEXT")]
     description: Option<String>,
+    #[command(flatten)]
     broker: BrokerArgs,
+    /// Remove the broker policy: runs get the real value again.
+    #[arg(long, conflicts_with = "broker")]
     no_broker: bool,
 }
 

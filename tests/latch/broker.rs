@@ -67,10 +67,8 @@ impl Drop for Upstream {
 
 impl Upstream {
     async fn start() -> Self {
-        let tls::TestTls { acceptor, ca_pem } =
+        let tls::TestTls { acceptor, ca_file } =
             tls::test_tls(&["api.openai.com", "other.example", "api.anthropic.com"]);
-        let mut file = tempfile::NamedTempFile::new().expect("temp");
-        std::io::Write::write_all(&mut file, ca_pem.as_bytes()).expect("write");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("binds");
@@ -100,7 +98,7 @@ impl Upstream {
         });
         Self {
             addr,
-            ca: file,
+            ca: ca_file,
             seen,
             task,
         }
@@ -251,6 +249,15 @@ fn brokered_run(p: &Platform, up: &Upstream, args: &[&str]) -> Command {
     command
 }
 
+/// [`brokered_run`] of `sh -c SCRIPT` with `OPENAI_API_KEY` alone.
+fn openai_script(p: &Platform, up: &Upstream, script: &str) -> Command {
+    brokered_run(
+        p,
+        up,
+        &["--secrets", "OPENAI_API_KEY", "--", "sh", "-c", script],
+    )
+}
+
 fn lines(stdout: &[u8]) -> Vec<String> {
     text(stdout).lines().map(str::to_owned).collect()
 }
@@ -262,16 +269,7 @@ async fn the_command_holds_a_placeholder_and_the_upstream_gets_the_real_key() {
     let script = r#"printf '%s\n' "$OPENAI_API_KEY" "$OPENAI_BASE_URL" "$LATCH_BROKER_URL_OPENAI_API_KEY"
 curl -sS -H "Authorization: Bearer $OPENAI_API_KEY" "$OPENAI_BASE_URL/models"; echo
 curl -sS -H "Authorization: Bearer $OPENAI_API_KEY" "${LATCH_BROKER_URL_OPENAI_API_KEY}v1/models"; echo"#;
-    let run = || {
-        output(
-            brokered_run(
-                &p,
-                &up,
-                &["--secrets", "OPENAI_API_KEY", "--", "sh", "-c", script],
-            ),
-            None,
-        )
-    };
+    let run = || output(openai_script(&p, &up, script), None);
     let first = run().await;
     assert!(first.status.success(), "{}", text(&first.stderr));
     let out = lines(&first.stdout);
@@ -399,17 +397,10 @@ curl -sS -o /dev/null -w '%{http_code}\n' "${OPENAI_BASE_URL%/openai/v1}/nowhere
 async fn server_sent_events_keep_their_spacing_with_the_value_replaced() {
     let p = platform().await;
     let up = Upstream::start().await;
-    let mut command = brokered_run(
+    let mut command = openai_script(
         &p,
         &up,
-        &[
-            "--secrets",
-            "OPENAI_API_KEY",
-            "--",
-            "sh",
-            "-c",
-            r#"printf '%s\n' "$OPENAI_API_KEY"; curl -sSN -H "Authorization: Bearer $OPENAI_API_KEY" "$OPENAI_BASE_URL/stream""#,
-        ],
+        r#"printf '%s\n' "$OPENAI_API_KEY"; curl -sSN -H "Authorization: Bearer $OPENAI_API_KEY" "$OPENAI_BASE_URL/stream""#,
     );
     command.stdout(Stdio::piped()).stderr(Stdio::null());
     let got = tokio::task::spawn_blocking(move || {
@@ -451,17 +442,10 @@ async fn server_sent_events_keep_their_spacing_with_the_value_replaced() {
 async fn the_command_is_killed_and_latch_exits_70_when_the_broker_dies() {
     let p = platform().await;
     let up = Upstream::start().await;
-    let mut command = brokered_run(
+    let mut command = openai_script(
         &p,
         &up,
-        &[
-            "--secrets",
-            "OPENAI_API_KEY",
-            "--",
-            "sh",
-            "-c",
-            r#"curl -sS -H "Authorization: Bearer $OPENAI_API_KEY" "$OPENAI_BASE_URL/models"; echo; exec sleep 60"#,
-        ],
+        r#"curl -sS -H "Authorization: Bearer $OPENAI_API_KEY" "$OPENAI_BASE_URL/models"; echo; exec sleep 60"#,
     );
     command.env("LATCH_BROKER_FAULT", "exit-after-request");
     let started = Instant::now();
