@@ -1102,23 +1102,32 @@ cat "$NODE_EXTRA_CA_CERTS" > "$1/ca"; tail -c 2000 "$SSL_CERT_FILE" > "$1/bundle
     );
 }
 
-/// Whether `python3` can import `module` (the Python clients are exercised where installed;
-/// `.ci/run` installs them).
-fn python_has(module: &str) -> bool {
-    Command::new("python3")
-        .args(["-c", &format!("import {module}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
+/// Which of `modules` `python3` can import (the Python clients are exercised where installed;
+/// `.ci/run` installs them). When none is, says that the test skips.
+fn python_modules(modules: &[&'static str]) -> Vec<&'static str> {
+    let installed: Vec<&'static str> = modules
+        .iter()
+        .copied()
+        .filter(|module| {
+            Command::new("python3")
+                .args(["-c", &format!("import {module}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .collect();
+    if installed.is_empty() {
+        eprintln!(
+            "skipped: none of {} is installed for python3",
+            modules.join(", ")
+        );
+    }
+    installed
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_requests_and_httpx_reach_the_real_url_through_the_proxy() {
-    let clients: Vec<&str> = ["requests", "httpx"]
-        .into_iter()
-        .filter(|m| python_has(m))
-        .collect();
+    let clients = python_modules(&["requests", "httpx"]);
     if clients.is_empty() {
-        eprintln!("skipped: neither requests nor httpx is installed for python3");
         return;
     }
     let p = platform().await;
@@ -1158,12 +1167,8 @@ async fn python_requests_and_httpx_reach_the_real_url_through_the_proxy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openai_and_anthropic_python_sdks_work_unchanged_through_their_base_urls() {
-    let sdks: Vec<&str> = ["openai", "anthropic"]
-        .into_iter()
-        .filter(|m| python_has(m))
-        .collect();
+    let sdks = python_modules(&["openai", "anthropic"]);
     if sdks.is_empty() {
-        eprintln!("skipped: neither the openai nor the anthropic SDK is installed for python3");
         return;
     }
     let p = platform().await;
