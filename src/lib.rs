@@ -31,6 +31,7 @@
 
 pub mod api;
 pub mod broker;
+pub mod byok;
 pub mod cli;
 pub mod client;
 pub mod core;

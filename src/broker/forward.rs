@@ -340,7 +340,7 @@ fn swapped(response: Response<Incoming>, host: &Host, state: Arc<State>) -> Answ
 
 /// Why an upstream request failed, in words: the innermost cause, a certificate problem said as
 /// one.
-fn upstream_failure(e: &(dyn std::error::Error + 'static)) -> String {
+pub(super) fn upstream_failure(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cause: &(dyn std::error::Error + 'static) = e;
     loop {
         let tls = cause.downcast_ref::<rustls::Error>();

@@ -212,6 +212,61 @@ pub fn tls_config(ca_cert: Option<&Path>) -> Result<rustls::ClientConfig, Broker
     Ok(config)
 }
 
+/// One `GET https://HOST{path}` with `headers`, outside any run (`latch byok test`): the same
+/// resolution and TLS rules as the broker's, at most `limit` bytes of the answer kept.
+/// The headers are wiped when hyper drops them (`launcher::alloc` wipes what it frees).
+///
+/// # Errors
+/// [`BrokerError`] saying in words why the host could not be asked.
+pub async fn get_once(
+    host: &Host,
+    path: &str,
+    headers: http::HeaderMap,
+    resolve: &[Resolve],
+    ca_cert: Option<&Path>,
+    limit: usize,
+) -> Result<(u16, Vec<u8>), BrokerError> {
+    use http_body_util::BodyExt as _;
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls_config(ca_cert)?)
+        .https_only()
+        .enable_http1()
+        .wrap_connector(Dialer::new(resolve));
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, http_body_util::Empty<bytes::Bytes>>(https);
+    let uri: Uri = format!("https://{}{path}", host.authority())
+        .parse()
+        .map_err(|_| BrokerError::Config(format!("not a URL path: {path}")))?;
+    let mut request = http::Request::get(uri)
+        .body(http_body_util::Empty::new())
+        .map_err(|e| BrokerError::Config(e.to_string()))?;
+    *request.headers_mut() = headers;
+    request.headers_mut().insert(
+        http::header::ACCEPT_ENCODING,
+        http::HeaderValue::from_static("identity"),
+    );
+    let answer = tokio::time::timeout(Duration::from_secs(30), client.request(request))
+        .await
+        .map_err(|_| BrokerError::Upstream(format!("{host} did not answer within 30 s")))?
+        .map_err(|e| BrokerError::Upstream(super::forward::upstream_failure(&e)))?;
+    let status = answer.status().as_u16();
+    let mut body = answer.into_body();
+    let mut kept = Vec::new();
+    while kept.len() < limit {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    let room = limit - kept.len();
+                    kept.extend_from_slice(&data[..data.len().min(room)]);
+                }
+            }
+            Some(Err(e)) => return Err(BrokerError::Upstream(e.to_string())),
+            None => break,
+        }
+    }
+    Ok((status, kept))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,6 +42,12 @@ pub enum Error {
     /// The credential broker could not start, or stopped while the command ran (exit 70).
     #[error("credential broker: {0}")]
     Broker(String),
+    /// A provider or other service latch asked directly could not be reached (exit 69).
+    #[error("{0}")]
+    Unreachable(String),
+    /// A provider refused a key (`latch byok test`, exit 77).
+    #[error("{0}")]
+    KeyRefused(String),
     /// The reader of stdout went away (`latch runs list | head`): end quietly.
     #[error("stdout was closed")]
     StdoutClosed,
@@ -52,8 +58,11 @@ impl Error {
     #[must_use]
     pub fn failure(&self) -> Failure {
         match self {
-            Self::Client(ClientError::Unreachable { .. }) => Failure::Unavailable,
-            Self::Client(ClientError::Refused(_) | ClientError::KeyFormat(_)) => Failure::Refused,
+            Self::Client(ClientError::Unreachable { .. }) | Self::Unreachable(_) => {
+                Failure::Unavailable
+            }
+            Self::Client(ClientError::Refused(_) | ClientError::KeyFormat(_))
+            | Self::KeyRefused(_) => Failure::Refused,
             Self::Client(ClientError::Api { status, code, .. }) => {
                 Failure::of_answer(*status, code)
             }
@@ -167,6 +176,8 @@ impl Error {
             | Self::Broker(_)
             | Self::Client(_)
             | Self::Usage(_)
+            | Self::Unreachable(_)
+            | Self::KeyRefused(_)
             | Self::Runtime(_)
             | Self::Config(_)
             | Self::Io(_)

@@ -8,6 +8,7 @@
 #![allow(clippy::doc_markdown)]
 
 mod api_key;
+mod byok;
 mod context;
 mod error;
 mod lists;
@@ -114,6 +115,10 @@ pub enum Command {
     Runs(runs::RunsCommand),
     /// Show the audit log.
     Audit(runs::AuditArgs),
+    /// Your own model-provider keys, kept on this device only and used by local runs instead
+    /// of the team's (bring your own key).
+    #[command(subcommand)]
+    Byok(byok::ByokCommand),
     /// Show who the API key acts as: team, user, role, key kind, identity.
     Whoami,
     /// Print a shell completion script.
@@ -198,6 +203,7 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
         Command::Member(c) => member::run(c, global).await,
         Command::Runs(c) => runs::run(c, global).await,
         Command::Audit(args) => runs::audit(args, global).await,
+        Command::Byok(c) => byok::run(c, global).await,
         Command::Whoami => runs::whoami(global).await,
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();

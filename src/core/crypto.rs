@@ -411,6 +411,67 @@ impl DataKey {
     }
 }
 
+/// The key of a device's BYOK store (DESIGN §14): 32 random bytes, kept in the OS keyring (or,
+/// with `--insecure-store`, in a 0600 file beside the store). Wiped on drop; `Debug` prints
+/// nothing of it.
+pub struct DeviceKey(Zeroizing<[u8; 32]>);
+
+impl fmt::Debug for DeviceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DeviceKey(..)")
+    }
+}
+
+/// Associated data of the BYOK store: a store sealed for something else does not open as one.
+const DEVICE_STORE_AAD: &[u8] = b"latch/byok-store/v1";
+
+impl DeviceKey {
+    /// A new random device key.
+    ///
+    /// # Errors
+    /// [`CryptoError::Rng`] if the RNG fails.
+    pub fn generate<R: TryCryptoRng + ?Sized>(rng: &mut R) -> Result<Self, CryptoError> {
+        random(rng).map(Self)
+    }
+
+    /// Parses the key as kept: 64 hex characters, optionally followed by a newline.
+    ///
+    /// # Errors
+    /// [`CryptoError::Malformed`] for anything else.
+    pub fn parse_hex(text: &[u8]) -> Result<Self, CryptoError> {
+        RootKey::parse_hex(text)
+            .map(|root| Self(root.0))
+            .map_err(|_| CryptoError::Malformed)
+    }
+
+    /// The key as kept: 64 lower-case hex characters and a newline.
+    #[must_use]
+    pub fn to_hex(&self) -> Zeroizing<String> {
+        RootKey(self.0.clone()).to_hex()
+    }
+
+    /// Seals the store's plaintext.
+    ///
+    /// # Errors
+    /// [`CryptoError::Rng`] if the RNG fails.
+    pub fn seal<R: TryCryptoRng + ?Sized>(
+        &self,
+        plaintext: &[u8],
+        rng: &mut R,
+    ) -> Result<Vec<u8>, CryptoError> {
+        seal(&self.0, DEVICE_STORE_AAD, plaintext, rng)
+    }
+
+    /// Opens a sealed store; the plaintext comes back in a zeroizing buffer.
+    ///
+    /// # Errors
+    /// [`CryptoError::Integrity`] under another key or when altered; [`CryptoError::Malformed`]
+    /// if it is not a sealed blob.
+    pub fn open(&self, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        open(&self.0, DEVICE_STORE_AAD, sealed)
+    }
+}
+
 /// One sealed value's own cipher: ChaCha20-Poly1305 under the XChaCha20 subkey that its nonce
 /// derives from its team's data key. Kept next to the ciphertext between requests, it spares
 /// the derivation and the key set-up on every open; it reveals nothing the resident data key

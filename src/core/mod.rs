@@ -7,6 +7,7 @@
 
 pub mod apikey;
 pub mod broker;
+pub mod byok;
 pub mod crypto;
 pub mod duration;
 pub mod exit;
