@@ -85,7 +85,7 @@ fn main() {
             direct.add(drive_with(clients, seconds, &direct_client, &direct_request).await);
             brokered.add(drive_with(clients, seconds, &broker_client, &brokered_request).await);
         }
-        let injected = running.stop();
+        let injected = running.stop().injected;
         println!(
             "broker: {clients} keep-alive client(s), {rounds} rounds of {seconds} s each way; the key went into {} requests; the upstream accepted {} connections",
             injected["OPENAI_API_KEY"],

@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 
 use crate::core::apikey::KeyKind;
 pub use crate::core::broker::PolicySpec;
+use crate::core::byok::TeamSetting;
 use crate::core::name::{Label, SecretName};
 use crate::core::perm::{Capability, Role};
 use crate::core::resolve::{AllowlistSource, Missing, Scope, Trigger};
@@ -90,6 +91,29 @@ pub struct Whoami {
     pub capability: Capability,
     /// The identity runs execute as (team keys bound to one).
     pub identity: Option<String>,
+    /// The team's BYOK setting (DESIGN §14): `allowed` or `forbidden`.
+    #[schema(value_type = String, example = "allowed")]
+    pub byok: TeamSetting,
+}
+
+/// `PATCH /v1/team`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTeam {
+    /// Whether members' device keys may replace the team's provider secrets in their local runs
+    /// (DESIGN §14): `allowed` or `forbidden`.
+    #[schema(value_type = String, example = "forbidden")]
+    pub byok: TeamSetting,
+}
+
+/// A team's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TeamInfo {
+    /// Team name.
+    pub name: String,
+    /// `allowed` or `forbidden`.
+    #[schema(value_type = String, example = "allowed")]
+    pub byok: TeamSetting,
 }
 
 /// `POST /v1/api-keys`.
@@ -374,6 +398,7 @@ impl fmt::Debug for AddedMember {
 /// `POST /v1/runs`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[allow(clippy::struct_excessive_bools)] // wire fields, each an independent, documented switch
 pub struct ResolveRun {
     /// How the run was started.
     #[serde(default)]
@@ -408,6 +433,44 @@ pub struct ResolveRun {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<String>)]
     pub no_broker: Vec<SecretName>,
+    /// Provider variables the launcher holds the user's own device keys for (DESIGN §14:
+    /// `OPENAI_API_KEY`, `ANTHROPIC_API_KEY`, `GEMINI_API_KEY`); names only, never a value.
+    /// Those the run would receive are left out of the answer (the device key stands in), unless
+    /// `byok_fallback`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<String>)]
+    pub byok: Vec<SecretName>,
+    /// `--byok`: the user asked for device keys even in CI or a container; refused (403
+    /// `byok_refused`) for a team key, a trigger no person started, or a team that forbids it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub byok_forced: bool,
+    /// `--fallback-to-team`: deliver the team's values of the `byok` names too, for the broker
+    /// to replay a request the device key could not make (the command never gets them).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub byok_fallback: bool,
+}
+
+/// What the platform decided about a run's device keys (DESIGN §14).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ByokAnswer {
+    /// The team's setting.
+    #[schema(value_type = String, example = "allowed")]
+    pub setting: TeamSetting,
+    /// Names the device key stands in for, each with its broker policy when the run brokers it.
+    pub applied: Vec<ByokApplied>,
+    /// Why no device key is used, when none is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+}
+
+/// A name a device key stands in for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ByokApplied {
+    /// The variable.
+    pub name: String,
+    /// Its broker policy, when the run brokers it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker: Option<PolicySpec>,
 }
 
 /// A name brokered by one run only.
@@ -504,6 +567,9 @@ pub struct Resolved {
     pub missing: Vec<Missing>,
     /// Names where a personal secret overrode a team secret.
     pub shadowed: Vec<String>,
+    /// The device keys' part, when the run offered some (`byok`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub byok: Option<ByokAnswer>,
 }
 
 /// Writes the answer to `POST /v1/runs` as the values are opened, into one [`WipingBuf`]: the
@@ -585,11 +651,16 @@ impl ResolvedWriter {
         mut self,
         missing: &[Missing],
         shadowed: &[SecretName],
+        byok: Option<&ByokAnswer>,
     ) -> Result<WipingBuf, serde_json::Error> {
         self.out.extend(b"],\"missing\":");
         put(&mut self.out, missing)?;
         self.out.extend(b",\"shadowed\":");
         put(&mut self.out, shadowed)?;
+        if let Some(byok) = byok {
+            self.out.extend(b",\"byok\":");
+            put(&mut self.out, byok)?;
+        }
         self.out.extend(b"}");
         Ok(self.out)
     }
@@ -610,6 +681,10 @@ pub struct FinishRun {
     /// Masked regions per secret name.
     #[serde(default)]
     pub masked: std::collections::BTreeMap<String, u64>,
+    /// Requests the broker replayed with the team's value after the device key failed
+    /// (`--fallback-to-team`), per name.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub byok_fallbacks: std::collections::BTreeMap<String, u64>,
 }
 
 /// A run as listed and shown.
@@ -724,6 +799,7 @@ mod tests {
             missing in prop::collection::vec(missing(), 0..4),
             shadowed in prop::collection::vec(name(), 0..4),
             capacity in 0usize..4096,
+            byok in prop::option::of((prop::collection::vec(name(), 0..3), any::<bool>(), prop::option::of("[a-z =]{0,20}"))),
         ) {
             let mut writer = ResolvedWriter::new(&run_id, trigger, allowlist, capacity).expect("writes");
             // Every third secret brokered: its policy follows its value.
@@ -737,7 +813,16 @@ mod tests {
             for (name, scope, version, value) in &secrets {
                 writer.secret(name, *scope, *version, value, policy(*version).as_ref()).expect("writes");
             }
-            let written = writer.finish(&missing, &shadowed).expect("writes");
+            let byok = byok.map(|(names, forbidden, skipped)| ByokAnswer {
+                setting: if forbidden { TeamSetting::Forbidden } else { TeamSetting::Allowed },
+                applied: names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, name)| ByokApplied { name: name.to_string(), broker: policy(u32::try_from(i).unwrap_or(0)) })
+                    .collect(),
+                skipped,
+            });
+            let written = writer.finish(&missing, &shadowed, byok.as_ref()).expect("writes");
             let typed = Resolved {
                 run_id,
                 trigger,
@@ -754,6 +839,7 @@ mod tests {
                     .collect(),
                 missing,
                 shadowed: shadowed.iter().map(ToString::to_string).collect(),
+                byok,
             };
             let want = serde_json::to_vec(&typed).expect("serializes");
             prop_assert_eq!(written.as_ref(), want.as_slice());

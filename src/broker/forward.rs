@@ -23,6 +23,7 @@ use super::ca::RunCa;
 use super::upstream::{Dialer, Resolve};
 use super::{Entry, Routes};
 use crate::core::broker::{self, Host, StreamSwap, Swap};
+use crate::core::byok::{self, ERROR_BODY_LIMIT, Failure};
 
 pub(super) type Error = Box<dyn std::error::Error + Send + Sync>;
 pub(super) type Answer = Response<BoxBody<Bytes, Error>>;
@@ -34,7 +35,7 @@ const IDLE: std::time::Duration = std::time::Duration::from_secs(1);
 pub(super) struct State {
     pub(super) entries: Vec<Entry>,
     routes: Routes,
-    client: Client<hyper_rustls::HttpsConnector<Dialer>, Incoming>,
+    client: Client<hyper_rustls::HttpsConnector<Dialer>, BoxBody<Bytes, Error>>,
     /// Forward-proxy mode's CA; `None` when the mode is off.
     pub(super) ca: Option<RunCa>,
     /// `--allow-host`: blind tunnels.
@@ -43,6 +44,8 @@ pub(super) struct State {
     pub(super) dialer: Dialer,
     /// Hosts a `CONNECT` was refused for (each said once).
     pub(super) refused: std::sync::Mutex<std::collections::HashSet<Host>>,
+    /// When the broker started: the clock of the device keys' `Retry-After` waits.
+    started: std::time::Instant,
 }
 
 impl std::fmt::Debug for State {
@@ -83,17 +86,32 @@ impl State {
             allowed,
             dialer,
             refused: std::sync::Mutex::default(),
+            started: std::time::Instant::now(),
         }
     }
 
+    /// Every value the broker holds, each with the placeholder it is swapped for in answers: a
+    /// device key's fallback (the team's value) too.
     fn swaps(&self) -> Vec<Swap<'_>> {
-        self.entries
-            .iter()
-            .map(|e| Swap {
+        let mut swaps = Vec::with_capacity(self.entries.len());
+        for e in &self.entries {
+            swaps.push(Swap {
                 real: &e.real,
                 placeholder: &e.placeholder,
-            })
-            .collect()
+            });
+            if let Some(fallback) = e.byok.as_ref().and_then(|b| b.fallback.as_ref()) {
+                swaps.push(Swap {
+                    real: fallback,
+                    placeholder: &e.placeholder,
+                });
+            }
+        }
+        swaps
+    }
+
+    /// Milliseconds since the broker started.
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 }
 
@@ -267,7 +285,8 @@ async fn handle(request: Request<Incoming>, state: Arc<State>) -> Answer {
 }
 
 /// Sends `request` to `uri` on `host` with the values injected, and answers what came back with
-/// the values swapped out.
+/// the values swapped out. A request that carries a device key's placeholder (DESIGN §14) goes
+/// through [`device`].
 pub(super) async fn forward(
     request: Request<Incoming>,
     uri: Uri,
@@ -287,23 +306,271 @@ pub(super) async fn forward(
         header::ACCEPT_ENCODING,
         HeaderValue::from_static("identity"),
     );
-    inject(&mut parts.headers, host, &state);
-    match state.client.request(Request::from_parts(parts, body)).await {
-        Ok(response) => swapped(response, host, state),
-        Err(e) => {
+    let body = body.map_err(Error::from).boxed();
+    if let Some(at) = device_entry(&parts.headers, host, &state) {
+        return device(parts, body, host, state, at).await;
+    }
+    inject(&mut parts.headers, host, &state, None);
+    match send(&state, parts, body, host).await {
+        Ok(response) => swapped(response, host, state, None),
+        Err(refused) => refused,
+    }
+}
+
+/// Sends one request upstream; a failure is answered 502 in words.
+async fn send(
+    state: &State,
+    parts: http::request::Parts,
+    body: BoxBody<Bytes, Error>,
+    host: &Host,
+) -> Result<Response<Incoming>, Answer> {
+    state
+        .client
+        .request(Request::from_parts(parts, body))
+        .await
+        .map_err(|e| {
             let why = upstream_failure(&e);
             tracing::warn!("broker: cannot reach {host}: {why}");
             refuse(
                 StatusCode::BAD_GATEWAY,
                 &format!("cannot reach {host}: {why}"),
             )
+        })
+}
+
+/// The largest request body kept for a replay with the team's value (a bigger one is streamed
+/// and never replayed).
+const REPLAY_LIMIT: usize = 32 * 1024 * 1024;
+
+/// The entry whose device key (DESIGN §14) this request would carry: its placeholder is in one
+/// of its policy's headers and the request goes to one of its hosts.
+fn device_entry(headers: &HeaderMap, host: &Host, state: &State) -> Option<usize> {
+    state.entries.iter().position(|entry| {
+        entry.byok.is_some()
+            && entry.policy.allows(host)
+            && entry.policy.header.headers().iter().any(|(name, _)| {
+                headers
+                    .get_all(*name)
+                    .iter()
+                    .any(|v| memchr::memmem::find(v.as_bytes(), &entry.placeholder).is_some())
+            })
+    })
+}
+
+/// A request made with a device key (DESIGN §14 "Failures"): sent with the device key; an
+/// answer that says the key is invalid, limited or the provider overloaded is classified from
+/// its status and the start of its body. With the team's value kept (`--fallback-to-team`) such
+/// a request is replayed once with it (straight away while the provider's `Retry-After` runs);
+/// without, the provider's answer goes to the command as it came, marked `x-latch-byok`, and an
+/// invalid key is said once on latch's stderr.
+async fn device(
+    parts: http::request::Parts,
+    body: BoxBody<Bytes, Error>,
+    host: &Host,
+    state: Arc<State>,
+    at: usize,
+) -> Answer {
+    let entry = &state.entries[at];
+    let Some(byok) = entry.byok.as_ref() else {
+        return refuse(StatusCode::BAD_GATEWAY, "no device key");
+    };
+    let (provider, fallback) = (byok.provider, byok.fallback.is_some());
+    let waiting = fallback && byok.wait_until.load(Ordering::Relaxed) > state.now_ms();
+    // The request's headers as the command wrote them (placeholders only), for a replay.
+    let original = fallback.then(|| parts.clone());
+    let (body, kept) = if fallback {
+        match read_up_to(body, REPLAY_LIMIT).await {
+            Ok(Ok(whole)) => (full(whole.clone()), Some(whole)),
+            Ok(Err(partial)) => (partial, None),
+            Err(e) => {
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    &format!("cannot read the request: {e}"),
+                );
+            }
         }
+    } else {
+        (body, None)
+    };
+    let mut parts = parts;
+    if waiting {
+        inject(&mut parts.headers, host, &state, Some(at));
+        byok.fell_back.fetch_add(1, Ordering::Relaxed);
+    } else {
+        inject(&mut parts.headers, host, &state, None);
+    }
+    let response = match send(&state, parts, body, host).await {
+        Ok(response) => response,
+        Err(refused) => return refused,
+    };
+    let status = response.status();
+    if waiting || !(status.is_client_error() || status.is_server_error()) {
+        return swapped(response, host, state, None);
+    }
+    let (head, body) = response.into_parts();
+    let (start, rest) = match read_up_to(body.map_err(Error::from).boxed(), ERROR_BODY_LIMIT).await
+    {
+        Ok(Ok(whole)) => (whole, None),
+        Ok(Err(partial)) => (Bytes::new(), Some(partial)),
+        Err(e) => return refuse(StatusCode::BAD_GATEWAY, &format!("{host}: {e}")),
+    };
+    let class = rest
+        .is_none()
+        .then(|| byok::classify(provider, status.as_u16(), &start))
+        .flatten();
+    let Some(class) = class else {
+        let body = rest.unwrap_or_else(|| full(start));
+        return swapped(Response::from_parts(head, body), host, state, None);
+    };
+    if let (Some(mut again), Some(whole)) = (original, kept) {
+        if class != Failure::Invalid
+            && let Some(seconds) = retry_after(&head.headers)
+        {
+            byok.wait_until.store(
+                state.now_ms().saturating_add(seconds.saturating_mul(1000)),
+                Ordering::Relaxed,
+            );
+        }
+        say(entry, class, status, host, true);
+        inject(&mut again.headers, host, &state, Some(at));
+        byok.fell_back.fetch_add(1, Ordering::Relaxed);
+        return match send(&state, again, full(whole), host).await {
+            Ok(response) => swapped(response, host, state, None),
+            Err(refused) => refused,
+        };
+    }
+    say(entry, class, status, host, false);
+    swapped(
+        Response::from_parts(head, full(start)),
+        host,
+        state,
+        Some(class),
+    )
+}
+
+/// Says what became of a request a device key could not make: an invalid key once per run on
+/// latch's stderr, a limit at `-v`.
+fn say(entry: &Entry, class: Failure, status: StatusCode, host: &Host, replayed: bool) {
+    let Some(byok) = entry.byok.as_ref() else {
+        return;
+    };
+    let (provider, name) = (byok.provider, &entry.name);
+    let status = status.as_u16();
+    if class == Failure::Invalid {
+        if byok.said_invalid.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let then = if replayed {
+            format!("requests go on with the team's {name} (--fallback-to-team)")
+        } else {
+            format!(
+                "the command got the provider's error, and the team's {name} is not used in its place (--fallback-to-team would; --no-byok runs with the team's)"
+            )
+        };
+        tracing::warn!(
+            "your {} key (BYOK) was refused by {host} as invalid (HTTP {status}): {then}. `latch byok set {}` stores a new key",
+            provider.title(),
+            provider.as_str()
+        );
+    } else if replayed {
+        tracing::info!(
+            "your {} key (BYOK): {} (HTTP {status}); the request is replayed with the team's {name}",
+            provider.title(),
+            class.as_str()
+        );
+    } else {
+        tracing::info!(
+            "your {} key (BYOK): {} (HTTP {status}); passed to the command, not retried with the team's key (--fallback-to-team would)",
+            provider.title(),
+            class.as_str()
+        );
+    }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is not used by the providers), at most an hour.
+fn retry_after(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(|s| s.min(3600))
+}
+
+/// A whole body of `bytes`.
+fn full(bytes: Bytes) -> BoxBody<Bytes, Error> {
+    http_body_util::Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// Reads `body` to its end if it has at most `limit` bytes: `Ok(Ok(whole))`; else
+/// `Ok(Err(body))`, a body that yields what was read and then the rest, unchanged.
+async fn read_up_to(
+    mut body: BoxBody<Bytes, Error>,
+    limit: usize,
+) -> Result<Result<Bytes, BoxBody<Bytes, Error>>, Error> {
+    let mut read = bytes::BytesMut::new();
+    let mut trailers = None;
+    while let Some(frame) = body.frame().await {
+        match frame?.into_data() {
+            Ok(data) => {
+                read.extend_from_slice(&data);
+                if read.len() > limit {
+                    let head = full(read.freeze());
+                    return Ok(Err(Chained {
+                        head: Some(head),
+                        rest: body,
+                    }
+                    .boxed()));
+                }
+            }
+            Err(frame) => trailers = frame.into_trailers().ok(),
+        }
+    }
+    let _ = trailers;
+    Ok(Ok(read.freeze()))
+}
+
+/// A body read in part (`head`), then the rest of it.
+struct Chained {
+    head: Option<BoxBody<Bytes, Error>>,
+    rest: BoxBody<Bytes, Error>,
+}
+
+impl Body for Chained {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let this = &mut *self;
+        if let Some(head) = this.head.as_mut() {
+            match Pin::new(head).poll_frame(cx) {
+                Poll::Ready(None) => this.head = None,
+                other => return other,
+            }
+        }
+        Pin::new(&mut this.rest).poll_frame(cx)
     }
 }
 
 /// The upstream's answer with every real value in its headers and body replaced by its
-/// placeholder; a compressed one is refused.
-fn swapped(response: Response<Incoming>, host: &Host, state: Arc<State>) -> Answer {
+/// placeholder; a compressed one is refused. `byok` marks a device key's refusal passed on.
+fn swapped<B>(
+    response: Response<B>,
+    host: &Host,
+    state: Arc<State>,
+    byok: Option<Failure>,
+) -> Answer
+where
+    B: Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<Error>,
+{
     let (mut parts, body) = response.into_parts();
     let encoded = parts
         .headers
@@ -318,6 +585,17 @@ fn swapped(response: Response<Incoming>, host: &Host, state: Arc<State>) -> Answ
         );
     }
     strip_hop_by_hop(&mut parts.headers);
+    if let Some(class) = byok {
+        parts.headers.insert(
+            "x-latch-byok",
+            HeaderValue::from_static(match class {
+                Failure::Invalid => "invalid",
+                Failure::RateLimited => "rate_limited",
+                Failure::Quota => "quota",
+                Failure::Overloaded => "overloaded",
+            }),
+        );
+    }
     let swaps = state.swaps();
     for value in parts.headers.values_mut() {
         let mut bytes = value.as_bytes().to_vec();
@@ -329,7 +607,7 @@ fn swapped(response: Response<Incoming>, host: &Host, state: Arc<State>) -> Answ
     }
     drop(swaps);
     let body = Swapped {
-        inner: body,
+        inner: body.map_err(Into::into).boxed(),
         state,
         swap: StreamSwap::default(),
         trailers: None,
@@ -374,18 +652,24 @@ pub(super) fn upstream_failure(e: &(dyn std::error::Error + 'static)) -> String 
 /// Puts each real value into its policy's header, where that header's whole value is the
 /// placeholder (with its scheme) and the request goes to one of the policy's hosts. Anything
 /// else is left as the command wrote it: a placeholder sent elsewhere authenticates nothing.
-fn inject(headers: &mut HeaderMap, host: &Host, state: &State) {
-    for entry in &state.entries {
+/// The entry at `team` gets the team's value it keeps for a device key instead of the device
+/// key (a replay, DESIGN §14).
+fn inject(headers: &mut HeaderMap, host: &Host, state: &State, team: Option<usize>) {
+    for (at, entry) in state.entries.iter().enumerate() {
         if !entry.policy.allows(host) {
             continue;
         }
+        let secret = match (team == Some(at), entry.byok.as_ref()) {
+            (true, Some(byok)) => byok.fallback.as_ref().unwrap_or(&entry.real),
+            _ => &entry.real,
+        };
         for (name, form) in entry.policy.header.headers() {
             let HeaderMapEntry::Occupied(mut occupied) = headers.entry(*name) else {
                 continue;
             };
             for value in occupied.iter_mut() {
                 if let Some(real) =
-                    broker::substitute(*form, value.as_bytes(), &entry.placeholder, &entry.real)
+                    broker::substitute(*form, value.as_bytes(), &entry.placeholder, secret)
                 {
                     // The header holds the value in a buffer that is wiped when hyper drops it.
                     if let Ok(new) = HeaderValue::from_maybe_shared(Bytes::from_owner(real)) {
@@ -401,7 +685,7 @@ fn inject(headers: &mut HeaderMap, host: &Host, state: &State) {
 /// A response body with real values replaced by their placeholders as it streams: a chunk goes
 /// on at once but for a tail that could be the start of a value; no empty chunk is sent.
 struct Swapped {
-    inner: Incoming,
+    inner: BoxBody<Bytes, Error>,
     state: Arc<State>,
     swap: StreamSwap,
     trailers: Option<HeaderMap>,
@@ -423,7 +707,7 @@ impl Body for Swapped {
             }
             match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(Box::new(e)))),
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) => {
                         let out = this.swap.push(&data, &this.state.swaps());

@@ -60,6 +60,24 @@ pub struct Entry {
     /// The value, as two shares.
     pub real: Split,
     injected: AtomicU64,
+    /// The value is the user's own device key for this provider (DESIGN §14): its refusals are
+    /// classified, said, and replayed with `fallback` when there is one.
+    byok: Option<Byok>,
+}
+
+/// What the broker keeps for a device key (DESIGN §14 "Failures").
+#[derive(Debug)]
+pub(crate) struct Byok {
+    provider: crate::core::byok::Provider,
+    /// The team's value (`--fallback-to-team`), as two shares.
+    fallback: Option<Split>,
+    /// Requests replayed with the team's value.
+    fell_back: AtomicU64,
+    /// Whether the invalid-key notice was said (once per run).
+    said_invalid: std::sync::atomic::AtomicBool,
+    /// Until when the provider asked to wait (`Retry-After`), in ms since the broker started:
+    /// requests go straight to the team's value meanwhile.
+    wait_until: AtomicU64,
 }
 
 impl Entry {
@@ -72,7 +90,26 @@ impl Entry {
             placeholder,
             real,
             injected: AtomicU64::new(0),
+            byok: None,
         }
+    }
+
+    /// Marks the value as the user's device key for `provider`, with the team's value to replay
+    /// a failed request with (`--fallback-to-team`).
+    #[must_use]
+    pub fn device_key(
+        mut self,
+        provider: crate::core::byok::Provider,
+        fallback: Option<Split>,
+    ) -> Self {
+        self.byok = Some(Byok {
+            provider,
+            fallback,
+            fell_back: AtomicU64::new(0),
+            said_invalid: std::sync::atomic::AtomicBool::new(false),
+            wait_until: AtomicU64::new(0),
+        });
+        self
     }
 }
 
@@ -126,6 +163,15 @@ impl Routes {
     pub(crate) fn get(&self, route: &str) -> Option<&crate::core::broker::Host> {
         self.0.get(route)
     }
+}
+
+/// What a stopped broker counted, per name.
+#[derive(Debug, Default)]
+pub struct Stopped {
+    /// Requests each value went into.
+    pub injected: BTreeMap<String, u64>,
+    /// Requests replayed with the team's value after the device key failed.
+    pub fell_back: BTreeMap<String, u64>,
 }
 
 /// A running broker.
@@ -205,20 +251,30 @@ impl Running {
     }
 
     /// Stops the broker (requests in flight are cut) and says how many requests each name's
-    /// value went into.
+    /// value went into, and how many of them were replayed with the team's value instead of a
+    /// device key (names that had none left out).
     #[must_use]
-    pub fn stop(mut self) -> BTreeMap<String, u64> {
+    pub fn stop(mut self) -> Stopped {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        self.state
-            .entries
-            .iter()
-            .map(|e| (e.name.clone(), e.injected.load(Ordering::Relaxed)))
-            .collect()
+        let entries = &self.state.entries;
+        Stopped {
+            injected: entries
+                .iter()
+                .map(|e| (e.name.clone(), e.injected.load(Ordering::Relaxed)))
+                .collect(),
+            fell_back: entries
+                .iter()
+                .filter_map(|e| {
+                    let n = e.byok.as_ref()?.fell_back.load(Ordering::Relaxed);
+                    (n > 0).then(|| (e.name.clone(), n))
+                })
+                .collect(),
+        }
     }
 }
 

@@ -104,6 +104,7 @@ pub(crate) async fn run(args: ScrubArgs, global: &Global) -> Result<u8, Error> {
             signal: None,
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             masked,
+            byok_fallbacks: std::collections::BTreeMap::new(),
         };
         if let Err(e) = client
             .call::<RunInfo, _>(

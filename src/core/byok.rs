@@ -647,6 +647,7 @@ mod tests {
     /// The eligibility table of DESIGN §14, row by row: (choice, key, trigger, env, container
     /// signs, team setting) → decision.
     #[test]
+    #[allow(clippy::too_many_lines)] // one table
     fn the_local_run_rule_row_by_row() {
         use Choice::{Auto, Force, Off};
         use KeyKind::{Personal, Team};

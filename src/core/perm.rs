@@ -233,6 +233,8 @@ pub enum Action {
     Whoami,
     /// Read or finish a run this very key started.
     UseOwnKeyRun,
+    /// Change the team's settings (BYOK allowed or forbidden).
+    ManageTeamSettings,
 }
 
 impl Action {
@@ -260,6 +262,7 @@ impl Action {
             Self::ReadAudit => "read_audit",
             Self::Whoami => "whoami",
             Self::UseOwnKeyRun => "use_own_key_run",
+            Self::ManageTeamSettings => "manage_team_settings",
         };
         name.to_owned()
     }
@@ -321,7 +324,8 @@ fn check_role(role: Role, action: Action) -> Result<(), Denied> {
         | Action::ListAllPersonalSecrets
         | Action::ManageEnvironments
         | Action::ReadAllRuns
-        | Action::ReadAudit => {
+        | Action::ReadAudit
+        | Action::ManageTeamSettings => {
             if role.manages_team() {
                 Ok(())
             } else {
@@ -410,6 +414,11 @@ mod tests {
             ),
             ("read runs: own", &[Action::ReadOwnRuns], [true, true, true]),
             ("read audit log", &[Action::ReadAudit], [true, true, false]),
+            (
+                "team settings (BYOK)",
+                &[Action::ManageTeamSettings],
+                [true, true, false],
+            ),
         ];
         for (row, actions, want) in rows {
             for &action in *actions {

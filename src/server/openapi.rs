@@ -20,7 +20,7 @@ mod constraints;
 #[openapi(
     info(title = "latch", description = "Secrets for agent runs: API keys, write-only secrets, environments, identities, run resolution and audit. Errors are `application/problem+json` with a stable `code`; each operation lists the codes it can answer."),
     paths(
-        h::healthz, h::readyz, h::metrics, r::openapi, h::whoami,
+        h::healthz, h::readyz, h::metrics, r::openapi, h::whoami, h::update_team,
         h::create_key, h::list_keys, h::revoke_key,
         h::create_secret, h::list_secrets, h::get_secret, h::update_secret, h::delete_secret,
         h::put_environment, h::get_environment, h::list_environments, h::delete_environment,
@@ -34,7 +34,7 @@ mod constraints;
         api::MemberInfo, api::AddedMember, api::ResolveRun, api::ResolvedSecret, api::Resolved,
         api::FinishRun, api::RunInfo, api::AuditInfo, api::KeyRefInfo, api::ExistingSecret,
         api::RemovedMember, api::DeletedList, api::WouldDeliver, api::DryRunInfo, api::RunPage,
-        api::AuditPage,
+        api::AuditPage, api::UpdateTeam, api::TeamInfo, api::ByokAnswer, api::ByokApplied,
     )),
     modifiers(&Bearer),
     security(("api_key" = []))
@@ -123,6 +123,7 @@ const BODY: Problems = &[
 const QUERY: Problems = &[(400, &["invalid_query"])];
 
 /// The problems of each operation beyond the kinds above.
+#[allow(clippy::too_many_lines)] // one table
 fn own_problems(id: &str) -> Problems {
     match id {
         "readyz" => &[(503, &["database_unavailable"])],
@@ -205,8 +206,14 @@ fn own_problems(id: &str) -> Problems {
         "resolve" => &[
             (
                 400,
-                &["trigger_requires_user", "invalid_name", "invalid_broker"],
+                &[
+                    "trigger_requires_user",
+                    "invalid_name",
+                    "invalid_broker",
+                    "invalid_byok",
+                ],
             ),
+            (403, &["byok_refused"]),
             (404, &["unknown_environment"]),
             (422, &["required_missing"]),
         ],

@@ -445,6 +445,34 @@ macro_rules! sql_store {
                 .transpose()
             }
 
+            async fn team_byok(&self, team: i64) -> Result<TeamSetting, StoreError> {
+                let row = sqlx::query($sql("SELECT byok FROM teams WHERE id = ?"))
+                    .bind(team)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                match row {
+                    Some(row) => team_setting(&row.try_get::<String, _>("byok")?),
+                    None => Err(StoreError::Corrupt(format!("no team {team}"))),
+                }
+            }
+
+            async fn set_team_byok(
+                &self,
+                team: i64,
+                setting: TeamSetting,
+                audit: AuditEvent,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.write().await?;
+                sqlx::query($sql("UPDATE teams SET byok = ? WHERE id = ?"))
+                    .bind(setting.as_str())
+                    .bind(team)
+                    .execute(&mut *tx)
+                    .await?;
+                insert_audit(&mut tx, &audit).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
             async fn create_key(
                 &self,
                 team: i64,

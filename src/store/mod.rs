@@ -21,6 +21,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::core::apikey::{KeyDigest, KeyId, KeyKind};
+use crate::core::byok::TeamSetting;
 use crate::core::crypto::ValueKey;
 use crate::core::name::{Label, SecretName};
 use crate::core::perm::{Capability, Role};
@@ -712,6 +713,15 @@ pub trait Store: Send + Sync + 'static {
     async fn bootstrap(&self, first: Bootstrap) -> Result<Option<UserId>, StoreError>;
     /// A team by id.
     async fn team(&self, id: i64) -> Result<Option<TeamRow>, StoreError>;
+    /// A team's BYOK setting (DESIGN §14).
+    async fn team_byok(&self, team: i64) -> Result<TeamSetting, StoreError>;
+    /// Sets a team's BYOK setting, with its audit event.
+    async fn set_team_byok(
+        &self,
+        team: i64,
+        setting: TeamSetting,
+        audit: AuditEvent,
+    ) -> Result<(), StoreError>;
 
     /// A key by its public id, for authentication.
     async fn key_for_auth(&self, key_id: &KeyId) -> Result<Option<AuthKey>, StoreError>;

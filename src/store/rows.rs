@@ -77,6 +77,15 @@ pub(super) fn scope(text: &str) -> Result<Scope, StoreError> {
     }
 }
 
+pub(super) fn team_setting(text: &str) -> Result<crate::core::byok::TeamSetting, StoreError> {
+    use crate::core::byok::TeamSetting;
+    match text {
+        "allowed" => Ok(TeamSetting::Allowed),
+        "forbidden" => Ok(TeamSetting::Forbidden),
+        other => Err(corrupt("BYOK setting", other)),
+    }
+}
+
 pub(super) fn kind_text(kind: KeyKind) -> &'static str {
     match kind {
         KeyKind::Personal => "personal",

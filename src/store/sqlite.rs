@@ -35,7 +35,7 @@ use super::rows::{
     AUDIT_COLUMNS, AUDIT_VALUES, KEY_COLUMNS, RUN_COLUMNS, RUN_SELECT, SECRET_COLUMNS,
     SHARED_COLUMNS, all_released, audit_row, json, key_ref, key_row, kind_text, label, list_table,
     member_row, named_list, names_json, parse_names, role, run_row, scope, scope_text, secret_name,
-    secret_row, u32_of,
+    secret_row, team_setting, u32_of,
 };
 use super::writer::{RunJob, RunRecords, RunWriter};
 use super::{
@@ -45,6 +45,7 @@ use super::{
     SecretUpdate, SharedRecord, Store, StoreError, TeamRow,
 };
 use crate::core::apikey::KeyId;
+use crate::core::byok::TeamSetting;
 use crate::core::name::{Label, SecretName};
 use crate::core::perm::{Capability, Role};
 use crate::core::resolve::{Environment, PersonalSecret, Scope, SecretId, TeamSecret, UserId};

@@ -79,6 +79,7 @@ pub(super) fn prepare(
     asked: &[AdHocBroker],
     waived: &[SecretName],
     no_scrub: bool,
+    mut byok: Vec<super::device::Applied>,
 ) -> Result<Prepared, Error> {
     let mut prepared = Prepared::default();
     for secret in &resolved.secrets {
@@ -126,9 +127,12 @@ pub(super) fn prepare(
             Error::Config(format!("secret {} cannot be brokered: {e}", secret.name))
         })?;
         let real = split_bytes(value)?;
-        prepared
-            .entries
-            .push(Entry::new(secret.name.clone(), policy, fake.clone(), real));
+        let mut entry = Entry::new(secret.name.clone(), policy, fake.clone(), real);
+        if let Some(at) = byok.iter().position(|a| a.name == secret.name) {
+            let device = byok.swap_remove(at);
+            entry = entry.device_key(device.provider, device.fallback);
+        }
+        prepared.entries.push(entry);
         prepared.placeholders.push(Some(fake));
     }
     for asked in asked {
@@ -277,9 +281,18 @@ fn add_env(env: &mut Vec<(OsString, Zeroizing<Vec<u8>>)>, vars: Vec<(String, Str
 
 /// Stops the broker and says, at `-v`, how many requests each value went into; a brokered
 /// name that no request carried gets a hint (a client that ignored the base URL sent the
-/// placeholder straight to the API, which refused it: nothing leaked).
-pub(super) fn stop(started: Started) {
-    for (name, count) in started.running.stop() {
+/// placeholder straight to the API, which refused it: nothing leaked). Returns the requests
+/// replayed with the team's value, per name, for the run's record.
+pub(super) fn stop(started: Started) -> std::collections::BTreeMap<String, u64> {
+    let stopped = started.running.stop();
+    for (name, count) in &stopped.fell_back {
+        tracing::info!(
+            "{name}: {count} {} made with your device key {} replayed with the team's (--fallback-to-team)",
+            if *count == 1 { "request" } else { "requests" },
+            if *count == 1 { "was" } else { "were" }
+        );
+    }
+    for (name, count) in stopped.injected {
         if count == 0 {
             tracing::info!(
                 "{name} was brokered but no request through the broker carried its placeholder: a client that does not read its base-URL variable (or LATCH_BROKER_URL_{name}) sent the placeholder elsewhere, where it authenticates nothing"
@@ -291,4 +304,5 @@ pub(super) fn stop(started: Started) {
             );
         }
     }
+    stopped.fell_back
 }

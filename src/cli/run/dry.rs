@@ -17,7 +17,7 @@ pub(super) fn dry_run(
 ) -> Result<u8, Error> {
     let request = ResolveRun {
         dry_run: true,
-        ..request_of(args)?
+        ..request_of(args, None)?
     };
     let info = match post_runs::<DryRunInfo>(global, key, signals, &request) {
         Ok(info) => info,

@@ -17,6 +17,7 @@ use secrecy::ExposeSecret;
 use zeroize::Zeroizing;
 
 mod brokered;
+mod device;
 mod dry;
 mod phases;
 mod report;
@@ -160,6 +161,20 @@ pub struct RunArgs {
     /// Connect to ADDR for requests to HOST:PORT, as curl's --resolve (ADDR may be IP:PORT).
     #[arg(long = "resolve", value_name = "HOST:PORT:ADDR", value_parser = brokered::parse_resolve)]
     pub resolve: Vec<crate::broker::Resolve>,
+    /// Use your own provider keys from this device (`latch byok`) even in CI or a container,
+    /// where they are otherwise left alone; refused for a team key, a trigger no person
+    /// started, or a team that forbids it.
+    #[arg(long, conflicts_with = "no_byok")]
+    pub byok: bool,
+    /// Never use your device's provider keys in this run: the team's secrets as usual.
+    #[arg(long)]
+    pub no_byok: bool,
+    /// With the broker: a request your device key could not make (invalid key, rate, quota or
+    /// overload) is replayed once with the team's secret of that name, which the command never
+    /// holds. Off by default: a limit is passed to the command and never spends the team's
+    /// credits unasked.
+    #[arg(long, conflicts_with_all = ["no_byok", "no_scrub"])]
+    pub fallback_to_team: bool,
     /// The command and its arguments (never joined into a shell string). It starts at the
     /// first argument that is not an option, or after `--`; a mistyped option before it is a
     /// usage error, never taken for the command.
@@ -218,34 +233,40 @@ pub fn launch(args: RunArgs, global: &Global) -> Result<u8, Error> {
         return dry::dry_run(&args, global, &key, &signals);
     }
     let report_file = args.report.as_deref().map(ReportFile::create).transpose()?;
+    let offer = device::offer(&args, &key)?;
     let started = std::time::Instant::now();
     phases.mark("key and files");
-    let resolved = resolve(&args, global, &key, &signals)?;
+    let mut resolved = resolve(&args, global, &key, &signals, offer.as_ref())?;
     phases.mark("resolve request");
     let run_id = resolved.run_id.clone();
     let finish_key = split(&key)?;
     drop(key);
     tracing::info!("run {run_id} started");
 
-    report::say_resolution(&resolved);
-    let summary = Summary::of(&resolved);
-    let finish = |ended: Ended| {
+    let finish = |ended: Ended, fallbacks: BTreeMap<String, u64>| {
         report_end(
             global,
             &finish_key,
             &run_id,
-            ended,
+            (ended, fallbacks),
             started.elapsed(),
             &signals,
         );
     };
-    let planned = plan_brokered(&args, &resolved, mode.is_some(), &signals);
+    let planned = device::apply(&mut resolved, offer, args.fallback_to_team).and_then(|byok| {
+        report::say_resolution(&resolved);
+        let summary = Summary::of(&resolved, &byok);
+        plan_brokered(&args, &resolved, byok, mode.is_some(), &signals).map(|p| (p, summary))
+    });
     drop(resolved);
-    let ((mut spec, patterns, files), entries) = match planned {
+    let (((mut spec, patterns, files), entries), summary) = match planned {
         Ok(planned) => planned,
         Err(e) => {
             // The run is recorded as started: say that it ended without starting the command.
-            finish((Some(i32::from(e.exit_code())), None, BTreeMap::new()));
+            finish(
+                (Some(i32::from(e.exit_code())), None, BTreeMap::new()),
+                BTreeMap::new(),
+            );
             return Err(e);
         }
     };
@@ -266,7 +287,7 @@ pub fn launch(args: RunArgs, global: &Global) -> Result<u8, Error> {
         Ok(running) => running,
         Err((e, (code, signal))) => {
             drop(files);
-            finish((code, signal, BTreeMap::new()));
+            finish((code, signal, BTreeMap::new()), BTreeMap::new());
             return Err(e);
         }
     };
@@ -291,12 +312,10 @@ pub fn launch(args: RunArgs, global: &Global) -> Result<u8, Error> {
         &signals,
         |name| phases.mark(name),
     );
-    if let Some(running) = broker {
-        brokered::stop(running);
-    }
+    let fallbacks = broker.map(brokered::stop).unwrap_or_default();
     drop(files);
     let ended = ended(&result);
-    finish(ended.clone());
+    finish(ended.clone(), fallbacks);
     phases.mark("end report");
     if let Some(file) = report_file {
         let duration = result.as_ref().map_or(started.elapsed(), |o| o.duration);
@@ -392,7 +411,7 @@ fn stop_requested(signals: &Signals) -> Result<Option<i32>, Error> {
     Ok(None)
 }
 
-pub(super) fn request_of(args: &RunArgs) -> Result<ResolveRun, Error> {
+fn request_of(args: &RunArgs, offer: Option<&device::Offer>) -> Result<ResolveRun, Error> {
     if let Some(both) = args
         .broker
         .iter()
@@ -416,6 +435,9 @@ pub(super) fn request_of(args: &RunArgs) -> Result<ResolveRun, Error> {
         exec: args.no_scrub,
         broker: args.broker.clone(),
         no_broker: args.no_broker.clone(),
+        byok: offer.map(device::Offer::names).unwrap_or_default(),
+        byok_forced: offer.is_some_and(device::Offer::forced),
+        byok_fallback: offer.is_some() && args.fallback_to_team,
     })
 }
 
@@ -426,8 +448,9 @@ fn resolve(
     global: &Global,
     key: &str,
     signals: &Signals,
+    offer: Option<&device::Offer>,
 ) -> Result<Resolved, Error> {
-    let resolved = post_runs::<Resolved>(global, key, signals, &request_of(args)?);
+    let resolved = post_runs::<Resolved>(global, key, signals, &request_of(args, offer)?);
     if let Err(Error::Client(ClientError::Api { code, problem, .. })) = &resolved
         && code == "required_missing"
     {
@@ -592,10 +615,11 @@ fn plan(
 fn plan_brokered(
     args: &RunArgs,
     resolved: &Resolved,
+    byok: Vec<device::Applied>,
     scrub: bool,
     signals: &Signals,
 ) -> Result<(Planned, Vec<crate::broker::Entry>), Error> {
-    let prepared = brokered::prepare(resolved, &args.broker, &args.no_broker, args.no_scrub)?;
+    let prepared = brokered::prepare(resolved, &args.broker, &args.no_broker, args.no_scrub, byok)?;
     let planned = plan(args, resolved, &prepared.placeholders, scrub, signals)?;
     Ok((planned, prepared.entries))
 }
@@ -643,7 +667,7 @@ fn report_end(
     global: &Global,
     key: &Split,
     run_id: &str,
-    (exit_code, signal, masked): Ended,
+    ((exit_code, signal, masked), byok_fallbacks): (Ended, BTreeMap<String, u64>),
     duration: Duration,
     signals: &Signals,
 ) {
@@ -652,6 +676,7 @@ fn report_end(
         signal,
         duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
         masked,
+        byok_fallbacks,
     };
     let key = key.join();
     let Ok(key) = std::str::from_utf8(&key) else {

@@ -52,21 +52,29 @@ pub(super) fn leaked(masked: &BTreeMap<String, u64>) {
 /// What the run received, kept (names only) for `--report`.
 pub(super) struct Summary {
     delivered: Vec<serde_json::Value>,
+    byok: Vec<String>,
     missing: Vec<crate::core::resolve::Missing>,
     shadowed: Vec<String>,
     allowlist: AllowlistSource,
 }
 
 impl Summary {
-    pub(super) fn of(resolved: &Resolved) -> Self {
+    /// The delivered names, a device key's (BYOK, `byok`) marked with the scope `device`.
+    pub(super) fn of(resolved: &Resolved, byok: &[super::device::Applied]) -> Self {
         Self {
             delivered: resolved
                 .secrets
                 .iter()
-                .map(
-                    |s| serde_json::json!({"name": s.name, "scope": s.scope, "version": s.version}),
-                )
+                .map(|s| {
+                    // A device key is delivered as version 0 (no platform secret has one).
+                    if s.version == 0 {
+                        serde_json::json!({"name": s.name, "scope": "device"})
+                    } else {
+                        serde_json::json!({"name": s.name, "scope": s.scope, "version": s.version})
+                    }
+                })
                 .collect(),
+            byok: byok.iter().map(|a| a.name.clone()).collect(),
             missing: resolved.missing.clone(),
             shadowed: resolved.shadowed.clone(),
             allowlist: resolved.allowlist,
@@ -91,6 +99,7 @@ impl Summary {
             "duration_ms": u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
             "masked": masked,
             "brokered": [],
+            "byok": self.byok,
         })
     }
 }

@@ -93,7 +93,10 @@ pub fn sidecar(args: SidecarArgs, global: &Global) -> Result<u8, Error> {
             global,
             &finish_key,
             &run_id,
-            (Some(code), None, std::collections::BTreeMap::new()),
+            (
+                (Some(code), None, std::collections::BTreeMap::new()),
+                std::collections::BTreeMap::new(),
+            ),
             started.elapsed(),
             &signals,
         );
@@ -116,7 +119,7 @@ pub fn sidecar(args: SidecarArgs, global: &Global) -> Result<u8, Error> {
 /// end.
 fn serve(args: &SidecarArgs, resolved: &Resolved, signals: &Signals) -> Result<(), Error> {
     super::report::say_resolution(resolved);
-    let prepared = brokered::prepare(resolved, &args.broker, &[], false)?;
+    let prepared = brokered::prepare(resolved, &args.broker, &[], false, Vec::new())?;
     for (secret, placeholder) in resolved.secrets.iter().zip(&prepared.placeholders) {
         if placeholder.is_none() {
             tracing::warn!(
@@ -161,7 +164,7 @@ fn serve(args: &SidecarArgs, resolved: &Resolved, signals: &Signals) -> Result<(
     tracing::info!("the broker is ready; SIGTERM stops it");
     let alive = started.running.take_alive();
     let result = wait(signals, alive.as_ref());
-    brokered::stop(started);
+    let _ = brokered::stop(started);
     result
 }
 

@@ -1,4 +1,4 @@
-//! `whoami` and API keys: create (the raw key shown once), list, revoke.
+//! `whoami`, the team's settings, and API keys: create (the raw key shown once), list, revoke.
 
 use std::collections::BTreeMap;
 
@@ -10,7 +10,7 @@ use getrandom::SysRng;
 use serde_json::json;
 
 use super::{ApiJson, Shared, event, no_store};
-use crate::api::{CreateKey, CreatedKey, KeyInfo, Problem, Whoami};
+use crate::api::{CreateKey, CreatedKey, KeyInfo, Problem, TeamInfo, UpdateTeam, Whoami};
 use crate::core::apikey::{self, ApiKey, KeyId, KeyKind};
 use crate::core::crypto::CryptoError;
 use crate::core::duration::Expiry;
@@ -23,9 +23,11 @@ use crate::store::{KeyRow, ListKind, NewKey};
 /// Any key, `run` keys included.
 #[utoipa::path(get, path = "/v1/whoami", tag = "keys", responses((status = 200, body = Whoami), (status = 401, body = Problem)))]
 pub(in crate::server) async fn whoami(
+    State(app): Shared,
     RunCaller(caller): RunCaller,
 ) -> Result<Json<Whoami>, ApiError> {
     caller.require(Action::Whoami).await?;
+    let byok = app.store.team_byok(caller.team).await?;
     Ok(Json(Whoami {
         team: caller.team_name.clone(),
         user: caller.user.as_ref().map(|(_, n)| n.clone()),
@@ -34,6 +36,33 @@ pub(in crate::server) async fn whoami(
         key_id: caller.key_id.to_string(),
         capability: caller.capability(),
         identity: caller.identity.as_ref().map(ToString::to_string),
+        byok,
+    }))
+}
+
+/// Owners and admins (`manage` keys): the team's settings. Audited with the setting before and
+/// after.
+#[utoipa::path(patch, path = "/v1/team", tag = "keys", request_body = UpdateTeam, responses((status = 200, body = TeamInfo), (status = 403, body = Problem)))]
+pub(in crate::server) async fn update_team(
+    State(app): Shared,
+    caller: Caller,
+    ApiJson(body): ApiJson<UpdateTeam>,
+) -> Result<Json<TeamInfo>, ApiError> {
+    caller.require(Action::ManageTeamSettings).await?;
+    let before = app.store.team_byok(caller.team).await?;
+    let audit = event(
+        &app,
+        &caller,
+        "team.update",
+        caller.team_name.clone(),
+        &json!({ "byok": { "before": before, "after": body.byok } }),
+    );
+    app.store
+        .set_team_byok(caller.team, body.byok, audit)
+        .await?;
+    Ok(Json(TeamInfo {
+        name: caller.team_name.clone(),
+        byok: body.byok,
     }))
 }
 

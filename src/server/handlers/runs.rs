@@ -16,10 +16,11 @@ use super::{
     page_limit, runs_position,
 };
 use crate::api::{
-    DryRunInfo, FinishRun, Problem, ResolveRun, Resolved, ResolvedWriter, RunInfo, RunPage,
-    WouldDeliver,
+    ByokAnswer, ByokApplied, DryRunInfo, FinishRun, Problem, ResolveRun, Resolved, ResolvedWriter,
+    RunInfo, RunPage, WouldDeliver,
 };
 use crate::core::broker::{self, Brokering, Policy};
+use crate::core::byok::{self as byok_rule, Choice, Provider, Situation, TeamSetting};
 use crate::core::crypto::{Binding, CryptoError, DataKey};
 use crate::core::name::{Label, SecretName};
 use crate::core::perm::Action;
@@ -74,6 +75,7 @@ pub(in crate::server) async fn resolve(
         return dry_run(&app, &caller, core_caller, request).await;
     }
     let asked = Arc::new(BrokerAsk::of(&body)?);
+    let byok = Arc::new(ByokAsk::of(&app, &caller, &body).await?);
     let now = app.now();
     let id = run_id(now)?;
     let base_event = event_without_detail(&app, &caller, "run.start", id.clone());
@@ -88,6 +90,7 @@ pub(in crate::server) async fn resolve(
         now,
         exec: body.exec,
         asked: Arc::clone(&asked),
+        byok: Arc::clone(&byok),
     };
     let ask = RunAsk {
         user,
@@ -107,6 +110,7 @@ pub(in crate::server) async fn resolve(
             resolution,
             &run.decision.sealed,
             &asked,
+            &byok,
         )
         .await),
         Err(e) => Err(refusal(e)),
@@ -206,6 +210,7 @@ async fn answer(
     resolution: &resolve::Resolution,
     sealed: &[Arc<Sealed>],
     asked: &BrokerAsk,
+    byok: &ByokAsk,
 ) -> Result<WipingBuf, ApiError> {
     const ENTRY: usize = r#"{"name":"","scope":"personal","version":4294967295,"value":""},"#.len();
     let mut data: Option<DataKey> = None;
@@ -219,7 +224,22 @@ async fn answer(
     let mut out = ResolvedWriter::new(run_id, resolution.trigger, resolution.allowlist, capacity)
         .map_err(unwritable)?;
     let mut scratch = Zeroizing::new(Vec::new());
+    let mut applied = Vec::new();
     for s in sealed {
+        let policy = match asked.of_secret(s) {
+            Brokering::Brokered(policy) => Some(policy.spec()),
+            Brokering::Real | Brokering::Waived => None,
+        };
+        if byok.applies(&s.name) {
+            applied.push(ByokApplied {
+                name: s.name.to_string(),
+                broker: policy.clone(),
+            });
+            if !byok.fallback {
+                // The device key stands in: the team's value is not even opened.
+                continue;
+            }
+        }
         let binding = Binding {
             team,
             scope: s.scope,
@@ -243,14 +263,11 @@ async fn answer(
             .get()
             .ok_or_else(|| ApiError::internal("a value's key was not kept"))?
             .open_into(&binding, &s.ciphertext, &mut scratch)?;
-        let policy = match asked.of_secret(s) {
-            Brokering::Brokered(policy) => Some(policy.spec()),
-            Brokering::Real | Brokering::Waived => None,
-        };
         out.secret(&s.name, s.scope, s.version, value, policy.as_ref())
             .map_err(unwritable)?;
     }
-    out.finish(&resolution.missing, &resolution.shadowed)
+    let byok = byok.answer(applied);
+    out.finish(&resolution.missing, &resolution.shadowed, byok.as_ref())
         .map_err(unwritable)
 }
 
@@ -267,6 +284,100 @@ struct RunStart {
     exec: bool,
     /// What the run asked of the broker.
     asked: Arc<BrokerAsk>,
+    /// What was decided about its device keys.
+    byok: Arc<ByokAsk>,
+}
+
+/// A run's device keys (DESIGN §14): the provider variables the launcher holds keys for, and
+/// whether they stand in for the team's secrets of those names. The launcher applies the same
+/// local-run rule ([`byok_rule::decide`]) to what it alone knows (CI variables, container
+/// signs); the platform applies it to what it knows: the key, the trigger, the team's setting.
+#[derive(Debug, Default)]
+struct ByokAsk {
+    names: Vec<SecretName>,
+    setting: TeamSetting,
+    /// Why device keys are not used, when they are not.
+    skipped: Option<String>,
+    /// `--fallback-to-team`: the team's values are delivered too, for the broker's replays.
+    fallback: bool,
+}
+
+impl ByokAsk {
+    async fn of(app: &App, caller: &Caller, body: &ResolveRun) -> Result<Self, ApiError> {
+        if body.byok.is_empty() {
+            if body.byok_forced || body.byok_fallback {
+                return Err(ApiError::bad_request(
+                    "invalid_byok",
+                    "byok_forced and byok_fallback need the names the device holds keys for (`byok`)",
+                ));
+            }
+            return Ok(Self::default());
+        }
+        if body.byok.len() > Provider::ALL.len() {
+            return Err(ApiError::bad_request(
+                "invalid_byok",
+                "`byok` names at most one variable per provider",
+            ));
+        }
+        if let Some(other) = body
+            .byok
+            .iter()
+            .find(|n| Provider::of_variable(n.as_str()).is_none())
+        {
+            return Err(ApiError::bad_request(
+                "invalid_byok",
+                format!(
+                    "{other} is not a provider's key variable (OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY)"
+                ),
+            ));
+        }
+        let setting = app.store.team_byok(caller.team).await?;
+        let situation = Situation {
+            choice: if body.byok_forced {
+                Choice::Force
+            } else {
+                Choice::Auto
+            },
+            key: caller.kind,
+            trigger: body
+                .trigger
+                .unwrap_or_else(|| resolve::Trigger::default_for(caller.kind)),
+            env: &[],
+            container: &[],
+            team: Some(setting),
+        };
+        let skipped = match byok_rule::decide(&situation) {
+            byok_rule::Decision::Use { .. } => None,
+            byok_rule::Decision::Skip(why) => Some(why.to_string()),
+            byok_rule::Decision::Refuse(why) => {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "byok_refused",
+                    format!("--byok cannot be honoured: {why}"),
+                ));
+            }
+        };
+        Ok(Self {
+            names: body.byok.clone(),
+            setting,
+            fallback: body.byok_fallback && skipped.is_none(),
+            skipped,
+        })
+    }
+
+    /// Whether the device key stands in for `name` in this run.
+    fn applies(&self, name: &SecretName) -> bool {
+        self.skipped.is_none() && self.names.contains(name)
+    }
+
+    /// The answer's part, when the run offered device keys.
+    fn answer(&self, applied: Vec<ByokApplied>) -> Option<ByokAnswer> {
+        (!self.names.is_empty()).then(|| ByokAnswer {
+            setting: self.setting,
+            applied,
+            skipped: self.skipped.clone(),
+        })
+    }
 }
 
 /// What a run asked of the broker (DESIGN §13): names brokered ad hoc, and names whose policy
@@ -324,6 +435,15 @@ struct OwnRecord<'a> {
     /// Names whose broker policy the run set aside (`--no-broker`): the command got the value.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     unbrokered: Vec<&'a SecretName>,
+    /// Names the user's own device key stood in for (DESIGN §14); never a value.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    byok: Vec<&'a SecretName>,
+    /// Whether a request the device key could not make may be replayed with the team's value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    byok_fallback: Option<bool>,
+    /// Why the device keys offered were not used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    byok_skipped: Option<&'a str>,
 }
 
 /// The part of a run record that follows from its decision, shared by every run with the same
@@ -475,9 +595,12 @@ impl RunStart {
             (Ok(_), true) => "exec",
             (Ok(_), false) => "started",
         };
-        let (mut brokered, mut unbrokered) = (Vec::new(), Vec::new());
+        let (mut brokered, mut unbrokered, mut byok) = (Vec::new(), Vec::new(), Vec::new());
         if decision.result.is_ok() {
             for secret in &decision.sealed {
+                if self.byok.applies(&secret.name) {
+                    byok.push(&secret.name);
+                }
                 match self.asked.of_secret(secret) {
                     Brokering::Brokered(_) => brokered.push(&secret.name),
                     Brokering::Waived => unbrokered.push(&secret.name),
@@ -493,6 +616,9 @@ impl RunStart {
             },
             brokered,
             unbrokered,
+            byok_fallback: (!byok.is_empty()).then_some(self.byok.fallback),
+            byok,
+            byok_skipped: self.byok.skipped.as_deref(),
         });
         RunPlan {
             record,
@@ -561,12 +687,15 @@ pub(in crate::server) async fn finish_run(
     let run = run
         .filter(|run| may_see(&caller, run, true))
         .ok_or_else(|| ApiError::not_found("unknown_run", "no such run"))?;
-    let outcome = json!({
+    let mut outcome = json!({
         "exit_code": body.exit_code,
         "signal": body.signal,
         "duration_ms": body.duration_ms,
         "masked": body.masked,
     });
+    if !body.byok_fallbacks.is_empty() {
+        outcome["byok_fallbacks"] = json!(body.byok_fallbacks);
+    }
     let audit = event(&app, &caller, "run.finish", run.id.clone(), &outcome);
     if !app
         .store
