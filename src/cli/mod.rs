@@ -19,6 +19,7 @@ mod runs;
 mod scrub;
 mod secret;
 mod serve;
+mod team;
 
 use std::path::PathBuf;
 
@@ -115,6 +116,9 @@ pub enum Command {
     Runs(runs::RunsCommand),
     /// Show the audit log.
     Audit(runs::AuditArgs),
+    /// Show and change the team's settings (whether members may bring their own provider keys).
+    #[command(subcommand)]
+    Team(team::TeamCommand),
     /// Your own model-provider keys, kept on this device only and used by local runs instead
     /// of the team's (bring your own key).
     #[command(subcommand)]
@@ -203,6 +207,7 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
         Command::Member(c) => member::run(c, global).await,
         Command::Runs(c) => runs::run(c, global).await,
         Command::Audit(args) => runs::audit(args, global).await,
+        Command::Team(c) => team::run(c, global).await,
         Command::Byok(c) => byok::run(c, global).await,
         Command::Whoami => runs::whoami(global).await,
         Command::Completions { shell } => {

@@ -526,13 +526,14 @@ pub(crate) async fn whoami(global: &Global) -> Result<u8, Error> {
             Capability::Manage => "manage (everything the role allows)",
         };
         context::outln!(
-            "team:       {}\nuser:       {}\nrole:       {}\nkey:        {} ({})\ncapability: {can}\nidentity:   {}",
+            "team:       {}\nuser:       {}\nrole:       {}\nkey:        {} ({})\ncapability: {can}\nidentity:   {}\nbyok:       {}",
             me.team,
             me.user.as_deref().unwrap_or("(none: team key)"),
             me.role,
             me.key_id,
             me.key_kind,
-            me.identity.as_deref().unwrap_or("-")
+            me.identity.as_deref().unwrap_or("-"),
+            super::team::byok_words(me.byok)
         )?;
     }
     Ok(0)

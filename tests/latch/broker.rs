@@ -34,16 +34,16 @@ const OTHER: &str = "tok_9f8e7d6c5b4a39281706f5e4d3c2b1a0ZYXWVUTS";
 
 /// One request the upstream got.
 #[derive(Debug, Clone)]
-struct Seen {
-    host: String,
-    method: String,
-    target: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+pub(crate) struct Seen {
+    pub(crate) host: String,
+    pub(crate) method: String,
+    pub(crate) target: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Seen {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n == name)
@@ -51,13 +51,17 @@ impl Seen {
     }
 }
 
-/// A local HTTPS server for api.openai.com, other.example and api.anthropic.com.
-struct Upstream {
-    addr: SocketAddr,
-    ca: tempfile::NamedTempFile,
+/// A local HTTPS server for api.openai.com, other.example and api.anthropic.com (the broker's
+/// tests), or for the hosts and answers a test gives ([`Upstream::serving`]).
+pub(crate) struct Upstream {
+    pub(crate) addr: SocketAddr,
+    pub(crate) ca: tempfile::NamedTempFile,
     seen: Arc<Mutex<Vec<Seen>>>,
     task: tokio::task::JoinHandle<()>,
 }
+
+/// How a test upstream answers a request it recorded.
+pub(crate) type Answering = fn(&Seen) -> Response<UpBody>;
 
 impl Drop for Upstream {
     fn drop(&mut self) {
@@ -67,8 +71,16 @@ impl Drop for Upstream {
 
 impl Upstream {
     async fn start() -> Self {
-        let tls::TestTls { acceptor, ca_file } =
-            tls::test_tls(&["api.openai.com", "other.example", "api.anthropic.com"]);
+        Self::serving(
+            &["api.openai.com", "other.example", "api.anthropic.com"],
+            answer,
+        )
+        .await
+    }
+
+    /// An upstream with a certificate for `hosts` that answers each request with `answering`.
+    pub(crate) async fn serving(hosts: &[&str], answering: Answering) -> Self {
+        let tls::TestTls { acceptor, ca_file } = tls::test_tls(hosts);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("binds");
@@ -88,7 +100,10 @@ impl Upstream {
                     };
                     let service = hyper::service::service_fn(move |request| {
                         let log = Arc::clone(&log);
-                        async move { Ok::<_, std::convert::Infallible>(answer(request, &log).await) }
+                        async move {
+                            let seen = record(request, &log).await;
+                            Ok::<_, std::convert::Infallible>(answering(&seen))
+                        }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(tls), service)
@@ -104,21 +119,19 @@ impl Upstream {
         }
     }
 
-    fn resolve(&self, host: &str) -> String {
+    pub(crate) fn resolve(&self, host: &str) -> String {
         format!("{host}:443:{}", self.addr)
     }
 
-    fn seen(&self) -> Vec<Seen> {
+    pub(crate) fn seen(&self) -> Vec<Seen> {
         self.seen.lock().expect("lock").clone()
     }
 }
 
-type UpBody = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+pub(crate) type UpBody = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
 
-/// `/v1/models`: 200 only with the real key. `/v1/echo`: the Authorization header reflected in a
-/// header and the body. `/v1/stream`: three SSE events 400 ms apart, the second holding the real
-/// key.
-async fn answer(request: Request<Incoming>, log: &Mutex<Vec<Seen>>) -> Response<UpBody> {
+/// Reads a request whole and records it.
+async fn record(request: Request<Incoming>, log: &Mutex<Vec<Seen>>) -> Seen {
     let (parts, body) = request.into_parts();
     let body = body
         .collect()
@@ -146,10 +159,17 @@ async fn answer(request: Request<Incoming>, log: &Mutex<Vec<Seen>>) -> Response<
             .collect(),
         body,
     };
+    log.lock().expect("lock").push(seen.clone());
+    seen
+}
+
+/// `/v1/models`: 200 only with the real key. `/v1/echo`: the Authorization header reflected in a
+/// header and the body. `/v1/stream`: three SSE events 400 ms apart, the second holding the real
+/// key.
+fn answer(seen: &Seen) -> Response<UpBody> {
     let auth = seen.header("authorization").unwrap_or_default().to_owned();
     let api_key = seen.header("x-api-key").unwrap_or_default().to_owned();
     let agent = seen.header("user-agent").unwrap_or_default().to_owned();
-    log.lock().expect("lock").push(seen);
     let full = |status: u16, text: String| {
         Response::builder()
             .status(status)
@@ -157,7 +177,8 @@ async fn answer(request: Request<Incoming>, log: &Mutex<Vec<Seen>>) -> Response<
             .body(Full::new(Bytes::from(text)).boxed())
             .expect("response")
     };
-    match parts.uri.path() {
+    let path = seen.target.split('?').next().unwrap_or_default();
+    match path {
         // What the providers' SDKs expect of a model listing.
         "/v1/models" if agent.starts_with("OpenAI/") && auth == format!("Bearer {OPENAI}") => full(
             200,

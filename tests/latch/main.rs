@@ -9,6 +9,7 @@
 )]
 
 mod broker;
+mod byok;
 mod careful;
 mod cli;
 mod encodings;
