@@ -91,7 +91,9 @@ pub struct Whoami {
     pub capability: Capability,
     /// The identity runs execute as (team keys bound to one).
     pub identity: Option<String>,
-    /// The team's BYOK setting (DESIGN §14): `allowed` or `forbidden`.
+    /// The team's BYOK setting (DESIGN §14): `allowed` or `forbidden` (read as `allowed` from
+    /// a platform older than the setting).
+    #[serde(default)]
     #[schema(value_type = String, example = "allowed")]
     pub byok: TeamSetting,
 }

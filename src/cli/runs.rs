@@ -361,9 +361,47 @@ fn delivered_text(run: &RunInfo) -> String {
         } else {
             ""
         };
-        let _ = writeln!(out, "  {name:<30} {scope:<8} v{version}{masked}{broker}");
+        let byok = if listed("byok") {
+            byok_words(run, name)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "  {name:<30} {scope:<8} v{version}{masked}{broker}{byok}"
+        );
+    }
+    if let Some(why) = record["byok_skipped"].as_str() {
+        let _ = writeln!(
+            out,
+            "byok         the user's device keys were not used: {why}"
+        );
     }
     out
+}
+
+/// What a run record says of a name the user's own device key stood in for (DESIGN §14).
+fn byok_words(run: &RunInfo, name: &str) -> String {
+    let fell_back = run
+        .outcome
+        .as_ref()
+        .and_then(|o| o["byok_fallbacks"][name].as_u64())
+        .unwrap_or(0);
+    let fallback = if fell_back > 0 {
+        format!(
+            "; {} replayed with this secret (--fallback-to-team)",
+            context::count(
+                usize::try_from(fell_back).unwrap_or(usize::MAX),
+                "request",
+                "requests"
+            )
+        )
+    } else if run.record["byok_fallback"] == serde_json::Value::Bool(true) {
+        "; fallback to this secret allowed, not needed".to_owned()
+    } else {
+        String::new()
+    };
+    format!("  the user's own device key stood in (BYOK){fallback}")
 }
 
 /// The missing names, with the reason and a hint each.

@@ -113,6 +113,38 @@ pub(crate) async fn run_all(store: &dyn Store) {
     audit_pages_and_filters(store).await;
     run_pages_and_filters(store).await;
     secret_revisions(store, owner).await;
+    team_byok_setting(store).await;
+}
+
+/// DESIGN §14: a team's BYOK setting, `allowed` until an owner or admin changes it, changed with
+/// its audit event, and read back as set (also by the key rows' generation, which it moves).
+async fn team_byok_setting(store: &dyn Store) {
+    use crate::core::byok::TeamSetting;
+    assert_eq!(
+        store.team_byok(TEAM).await.expect("reads"),
+        TeamSetting::Allowed
+    );
+    let before = store.audit(TEAM, &aq(1_000)).await.expect("reads").len();
+    store
+        .set_team_byok(TEAM, TeamSetting::Forbidden, event("team.update"))
+        .await
+        .expect("sets");
+    assert_eq!(
+        store.team_byok(TEAM).await.expect("reads"),
+        TeamSetting::Forbidden
+    );
+    let events = store.audit(TEAM, &aq(1_000)).await.expect("reads");
+    assert_eq!(events.len(), before + 1);
+    assert_eq!(events[0].event.action, "team.update");
+    store
+        .set_team_byok(TEAM, TeamSetting::Allowed, event("team.update"))
+        .await
+        .expect("sets");
+    assert_eq!(
+        store.team_byok(TEAM).await.expect("reads"),
+        TeamSetting::Allowed
+    );
+    assert!(store.team_byok(TEAM + 1000).await.is_err(), "no such team");
 }
 
 /// DESIGN §2 rule 7 with group commit, for an engine's run records (`store::writer`): a batch

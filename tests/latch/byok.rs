@@ -52,7 +52,10 @@ fn provider(seen: &Seen) -> Response<UpBody> {
             .expect("response")
     };
     if seen.host.starts_with("api.anthropic.com") && seen.header("anthropic-version").is_none() {
-        return answer(400, json!({"error": {"message": "anthropic-version is required"}}));
+        return answer(
+            400,
+            json!({"error": {"message": "anthropic-version is required"}}),
+        );
     }
     match key.as_str() {
         TEAM => answer(200, json!({"key": "team"})),
@@ -241,12 +244,42 @@ async fn the_store_round_trips_in_a_private_home_and_holds_no_plaintext() {
 async fn bad_input_gets_a_clear_error_and_stores_nothing() {
     let home = tempfile::tempdir().expect("home");
     let cases: [(&[&str], Option<&str>, i32, &str); 7] = [
-        (&["byok", "set", "azure", "--value-file", "-"], Some(DEVICE), 2, "unknown provider `azure`"),
-        (&["byok", "set", "openai", "--value-file", "-"], Some(""), 78, "the key is empty"),
-        (&["byok", "set", "openai", "--value-file", "-"], Some("sk-proj-has a space in it 12345"), 78, "one token of printable ASCII"),
-        (&["byok", "set", "openai", "--value-file", "-"], Some("sk-short"), 78, "20 to 512 characters"),
-        (&["byok", "set", "openai", "--value-file", "/nonexistent/key"], None, 78, "cannot read /nonexistent/key"),
-        (&["byok", "set", "openai"], None, 2, "no terminal to prompt for the key"),
+        (
+            &["byok", "set", "azure", "--value-file", "-"],
+            Some(DEVICE),
+            2,
+            "unknown provider `azure`",
+        ),
+        (
+            &["byok", "set", "openai", "--value-file", "-"],
+            Some(""),
+            78,
+            "the key is empty",
+        ),
+        (
+            &["byok", "set", "openai", "--value-file", "-"],
+            Some("sk-proj-has a space in it 12345"),
+            78,
+            "one token of printable ASCII",
+        ),
+        (
+            &["byok", "set", "openai", "--value-file", "-"],
+            Some("sk-short"),
+            78,
+            "20 to 512 characters",
+        ),
+        (
+            &["byok", "set", "openai", "--value-file", "/nonexistent/key"],
+            None,
+            78,
+            "cannot read /nonexistent/key",
+        ),
+        (
+            &["byok", "set", "openai"],
+            None,
+            2,
+            "no terminal to prompt for the key",
+        ),
         (&["byok", "remove"], None, 2, "PROVIDER"),
     ];
     for (args, input, code, says) in cases {
@@ -260,7 +293,14 @@ async fn bad_input_gets_a_clear_error_and_stores_nothing() {
     let huge = "k".repeat(1 << 20);
     let out = byok(
         home.path(),
-        &["byok", "set", "openai", "--value-file", "-", "--insecure-store"],
+        &[
+            "byok",
+            "set",
+            "openai",
+            "--value-file",
+            "-",
+            "--insecure-store",
+        ],
         Some(&huge),
     )
     .await;
@@ -464,14 +504,23 @@ async fn a_local_run_gets_the_device_key_and_the_platform_never_sees_it() {
     // The command got the device key, masked like any secret when it printed it.
     assert_eq!(shown, "device\n[MASKED:OPENAI_API_KEY]\n", "{err}");
     assert!(
-        err.contains("OPENAI_API_KEY: your own OpenAI key from this device (BYOK) instead of the team's"),
+        err.contains(
+            "OPENAI_API_KEY: your own OpenAI key from this device (BYOK) instead of the team's"
+        ),
         "{err}"
     );
-    assert!(err.contains("(--insecure-store), not in a keyring"), "{err}");
+    assert!(
+        err.contains("(--insecure-store), not in a keyring"),
+        "{err}"
+    );
     assert!(!err.contains(DEVICE), "{err}");
     // latch told the platform the name, never the key.
     let sent = recorder.sent.lock().expect("lock").clone();
-    assert!(contains(&sent, "\"byok\":[\"OPENAI_API_KEY\"]"), "{}", text(&sent));
+    assert!(
+        contains(&sent, "\"byok\":[\"OPENAI_API_KEY\"]"),
+        "{}",
+        text(&sent)
+    );
     assert!(!contains(&sent, DEVICE) && !contains(&sent, "DeVok"));
     // The record says the name came from the device; nothing the platform holds has the key.
     let runs = p.ok(&p.owner, Method::GET, "/v1/runs?limit=1", None).await;
@@ -483,8 +532,17 @@ async fn a_local_run_gets_the_device_key_and_the_platform_never_sees_it() {
     let shown_run = latch(&p, &p.owner, &["runs", "show", &id]).await;
     let dir = p.stop().await;
     for (path, bytes) in files_under(dir.path()) {
-        assert!(!contains(&bytes, DEVICE), "{} holds the device key", path.display());
+        assert!(
+            !contains(&bytes, DEVICE),
+            "{} holds the device key",
+            path.display()
+        );
     }
+    assert!(
+        text(&shown_run.stdout).contains("the user's own device key stood in (BYOK)"),
+        "{}",
+        text(&shown_run.stdout)
+    );
     for answer in [runs.to_string(), audit.to_string(), text(&shown_run.stdout)] {
         assert!(!answer.contains(DEVICE), "{answer}");
     }
@@ -508,25 +566,41 @@ async fn the_local_run_rule_and_the_team_setting_hold_in_real_runs() {
     // In CI (whatever the machine), the team's key, and the reason at -v.
     let ci = got(&[], &[("CI", "true")]).await;
     assert_eq!(text(&ci.stdout), "team\n", "{}", text(&ci.stderr));
+    let runs = p.ok(&p.owner, Method::GET, "/v1/runs?limit=1", None).await;
+    assert!(runs["runs"][0]["record"].get("byok").is_none());
     assert!(
-        text(&ci.stderr).contains("your device's provider keys (BYOK) are not used: CI=true is set (a CI run)"),
+        text(&ci.stderr)
+            .contains("your device's provider keys (BYOK) are not used: CI=true is set (a CI run)"),
         "{}",
         text(&ci.stderr)
     );
     let spaces = got(&[], &[("CODESPACES", "true")]).await;
     assert_eq!(text(&spaces.stdout), "team\n");
     // --byok overrides CI; --no-byok always wins.
-    assert_eq!(text(&got(&["--byok"], &[("CI", "true")]).await.stdout), "device\n");
+    assert_eq!(
+        text(&got(&["--byok"], &[("CI", "true")]).await.stdout),
+        "device\n"
+    );
     assert_eq!(text(&got(&["--no-byok"], &[]).await.stdout), "team\n");
     let both = got(&["--byok", "--no-byok"], &[]).await;
     assert_eq!(both.status.code(), Some(2));
     // A schedule trigger is no person: --byok is refused before anything starts.
     let scheduled = got(&["--byok", "--trigger", "schedule"], &[]).await;
-    assert_eq!(scheduled.status.code(), Some(2), "{}", text(&scheduled.stderr));
+    assert_eq!(
+        scheduled.status.code(),
+        Some(2),
+        "{}",
+        text(&scheduled.stderr)
+    );
     assert!(text(&scheduled.stderr).contains("trigger schedule is not user-initiated"));
     // A team key never gets device keys.
     let team_key = p
-        .ok(&p.owner, Method::POST, "/v1/api-keys", Some(json!({"name": "ci", "kind": "team"})))
+        .ok(
+            &p.owner,
+            Method::POST,
+            "/v1/api-keys",
+            Some(json!({"name": "ci", "kind": "team"})),
+        )
         .await["key"]
         .as_str()
         .expect("key")
@@ -534,7 +608,15 @@ async fn the_local_run_rule_and_the_team_setting_hold_in_real_runs() {
     let mut command = which(run_in(
         &p,
         home.path(),
-        &["--byok", "--secrets", "OPENAI_API_KEY", "--", "sh", "-c", WHICH],
+        &[
+            "--byok",
+            "--secrets",
+            "OPENAI_API_KEY",
+            "--",
+            "sh",
+            "-c",
+            WHICH,
+        ],
     ));
     command.env("LATCH_API_KEY", &team_key);
     let refused = output(command, None).await;
@@ -549,10 +631,18 @@ async fn the_local_run_rule_and_the_team_setting_hold_in_real_runs() {
             Some(json!({"byok": ["OPENAI_API_KEY"], "byok_forced": true})),
         )
         .await;
-    assert_eq!((status.as_u16(), body["code"].as_str()), (403, Some("byok_refused")));
+    assert_eq!(
+        (status.as_u16(), body["code"].as_str()),
+        (403, Some("byok_refused"))
+    );
     // A builder may not change the team's setting; the owner may, and whoami shows it.
     let builder = p
-        .ok(&p.owner, Method::POST, "/v1/members", Some(json!({"name": "bo", "role": "builder"})))
+        .ok(
+            &p.owner,
+            Method::POST,
+            "/v1/members",
+            Some(json!({"name": "bo", "role": "builder"})),
+        )
         .await["key"]["key"]
         .as_str()
         .expect("key")
@@ -564,15 +654,22 @@ async fn the_local_run_rule_and_the_team_setting_hold_in_real_runs() {
     assert!(text(&set.stdout).contains("byok: forbidden"));
     let me = latch(&p, &builder, &["whoami"]).await;
     assert!(
-        text(&me.stdout).contains("byok:       forbidden (members' own provider keys are never used)"),
+        text(&me.stdout)
+            .contains("byok:       forbidden (members' own provider keys are never used)"),
         "{}",
         text(&me.stdout)
     );
     // Forbidden: the team's key, the reason said; --byok refused by the platform (exit 77).
     let auto = got(&["--byok"], &[]).await;
     assert_eq!(auto.status.code(), Some(77), "{}", text(&auto.stderr));
-    assert!(text(&auto.stderr).contains("the team forbids BYOK"), "{}", text(&auto.stderr));
-    let audit = p.ok(&p.owner, Method::GET, "/v1/audit?action=team.update", None).await;
+    assert!(
+        text(&auto.stderr).contains("the team forbids BYOK"),
+        "{}",
+        text(&auto.stderr)
+    );
+    let audit = p
+        .ok(&p.owner, Method::GET, "/v1/audit?action=team.update", None)
+        .await;
     assert_eq!(
         audit["events"][0]["detail"],
         json!({"byok": {"before": "allowed", "after": "forbidden"}})
@@ -581,13 +678,26 @@ async fn the_local_run_rule_and_the_team_setting_hold_in_real_runs() {
     let bad = latch(&p, &p.owner, &["team", "set", "--byok", "maybe"]).await;
     assert_eq!(bad.status.code(), Some(2));
     let (status, _) = p
-        .call(&p.owner, Method::PATCH, "/v1/team", Some(json!({"byok": "maybe"})))
+        .call(
+            &p.owner,
+            Method::PATCH,
+            "/v1/team",
+            Some(json!({"byok": "maybe"})),
+        )
         .await;
     assert_eq!(status.as_u16(), 400);
     let (status, body) = p
-        .call(&p.owner, Method::POST, "/v1/runs", Some(json!({"byok": ["SOME_TOKEN"]})))
+        .call(
+            &p.owner,
+            Method::POST,
+            "/v1/runs",
+            Some(json!({"byok": ["SOME_TOKEN"]})),
+        )
         .await;
-    assert_eq!((status.as_u16(), body["code"].as_str()), (400, Some("invalid_byok")));
+    assert_eq!(
+        (status.as_u16(), body["code"].as_str()),
+        (400, Some("invalid_byok"))
+    );
 }
 
 /// `latch run --broker` of curl calls to the provider through the broker, with the device key
@@ -640,8 +750,14 @@ async fn an_invalid_device_key_halts_the_request_and_a_limit_is_passed_on() {
     // One clear line, naming the provider and what to do.
     let notice = "latch: warning: your OpenAI key (BYOK) was refused by api.openai.com as invalid (HTTP 401): the command got the provider's error, and the team's OPENAI_API_KEY is not used in its place";
     assert_eq!(err.matches(notice).count(), 1, "{err}");
-    assert!(err.contains("`latch byok set openai` stores a new key"), "{err}");
-    assert!(!err.contains(DEVICE_INVALID) && !err.contains(TEAM), "{err}");
+    assert!(
+        err.contains("`latch byok set openai` stores a new key"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(DEVICE_INVALID) && !err.contains(TEAM),
+        "{err}"
+    );
 
     // A rate limit goes to the command as it came, and is not retried with the team's key.
     store(home.path(), "openai", DEVICE_LIMITED).await;
@@ -681,13 +797,37 @@ async fn fallback_to_team_replays_once_and_is_recorded() {
         1,
         "{err}"
     );
-    assert!(err.contains("OPENAI_API_KEY: 2 requests made with your device key were replayed with the team's"), "{err}");
-    assert!(!err.contains(TEAM) && !err.contains(DEVICE_INVALID), "{err}");
+    assert!(
+        err.contains(
+            "OPENAI_API_KEY: 2 requests made with your device key were replayed with the team's"
+        ),
+        "{err}"
+    );
+    assert!(
+        !err.contains(TEAM) && !err.contains(DEVICE_INVALID),
+        "{err}"
+    );
     let runs = p.ok(&p.owner, Method::GET, "/v1/runs?limit=1", None).await;
     let run = &runs["runs"][0];
     assert_eq!(run["record"]["byok"], json!(["OPENAI_API_KEY"]));
     assert_eq!(run["record"]["byok_fallback"], json!(true));
-    assert_eq!(run["outcome"]["byok_fallbacks"], json!({"OPENAI_API_KEY": 2}));
+    assert_eq!(
+        run["outcome"]["byok_fallbacks"],
+        json!({"OPENAI_API_KEY": 2})
+    );
+    let shown = latch(
+        &p,
+        &p.owner,
+        &["runs", "show", run["id"].as_str().expect("id")],
+    )
+    .await;
+    assert!(
+        text(&shown.stdout).contains(
+            "the user's own device key stood in (BYOK); 2 requests replayed with this secret (--fallback-to-team)"
+        ),
+        "{}",
+        text(&shown.stdout)
+    );
 
     // A quota answer with Retry-After: replayed, then the team's key straight away while it runs.
     store(home.path(), "openai", DEVICE_WAIT).await;
@@ -701,7 +841,16 @@ async fn fallback_to_team_replays_once_and_is_recorded() {
     let out = which(run_in(
         &p2,
         home.path(),
-        &["--byok", "--fallback-to-team", "--secrets", "OPENAI_API_KEY", "--", "sh", "-c", WHICH],
+        &[
+            "--byok",
+            "--fallback-to-team",
+            "--secrets",
+            "OPENAI_API_KEY",
+            "--",
+            "sh",
+            "-c",
+            WHICH,
+        ],
     ));
     let out = output(out, None).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
@@ -731,7 +880,9 @@ async fn latch_byok_test_says_valid_invalid_or_limited() {
             command.args(["--resolve", r]);
         }
         private(&mut command, home.path());
-        command.env("LATCH_CA_CERT", up.ca.path()).stdin(Stdio::null());
+        command
+            .env("LATCH_CA_CERT", up.ca.path())
+            .stdin(Stdio::null());
         output(command, None)
     };
     let none = test(&[]).await;
@@ -766,14 +917,30 @@ async fn latch_byok_test_says_valid_invalid_or_limited() {
     assert!(text(&invalid.stderr).contains("the OpenAI key was refused as invalid"));
     // The provider unreachable: said in words, exit 69.
     let mut command = Command::new(env!("CARGO_BIN_EXE_latch"));
-    command.args(["byok", "test", "openai", "--resolve", "api.openai.com:443:127.0.0.1:9"]);
+    command.args([
+        "byok",
+        "test",
+        "openai",
+        "--resolve",
+        "api.openai.com:443:127.0.0.1:9",
+    ]);
     private(&mut command, home.path());
     command.stdin(Stdio::null());
     let down = output(command, None).await;
     assert_eq!(down.status.code(), Some(69), "{}", text(&down.stderr));
-    assert!(text(&down.stdout).contains("openai: unknown: cannot connect to 127.0.0.1:9"), "{}", text(&down.stdout));
+    assert!(
+        text(&down.stdout).contains("openai: unknown: cannot connect to 127.0.0.1:9"),
+        "{}",
+        text(&down.stdout)
+    );
     for out in [&all, &limited, &invalid, &down] {
-        for key in [DEVICE, DEVICE_INVALID, DEVICE_LIMITED, ANTHROPIC_DEVICE, GEMINI_DEVICE] {
+        for key in [
+            DEVICE,
+            DEVICE_INVALID,
+            DEVICE_LIMITED,
+            ANTHROPIC_DEVICE,
+            GEMINI_DEVICE,
+        ] {
             assert!(!text(&out.stdout).contains(key) && !text(&out.stderr).contains(key));
         }
     }
