@@ -169,6 +169,9 @@ impl Error {
             Self::Client(ClientError::Api { code, .. }) if code == "http_error" => Some(
                 "that answer did not come from latch: check LATCH_URL, its path prefix included, and any proxy in front of the platform",
             ),
+            Self::Client(ClientError::Api { code, .. }) if code == "byok_refused" => Some(
+                "drop --byok to run with the team's secrets; an owner or admin can allow device keys with `latch team set --byok allowed`",
+            ),
             Self::Client(ClientError::Api { code, .. }) if code == "trigger_requires_user" => Some(
                 "a team key has no user: use --trigger schedule or integration, or run with a personal key",
             ),

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::broker::{Seen, UpBody, Upstream};
 use crate::careful::{assert_latch_lines, latch};
-use crate::launcher::{latch_run, output, text};
+use crate::launcher::{latch_run, output, scan_memory, start_until, text};
 use crate::server::{Platform, start};
 
 /// The team's OpenAI key on the platform.
@@ -943,5 +943,42 @@ async fn latch_byok_test_says_valid_invalid_or_limited() {
         ] {
             assert!(!text(&out.stdout).contains(key) && !text(&out.stderr).contains(key));
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_of_the_launchers_memory_finds_no_device_key() {
+    let home = tempfile::tempdir().expect("home");
+    store(home.path(), "openai", DEVICE).await;
+    let device_key = std::fs::read_to_string(home.path().join(".config/latch/byok.key"))
+        .expect("key file")
+        .trim()
+        .to_owned();
+    let wait = "echo ready; i=0; while [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done";
+    for (brokered, extra) in [
+        (false, &[][..]),
+        (true, &[][..]),
+        (true, &["--fallback-to-team"][..]),
+    ] {
+        let p = platform(brokered).await;
+        let mut args = vec!["--byok", "--no-pty", "--secrets", "OPENAI_API_KEY"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--", "sh", "-c", wait]);
+        let mut command = run_in(&p, home.path(), &args);
+        let device_key = device_key.clone();
+        let what = format!("brokered {brokered} {extra:?}");
+        tokio::task::spawn_blocking(move || {
+            let (child, _out, _) = start_until(&mut command, Stdio::null(), "ready");
+            let needles: [(&str, &[u8]); 3] = [
+                ("the device key", DEVICE.as_bytes()),
+                ("the team's key", TEAM.as_bytes()),
+                ("the store's key", device_key.as_bytes()),
+            ];
+            let (scanned, found) = scan_memory(child.pid(), &needles);
+            assert!(scanned > 1 << 20, "{what}: scanned only {scanned} bytes");
+            assert!(found.is_empty(), "{what}: {found:#?}");
+        })
+        .await
+        .expect("joins");
     }
 }

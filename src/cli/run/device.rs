@@ -163,8 +163,9 @@ impl std::fmt::Debug for Applied {
 pub(super) fn apply(
     resolved: &mut Resolved,
     offer: Option<Offer>,
-    fallback: bool,
+    args: &RunArgs,
 ) -> Result<Vec<Applied>, Error> {
+    let fallback = args.fallback_to_team;
     let (Some(offer), Some(answer)) = (offer, resolved.byok.take()) else {
         return Ok(Vec::new());
     };
@@ -192,9 +193,14 @@ pub(super) fn apply(
         let device = SecretString::from(key.as_str());
         let kept = if fallback {
             if stand_in.broker.is_none() {
+                let name = &stand_in.name;
+                let how = if args.no_broker.iter().any(|n| n.as_str() == name) {
+                    format!("drop --no-broker {name}")
+                } else {
+                    format!("add --broker {name}")
+                };
                 return Err(Error::Usage(format!(
-                    "--fallback-to-team needs the broker for {name} (it decides per request): add --broker {name}",
-                    name = stand_in.name
+                    "--fallback-to-team needs the broker for {name} (it decides per request): {how}"
                 )));
             }
             let team = resolved

@@ -253,7 +253,7 @@ pub fn launch(args: RunArgs, global: &Global) -> Result<u8, Error> {
             &signals,
         );
     };
-    let planned = device::apply(&mut resolved, offer, args.fallback_to_team).and_then(|byok| {
+    let planned = device::apply(&mut resolved, offer, &args).and_then(|byok| {
         report::say_resolution(&resolved);
         let summary = Summary::of(&resolved, &byok);
         plan_brokered(&args, &resolved, byok, mode.is_some(), &signals).map(|p| (p, summary))
