@@ -165,7 +165,6 @@ pub(super) fn apply(
     offer: Option<Offer>,
     args: &RunArgs,
 ) -> Result<Vec<Applied>, Error> {
-    let fallback = args.fallback_to_team;
     let (Some(offer), Some(answer)) = (offer, resolved.byok.take()) else {
         return Ok(Vec::new());
     };
@@ -191,33 +190,8 @@ pub(super) fn apply(
                 ))
             })?;
         let device = SecretString::from(key.as_str());
-        let kept = if fallback {
-            if stand_in.broker.is_none() {
-                let name = &stand_in.name;
-                let how = if args.no_broker.iter().any(|n| n.as_str() == name) {
-                    format!("drop --no-broker {name}")
-                } else {
-                    format!("add --broker {name}")
-                };
-                return Err(Error::Usage(format!(
-                    "--fallback-to-team needs the broker for {name} (it decides per request): {how}"
-                )));
-            }
-            let team = resolved
-                .secrets
-                .iter_mut()
-                .find(|s| s.name == stand_in.name)
-                .ok_or_else(|| {
-                    Error::Config(format!(
-                        "the platform did not deliver the team's {} for --fallback-to-team",
-                        stand_in.name
-                    ))
-                })?;
-            let shares = split_bytes(team.value.expose_secret().as_bytes())?;
-            team.value = device.clone();
-            team.scope = Scope::Personal;
-            team.version = 0;
-            Some(shares)
+        let kept = if args.fallback_to_team {
+            Some(keep_team(resolved, stand_in, &device, args)?)
         } else {
             resolved.secrets.push(ResolvedSecret {
                 name: stand_in.name.clone(),
@@ -266,4 +240,43 @@ pub(super) fn apply(
         }
     }
     Ok(applied)
+}
+
+/// `--fallback-to-team`: puts the device key in place of the team's value of `stand_in`, which
+/// is returned as shares for the broker.
+///
+/// # Errors
+/// [`Error::Usage`] when the run does not broker the name; [`Error::Config`] when the platform
+/// did not deliver the team's value.
+fn keep_team(
+    resolved: &mut Resolved,
+    stand_in: &crate::api::ByokApplied,
+    device: &SecretString,
+    args: &RunArgs,
+) -> Result<Split, Error> {
+    let name = &stand_in.name;
+    if stand_in.broker.is_none() {
+        let how = if args.no_broker.iter().any(|n| n.as_str() == name) {
+            format!("drop --no-broker {name}")
+        } else {
+            format!("add --broker {name}")
+        };
+        return Err(Error::Usage(format!(
+            "--fallback-to-team needs the broker for {name} (it decides per request): {how}"
+        )));
+    }
+    let team = resolved
+        .secrets
+        .iter_mut()
+        .find(|s| s.name == *name)
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "the platform did not deliver the team's {name} for --fallback-to-team"
+            ))
+        })?;
+    let shares = split_bytes(team.value.expose_secret().as_bytes())?;
+    team.value = device.clone();
+    team.scope = Scope::Personal;
+    team.version = 0;
+    Ok(shares)
 }
