@@ -128,7 +128,7 @@ pub(super) async fn serve(
             return;
         }
     };
-    // A fault for the tests of "the broker dies" (debug builds only): end after one request.
+    // A fault for the tests of "the broker dies" (debug builds only): end after one connection.
     #[cfg(debug_assertions)]
     let fault = std::env::var_os("LATCH_BROKER_FAULT").is_some_and(|v| v == "exit-after-request");
     #[cfg(debug_assertions)]
@@ -165,19 +165,16 @@ pub(super) async fn serve(
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
                 let state = Arc::clone(&state);
-                #[cfg(debug_assertions)]
-                let served_tx = served_tx.clone();
-                async move {
-                    let answer = handle(request, state).await;
-                    #[cfg(debug_assertions)]
-                    let _ = served_tx.try_send(());
-                    Ok::<_, Infallible>(answer)
-                }
+                async move { Ok::<_, Infallible>(handle(request, state).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades()
                 .await;
+            // The fault fires once a connection is over, its answers all delivered: ending as
+            // soon as an answer's head is ready raced the body to the client.
+            #[cfg(debug_assertions)]
+            let _ = served_tx.try_send(());
         });
     }
 }

@@ -166,9 +166,10 @@ fn files_under(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     while let Some(d) = todo.pop() {
         for entry in std::fs::read_dir(&d).expect("reads").flatten() {
             let path = entry.path();
-            if path.is_dir() {
+            let kind = entry.file_type().expect("type");
+            if kind.is_dir() {
                 todo.push(path);
-            } else {
+            } else if kind.is_file() {
                 found.push((path.clone(), std::fs::read(&path).expect("reads")));
             }
         }
