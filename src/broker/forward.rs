@@ -504,36 +504,28 @@ fn full(bytes: Bytes) -> BoxBody<Bytes, Error> {
 }
 
 /// Reads `body` to its end if it has at most `limit` bytes: `Ok(Ok(whole))`; else
-/// `Ok(Err(body))`, a body that yields what was read and then the rest, unchanged.
+/// `Ok(Err(body))`, a body that yields what was read and then the rest, unchanged. Trailers of
+/// a body read whole are dropped (the providers send none).
 async fn read_up_to(
     mut body: BoxBody<Bytes, Error>,
     limit: usize,
 ) -> Result<Result<Bytes, BoxBody<Bytes, Error>>, Error> {
     let mut read = bytes::BytesMut::new();
-    let mut trailers = None;
     while let Some(frame) = body.frame().await {
-        match frame?.into_data() {
-            Ok(data) => {
-                read.extend_from_slice(&data);
-                if read.len() > limit {
-                    let head = full(read.freeze());
-                    return Ok(Err(Chained {
-                        head: Some(head),
-                        rest: body,
-                    }
-                    .boxed()));
-                }
+        if let Ok(data) = frame?.into_data() {
+            read.extend_from_slice(&data);
+            if read.len() > limit {
+                let head = Some(read.freeze());
+                return Ok(Err(Chained { head, rest: body }.boxed()));
             }
-            Err(frame) => trailers = frame.into_trailers().ok(),
         }
     }
-    let _ = trailers;
     Ok(Ok(read.freeze()))
 }
 
 /// A body read in part (`head`), then the rest of it.
 struct Chained {
-    head: Option<BoxBody<Bytes, Error>>,
+    head: Option<Bytes>,
     rest: BoxBody<Bytes, Error>,
 }
 
@@ -545,14 +537,10 @@ impl Body for Chained {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
-        let this = &mut *self;
-        if let Some(head) = this.head.as_mut() {
-            match Pin::new(head).poll_frame(cx) {
-                Poll::Ready(None) => this.head = None,
-                other => return other,
-            }
+        match self.head.take() {
+            Some(head) => Poll::Ready(Some(Ok(Frame::data(head)))),
+            None => Pin::new(&mut self.rest).poll_frame(cx),
         }
-        Pin::new(&mut this.rest).poll_frame(cx)
     }
 }
 
@@ -729,5 +717,42 @@ impl Body for Swapped {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A body in chunks of `size` bytes.
+    struct Chunks(std::collections::VecDeque<Bytes>);
+
+    impl Body for Chunks {
+        type Data = Bytes;
+        type Error = Error;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+            Poll::Ready(self.0.pop_front().map(|c| Ok(Frame::data(c))))
+        }
+    }
+
+    fn chunked(bytes: &'static [u8], size: usize) -> BoxBody<Bytes, Error> {
+        Chunks(bytes.chunks(size).map(Bytes::from_static).collect()).boxed()
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_comes_back_whole_as_read_then_the_rest() {
+        let text: &'static [u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+        let whole = read_up_to(chunked(text, 7), 100).await.expect("reads");
+        assert_eq!(whole.expect("under the limit").as_ref(), text);
+        let partial = read_up_to(chunked(text, 7), 10).await.expect("reads");
+        let Err(rest) = partial else {
+            panic!("over the limit")
+        };
+        let again = rest.collect().await.expect("reads").to_bytes();
+        assert_eq!(again.as_ref(), text, "nothing lost, nothing repeated");
     }
 }

@@ -64,14 +64,10 @@ impl Provider {
     /// Every provider.
     pub const ALL: [Self; 3] = [Self::Openai, Self::Anthropic, Self::Gemini];
 
-    /// Its name on the command line.
+    /// Its name on the command line: its broker preset's.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Openai => "openai",
-            Self::Anthropic => "anthropic",
-            Self::Gemini => "gemini",
-        }
+        self.preset().as_str()
     }
 
     /// Its name in messages.
