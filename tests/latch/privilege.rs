@@ -150,6 +150,7 @@ fn expected(probe: &str, role: Role, manage: bool, personal: bool) -> Expect {
         | "all personal names"
         | "manage environments"
         | "audit"
+        | "team settings"
         | "add builder" => by_role(role.manages()),
         "add owner" => by_role(role == Role::Owner),
         // Every run, or one's own: a team key has no "own".
@@ -216,11 +217,17 @@ fn probe_request(probe: &str, k: usize) -> (Method, String, Option<Value>) {
             Some(json!({"name": format!("probe-o{k}"), "role": "owner"})),
         ),
         "list runs" => (Method::GET, "/v1/runs".into(), None),
+        // The default setting: probes never change what other probes see.
+        "team settings" => (
+            Method::PATCH,
+            "/v1/team".into(),
+            Some(json!({"byok": "allowed"})),
+        ),
         other => panic!("no such probe {other}"),
     }
 }
 
-const PROBES: [&str; 16] = [
+const PROBES: [&str; 17] = [
     "whoami",
     "run",
     "list secrets",
@@ -236,6 +243,7 @@ const PROBES: [&str; 16] = [
     "add builder",
     "add owner",
     "list runs",
+    "team settings",
     "whoami",
 ];
 
@@ -1360,5 +1368,9 @@ fn the_model_states_designs_rows_as_written() {
         Err((StatusCode::FORBIDDEN, "forbidden"))
     );
     let names: BTreeSet<&str> = PROBES.iter().copied().collect();
-    assert_eq!(names.len(), 15, "every probe is checked");
+    assert_eq!(
+        expected("team settings", Role::Builder, true, true),
+        Err((StatusCode::FORBIDDEN, "forbidden"))
+    );
+    assert_eq!(names.len(), 16, "every probe is checked");
 }
