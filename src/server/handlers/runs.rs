@@ -305,12 +305,7 @@ struct ByokAsk {
 impl ByokAsk {
     async fn of(app: &App, caller: &Caller, body: &ResolveRun) -> Result<Self, ApiError> {
         if body.byok.is_empty() {
-            if body.byok_forced || body.byok_fallback {
-                return Err(ApiError::bad_request(
-                    "invalid_byok",
-                    "byok_forced and byok_fallback need the names the device holds keys for (`byok`)",
-                ));
-            }
+            // Nothing offered: `byok_forced` and `byok_fallback` have nothing to act on.
             return Ok(Self::default());
         }
         if body.byok.len() > Provider::ALL.len() {

@@ -316,6 +316,16 @@ fn broker_policies(doc: &mut Value) {
     schemas["AdHocBroker"]["properties"]["name"] = secret_name();
     schemas["ResolveRun"]["properties"]["broker"]["maxItems"] = json!(1000);
     schemas["ResolveRun"]["properties"]["no_broker"] = array_of(&secret_name(), Some(1000));
+    // BYOK (DESIGN §14): the names a device may hold keys for, one per provider at most.
+    let variables: Vec<&str> = crate::core::byok::Provider::ALL
+        .iter()
+        .map(|p| p.variable())
+        .collect();
+    schemas["ResolveRun"]["properties"]["byok"] = array_of(
+        &enumeration(&variables),
+        Some(crate::core::byok::Provider::ALL.len()),
+    );
+    schemas["UpdateTeam"]["properties"]["byok"] = enumeration(&["allowed", "forbidden"]);
 }
 
 /// Rules between fields that the handlers enforce: a key bound to an identity is a team key
