@@ -346,21 +346,34 @@ fn read_key_file(path: &Path) -> Result<DeviceKey, StoreError> {
     })
 }
 
-/// Runs a keyring call on a thread of its own: the Secret Service client drives D-Bus on a
-/// runtime of its own, which cannot start inside another one (the CLI's).
+/// How long latch waits for the keyring: long enough to type a password into an unlock prompt,
+/// short enough that a keyring that never answers does not hang a run (gh waits 30 s too).
+const KEYRING_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Runs a keyring call on a thread of its own, waiting at most [`KEYRING_WAIT`]: the Secret
+/// Service client drives D-Bus on a runtime of its own, which cannot start inside another one
+/// (the CLI's). A call that does not answer in time is left to end on its own.
 fn on_thread<T: Send + 'static>(
     call: impl FnOnce() -> Result<T, keyring::Error> + Send + 'static,
 ) -> Result<T, keyring::Error> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
     std::thread::Builder::new()
         .name("latch-keyring".into())
-        .spawn(call)
-        .map_err(|e| keyring::Error::PlatformFailure(Box::new(e)))?
-        .join()
-        .unwrap_or_else(|_| {
-            Err(keyring::Error::PlatformFailure(
-                "the keyring client failed".into(),
-            ))
+        .spawn(move || {
+            let _ = tx.send(call());
         })
+        .map_err(|e| keyring::Error::PlatformFailure(Box::new(e)))?;
+    rx.recv_timeout(KEYRING_WAIT).unwrap_or_else(|e| {
+        Err(keyring::Error::PlatformFailure(
+            match e {
+                std::sync::mpsc::RecvTimeoutError::Timeout => {
+                    "it did not answer within 30 s (a locked keyring waiting for its password?)"
+                }
+                std::sync::mpsc::RecvTimeoutError::Disconnected => "the keyring client failed",
+            }
+            .into(),
+        ))
+    })
 }
 
 /// The keyring's failure in words, with what to do about it.
