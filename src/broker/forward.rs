@@ -453,6 +453,12 @@ fn say(entry: &Entry, class: Failure, status: StatusCode, host: &Host, replayed:
     };
     let (provider, name) = (byok.provider, &entry.name);
     let status = status.as_u16();
+    // Why the team's key was not used instead.
+    let instead = if byok.fallback.is_some() {
+        "its body was over 32 MiB, too big to keep for a replay with the team's key"
+    } else {
+        "--fallback-to-team would replay it with the team's key"
+    };
     if class == Failure::Invalid {
         if byok.said_invalid.swap(true, Ordering::Relaxed) {
             return;
@@ -461,7 +467,7 @@ fn say(entry: &Entry, class: Failure, status: StatusCode, host: &Host, replayed:
             format!("requests go on with the team's {name} (--fallback-to-team)")
         } else {
             format!(
-                "the command got the provider's error, and the team's {name} is not used in its place (--fallback-to-team would; --no-byok runs with the team's)"
+                "the command got the provider's error, and the team's {name} is not used in its place ({instead}; --no-byok runs with the team's)"
             )
         };
         tracing::warn!(
@@ -477,7 +483,7 @@ fn say(entry: &Entry, class: Failure, status: StatusCode, host: &Host, replayed:
         );
     } else {
         tracing::info!(
-            "your {} key (BYOK): {} (HTTP {status}); passed to the command, not retried with the team's key (--fallback-to-team would)",
+            "your {} key (BYOK): {} (HTTP {status}); passed to the command, not retried ({instead})",
             provider.title(),
             class.as_str()
         );

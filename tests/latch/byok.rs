@@ -752,6 +752,10 @@ async fn an_invalid_device_key_halts_the_request_and_a_limit_is_passed_on() {
     let notice = "latch: warning: your OpenAI key (BYOK) was refused by api.openai.com as invalid (HTTP 401): the command got the provider's error, and the team's OPENAI_API_KEY is not used in its place";
     assert_eq!(err.matches(notice).count(), 1, "{err}");
     assert!(
+        err.contains("(--fallback-to-team would replay it with the team's key; --no-byok runs with the team's)"),
+        "{err}"
+    );
+    assert!(
         err.contains("`latch byok set openai` stores a new key"),
         "{err}"
     );
@@ -769,7 +773,9 @@ async fn an_invalid_device_key_halts_the_request_and_a_limit_is_passed_on() {
     assert!(shown.contains("rate_limit_exceeded"), "{shown}");
     assert_eq!(keys_seen(&up)[2..], ["limited"]);
     assert!(
-        text(&out.stderr).contains("not retried with the team's key"),
+        text(&out.stderr).contains(
+            "passed to the command, not retried (--fallback-to-team would replay it with the team's key)"
+        ),
         "{}",
         text(&out.stderr)
     );
