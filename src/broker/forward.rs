@@ -66,11 +66,7 @@ impl State {
         allowed: Vec<Host>,
     ) -> Self {
         let dialer = Dialer::new(resolve);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_only()
-            .enable_http1()
-            .wrap_connector(dialer.clone());
+        let https = super::upstream::https(tls, dialer.clone());
         // A kept connection's write buffer still holds the last request's headers, the value
         // among them: connections are reused for a burst of requests, and closed (their
         // buffers wiped as they are freed, `launcher::alloc`) one second after the last.
@@ -577,15 +573,9 @@ where
     }
     strip_hop_by_hop(&mut parts.headers);
     if let Some(class) = byok {
-        parts.headers.insert(
-            "x-latch-byok",
-            HeaderValue::from_static(match class {
-                Failure::Invalid => "invalid",
-                Failure::RateLimited => "rate_limited",
-                Failure::Quota => "quota",
-                Failure::Overloaded => "overloaded",
-            }),
-        );
+        parts
+            .headers
+            .insert("x-latch-byok", HeaderValue::from_static(class.code()));
     }
     let swaps = state.swaps();
     for value in parts.headers.values_mut() {

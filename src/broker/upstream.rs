@@ -212,6 +212,18 @@ pub fn tls_config(ca_cert: Option<&Path>) -> Result<rustls::ClientConfig, Broker
     Ok(config)
 }
 
+/// HTTPS over `dialer` with `tls` ([`tls_config`]), HTTP/1.1 only: every way out of the broker.
+pub(super) fn https(
+    tls: rustls::ClientConfig,
+    dialer: Dialer,
+) -> hyper_rustls::HttpsConnector<Dialer> {
+    hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .wrap_connector(dialer)
+}
+
 /// One `GET https://HOST{path}` with `headers`, outside any run (`latch byok test`): the same
 /// resolution and TLS rules as the broker's, at most `limit` bytes of the answer kept.
 /// The headers are wiped when hyper drops them (`launcher::alloc` wipes what it frees).
@@ -227,11 +239,7 @@ pub async fn get_once(
     limit: usize,
 ) -> Result<(u16, Vec<u8>), BrokerError> {
     use http_body_util::BodyExt as _;
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls_config(ca_cert)?)
-        .https_only()
-        .enable_http1()
-        .wrap_connector(Dialer::new(resolve));
+    let https = https(tls_config(ca_cert)?, Dialer::new(resolve));
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build::<_, http_body_util::Empty<bytes::Bytes>>(https);
     let uri: Uri = format!("https://{}{path}", host.authority())

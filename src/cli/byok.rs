@@ -1,7 +1,6 @@
 //! `latch byok set|list|remove|test`: a developer's own model-provider keys, kept on this device
 //! only (DESIGN §14). Nothing here talks to the platform; `test` talks to the provider.
 
-use std::io::{IsTerminal as _, Read as _};
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
@@ -107,34 +106,12 @@ fn read_key(
     path: Option<&std::path::Path>,
     provider: Provider,
 ) -> Result<Zeroizing<String>, Error> {
-    let mut bytes = Zeroizing::new(Vec::new());
-    match path {
-        Some(p) if p == std::path::Path::new("-") => {
-            std::io::stdin()
-                .take(64 * 1024)
-                .read_to_end(&mut bytes)
-                .map_err(Error::Io)?;
-        }
-        Some(p) => {
-            let file = std::fs::File::open(p)
-                .map_err(|e| Error::Config(format!("cannot read {}: {e}", p.display())))?;
-            file.take(64 * 1024)
-                .read_to_end(&mut bytes)
-                .map_err(|e| Error::Config(format!("cannot read {}: {e}", p.display())))?;
-        }
-        None => {
-            if !std::io::stdin().is_terminal() {
-                return Err(Error::Usage(
-                    "no terminal to prompt for the key: pass --value-file PATH, or --value-file - to read stdin".into(),
-                ));
-            }
-            let typed = Zeroizing::new(
-                rpassword::prompt_password(format!("your {} key (not echoed): ", provider.title()))
-                    .map_err(Error::Io)?,
-            );
-            bytes.extend_from_slice(typed.as_bytes());
-        }
-    }
+    let mut bytes = context::read_secret(
+        path,
+        &format!("your {} key (not echoed): ", provider.title()),
+        "key",
+        64 * 1024,
+    )?;
     let kept = bytes.trim_ascii_end().len();
     bytes[kept..].fill(0);
     bytes.truncate(kept);

@@ -106,25 +106,12 @@ pub(crate) fn read_value(
     name: &str,
     trim: bool,
 ) -> Result<SecretValue, Error> {
-    let mut bytes = Zeroizing::new(match path {
-        Some(p) if p == Path::new("-") => {
-            let mut buf = Vec::new();
-            std::io::stdin().read_to_end(&mut buf).map_err(Error::Io)?;
-            buf
-        }
-        Some(p) => std::fs::read(p)
-            .map_err(|e| Error::Config(format!("cannot read {}: {e}", p.display())))?,
-        None => {
-            if !std::io::stdin().is_terminal() {
-                return Err(Error::Usage(
-                    "no terminal to prompt for the value: pass --value-file PATH, or --value-file - to read stdin".into(),
-                ));
-            }
-            rpassword::prompt_password(format!("value for {name} (not echoed): "))
-                .map_err(Error::Io)?
-                .into_bytes()
-        }
-    });
+    let mut bytes = read_secret(
+        path,
+        &format!("value for {name} (not echoed): "),
+        "value",
+        u64::MAX,
+    )?;
     if trim {
         let kept = bytes.trim_ascii_end().len();
         // Wiped, not only cut: the removed bytes are part of what was read.
@@ -139,6 +126,49 @@ pub(crate) fn read_value(
         SecretValue::from_bytes(bytes.to_vec()).map_err(|e| Error::Config(e.to_string()))?;
     warn_if_weak(name, value.expose().as_bytes());
     Ok(value)
+}
+
+/// Reads what a person hands latch as a secret, byte for byte: from `path` (`-` for stdin), at
+/// most `limit` bytes of it, or else from a no-echo `prompt` on the terminal (`what` names it
+/// in the error without one).
+///
+/// # Errors
+/// [`Error::Usage`] without a file and without a terminal; [`Error::Config`] for an unreadable
+/// file; [`Error::Io`] for stdin or the terminal.
+pub(crate) fn read_secret(
+    path: Option<&Path>,
+    prompt: &str,
+    what: &str,
+    limit: u64,
+) -> Result<Zeroizing<Vec<u8>>, Error> {
+    let mut bytes = Zeroizing::new(Vec::new());
+    match path {
+        Some(p) if p == Path::new("-") => {
+            std::io::stdin()
+                .take(limit)
+                .read_to_end(&mut bytes)
+                .map_err(Error::Io)?;
+        }
+        Some(p) => {
+            let unreadable = |e| Error::Config(format!("cannot read {}: {e}", p.display()));
+            std::fs::File::open(p)
+                .map_err(unreadable)?
+                .take(limit)
+                .read_to_end(&mut bytes)
+                .map_err(unreadable)?;
+        }
+        None => {
+            if !std::io::stdin().is_terminal() {
+                return Err(Error::Usage(format!(
+                    "no terminal to prompt for the {what}: pass --value-file PATH, or --value-file - to read stdin"
+                )));
+            }
+            *bytes = rpassword::prompt_password(prompt)
+                .map_err(Error::Io)?
+                .into_bytes();
+        }
+    }
+    Ok(bytes)
 }
 
 /// Says at creation what the scrubber will do with a short value (DESIGN §7 classes).

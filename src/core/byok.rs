@@ -418,6 +418,17 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// Its code, as serialized (and in the broker's `x-latch-byok` mark).
+    #[must_use]
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::Invalid => "invalid",
+            Self::RateLimited => "rate_limited",
+            Self::Quota => "quota",
+            Self::Overloaded => "overloaded",
+        }
+    }
+
     /// In words.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
@@ -899,6 +910,21 @@ mod tests {
         assert_eq!(verdict(Openai, 401, b""), Verdict::Invalid);
         assert_eq!(verdict(Anthropic, 529, b""), Verdict::Limited(Overloaded));
         assert_eq!(verdict(Gemini, 404, b""), Verdict::Unexpected(404));
+    }
+
+    #[test]
+    fn a_failures_code_is_its_serialized_name() {
+        for class in [
+            Failure::Invalid,
+            Failure::RateLimited,
+            Failure::Quota,
+            Failure::Overloaded,
+        ] {
+            assert_eq!(
+                serde_json::to_value(class).expect("serializes"),
+                class.code()
+            );
+        }
     }
 
     #[test]
