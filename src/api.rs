@@ -15,6 +15,7 @@ use crate::core::byok::TeamSetting;
 use crate::core::name::{Label, SecretName};
 use crate::core::perm::{Capability, Role};
 use crate::core::resolve::{AllowlistSource, Missing, Scope, Trigger};
+pub use crate::core::seal::Sealed;
 use crate::core::value::WipingBuf;
 
 /// An error body (`application/problem+json`, RFC 9457) with a stable `code`.
@@ -199,8 +200,13 @@ pub struct CreateSecret {
     /// Name (the environment variable).
     #[schema(value_type = String, example = "DATABASE_URL")]
     pub name: SecretName,
-    /// The value (write-only).
-    pub value: String,
+    /// The value (write-only), in plain text. Give this or `sealed_value`, not both.
+    #[serde(default)]
+    pub value: Option<String>,
+    /// The value sealed to the team's sealing key (`GET /v1/seal-key`, DESIGN §12): the
+    /// plaintext never crosses the API. latch's own clients always send this.
+    #[serde(default)]
+    pub sealed_value: Option<Sealed>,
     /// What it is for.
     #[serde(default)]
     pub description: String,
@@ -223,9 +229,12 @@ impl fmt::Debug for CreateSecret {
 #[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateSecret {
-    /// A new value.
+    /// A new value, in plain text. Give this or `sealed_value`, not both.
     #[serde(default)]
     pub value: Option<String>,
+    /// A new value sealed to the team's sealing key (`GET /v1/seal-key`, DESIGN §12).
+    #[serde(default)]
+    pub sealed_value: Option<Sealed>,
     /// A new description.
     #[serde(default)]
     pub description: Option<String>,
@@ -251,10 +260,32 @@ impl fmt::Debug for UpdateSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UpdateSecret")
             .field("value", &self.value.as_ref().map(|_| "[REDACTED]"))
+            .field("sealed_value", &self.sealed_value)
             .field("description", &self.description)
             .field("broker", &self.broker)
             .finish()
     }
+}
+
+/// `GET /v1/seal-key`: what a writer seals a value to (DESIGN §12). HPKE base mode with the
+/// suite named; `info` is the HPKE info; the associated data is the text
+/// `latch/v1 sealed value\nteam=TEAM\nscope=SCOPE\nowner=OWNER\nname=NAME\nkey=KEY_ID`, with
+/// `OWNER` empty for a team secret and this answer's `owner` for a personal one.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SealKey {
+    /// The key's id (the first 16 hex digits of SHA-256 of the public key).
+    pub key_id: String,
+    /// The X25519 public key (32 bytes), standard base64.
+    pub public_key: String,
+    /// The HPKE suite.
+    pub suite: String,
+    /// The HPKE info.
+    pub info: String,
+    /// The team, as the associated data names it.
+    pub team: String,
+    /// The caller, as the associated data names the owner of a personal secret they write
+    /// (absent for a team key: it writes no personal secrets).
+    pub owner: Option<String>,
 }
 
 /// A secret's metadata (never its value).

@@ -7,11 +7,14 @@ use clap::{Args, Subcommand};
 use reqwest::Method;
 
 use super::{Error, Global, context};
-use crate::api::{CreateSecret, SecretInfo, UpdateSecret};
+use crate::api::{CreateSecret, SealKey, Sealed, SecretInfo, UpdateSecret};
+use crate::client::{Client, ClientError};
 use crate::core::broker::{Policy, PolicySpec};
 use crate::core::name::SecretName;
 use crate::core::resolve::Scope;
+use crate::core::seal::{self, Target};
 use crate::core::time::relative;
+use crate::core::value::SecretValue;
 
 /// Which scope a secret command acts on.
 #[derive(Debug, Args)]
@@ -145,10 +148,13 @@ pub(crate) async fn run(command: SecretCommand, global: &Global) -> Result<u8, E
             let broker = broker.spec()?;
             let value = context::read_value(value_file.as_deref(), name.as_str(), trim)?;
             BrokerArgs::check_value(broker.as_ref(), value.expose().as_bytes())?;
+            let sealed_value = sealed(&client, scope.scope(), &name, &value).await?;
+            drop(value);
             let body = CreateSecret {
                 scope: scope.scope(),
                 name: name.clone(),
-                value: value.expose().to_owned(),
+                value: None,
+                sealed_value: Some(sealed_value),
                 description: description.unwrap_or_default(),
                 broker,
             };
@@ -251,14 +257,73 @@ async fn update(
                 .into(),
         ));
     }
+    let sealed_value = match new_value {
+        Some(value) => Some(sealed(client, scope, name, &value).await?),
+        None => None,
+    };
     let body = UpdateSecret {
-        value: new_value.as_ref().map(|v| v.expose().to_owned()),
+        value: None,
+        sealed_value,
         description,
         broker,
     };
     let path = format!("v1/secrets/{scope}/{name}");
     let info: SecretInfo = client.call(Method::PATCH, &path, Some(&body)).await?;
     say_written("updated", &info, global)
+}
+
+/// Seals `value` for the secret `scope`/`name` to the team's sealing key (DESIGN §12), so the
+/// plaintext never crosses the API, whatever proxy or log sits between latch and the platform.
+async fn sealed(
+    client: &Client,
+    scope: Scope,
+    name: &SecretName,
+    value: &SecretValue,
+) -> Result<Sealed, Error> {
+    use base64::Engine as _;
+    let key: SealKey = match client.call::<_, ()>(Method::GET, "v1/seal-key", None).await {
+        Err(ClientError::Api { status: 404, .. }) => {
+            return Err(Error::Config(
+                "the platform offers no sealing key (it is older than this latch): upgrade it; \
+                 latch does not send a value in plain text"
+                    .into(),
+            ));
+        }
+        answer => answer?,
+    };
+    let bad = |what: &str| Error::Client(ClientError::Decode(format!("the sealing key: {what}")));
+    let public = base64::engine::general_purpose::STANDARD
+        .decode(&key.public_key)
+        .map_err(|_| bad("the public key is not base64"))?;
+    if seal::key_id(&public) != key.key_id {
+        return Err(bad("its id does not match the public key"));
+    }
+    let team: i64 = key
+        .team
+        .parse()
+        .map_err(|_| bad("the team is not a number"))?;
+    let owner = match scope {
+        Scope::Team => None,
+        Scope::Personal => Some(
+            key.owner
+                .as_deref()
+                .ok_or_else(|| {
+                    Error::Usage(
+                        "a team key has no user: use a personal key for personal secrets".into(),
+                    )
+                })?
+                .parse::<i64>()
+                .map_err(|_| bad("the owner is not a number"))?,
+        ),
+    };
+    let target = Target {
+        team,
+        scope,
+        owner,
+        name: name.as_str(),
+    };
+    seal::seal(&public, &key.key_id, &target, value.expose().as_bytes())
+        .map_err(|_| bad("not an X25519 public key"))
 }
 
 /// `created team secret NAME (version 1); brokered to api.openai.com (authorization-bearer)`,

@@ -175,6 +175,12 @@ fn data_key_aad(team: i64) -> Vec<u8> {
     aad
 }
 
+fn seal_key_aad(team: i64) -> Vec<u8> {
+    let mut aad = b"latch/seal-key/v1\0".to_vec();
+    aad.extend_from_slice(&team.to_be_bytes());
+    aad
+}
+
 impl RootKey {
     /// Parses a key file's content: 64 hex characters, optionally followed by `\n` or `\r\n`.
     ///
@@ -263,6 +269,32 @@ impl RootKey {
             .try_into()
             .map_err(|_| CryptoError::Malformed)?;
         Ok(DataKey(Zeroizing::new(key)))
+    }
+
+    /// Wraps the private half of team `team`'s sealing key (DESIGN §12), under associated
+    /// data of its own so it can never pass for a data key.
+    ///
+    /// # Errors
+    /// [`CryptoError::Rng`] if the RNG fails.
+    pub fn wrap_seal_key<R: TryCryptoRng + ?Sized>(
+        &self,
+        team: i64,
+        private: &[u8],
+        rng: &mut R,
+    ) -> Result<Vec<u8>, CryptoError> {
+        seal(&self.0, &seal_key_aad(team), private, rng)
+    }
+
+    /// Unwraps the private half of team `team`'s sealing key.
+    ///
+    /// # Errors
+    /// [`CryptoError::Integrity`] if `wrapped` was altered or belongs to another team.
+    pub fn unwrap_seal_key(
+        &self,
+        team: i64,
+        wrapped: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        open(&self.0, &seal_key_aad(team), wrapped)
     }
 }
 
@@ -544,6 +576,26 @@ mod tests {
     }
 
     const VALUE: &str = "sk-live-4f9a8b7c6d5e";
+
+    #[test]
+    fn a_wrapped_sealing_key_opens_only_as_its_own_teams_sealing_key() {
+        let root = RootKey::generate(&mut rng()).expect("root");
+        let private = [9u8; 32];
+        let wrapped = root.wrap_seal_key(1, &private, &mut rng()).expect("wraps");
+        assert_eq!(
+            root.unwrap_seal_key(1, &wrapped).expect("opens").as_slice(),
+            &private
+        );
+        assert_eq!(
+            root.unwrap_seal_key(2, &wrapped),
+            Err(CryptoError::Integrity)
+        );
+        assert!(root.unwrap(1, &wrapped).is_err(), "never a data key");
+        let data = root
+            .wrap(1, &DataKey::generate(&mut rng()).expect("key"), &mut rng())
+            .expect("wraps");
+        assert_eq!(root.unwrap_seal_key(1, &data), Err(CryptoError::Integrity));
+    }
 
     /// The associated data is part of every stored ciphertext: its bytes must never change.
     #[test]

@@ -16,6 +16,7 @@ pub mod name;
 pub mod perm;
 pub mod resolve;
 pub mod scrub;
+pub mod seal;
 pub mod split;
 pub mod time;
 pub mod value;

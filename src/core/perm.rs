@@ -235,6 +235,8 @@ pub enum Action {
     UseOwnKeyRun,
     /// Change the team's settings (BYOK allowed or forbidden).
     ManageTeamSettings,
+    /// Read the team's sealing public key, to seal a value one writes (DESIGN §12).
+    ReadSealKey,
 }
 
 impl Action {
@@ -263,6 +265,7 @@ impl Action {
             Self::Whoami => "whoami",
             Self::UseOwnKeyRun => "use_own_key_run",
             Self::ManageTeamSettings => "manage_team_settings",
+            Self::ReadSealKey => "read_seal_key",
         };
         name.to_owned()
     }
@@ -317,7 +320,8 @@ fn check_role(role: Role, action: Action) -> Result<(), Denied> {
         | Action::ReadEnvironments
         | Action::ListMembers
         | Action::StartRun
-        | Action::ReadOwnRuns => Ok(()),
+        | Action::ReadOwnRuns
+        | Action::ReadSealKey => Ok(()),
         Action::CreateTeamKey
         | Action::ManageAllKeys
         | Action::WriteTeamSecret
@@ -419,6 +423,11 @@ mod tests {
                 &[Action::ManageTeamSettings],
                 [true, true, false],
             ),
+            (
+                "the sealing key (to write a value)",
+                &[Action::ReadSealKey],
+                [true, true, true],
+            ),
         ];
         for (row, actions, want) in rows {
             for &action in *actions {
@@ -497,6 +506,8 @@ mod tests {
             Action::ReadAudit,
             Action::Whoami,
             Action::UseOwnKeyRun,
+            Action::ManageTeamSettings,
+            Action::ReadSealKey,
         ];
         for role in [Owner, Admin, Builder] {
             all.push(Action::AddMember { role });

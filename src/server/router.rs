@@ -29,6 +29,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/team", patch(h::update_team))
         .route("/v1/api-keys", post(h::create_key).get(h::list_keys))
         .route("/v1/api-keys/{id}", delete(h::revoke_key))
+        .route("/v1/seal-key", get(h::seal_key))
         .route("/v1/secrets", post(h::create_secret).get(h::list_secrets))
         .route(
             "/v1/secrets/{scope}/{name}",

@@ -456,6 +456,45 @@ macro_rules! sql_store {
                 }
             }
 
+            async fn seal_key(&self, team: i64) -> Result<Option<SealKeyRow>, StoreError> {
+                let row = sqlx::query($sql("SELECT seal_key_id, seal_public, seal_private FROM teams WHERE id = ?"))
+                    .bind(team)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or_else(|| StoreError::Corrupt(format!("no team {team}")))?;
+                let key_id: Option<String> = row.try_get("seal_key_id")?;
+                let public: Option<Vec<u8>> = row.try_get("seal_public")?;
+                let wrapped: Option<Vec<u8>> = row.try_get("seal_private")?;
+                match (key_id, public, wrapped) {
+                    (Some(key_id), Some(public), Some(wrapped_private)) => Ok(Some(SealKeyRow { key_id, public, wrapped_private })),
+                    (None, None, None) => Ok(None),
+                    _ => Err(StoreError::Corrupt(format!("team {team}'s sealing key is incomplete"))),
+                }
+            }
+
+            async fn init_seal_key(
+                &self,
+                team: i64,
+                key: SealKeyRow,
+                audit: AuditEvent,
+            ) -> Result<SealKeyRow, StoreError> {
+                let mut tx = self.write().await?;
+                let done = sqlx::query($sql("UPDATE teams SET seal_key_id = ?, seal_public = ?, seal_private = ? WHERE id = ? AND seal_key_id IS NULL"))
+                    .bind(&key.key_id)
+                    .bind(&key.public)
+                    .bind(&key.wrapped_private)
+                    .bind(team)
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() == 1 {
+                    insert_audit(&mut tx, &audit).await?;
+                }
+                tx.commit().await?;
+                self.seal_key(team)
+                    .await?
+                    .ok_or_else(|| StoreError::Corrupt(format!("no sealing key for team {team}")))
+            }
+
             async fn set_team_byok(
                 &self,
                 team: i64,

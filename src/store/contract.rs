@@ -114,6 +114,40 @@ pub(crate) async fn run_all(store: &dyn Store) {
     run_pages_and_filters(store).await;
     secret_revisions(store, owner).await;
     team_byok_setting(store).await;
+    seal_key_is_made_once(store).await;
+}
+
+/// DESIGN §12: a team's sealing key pair is kept once; a second replica's attempt keeps the
+/// first pair (and writes no event), so every writer seals to the key every replica opens with.
+async fn seal_key_is_made_once(store: &dyn Store) {
+    use crate::store::SealKeyRow;
+    assert_eq!(store.seal_key(TEAM).await.expect("reads"), None);
+    let first = SealKeyRow {
+        key_id: "00112233aabbccdd".into(),
+        public: vec![1; 32],
+        wrapped_private: vec![2; 73],
+    };
+    let second = SealKeyRow {
+        key_id: "ffeeddccbbaa9988".into(),
+        public: vec![3; 32],
+        wrapped_private: vec![4; 73],
+    };
+    let before = store.audit(TEAM, &aq(1_000)).await.expect("reads").len();
+    let kept = store
+        .init_seal_key(TEAM, first.clone(), event("team.seal_key"))
+        .await
+        .expect("keeps");
+    assert_eq!(kept, first);
+    let kept = store
+        .init_seal_key(TEAM, second, event("team.seal_key"))
+        .await
+        .expect("answers");
+    assert_eq!(kept, first, "the first pair stays");
+    assert_eq!(store.seal_key(TEAM).await.expect("reads"), Some(first));
+    let events = store.audit(TEAM, &aq(1_000)).await.expect("reads");
+    assert_eq!(events.len(), before + 1, "one event, for the pair kept");
+    assert_eq!(events[0].event.action, "team.seal_key");
+    assert!(store.seal_key(TEAM + 1000).await.is_err(), "no such team");
 }
 
 /// DESIGN §14: a team's BYOK setting, `allowed` until an owner or admin changes it, changed with

@@ -158,6 +158,25 @@ pub struct TeamRow {
     pub key_version: u32,
 }
 
+/// A team's sealing key pair (DESIGN §12), the private half wrapped by the root key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealKeyRow {
+    /// The key's id (derived from the public half).
+    pub key_id: String,
+    /// The X25519 public key.
+    pub public: Vec<u8>,
+    /// The private key, wrapped by the root key and bound to the team.
+    pub wrapped_private: Vec<u8>,
+}
+
+impl std::fmt::Debug for SealKeyRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealKeyRow")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A key to store. Only its id, digest and last four characters: never the key.
 #[derive(Debug, Clone)]
 pub struct NewKey {
@@ -715,6 +734,16 @@ pub trait Store: Send + Sync + 'static {
     async fn team(&self, id: i64) -> Result<Option<TeamRow>, StoreError>;
     /// A team's BYOK setting (DESIGN §14).
     async fn team_byok(&self, team: i64) -> Result<TeamSetting, StoreError>;
+    /// A team's sealing key pair (DESIGN §12), once made.
+    async fn seal_key(&self, team: i64) -> Result<Option<SealKeyRow>, StoreError>;
+    /// Keeps `key` as team's sealing key pair unless it has one already (another replica may
+    /// have been first), with `audit` when it is kept; the pair the team has afterwards.
+    async fn init_seal_key(
+        &self,
+        team: i64,
+        key: SealKeyRow,
+        audit: AuditEvent,
+    ) -> Result<SealKeyRow, StoreError>;
     /// Sets a team's BYOK setting, with its audit event.
     async fn set_team_byok(
         &self,

@@ -422,9 +422,9 @@ fn which(mut command: Command) -> Command {
 }
 
 /// A plain-HTTP relay to the platform that keeps every byte latch sends it.
-struct Recorder {
-    url: String,
-    sent: Arc<Mutex<Vec<u8>>>,
+pub(crate) struct Recorder {
+    pub(crate) url: String,
+    pub(crate) sent: Arc<Mutex<Vec<u8>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -435,7 +435,7 @@ impl Drop for Recorder {
 }
 
 impl Recorder {
-    async fn start(to: &str) -> Self {
+    pub(crate) async fn start(to: &str) -> Self {
         let target = to.trim_start_matches("http://").to_owned();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

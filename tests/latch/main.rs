@@ -20,4 +20,5 @@ mod output;
 mod privilege;
 mod recipes;
 mod replicas;
+mod seal;
 mod server;

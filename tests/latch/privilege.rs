@@ -137,7 +137,9 @@ fn expected(probe: &str, role: Role, manage: bool, personal: bool) -> Expect {
     }
     let by_role = |ok: bool| if ok { Ok(()) } else { ROLE };
     match probe {
-        "whoami" | "run" | "list secrets" | "list members" | "read environments" => Ok(()),
+        "whoami" | "run" | "list secrets" | "list members" | "read environments" | "seal key" => {
+            Ok(())
+        }
         "own personal key" | "own personal secret" => {
             if personal {
                 Ok(())
@@ -175,6 +177,7 @@ fn probe_request(probe: &str, k: usize) -> (Method, String, Option<Value>) {
             Some(json!({"secrets": [], "trigger": "schedule"})),
         ),
         "list secrets" => (Method::GET, "/v1/secrets".into(), None),
+        "seal key" => (Method::GET, "/v1/seal-key".into(), None),
         "list members" => (Method::GET, "/v1/members".into(), None),
         "read environments" => (Method::GET, "/v1/environments".into(), None),
         "own personal key" => (
@@ -227,8 +230,9 @@ fn probe_request(probe: &str, k: usize) -> (Method, String, Option<Value>) {
     }
 }
 
-const PROBES: [&str; 17] = [
+const PROBES: [&str; 18] = [
     "whoami",
+    "seal key",
     "run",
     "list secrets",
     "list members",
@@ -1372,5 +1376,5 @@ fn the_model_states_designs_rows_as_written() {
         expected("team settings", Role::Builder, true, true),
         Err((StatusCode::FORBIDDEN, "forbidden"))
     );
-    assert_eq!(names.len(), 16, "every probe is checked");
+    assert_eq!(names.len(), 17, "every probe is checked");
 }

@@ -1413,6 +1413,7 @@ async fn the_openapi_document_describes_every_route() {
         ("/v1/openapi.json", &["get"]),
         ("/v1/whoami", &["get"]),
         ("/v1/team", &["patch"]),
+        ("/v1/seal-key", &["get"]),
         ("/v1/api-keys", &["get", "post"]),
         ("/v1/api-keys/{id}", &["delete"]),
         ("/v1/secrets", &["get", "post"]),
@@ -1435,7 +1436,7 @@ async fn the_openapi_document_describes_every_route() {
             );
         }
     }
-    assert_eq!(paths.len(), 20, "every documented path is served");
+    assert_eq!(paths.len(), 21, "every documented path is served");
     for schema in ["Problem", "Resolved", "CreateSecret", "RunInfo"] {
         assert!(
             doc["components"]["schemas"].get(schema).is_some(),

@@ -10,18 +10,19 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiJson, ApiQuery, IfMatch, Shared, data_key, event, scope_of, with_etag};
-use crate::api::{CreateSecret, Problem, SecretInfo, UpdateSecret};
+use crate::api::{CreateSecret, Problem, SealKey, SecretInfo, UpdateSecret};
 use crate::core::broker::{Policy, PolicySpec};
 use crate::core::crypto::Binding;
 use crate::core::name::SecretName;
 use crate::core::perm::Action;
 use crate::core::resolve::{Scope, SecretId, UserId};
+use crate::core::seal::{self, SealError, SealKeyPair, Sealed, Target};
 use crate::core::value::SecretValue;
 use crate::server::App;
 use crate::server::auth::Caller;
 use crate::server::boot::random_id;
 use crate::server::error::{ApiError, OwnerShown};
-use crate::store::{NewSecret, Refused, SecretRow, SecretUpdate, StoreError};
+use crate::store::{NewSecret, Refused, SealKeyRow, SecretRow, SecretUpdate, StoreError};
 
 fn secret_info(row: &SecretRow) -> SecretInfo {
     SecretInfo {
@@ -63,6 +64,108 @@ fn value_of(text: String) -> Result<SecretValue, ApiError> {
     SecretValue::new(text).map_err(|e| ApiError::bad_request("invalid_value", e.to_string()))
 }
 
+/// The value a write carries, plain or sealed for `target` (DESIGN §12): a sealed value is
+/// opened here, in the write path only, into a wiping buffer that becomes the value.
+async fn written_value(
+    app: &App,
+    target: &Target<'_>,
+    value: Option<String>,
+    sealed: Option<&Sealed>,
+) -> Result<Option<SecretValue>, ApiError> {
+    match (value, sealed) {
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
+            "invalid_value",
+            "give `value` or `sealed_value`, not both",
+        )),
+        (Some(text), None) => value_of(text).map(Some),
+        (None, None) => Ok(None),
+        (None, Some(sealed)) => {
+            let Some(pair) = seal_pair(app, target.team).await? else {
+                return Err(ApiError::bad_request(
+                    "seal_mismatch",
+                    "this team has no sealing key yet: fetch GET /v1/seal-key and seal to it",
+                ));
+            };
+            let mut plain = pair.open(target, sealed).map_err(|e| match e {
+                SealError::Malformed(_) => {
+                    ApiError::bad_request("invalid_sealed_value", e.to_string())
+                }
+                SealError::Key => ApiError::internal("unusable sealing key"),
+                SealError::OtherKey { .. } | SealError::Mismatch => {
+                    ApiError::bad_request("seal_mismatch", e.to_string())
+                }
+            })?;
+            let bytes = std::mem::take(&mut *plain);
+            SecretValue::from_bytes(bytes)
+                .map(Some)
+                .map_err(|e| ApiError::bad_request("invalid_value", e.to_string()))
+        }
+    }
+}
+
+/// Team `team`'s sealing key pair, if it has one.
+async fn seal_pair(app: &App, team: i64) -> Result<Option<SealKeyPair>, ApiError> {
+    match app.store.seal_key(team).await? {
+        None => Ok(None),
+        Some(row) => pair_of(app, team, row).map(Some),
+    }
+}
+
+fn pair_of(app: &App, team: i64, row: SealKeyRow) -> Result<SealKeyPair, ApiError> {
+    let private = app.root.unwrap_seal_key(team, &row.wrapped_private)?;
+    let pair = SealKeyPair::from_parts(row.public, private)
+        .map_err(|_| ApiError::internal("malformed sealing key"))?;
+    if pair.key_id() != row.key_id {
+        return Err(ApiError::internal("sealing key id does not match its key"));
+    }
+    Ok(pair)
+}
+
+/// Makes the team's sealing key pair, unless another replica was first: the one kept is the
+/// one answered.
+async fn make_seal_pair(app: &App, caller: &Caller) -> Result<SealKeyPair, ApiError> {
+    let made = SealKeyPair::generate().map_err(|_| ApiError::internal("sealing key"))?;
+    let row = SealKeyRow {
+        key_id: made.key_id(),
+        public: made.public().to_vec(),
+        wrapped_private: app
+            .root
+            .wrap_seal_key(caller.team, made.private(), &mut SysRng)?,
+    };
+    let audit = event(
+        app,
+        caller,
+        "team.seal_key",
+        row.key_id.clone(),
+        &json!({ "key_id": row.key_id, "suite": seal::SUITE_NAME }),
+    );
+    let kept = app.store.init_seal_key(caller.team, row, audit).await?;
+    pair_of(app, caller.team, kept)
+}
+
+/// The team's sealing public key (DESIGN §12), made on first use, for a writer to seal a value
+/// to. Any role; `manage` keys only (a `run` key writes nothing).
+#[utoipa::path(get, path = "/v1/seal-key", tag = "secrets", responses((status = 200, body = SealKey), (status = 401, body = Problem), (status = 403, body = Problem)))]
+pub(in crate::server) async fn seal_key(
+    State(app): Shared,
+    caller: Caller,
+) -> Result<Json<SealKey>, ApiError> {
+    use base64::Engine as _;
+    caller.require(Action::ReadSealKey).await?;
+    let pair = match seal_pair(&app, caller.team).await? {
+        Some(pair) => pair,
+        None => make_seal_pair(&app, &caller).await?,
+    };
+    Ok(Json(SealKey {
+        key_id: pair.key_id(),
+        public_key: base64::engine::general_purpose::STANDARD.encode(pair.public()),
+        suite: seal::SUITE_NAME.to_owned(),
+        info: String::from_utf8_lossy(seal::INFO).into_owned(),
+        team: caller.team.to_string(),
+        owner: caller.user_id().map(|u| u.0.to_string()),
+    }))
+}
+
 pub(super) fn description_of(text: String) -> Result<String, ApiError> {
     if text.chars().count() > 1024 || text.contains('\0') {
         return Err(ApiError::bad_request(
@@ -80,7 +183,21 @@ pub(in crate::server) async fn create_secret(
     ApiJson(body): ApiJson<CreateSecret>,
 ) -> Result<Response, ApiError> {
     let owner = owner_for(&caller, body.scope).await?;
-    let value = value_of(body.value)?;
+    let target = Target {
+        team: caller.team,
+        scope: body.scope,
+        owner: owner.map(|u| u.0),
+        name: body.name.as_str(),
+    };
+    let sealed = body.sealed_value.is_some();
+    let value = written_value(&app, &target, body.value, body.sealed_value.as_ref())
+        .await?
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_value",
+                "give the value, as `value` or `sealed_value`",
+            )
+        })?;
     let description = description_of(body.description)?;
     let broker = body.broker.as_ref().map(policy_of).transpose()?;
     let (key, key_version) = data_key(&app, caller.team).await?;
@@ -104,6 +221,7 @@ pub(in crate::server) async fn create_secret(
         &json!({
             "name": body.name.as_str(),
             "scope": body.scope,
+            "sealed": sealed,
             "broker": broker.as_ref().map(Policy::spec),
         }),
     );
@@ -229,7 +347,11 @@ pub(in crate::server) async fn update_secret(
     ApiJson(body): ApiJson<UpdateSecret>,
 ) -> Result<Response, ApiError> {
     let if_match = IfMatch::of(&headers)?;
-    if body.value.is_none() && body.description.is_none() && body.broker.is_none() {
+    if body.value.is_none()
+        && body.sealed_value.is_none()
+        && body.description.is_none()
+        && body.broker.is_none()
+    {
         return Err(ApiError::bad_request(
             "empty_update",
             "give a new value, a new description or a broker policy",
@@ -243,10 +365,16 @@ pub(in crate::server) async fn update_secret(
     let (row, owner) = find_secret(&app, &caller, &scope, &name, true).await?;
     let if_revision = if_match.expect(async { Ok(Some(row.revision)) }).await?;
     let description = body.description.map(description_of).transpose()?;
-    let value = match body.value {
+    let target = Target {
+        team: caller.team,
+        scope: row.scope,
+        owner: owner.map(|u| u.0),
+        name: row.name.as_str(),
+    };
+    let sealed = body.sealed_value.is_some();
+    let value = match written_value(&app, &target, body.value, body.sealed_value.as_ref()).await? {
         None => None,
-        Some(text) => {
-            let value = value_of(text)?;
+        Some(value) => {
             let (key, key_version) = data_key(&app, caller.team).await?;
             let binding = Binding {
                 team: caller.team,
@@ -262,6 +390,9 @@ pub(in crate::server) async fn update_secret(
         }
     };
     let mut detail = json!({ "name": row.name.as_str(), "value_changed": value.is_some() });
+    if value.is_some() {
+        detail["sealed"] = json!(sealed);
+    }
     if let Some(policy) = &broker {
         // The policy before and after: where the value may go is what a security lead reads.
         detail["broker_before"] = json!(row.broker.as_ref().map(Policy::spec));

@@ -195,6 +195,27 @@ pub(super) fn apply(doc: &mut Value) {
         ("CreateSecret", "value", value()),
         ("CreateSecret", "description", description()),
         ("UpdateSecret", "value", value()),
+        (
+            "Sealed",
+            "key_id",
+            json!({"type": "string", "pattern": "^[0-9a-f]{16}$"}),
+        ),
+        (
+            "Sealed",
+            "enc",
+            json!({"type": "string", "pattern": "^[A-Za-z0-9+/]{43}=$", "description": "32 bytes, standard base64"}),
+        ),
+        (
+            "Sealed",
+            "ciphertext",
+            json!({
+                "type": "string",
+                "pattern": "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$",
+                "minLength": 24,
+                "maxLength": crate::core::seal::MAX_CIPHERTEXT_BASE64,
+                "description": "the ciphertext and its 16-byte tag, standard base64",
+            }),
+        ),
         ("UpdateSecret", "description", description()),
         ("PutList", "secrets", names.clone()),
         ("PutList", "release", names.clone()),
@@ -329,8 +350,9 @@ fn broker_policies(doc: &mut Value) {
 }
 
 /// Rules between fields that the handlers enforce: a key bound to an identity is a team key
-/// and never `manage` (`invalid_identity`, `invalid_capability`); an update names a new value
-/// or a new description (`empty_update`).
+/// and never `manage` (`invalid_identity`, `invalid_capability`); a write carries a value as
+/// `value` or `sealed_value`, not both (`invalid_value`); an update names a new value, a new
+/// description or a policy (`empty_update`).
 fn cross_field_rules(doc: &mut Value) {
     doc["components"]["schemas"]["CreateKey"]["allOf"] = json!([{
         "if": {"required": ["identity"], "properties": {"identity": {"type": "string"}}},
@@ -339,8 +361,16 @@ fn cross_field_rules(doc: &mut Value) {
             "capability": {"enum": ["run", null]},
         }},
     }]);
+    // A value comes plain or sealed (DESIGN §12), never both.
+    doc["components"]["schemas"]["CreateSecret"]["oneOf"] = json!([
+        {"required": ["value"], "not": {"required": ["sealed_value"]}},
+        {"required": ["sealed_value"], "not": {"required": ["value"]}},
+    ]);
+    doc["components"]["schemas"]["UpdateSecret"]["not"] =
+        json!({"required": ["value", "sealed_value"]});
     doc["components"]["schemas"]["UpdateSecret"]["anyOf"] = json!([
         {"required": ["value"], "properties": {"value": {"type": "string"}}},
+        {"required": ["sealed_value"], "properties": {"sealed_value": {"type": "object"}}},
         {"required": ["description"], "properties": {"description": {"type": "string"}}},
         {"required": ["broker"]},
     ]);
