@@ -187,9 +187,52 @@ async fn demo() -> Result<bool, Error> {
 
     show_run(&api, &owner).await?;
     let ok = check(&output, &agent_key);
+    web_app(&url, &owner, dir.path()).await?;
     let _ = stop.send(());
     server.await??;
     Ok(ok)
+}
+
+/// Where the same platform's web app is, and how to sign in. At a terminal the platform stays
+/// up until Enter, with alice's key in a 0600 file (never on the screen); otherwise (CI) the
+/// demo ends here.
+async fn web_app(url: &str, owner: &str, dir: &std::path::Path) -> Result<(), Error> {
+    use std::io::IsTerminal as _;
+    heading("8. The web app");
+    println!("open      {url}/ui");
+    println!(
+        "sign in   with a personal API key that can manage: alice's bootstrap key, or one made \
+         with `latch api-key create --personal`"
+    );
+    if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
+        println!(
+            "          (this demo's platform stops now; `latch serve` serves the web app at \
+             http://127.0.0.1:8177/ui)"
+        );
+        return Ok(());
+    }
+    let key_file = dir.join("alice.key");
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&key_file)?;
+        file.write_all(owner.as_bytes())?;
+    }
+    println!(
+        "key       alice's key is in {} (mode 0600)",
+        key_file.display()
+    );
+    println!("          press Enter to stop the platform and delete everything");
+    tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+    })
+    .await?;
+    Ok(())
 }
 
 /// Prints the last run's record: who, delivered names, missing references, masked counts.

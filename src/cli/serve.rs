@@ -241,11 +241,20 @@ pub(crate) async fn run(args: ServeArgs) -> Result<u8, Error> {
     }
     if let (Some(_), Some(cert), Some(key)) = (tls, &args.tls_cert, &args.tls_key) {
         messages::note(&format!("listening on https://{local}"));
+        messages::note(&format!("the web app is at https://{local}/ui"));
         server::serve_tls(listener, app, cert, key, shutdown_signal())
             .await
             .map_err(Error::Io)?;
     } else {
         messages::note(&format!("listening on http://{local}"));
+        messages::note(&format!(
+            "the web app is at http://{local}/ui{}",
+            if local.ip().is_loopback() {
+                ""
+            } else {
+                " (browsers keep its session only over HTTPS or on a loopback address)"
+            }
+        ));
         server::serve(listener, app, shutdown_signal())
             .await
             .map_err(Error::Io)?;

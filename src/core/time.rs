@@ -55,9 +55,42 @@ pub fn relative(at: i64, now: i64) -> String {
     }
 }
 
+/// `at` (Unix milliseconds) as RFC 3339 UTC to the second: `2026-12-06T07:52:06Z`. The web
+/// app's `<time datetime>`; the browser shows it in the reader's zone.
+#[must_use]
+pub fn utc(at: i64) -> String {
+    let seconds = at.div_euclid(1000);
+    let (days, rest) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    // Days to a civil date (Howard Hinnant's algorithm, proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_times_are_rfc_3339() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(utc(1_796_543_526_999), "2026-12-06T07:52:06Z");
+        assert_eq!(utc(-1_000), "1969-12-31T23:59:59Z");
+        assert_eq!(utc(4_102_444_800_000), "2100-01-01T00:00:00Z");
+    }
 
     const NOW: i64 = 1_800_000_000_000;
     const S: i64 = 1000;

@@ -27,7 +27,7 @@ use super::App;
 use super::client::ClientInfo;
 use super::error::ApiError;
 use super::failures::{Failure, Reason, WINDOW_MS};
-use crate::core::apikey::{ApiKey, KeyId, KeyKind};
+use crate::core::apikey::{ApiKey, KeyDigest, KeyId, KeyKind};
 use crate::core::name::Label;
 use crate::core::perm::{self, Action, Capability, Denied, KeyFacts, Role, Standing};
 use crate::core::resolve::UserId;
@@ -207,6 +207,12 @@ fn presented(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
+/// A caller established by a web app session (`super::ui`), handed to the API's handlers
+/// in-process. Only the UI's own code inserts it into a request's extensions; nothing a client
+/// sends can, so `/v1/*` stays bearer-only from the outside (DESIGN §12).
+#[derive(Debug, Clone)]
+pub struct SessionCaller(pub Caller);
+
 /// The key id a request authenticated with, for the request log: the router's middleware puts
 /// an empty slot in the request, the extractor fills it.
 #[derive(Debug, Clone, Default)]
@@ -230,6 +236,16 @@ impl FromRequestParts<Arc<App>> for RunCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        let route = parts
+            .extensions
+            .get::<MatchedPath>()
+            .map_or("unmatched", MatchedPath::as_str);
+        if let Some(SessionCaller(caller)) = parts.extensions.get::<SessionCaller>() {
+            return Ok(Self(Caller {
+                route: format!("{} {route}", parts.method),
+                ..caller.clone()
+            }));
+        }
         let now = app.now();
         let client = ClientInfo::of(parts, &app.trusted_proxies);
         let outcome = match presented(&parts.headers) {
@@ -254,10 +270,6 @@ impl FromRequestParts<Arc<App>> for RunCaller {
             Ok(found) => found,
             Err(failure) => return Err(failed(app, &failure, &client, now).await),
         };
-        let route = parts
-            .extensions
-            .get::<MatchedPath>()
-            .map_or("unmatched", MatchedPath::as_str);
         if let Some(slot) = parts.extensions.get::<KeySlot>() {
             let _ = slot.0.set(found.key_id.to_string());
         }
@@ -272,7 +284,12 @@ impl FromRequestParts<Arc<App>> for RunCaller {
 
 /// Counts and notes a failed authentication; the answer is 401, or 429 once the client's
 /// address is over its budget (DESIGN §4).
-async fn failed(app: &Arc<App>, failure: &Failure, client: &ClientInfo, now: Millis) -> ApiError {
+pub(super) async fn failed(
+    app: &Arc<App>,
+    failure: &Failure,
+    client: &ClientInfo,
+    now: Millis,
+) -> ApiError {
     app.metrics.auth_failed(failure.reason.as_str());
     app.failures.note(app, failure, client, now);
     let bucket = format!("ip:{}", client.addr_text());
@@ -306,7 +323,23 @@ async fn authenticate(
     key: &ApiKey,
     now: Millis,
 ) -> Result<Result<Caller, Failure>, ApiError> {
-    let key_id = key.id().to_string();
+    check_key(app, &key.id(), key.kind(), &key.digest(), now).await
+}
+
+/// Checks the key with id `id`, kind `kind` and digest `digest` against the store, as a
+/// presented key is checked: a web app session re-checks the key it stands for this way on
+/// every request. The caller (for `client` and `route`), or why not.
+///
+/// # Errors
+/// The store's error (a 503, not an authentication failure).
+pub(super) async fn check_key(
+    app: &Arc<App>,
+    id: &KeyId,
+    kind: KeyKind,
+    digest: &KeyDigest,
+    now: Millis,
+) -> Result<Result<Caller, Failure>, ApiError> {
+    let key_id = id.to_string();
     let failure = |reason, team, message: &str| {
         Ok(Err(Failure {
             reason,
@@ -316,14 +349,14 @@ async fn authenticate(
         }))
     };
     let refused = "this API key is not valid for this platform";
-    let Some(found) = app.store.key_for_auth(&key.id()).await? else {
+    let Some(found) = app.store.key_for_auth(id).await? else {
         return failure(Reason::UnknownKey, None, refused);
     };
     let row = found.key;
-    if row.kind != key.kind() {
+    if row.kind != kind {
         return failure(Reason::UnknownKey, Some(row.team), refused);
     }
-    if !row.digest.matches(&key.digest()) {
+    if !row.digest.matches(digest) {
         return failure(Reason::WrongSecret, Some(row.team), refused);
     }
     if row.revoked_at.is_some() {
@@ -375,6 +408,28 @@ async fn authenticate(
         route: String::new(),
         app: Arc::clone(app),
     }))
+}
+
+impl Caller {
+    /// This caller as the web app's request from `client` sees it.
+    #[must_use]
+    pub(super) fn with_client(self, client: ClientInfo, route: String) -> Self {
+        Self {
+            client,
+            route,
+            ..self
+        }
+    }
+
+    /// When the key expires, if it does.
+    pub(super) async fn key_expires_at(&self) -> Result<Option<Millis>, ApiError> {
+        Ok(self
+            .app
+            .store
+            .key_for_auth(&self.key_id)
+            .await?
+            .and_then(|found| found.key.expires_at))
+    }
 }
 
 /// Coalesces last-used writes: at most one per key per minute per replica.

@@ -13,6 +13,7 @@ mod handlers;
 pub mod metrics;
 mod openapi;
 mod router;
+mod ui;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -19,8 +19,22 @@ use super::handlers as h;
 /// Largest request body: a 64 KiB value JSON-escaped, with room to spare.
 const BODY_LIMIT: usize = 512 * 1024;
 
-/// The router over `app`.
+/// The router over `app`: the API, and the web app at `/ui` (which calls the API's handlers
+/// in-process, through the same router without the request log and metrics of the outside).
 pub fn router(app: Arc<App>) -> Router {
+    let api = api(Arc::clone(&app));
+    Router::new()
+        .merge(api.clone())
+        .merge(super::ui::routes(Arc::clone(&app), api))
+        .route(
+            "/",
+            get(|| async { axum::response::Redirect::to("/ui/secrets") }),
+        )
+        .layer(middleware::from_fn_with_state(app, observe))
+}
+
+/// The HTTP API and the health routes.
+fn api(app: Arc<App>) -> Router {
     Router::new()
         .route("/healthz", get(h::healthz))
         .route("/readyz", get(h::readyz))
@@ -69,7 +83,6 @@ pub fn router(app: Arc<App>) -> Router {
                 ApiError::internal("a handler panicked").into_response()
             },
         ))
-        .layer(middleware::from_fn_with_state(Arc::clone(&app), observe))
         .with_state(app)
 }
 

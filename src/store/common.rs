@@ -495,6 +495,90 @@ macro_rules! sql_store {
                     .ok_or_else(|| StoreError::Corrupt(format!("no sealing key for team {team}")))
             }
 
+            async fn create_session(
+                &self,
+                session: SessionRow,
+                idle_before: Millis,
+                audit: AuditEvent,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.record().await?;
+                sqlx::query($sql("DELETE FROM ui_sessions WHERE last_seen_at < ? OR expires_at <= ?"))
+                    .bind(idle_before)
+                    .bind(session.created_at)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query($sql("INSERT INTO ui_sessions (digest, team_id, key_id, key_digest, created_at, last_seen_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)"))
+                    .bind(&session.digest)
+                    .bind(session.team)
+                    .bind(&session.key_id)
+                    .bind(&session.key_digest)
+                    .bind(session.created_at)
+                    .bind(session.last_seen_at)
+                    .bind(session.expires_at)
+                    .execute(&mut *tx)
+                    .await?;
+                insert_audit(&mut tx, &audit).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn session(&self, digest: &[u8]) -> Result<Option<SessionRow>, StoreError> {
+                let row = sqlx::query($sql("SELECT digest, team_id, key_id, key_digest, created_at, last_seen_at, expires_at FROM ui_sessions WHERE digest = ?"))
+                    .bind(digest)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(|r| {
+                    Ok(SessionRow {
+                        digest: r.try_get("digest")?,
+                        team: r.try_get("team_id")?,
+                        key_id: r.try_get("key_id")?,
+                        key_digest: r.try_get("key_digest")?,
+                        created_at: r.try_get("created_at")?,
+                        last_seen_at: r.try_get("last_seen_at")?,
+                        expires_at: r.try_get("expires_at")?,
+                    })
+                })
+                .transpose()
+            }
+
+            async fn touch_session(&self, digest: &[u8], at: Millis) -> Result<(), StoreError> {
+                let mut tx = self.record().await?;
+                sqlx::query($sql("UPDATE ui_sessions SET last_seen_at = ? WHERE digest = ? AND last_seen_at < ?"))
+                    .bind(at)
+                    .bind(digest)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn end_sessions(
+                &self,
+                digest: Option<&[u8]>,
+                key_id: &str,
+                audit: AuditEvent,
+            ) -> Result<u64, StoreError> {
+                let mut tx = self.record().await?;
+                let done = match digest {
+                    Some(digest) => sqlx::query($sql("DELETE FROM ui_sessions WHERE digest = ? AND key_id = ?"))
+                        .bind(digest)
+                        .bind(key_id)
+                        .execute(&mut *tx)
+                        .await?,
+                    None => sqlx::query($sql("DELETE FROM ui_sessions WHERE key_id = ?"))
+                        .bind(key_id)
+                        .execute(&mut *tx)
+                        .await?,
+                };
+                let ended = done.rows_affected();
+                if ended > 0 {
+                    insert_audit(&mut tx, &audit).await?;
+                }
+                tx.commit().await?;
+                Ok(ended)
+            }
+
             async fn set_team_byok(
                 &self,
                 team: i64,

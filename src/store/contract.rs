@@ -115,6 +115,82 @@ pub(crate) async fn run_all(store: &dyn Store) {
     secret_revisions(store, owner).await;
     team_byok_setting(store).await;
     seal_key_is_made_once(store).await;
+    sessions(store).await;
+}
+
+/// DESIGN §12: web app sessions are kept by the digest of their id, touched forward only,
+/// ended one by one or all of a key's at once (audited when any ended), and pruned when idle
+/// or past their end as a new one opens.
+async fn sessions(store: &dyn Store) {
+    use crate::store::{Millis, SessionRow};
+    let session = |digest: u8, key: &str, at: Millis| SessionRow {
+        digest: vec![digest; 32],
+        team: TEAM,
+        key_id: key.to_owned(),
+        key_digest: vec![7; 32],
+        created_at: at,
+        last_seen_at: at,
+        expires_at: at + 1_000,
+    };
+    let opened = event("ui.login");
+    store
+        .create_session(session(1, "keyAAAA1", 100), 0, opened.clone())
+        .await
+        .expect("opens");
+    store
+        .create_session(session(2, "keyAAAA1", 100), 0, opened.clone())
+        .await
+        .expect("opens");
+    assert_eq!(
+        store.session(&[1; 32]).await.expect("reads"),
+        Some(session(1, "keyAAAA1", 100))
+    );
+    assert_eq!(store.session(&[9; 32]).await.expect("reads"), None);
+    store.touch_session(&[1; 32], 500).await.expect("touches");
+    store.touch_session(&[1; 32], 300).await.expect("touches");
+    let seen = store.session(&[1; 32]).await.expect("reads").expect("kept");
+    assert_eq!(seen.last_seen_at, 500, "forward only");
+    // Another key's digest ends nothing of this key.
+    let ended = store
+        .end_sessions(Some(&[1; 32]), "keyBBBB2", event("ui.logout"))
+        .await
+        .expect("ends");
+    assert_eq!(ended, 0);
+    let before = store.audit(TEAM, &aq(1_000)).await.expect("reads").len();
+    let ended = store
+        .end_sessions(Some(&[1; 32]), "keyAAAA1", event("ui.logout"))
+        .await
+        .expect("ends");
+    assert_eq!(ended, 1);
+    assert_eq!(store.session(&[1; 32]).await.expect("reads"), None);
+    assert_eq!(
+        store.audit(TEAM, &aq(1_000)).await.expect("reads").len(),
+        before + 1
+    );
+    store
+        .create_session(session(3, "keyAAAA1", 100), 0, opened.clone())
+        .await
+        .expect("opens");
+    let ended = store
+        .end_sessions(None, "keyAAAA1", event("ui.logout_all"))
+        .await
+        .expect("ends");
+    assert_eq!(ended, 2, "every session of the key");
+    // Opening a session prunes the idle and the ended ones.
+    store
+        .create_session(session(4, "keyCCCC3", 100), 0, opened.clone())
+        .await
+        .expect("opens");
+    store
+        .create_session(session(5, "keyCCCC3", 2_000), 150, opened.clone())
+        .await
+        .expect("opens");
+    assert_eq!(
+        store.session(&[4; 32]).await.expect("reads"),
+        None,
+        "pruned"
+    );
+    assert!(store.session(&[5; 32]).await.expect("reads").is_some());
 }
 
 /// DESIGN §12: a team's sealing key pair is kept once; a second replica's attempt keeps the

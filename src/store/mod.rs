@@ -177,6 +177,36 @@ impl std::fmt::Debug for SealKeyRow {
     }
 }
 
+/// A web app session (DESIGN §12): only the digest of its id is kept, and the personal key it
+/// stands for, by id and digest (never the key).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    /// SHA-256 of the session id the cookie holds.
+    pub digest: Vec<u8>,
+    /// Team.
+    pub team: i64,
+    /// The personal key the session was opened with.
+    pub key_id: String,
+    /// SHA-256 of that key, compared with the key's row on every request.
+    pub key_digest: Vec<u8>,
+    /// When it was opened.
+    pub created_at: Millis,
+    /// When it was last used (kept at most once a minute).
+    pub last_seen_at: Millis,
+    /// When it ends whatever happens (12 h, never past the key's own expiry).
+    pub expires_at: Millis,
+}
+
+impl std::fmt::Debug for SessionRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionRow")
+            .field("team", &self.team)
+            .field("key_id", &self.key_id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A key to store. Only its id, digest and last four characters: never the key.
 #[derive(Debug, Clone)]
 pub struct NewKey {
@@ -744,6 +774,26 @@ pub trait Store: Send + Sync + 'static {
         key: SealKeyRow,
         audit: AuditEvent,
     ) -> Result<SealKeyRow, StoreError>;
+    /// Opens a web app session, with its audit event; sessions idle since before
+    /// `idle_before` or past their end are removed on the way.
+    async fn create_session(
+        &self,
+        session: SessionRow,
+        idle_before: Millis,
+        audit: AuditEvent,
+    ) -> Result<(), StoreError>;
+    /// A session by the digest of its id.
+    async fn session(&self, digest: &[u8]) -> Result<Option<SessionRow>, StoreError>;
+    /// Notes that a session was used at `at`.
+    async fn touch_session(&self, digest: &[u8], at: Millis) -> Result<(), StoreError>;
+    /// Ends one session (`Some`) or every session of its key (`None` digest, `key_id` given),
+    /// with `audit` if any ended; how many ended.
+    async fn end_sessions(
+        &self,
+        digest: Option<&[u8]>,
+        key_id: &str,
+        audit: AuditEvent,
+    ) -> Result<u64, StoreError>;
     /// Sets a team's BYOK setting, with its audit event.
     async fn set_team_byok(
         &self,

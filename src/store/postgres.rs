@@ -42,7 +42,7 @@ use super::{
     AuditEvent, AuditFor, AuditQuery, AuditRow, AuthKey, Bootstrap, DryRun, Existing, KeyRef,
     KeyRow, ListChange, ListDeleted, ListKind, MemberRow, Millis, NamedList, NewKey, NewSecret,
     PendingRun, Refused, Removed, RunAsk, RunPlan, RunQuery, RunRow, SealKeyRow, Sealed, SecretRow,
-    SecretUpdate, SharedRecord, Store, StoreError, TeamRow,
+    SecretUpdate, SessionRow, SharedRecord, Store, StoreError, TeamRow,
 };
 use crate::core::apikey::KeyId;
 use crate::core::byok::TeamSetting;

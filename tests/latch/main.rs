@@ -22,3 +22,5 @@ mod recipes;
 mod replicas;
 mod seal;
 mod server;
+mod web;
+mod webapp;

@@ -101,6 +101,11 @@ pub(crate) async fn start() -> Platform {
 }
 
 impl Platform {
+    /// The platform's data directory (its SQLite database is `latch.db` there).
+    pub(crate) fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     pub(crate) async fn stop(mut self) -> tempfile::TempDir {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
