@@ -26,10 +26,6 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .merge(api.clone())
         .merge(super::ui::routes(Arc::clone(&app), api))
-        .route(
-            "/",
-            get(|| async { axum::response::Redirect::to("/ui/secrets") }),
-        )
         .layer(middleware::from_fn_with_state(app, observe))
 }
 

@@ -575,6 +575,44 @@ async fn an_api_key_is_shown_once_then_revoked_and_revoking_the_sessions_key_sig
     let (status, _) = p.call(&shown, Method::GET, "/v1/whoami", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "revoked");
 
+    // Members: add one (their first key shown once, and working), change the role, remove
+    // by typing the name.
+    b.open("/ui/settings/members").await;
+    b.fill("#member-name", "carol").await;
+    b.submit("form[action='/ui/settings/members'] button[type=submit]")
+        .await;
+    let first = b.text("#new-key").await;
+    assert!(first.starts_with("latch_p_"), "{first}");
+    let (status, me) = p.call(&first, Method::GET, "/v1/whoami", None).await;
+    assert_eq!(
+        (status, me["user"].as_str()),
+        (StatusCode::OK, Some("carol"))
+    );
+    b.open("/ui/settings/members").await;
+    assert!(!b.client.source().await.expect("source").contains(&first));
+    b.find("#role-carol")
+        .await
+        .select_by_value("admin")
+        .await
+        .expect("select");
+    b.submit("form[action='/ui/settings/members/carol/role'] button[type=submit]")
+        .await;
+    let members = p.ok(&p.owner, Method::GET, "/v1/members", None).await;
+    assert!(
+        members
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|m| m["name"] == "carol" && m["role"] == "admin"),
+        "{members}"
+    );
+    b.open("/ui/settings/members/carol/remove").await;
+    b.fill("#confirm", "carol").await;
+    b.submit("button.danger").await;
+    assert!(b.text("main").await.contains("carol was removed"));
+    let (status, _) = p.call(&first, Method::GET, "/v1/whoami", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "her keys went with her");
+
     // Revoking the key behind the session warns, then signs out.
     b.open(&format!(
         "/ui/settings/api-keys/{}/revoke",

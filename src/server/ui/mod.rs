@@ -72,6 +72,7 @@ type Shared = State<Arc<Ui>>;
 pub(super) fn routes(app: Arc<App>, api: Router) -> Router {
     let ui = Arc::new(Ui { app, api });
     Router::new()
+        .route("/", get(|| async { Redirect::to("/ui/secrets") }))
         .route("/ui", get(|| async { Redirect::to("/ui/secrets") }))
         .route("/ui/", get(|| async { Redirect::to("/ui/secrets") }))
         .route("/ui/assets/{file}", get(assets::serve))

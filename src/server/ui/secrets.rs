@@ -270,6 +270,37 @@ struct Kept {
     name: String,
     description: String,
     error: Option<String>,
+    /// The field the error is about, where it is shown.
+    on: On,
+}
+
+/// Where a form's error is shown: on the field it concerns, else above the buttons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum On {
+    Name,
+    Value,
+    Description,
+    #[default]
+    Form,
+}
+
+impl On {
+    /// The field an API problem concerns, by its code.
+    fn of(code: &str) -> Self {
+        match code {
+            "invalid_name" | "name_conflict" => Self::Name,
+            "invalid_value" | "invalid_sealed_value" | "seal_mismatch" => Self::Value,
+            "invalid_description" => Self::Description,
+            _ => Self::Form,
+        }
+    }
+}
+
+impl Kept {
+    /// The error, if it is about `field`.
+    fn error_on(&self, field: On) -> Option<&str> {
+        self.error.as_deref().filter(|_| self.on == field)
+    }
 }
 
 async fn seal_key(ui: &Ui, signed: &Signed) -> Result<SealKey, Response> {
@@ -283,7 +314,7 @@ async fn seal_key(ui: &Ui, signed: &Signed) -> Result<SealKey, Response> {
 }
 
 /// The value field and the sealing attributes: the field has no `name`.
-fn value_field(required: bool, label: &str) -> Markup {
+fn value_field(required: bool, label: &str, error: Option<&str>) -> Markup {
     html! {
         div.field {
             label for="value" { (label) }
@@ -297,6 +328,7 @@ fn value_field(required: bool, label: &str) -> Markup {
                     code { "latch secret create" } " in a terminal." } }
             }
             div.error role="alert" data-seal-status hidden {}
+            (form_error(error))
         }
     }
 }
@@ -344,14 +376,16 @@ async fn form_page(
                     input #name type="text" name="name" required maxlength="128" value=(kept.name)
                         pattern="[A-Za-z_][A-Za-z0-9_]*" autocomplete="off" spellcheck="false" autocapitalize="off"
                         data-split-paste aria-describedby="name-hint";
+                    (form_error(kept.error_on(On::Name)))
                     span.hint #name-hint { "The environment variable runs receive: letters, digits and _, not starting with a digit (UPPER_CASE by convention). Paste " code { "NAME=value" } " to fill both." }
                 }
-                (value_field(true, "Value"))
+                (value_field(true, "Value", kept.error_on(On::Value)))
                 div.field {
                     label for="description" { "Description " span.hint { "(optional)" } }
                     input #description type="text" name="description" maxlength="1024" value=(kept.description);
+                    (form_error(kept.error_on(On::Description)))
                 }
-                (form_error(kept.error.as_deref()))
+                (form_error(kept.error_on(On::Form)))
                 div.actions {
                     button type="submit" { "Add secret" }
                     a.button.secondary href="/ui/secrets" { "Cancel" }
@@ -396,7 +430,7 @@ async fn create(State(ui): Shared, signed: Signed, body: Bytes) -> Response {
         scope: Some(scope),
         name: field(&pairs, "name").unwrap_or("").trim().to_owned(),
         description: field(&pairs, "description").unwrap_or("").to_owned(),
-        error: None,
+        ..Kept::default()
     };
     let sealed = match sealed_of(&pairs) {
         Ok(Some(sealed)) => sealed,
@@ -406,12 +440,14 @@ async fn create(State(ui): Shared, signed: Signed, body: Bytes) -> Response {
                  Without it, use `latch secret create` in a terminal"
                     .to_owned(),
             );
+            kept.on = On::Value;
             return match form_page(&ui, &signed, &kept, StatusCode::UNPROCESSABLE_ENTITY).await {
                 Ok(r) | Err(r) => r,
             };
         }
         Err(message) => {
             kept.error = Some(message);
+            kept.on = On::Value;
             return match form_page(&ui, &signed, &kept, StatusCode::UNPROCESSABLE_ENTITY).await {
                 Ok(r) | Err(r) => r,
             };
@@ -434,6 +470,7 @@ async fn create(State(ui): Shared, signed: Signed, body: Bytes) -> Response {
         return Redirect::to(&format!("/ui/secrets?q={}", urlencode(&kept.name))).into_response();
     }
     kept.error = Some(refusal(&answer, true));
+    kept.on = On::of(answer.code());
     let status = if answer.status == StatusCode::FORBIDDEN {
         StatusCode::FORBIDDEN
     } else {
@@ -499,12 +536,13 @@ async fn edit_form(
                 data-owner=(key.owner.as_deref().unwrap_or("")) data-scope=(secret.scope) data-name=(secret.name) {
                 input type="hidden" name="sealed_value" value="";
                 input type="hidden" name="revision" value=(secret.revision);
-                (value_field(false, "New value (leave empty to keep the current one)"))
+                (value_field(false, "New value (leave empty to keep the current one)", kept.error_on(On::Value)))
                 div.field {
                     label for="description" { "Description" }
                     input #description type="text" name="description" maxlength="1024" value=(description);
+                    (form_error(kept.error_on(On::Description)))
                 }
-                (form_error(kept.error.as_deref()))
+                (form_error(kept.error_on(On::Form)))
                 div.actions {
                     button type="submit" { "Save" }
                     a.button.secondary href="/ui/secrets" { "Cancel" }
@@ -577,6 +615,7 @@ async fn update(
         }
         m
     } else {
+        kept.on = On::of(answer.code());
         refusal(&answer, was_sealed)
     });
     let status = if answer.status == StatusCode::PRECONDITION_FAILED {
