@@ -113,44 +113,25 @@ async fn signing_in_takes_a_personal_manage_key_and_refuses_the_rest() {
             .as_deref(),
         Some("")
     );
-    // A team key: refused with the reason.
-    let team = p
-        .ok(
-            &p.owner,
-            Method::POST,
-            "/v1/api-keys",
-            Some(json!({"name": "bot", "kind": "team", "capability": "manage"})),
-        )
-        .await["key"]
-        .as_str()
-        .expect("key")
-        .to_owned();
-    b.fill("#key", &team).await;
-    b.submit("button[type=submit]").await;
-    assert!(
-        b.text("#form-error")
-            .await
-            .contains("team key cannot sign in")
-    );
-    // A run-only personal key: refused too.
-    let run_only = p
-        .ok(
-            &p.owner,
-            Method::POST,
-            "/v1/api-keys",
-            Some(json!({"name": "agent", "kind": "personal", "capability": "run"})),
-        )
-        .await["key"]
-        .as_str()
-        .expect("key")
-        .to_owned();
-    b.fill("#key", &run_only).await;
-    b.submit("button[type=submit]").await;
-    assert!(
-        b.text("#form-error")
-            .await
-            .contains("run-only key cannot sign in")
-    );
+    // A team key, and a run-only personal key: refused, each with the reason.
+    for (body, reason) in [
+        (
+            json!({"name": "bot", "kind": "team", "capability": "manage"}),
+            "team key cannot sign in",
+        ),
+        (
+            json!({"name": "agent", "kind": "personal", "capability": "run"}),
+            "run-only key cannot sign in",
+        ),
+    ] {
+        let created = p
+            .ok(&p.owner, Method::POST, "/v1/api-keys", Some(body))
+            .await;
+        b.fill("#key", created["key"].as_str().expect("key")).await;
+        b.submit("button[type=submit]").await;
+        let error = b.text("#form-error").await;
+        assert!(error.contains(reason), "{error}");
+    }
     b.assert_clean_console(&[401, 403]).await;
 
     // The owner's key, by keyboard alone, back to where they were going.

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::layout::{self, Section, empty, page, time_at, time_or};
 use super::secrets::count;
-use super::{Routes, Shared, Signed, urlencode};
+use super::{Page, Routes, Shared, Signed, urlencode};
 use crate::api::{AuditPage, RunInfo, RunPage};
 use crate::core::perm::Action;
 use crate::core::resolve::MissingReason;
@@ -82,7 +82,7 @@ fn text_filter(label: &str, name: &str, value: &str) -> Markup {
     html! { label { (label) input type="text" name=(name) value=(value) autocomplete="off"; } }
 }
 
-async fn runs(State(ui): Shared, signed: Signed, Query(f): Query<RunFilter>) -> Response {
+async fn runs(State(ui): Shared, signed: Signed, Query(f): Query<RunFilter>) -> Page {
     let since = since_ms(&f.since, signed.now);
     let api = format!(
         "/v1/runs?limit=50&{}",
@@ -95,17 +95,11 @@ async fn runs(State(ui): Shared, signed: Signed, Query(f): Query<RunFilter>) -> 
             ("cursor", &f.cursor),
         ])
     );
-    let answer = match ui.api(&signed, Method::GET, &api, None, None).await {
-        Ok(a) => a,
-        Err(page) => return page,
-    };
+    let answer = ui.api(&signed, Method::GET, &api, None, None).await?;
     if !answer.ok() {
-        return filter_problem(&signed, "runs", Section::Runs, &answer);
+        return Ok(filter_problem(&signed, "runs", Section::Runs, &answer));
     }
-    let page_of: RunPage = match answer.into() {
-        Ok(p) => p,
-        Err(page) => return page,
-    };
+    let page_of: RunPage = answer.into()?;
     let all = signed.caller.allows(Action::ReadAllRuns);
     let next = page_of.next_cursor.as_ref().map(|c| {
         query(&[
@@ -158,10 +152,10 @@ async fn runs(State(ui): Shared, signed: Signed, Query(f): Query<RunFilter>) -> 
             }
         }
     };
-    layout::html_page(
+    Ok(layout::html_page(
         StatusCode::OK,
         &page("Runs", Some(&signed), Section::Runs, &body),
-    )
+    ))
 }
 
 /// A refused filter (a bad value) said on the page, or a refusal.
@@ -270,8 +264,8 @@ fn run_row(r: &RunInfo, now: i64) -> Markup {
 }
 
 #[allow(clippy::too_many_lines)] // one page
-async fn run(State(ui): Shared, signed: Signed, Path(id): Path<String>) -> Response {
-    let answer = match ui
+async fn run(State(ui): Shared, signed: Signed, Path(id): Path<String>) -> Page {
+    let answer = ui
         .api(
             &signed,
             Method::GET,
@@ -279,26 +273,19 @@ async fn run(State(ui): Shared, signed: Signed, Path(id): Path<String>) -> Respo
             None,
             None,
         )
-        .await
-    {
-        Ok(a) => a,
-        Err(page) => return page,
-    };
+        .await?;
     if answer.status == StatusCode::NOT_FOUND || answer.status == StatusCode::BAD_REQUEST {
-        return layout::problem_page(
+        return Ok(layout::problem_page(
             Some(&signed),
             StatusCode::NOT_FOUND,
             "No such run",
             &layout::sentence(answer.detail()),
-        );
+        ));
     }
     if !answer.ok() {
-        return layout::refused(&signed, "read this run", &answer);
+        return Ok(layout::refused(&signed, "read this run", &answer));
     }
-    let r: RunInfo = match answer.into() {
-        Ok(r) => r,
-        Err(page) => return page,
-    };
+    let r: RunInfo = answer.into()?;
     let rec = &r.record;
     let masked = r
         .outcome
@@ -376,10 +363,10 @@ async fn run(State(ui): Shared, signed: Signed, Path(id): Path<String>) -> Respo
             p { (shadowed.join(", ")) ": the user's personal secret replaced the team secret of the same name." }
         }
     };
-    layout::html_page(
+    Ok(layout::html_page(
         StatusCode::OK,
         &page("Run", Some(&signed), Section::Runs, &body),
-    )
+    ))
 }
 
 #[derive(Deserialize, Default)]
@@ -396,7 +383,7 @@ struct AuditFilter {
     cursor: String,
 }
 
-async fn audit(State(ui): Shared, signed: Signed, Query(f): Query<AuditFilter>) -> Response {
+async fn audit(State(ui): Shared, signed: Signed, Query(f): Query<AuditFilter>) -> Page {
     let since = since_ms(&f.since, signed.now);
     let api = format!(
         "/v1/audit?limit=50&{}",
@@ -408,17 +395,11 @@ async fn audit(State(ui): Shared, signed: Signed, Query(f): Query<AuditFilter>) 
             ("cursor", &f.cursor),
         ])
     );
-    let answer = match ui.api(&signed, Method::GET, &api, None, None).await {
-        Ok(a) => a,
-        Err(page) => return page,
-    };
+    let answer = ui.api(&signed, Method::GET, &api, None, None).await?;
     if !answer.ok() {
-        return filter_problem(&signed, "audit", Section::Audit, &answer);
+        return Ok(filter_problem(&signed, "audit", Section::Audit, &answer));
     }
-    let events: AuditPage = match answer.into() {
-        Ok(p) => p,
-        Err(page) => return page,
-    };
+    let events: AuditPage = answer.into()?;
     let next = events.next_cursor.as_ref().map(|c| {
         query(&[
             ("action", &f.action),
@@ -480,10 +461,10 @@ async fn audit(State(ui): Shared, signed: Signed, Query(f): Query<AuditFilter>) 
             }
         }
     };
-    layout::html_page(
+    Ok(layout::html_page(
         StatusCode::OK,
         &page("Audit log", Some(&signed), Section::Audit, &body),
-    )
+    ))
 }
 
 /// An event's detail, compact.

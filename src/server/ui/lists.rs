@@ -16,7 +16,7 @@ use maud::html;
 use serde_json::json;
 
 use super::layout::{self, Section, empty, form_error, page, time_at};
-use super::{Routes, Shared, Signed, Ui, field, form_pairs, urlencode};
+use super::{Page, Routes, Shared, Signed, Ui, field, form_pairs, urlencode};
 use crate::api::{KeyInfo, ListInfo, SecretInfo};
 use crate::core::perm::Action;
 use crate::core::resolve::Scope;
@@ -145,14 +145,14 @@ async fn bound_keys(ui: &Ui, signed: &Signed) -> Result<Vec<KeyInfo>, Response> 
         .collect())
 }
 
-async fn list(State(ui): Shared, signed: Signed, kind: Kind) -> Response {
+async fn list(State(ui): Shared, signed: Signed, kind: Kind) -> Page {
     let (all, secrets, keys) = match (
         lists(&ui, &signed, kind).await,
         visible(&ui, &signed, kind).await,
         bound_keys(&ui, &signed).await,
     ) {
         (Ok(a), Ok(s), Ok(k)) => (a, s, k),
-        (Err(p), _, _) | (_, Err(p), _) | (_, _, Err(p)) => return p,
+        (Err(p), _, _) | (_, Err(p), _) | (_, _, Err(p)) => return Err(p),
     };
     let names: BTreeSet<&str> = secrets.iter().map(|s| s.name.as_str()).collect();
     let manage = signed.caller.allows(Action::ManageEnvironments);
@@ -206,10 +206,10 @@ async fn list(State(ui): Shared, signed: Signed, kind: Kind) -> Response {
             }
         }
     };
-    layout::html_page(
+    Ok(layout::html_page(
         StatusCode::OK,
         &page(kind.title(), Some(&signed), kind.section(), &body),
-    )
+    ))
 }
 
 /// What the edit form holds: from the stored list, or from a form sent back.
@@ -250,7 +250,7 @@ fn draft_of(pairs: &[(String, String)], name: Option<&str>) -> Draft {
     }
 }
 
-async fn new_page(State(ui): Shared, signed: Signed, kind: Kind) -> Response {
+async fn new_page(State(ui): Shared, signed: Signed, kind: Kind) -> Page {
     let draft = Draft {
         secrets: Some(Vec::new()),
         ..Draft::default()
@@ -297,11 +297,8 @@ async fn edit_page(
     signed: Signed,
     kind: Kind,
     Path(name): Path<String>,
-) -> Response {
-    let (list, _) = match one(&ui, &signed, kind, &name).await {
-        Ok(found) => found,
-        Err(page) => return page,
-    };
+) -> Page {
+    let (list, _) = one(&ui, &signed, kind, &name).await?;
     let draft = Draft {
         name: list.name.clone(),
         description: list.description.clone(),
@@ -320,13 +317,13 @@ async fn render_form(
     new: bool,
     error: Option<&str>,
     status: StatusCode,
-) -> Response {
+) -> Page {
     let (secrets, keys) = match (
         visible(ui, signed, kind).await,
         bound_keys(ui, signed).await,
     ) {
         (Ok(s), Ok(k)) => (s, k),
-        (Err(p), _) | (_, Err(p)) => return p,
+        (Err(p), _) | (_, Err(p)) => return Err(p),
     };
     let manage = signed.caller.allows(Action::ManageEnvironments);
     let chosen: BTreeSet<&str> = draft.secrets.iter().flatten().map(String::as_str).collect();
@@ -439,10 +436,13 @@ async fn render_form(
             }
         }
     };
-    layout::html_page(status, &page(&title, Some(signed), kind.section(), &body))
+    Ok(layout::html_page(
+        status,
+        &page(&title, Some(signed), kind.section(), &body),
+    ))
 }
 
-async fn save(State(ui): Shared, signed: Signed, kind: Kind, body: Bytes) -> Response {
+async fn save(State(ui): Shared, signed: Signed, kind: Kind, body: Bytes) -> Page {
     let pairs = form_pairs(body).await;
     let draft = draft_of(&pairs, None);
     step(&ui, &signed, kind, draft, &pairs, true).await
@@ -454,7 +454,7 @@ async fn save_existing(
     kind: Kind,
     Path(name): Path<String>,
     body: Bytes,
-) -> Response {
+) -> Page {
     let pairs = form_pairs(body).await;
     let draft = draft_of(&pairs, Some(&name));
     step(&ui, &signed, kind, draft, &pairs, false).await
@@ -468,7 +468,7 @@ async fn step(
     draft: Draft,
     pairs: &[(String, String)],
     new: bool,
-) -> Response {
+) -> Page {
     if draft.name.is_empty() {
         return render_form(
             ui,
@@ -484,13 +484,10 @@ async fn step(
     let current = if new {
         None
     } else {
-        match one(ui, signed, kind, &draft.name).await {
-            Ok((list, _)) => Some(list),
-            Err(page) => return page,
-        }
+        Some(one(ui, signed, kind, &draft.name).await?.0)
     };
     if field(pairs, "step") != Some("save") {
-        return review(signed, kind, &draft, current.as_ref(), new, &[]);
+        return Ok(review(signed, kind, &draft, current.as_ref(), new, &[]));
     }
     let release: Vec<&str> = pairs
         .iter()
@@ -503,16 +500,14 @@ async fn step(
     }
     let if_match = draft.revision.map(|r| format!("\"{r}\""));
     let path = format!("{}/{}", kind.api(), urlencode(&draft.name));
-    let answer = match ui
+    let answer = ui
         .api(signed, Method::PUT, &path, Some(&body), if_match.as_deref())
-        .await
-    {
-        Ok(a) => a,
-        Err(page) => return page,
-    };
+        .await?;
     if answer.ok() {
-        return Redirect::to(&format!("/ui/{}/{}", kind.plural(), urlencode(&draft.name)))
-            .into_response();
+        return Ok(
+            Redirect::to(&format!("/ui/{}/{}", kind.plural(), urlencode(&draft.name)))
+                .into_response(),
+        );
     }
     match (answer.status, answer.code()) {
         (StatusCode::CONFLICT, "would_release") => {
@@ -524,7 +519,7 @@ async fn step(
                         .collect()
                 })
                 .unwrap_or_default();
-            review(signed, kind, &draft, current.as_ref(), new, &names)
+            Ok(review(signed, kind, &draft, current.as_ref(), new, &names))
         }
         (StatusCode::PRECONDITION_FAILED, _) => {
             let message = format!(
@@ -548,9 +543,11 @@ async fn step(
             )
             .await
         }
-        (StatusCode::FORBIDDEN, _) => {
-            layout::refused(signed, &format!("change {}", kind.plural()), &answer)
-        }
+        (StatusCode::FORBIDDEN, _) => Ok(layout::refused(
+            signed,
+            &format!("change {}", kind.plural()),
+            &answer,
+        )),
         _ => {
             render_form(
                 ui,
@@ -644,7 +641,7 @@ async fn delete_page(
     signed: Signed,
     kind: Kind,
     Path(name): Path<String>,
-) -> Response {
+) -> Page {
     delete_form(&ui, &signed, kind, &name, None).await
 }
 
@@ -654,15 +651,9 @@ async fn delete_form(
     kind: Kind,
     name: &str,
     error: Option<&str>,
-) -> Response {
-    let (list, _) = match one(ui, signed, kind, name).await {
-        Ok(found) => found,
-        Err(page) => return page,
-    };
-    let keys = match bound_keys(ui, signed).await {
-        Ok(k) => k,
-        Err(page) => return page,
-    };
+) -> Page {
+    let (list, _) = one(ui, signed, kind, name).await?;
+    let keys = bound_keys(ui, signed).await?;
     let bound: Vec<&KeyInfo> = keys
         .iter()
         .filter(|k| k.identity.as_deref() == Some(list.name.as_str()))
@@ -698,7 +689,10 @@ async fn delete_form(
     } else {
         StatusCode::OK
     };
-    layout::html_page(status, &page("Delete", Some(signed), kind.section(), &body))
+    Ok(layout::html_page(
+        status,
+        &page("Delete", Some(signed), kind.section(), &body),
+    ))
 }
 
 async fn delete(
@@ -707,7 +701,7 @@ async fn delete(
     kind: Kind,
     Path(name): Path<String>,
     body: Bytes,
-) -> Response {
+) -> Page {
     let pairs = form_pairs(body).await;
     if field(&pairs, "confirm").map(str::trim) != Some(name.as_str()) {
         return delete_form(
@@ -722,22 +716,20 @@ async fn delete(
     let mut path = format!("{}/{}", kind.api(), urlencode(&name));
     if kind == Kind::Identity {
         // Typing the name confirmed what the page listed: the released names and bound keys.
-        let (list, _) = match one(&ui, &signed, kind, &name).await {
-            Ok(found) => found,
-            Err(page) => return page,
-        };
+        let (list, _) = one(&ui, &signed, kind, &name).await?;
         let release = list.secrets.unwrap_or_default().join(",");
         path = format!("{path}?force=true&release={}", urlencode(&release));
     }
-    let answer = match ui.api(&signed, Method::DELETE, &path, None, None).await {
-        Ok(a) => a,
-        Err(page) => return page,
-    };
+    let answer = ui.api(&signed, Method::DELETE, &path, None, None).await?;
     if answer.ok() {
-        return Redirect::to(&format!("/ui/{}", kind.plural())).into_response();
+        return Ok(Redirect::to(&format!("/ui/{}", kind.plural())).into_response());
     }
     if answer.status == StatusCode::FORBIDDEN {
-        return layout::refused(&signed, &format!("delete {}", kind.plural()), &answer);
+        return Ok(layout::refused(
+            &signed,
+            &format!("delete {}", kind.plural()),
+            &answer,
+        ));
     }
     delete_form(&ui, &signed, kind, &name, Some(answer.detail())).await
 }

@@ -442,6 +442,9 @@ impl Ui {
     }
 }
 
+/// What a page handler answers: the page, or (through `?`) the page of a problem on the way.
+pub(super) type Page = Result<Response, Response>;
+
 /// Routes of one page family, with the web app's state.
 pub(super) type Routes = Router<Arc<Ui>>;
 

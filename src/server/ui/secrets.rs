@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::layout::{self, Section, empty, form_error, page, time_at};
-use super::{Routes, Shared, Signed, Ui, field, form_pairs, urlencode};
+use super::{Page, Routes, Shared, Signed, Ui, field, form_pairs, urlencode};
 use crate::api::{ListInfo, SealKey, SecretInfo};
 use crate::core::perm::Action;
 use crate::core::resolve::Scope;
@@ -90,14 +90,12 @@ async fn context(ui: &Ui, signed: &Signed) -> Result<Context, Response> {
     })
 }
 
-async fn list(State(ui): Shared, signed: Signed, Query(filter): Query<Filter>) -> Response {
-    match list_page(&ui, &signed, &filter).await {
-        Ok(r) | Err(r) => r,
-    }
+async fn list(State(ui): Shared, signed: Signed, Query(filter): Query<Filter>) -> Page {
+    list_page(&ui, &signed, &filter).await
 }
 
 #[allow(clippy::too_many_lines)] // one page
-async fn list_page(ui: &Ui, signed: &Signed, filter: &Filter) -> Result<Response, Response> {
+async fn list_page(ui: &Ui, signed: &Signed, filter: &Filter) -> Page {
     let may_all = signed.caller.allows(Action::ListAllPersonalSecrets);
     let all = may_all && filter.all.is_some();
     let path = if all {
@@ -333,18 +331,11 @@ fn value_field(required: bool, label: &str, error: Option<&str>) -> Markup {
     }
 }
 
-async fn new_page(State(ui): Shared, signed: Signed) -> Response {
-    match form_page(&ui, &signed, &Kept::default(), StatusCode::OK).await {
-        Ok(r) | Err(r) => r,
-    }
+async fn new_page(State(ui): Shared, signed: Signed) -> Page {
+    form_page(&ui, &signed, &Kept::default(), StatusCode::OK).await
 }
 
-async fn form_page(
-    ui: &Ui,
-    signed: &Signed,
-    kept: &Kept,
-    status: StatusCode,
-) -> Result<Response, Response> {
+async fn form_page(ui: &Ui, signed: &Signed, kept: &Kept, status: StatusCode) -> Page {
     let key = seal_key(ui, signed).await?;
     let write_team = signed.caller.allows(Action::WriteTeamSecret);
     let scope = kept.scope.unwrap_or(if write_team {
@@ -420,7 +411,7 @@ fn refusal(answer: &super::Answer, sealed: bool) -> String {
     message
 }
 
-async fn create(State(ui): Shared, signed: Signed, body: Bytes) -> Response {
+async fn create(State(ui): Shared, signed: Signed, body: Bytes) -> Page {
     let pairs = form_pairs(body).await;
     let scope = match field(&pairs, "scope") {
         Some("personal") => Scope::Personal,
@@ -441,16 +432,12 @@ async fn create(State(ui): Shared, signed: Signed, body: Bytes) -> Response {
                     .to_owned(),
             );
             kept.on = On::Value;
-            return match form_page(&ui, &signed, &kept, StatusCode::UNPROCESSABLE_ENTITY).await {
-                Ok(r) | Err(r) => r,
-            };
+            return form_page(&ui, &signed, &kept, StatusCode::UNPROCESSABLE_ENTITY).await;
         }
         Err(message) => {
             kept.error = Some(message);
             kept.on = On::Value;
-            return match form_page(&ui, &signed, &kept, StatusCode::UNPROCESSABLE_ENTITY).await {
-                Ok(r) | Err(r) => r,
-            };
+            return form_page(&ui, &signed, &kept, StatusCode::UNPROCESSABLE_ENTITY).await;
         }
     };
     let body = json!({
@@ -459,15 +446,13 @@ async fn create(State(ui): Shared, signed: Signed, body: Bytes) -> Response {
         "description": kept.description,
         "sealed_value": sealed,
     });
-    let answer = match ui
+    let answer = ui
         .api(&signed, Method::POST, "/v1/secrets", Some(&body), None)
-        .await
-    {
-        Ok(answer) => answer,
-        Err(page) => return page,
-    };
+        .await?;
     if answer.ok() {
-        return Redirect::to(&format!("/ui/secrets?q={}", urlencode(&kept.name))).into_response();
+        return Ok(
+            Redirect::to(&format!("/ui/secrets?q={}", urlencode(&kept.name))).into_response(),
+        );
     }
     kept.error = Some(refusal(&answer, true));
     kept.on = On::of(answer.code());
@@ -476,9 +461,7 @@ async fn create(State(ui): Shared, signed: Signed, body: Bytes) -> Response {
     } else {
         StatusCode::UNPROCESSABLE_ENTITY
     };
-    match form_page(&ui, &signed, &kept, status).await {
-        Ok(r) | Err(r) => r,
-    }
+    form_page(&ui, &signed, &kept, status).await
 }
 
 /// The secret a page's path names, as the API describes it.
@@ -501,11 +484,9 @@ async fn edit_page(
     State(ui): Shared,
     signed: Signed,
     Path((scope, name)): Path<(String, String)>,
-) -> Response {
+) -> Page {
     let kept = Kept::default();
-    match edit_form(&ui, &signed, &scope, &name, &kept, StatusCode::OK).await {
-        Ok(r) | Err(r) => r,
-    }
+    edit_form(&ui, &signed, &scope, &name, &kept, StatusCode::OK).await
 }
 
 async fn edit_form(
@@ -515,7 +496,7 @@ async fn edit_form(
     name: &str,
     kept: &Kept,
     status: StatusCode,
-) -> Result<Response, Response> {
+) -> Page {
     let secret = one(ui, signed, scope, name).await?;
     let key = seal_key(ui, signed).await?;
     let description = if kept.error.is_some() {
@@ -561,7 +542,7 @@ async fn update(
     signed: Signed,
     Path((scope, name)): Path<(String, String)>,
     body: Bytes,
-) -> Response {
+) -> Page {
     let pairs = form_pairs(body).await;
     let mut kept = Kept {
         description: field(&pairs, "description").unwrap_or("").to_owned(),
@@ -571,7 +552,7 @@ async fn update(
         Ok(sealed) => sealed,
         Err(message) => {
             kept.error = Some(message);
-            return match edit_form(
+            return edit_form(
                 &ui,
                 &signed,
                 &scope,
@@ -579,10 +560,7 @@ async fn update(
                 &kept,
                 StatusCode::UNPROCESSABLE_ENTITY,
             )
-            .await
-            {
-                Ok(r) | Err(r) => r,
-            };
+            .await;
         }
     };
     let mut change = json!({ "description": kept.description });
@@ -592,7 +570,7 @@ async fn update(
     }
     let revision = field(&pairs, "revision").map(|r| format!("\"{}\"", r.trim()));
     let path = format!("/v1/secrets/{}/{}", urlencode(&scope), urlencode(&name));
-    let answer = match ui
+    let answer = ui
         .api(
             &signed,
             Method::PATCH,
@@ -600,13 +578,9 @@ async fn update(
             Some(&change),
             revision.as_deref(),
         )
-        .await
-    {
-        Ok(answer) => answer,
-        Err(page) => return page,
-    };
+        .await?;
     if answer.ok() {
-        return Redirect::to(&format!("/ui/secrets?q={}", urlencode(&name))).into_response();
+        return Ok(Redirect::to(&format!("/ui/secrets?q={}", urlencode(&name))).into_response());
     }
     kept.error = Some(if answer.status == StatusCode::PRECONDITION_FAILED {
         let mut m = "Someone changed this secret after you opened it: here it is as it is now. Make your change again.".to_owned();
@@ -627,19 +601,15 @@ async fn update(
         kept.error = kept.error.take();
         kept.description = String::new();
     }
-    match edit_form(&ui, &signed, &scope, &name, &kept, status).await {
-        Ok(r) | Err(r) => r,
-    }
+    edit_form(&ui, &signed, &scope, &name, &kept, status).await
 }
 
 async fn delete_page(
     State(ui): Shared,
     signed: Signed,
     Path((scope, name)): Path<(String, String)>,
-) -> Response {
-    match delete_form(&ui, &signed, &scope, &name, None, StatusCode::OK).await {
-        Ok(r) | Err(r) => r,
-    }
+) -> Page {
+    delete_form(&ui, &signed, &scope, &name, None, StatusCode::OK).await
 }
 
 async fn delete_form(
@@ -649,7 +619,7 @@ async fn delete_form(
     name: &str,
     error: Option<&str>,
     status: StatusCode,
-) -> Result<Response, Response> {
+) -> Page {
     let secret = one(ui, signed, scope, name).await?;
     let ctx = context(ui, signed).await?;
     let envs = ctx.used_in.get(&secret.name).cloned().unwrap_or_default();
@@ -697,11 +667,11 @@ async fn delete(
     signed: Signed,
     Path((scope, name)): Path<(String, String)>,
     body: Bytes,
-) -> Response {
+) -> Page {
     let pairs = form_pairs(body).await;
     if field(&pairs, "confirm").map(str::trim) != Some(name.as_str()) {
         let message = format!("type the name `{name}` exactly to delete it");
-        return match delete_form(
+        return delete_form(
             &ui,
             &signed,
             &scope,
@@ -709,26 +679,20 @@ async fn delete(
             Some(&message),
             StatusCode::UNPROCESSABLE_ENTITY,
         )
-        .await
-        {
-            Ok(r) | Err(r) => r,
-        };
+        .await;
     }
     let path = format!("/v1/secrets/{}/{}", urlencode(&scope), urlencode(&name));
-    let answer = match ui.api(&signed, Method::DELETE, &path, None, None).await {
-        Ok(answer) => answer,
-        Err(page) => return page,
-    };
+    let answer = ui.api(&signed, Method::DELETE, &path, None, None).await?;
     if answer.ok() {
-        return Redirect::to("/ui/secrets").into_response();
+        return Ok(Redirect::to("/ui/secrets").into_response());
     }
     if answer.status == StatusCode::FORBIDDEN {
-        return layout::refused(&signed, "delete this secret", &answer);
+        return Ok(layout::refused(&signed, "delete this secret", &answer));
     }
-    layout::problem_page(
+    Ok(layout::problem_page(
         Some(&signed),
         StatusCode::UNPROCESSABLE_ENTITY,
         "Not deleted",
         &layout::sentence(answer.detail()),
-    )
+    ))
 }

@@ -12,7 +12,7 @@ use maud::{Markup, html};
 use serde_json::json;
 
 use super::layout::{self, Section, empty, form_error, page, time_at, time_or};
-use super::{Routes, Shared, Signed, Ui, field, form_pairs, urlencode};
+use super::{Page, Routes, Shared, Signed, Ui, field, form_pairs, urlencode};
 use crate::api::{AddedMember, CreatedKey, KeyInfo, ListInfo, MemberInfo, RemovedMember, Whoami};
 use crate::core::perm::Action;
 
@@ -51,15 +51,11 @@ fn tabs(current: &str) -> Markup {
     }
 }
 
-async fn account(State(ui): Shared, signed: Signed) -> Response {
-    let answer = match ui.api(&signed, Method::GET, "/v1/whoami", None, None).await {
-        Ok(a) => a,
-        Err(page) => return page,
-    };
-    let me: Whoami = match answer.into() {
-        Ok(w) => w,
-        Err(page) => return page,
-    };
+async fn account(State(ui): Shared, signed: Signed) -> Page {
+    let answer = ui
+        .api(&signed, Method::GET, "/v1/whoami", None, None)
+        .await?;
+    let me: Whoami = answer.into()?;
     let body = html! {
         h1 { "Settings" }
         (tabs("account"))
@@ -85,10 +81,10 @@ async fn account(State(ui): Shared, signed: Signed) -> Response {
             }
         }
     };
-    layout::html_page(
+    Ok(layout::html_page(
         StatusCode::OK,
         &page("Account", Some(&signed), Section::Settings, &body),
-    )
+    ))
 }
 
 async fn member_list(ui: &Ui, signed: &Signed) -> Result<Vec<MemberInfo>, Response> {
@@ -101,7 +97,7 @@ async fn member_list(ui: &Ui, signed: &Signed) -> Result<Vec<MemberInfo>, Respon
     answer.into()
 }
 
-async fn members(State(ui): Shared, signed: Signed) -> Response {
+async fn members(State(ui): Shared, signed: Signed) -> Page {
     members_page(&ui, &signed, None, None, StatusCode::OK).await
 }
 
@@ -111,11 +107,8 @@ async fn members_page(
     added: Option<&AddedMember>,
     error: Option<&str>,
     status: StatusCode,
-) -> Response {
-    let list = match member_list(ui, signed).await {
-        Ok(l) => l,
-        Err(page) => return page,
-    };
+) -> Page {
+    let list = member_list(ui, signed).await?;
     let may_add = signed.caller.allows(Action::AddMember {
         role: crate::core::perm::Role::Builder,
     });
@@ -180,31 +173,24 @@ async fn members_page(
             p.muted { "Owners and admins add and remove members." }
         }
     };
-    layout::html_page(
+    Ok(layout::html_page(
         status,
         &page("Members", Some(signed), Section::Settings, &body),
-    )
+    ))
 }
 
-async fn add_member(State(ui): Shared, signed: Signed, body: Bytes) -> Response {
+async fn add_member(State(ui): Shared, signed: Signed, body: Bytes) -> Page {
     let pairs = form_pairs(body).await;
     let request = json!({ "name": field(&pairs, "name").unwrap_or("").trim(), "role": field(&pairs, "role").unwrap_or("builder") });
-    let answer = match ui
+    let answer = ui
         .api(&signed, Method::POST, "/v1/members", Some(&request), None)
-        .await
-    {
-        Ok(a) => a,
-        Err(page) => return page,
-    };
+        .await?;
     if answer.ok() {
-        let added: AddedMember = match answer.into() {
-            Ok(a) => a,
-            Err(page) => return page,
-        };
+        let added: AddedMember = answer.into()?;
         return members_page(&ui, &signed, Some(&added), None, StatusCode::CREATED).await;
     }
     if answer.status == StatusCode::FORBIDDEN {
-        return layout::refused(&signed, "add this member", &answer);
+        return Ok(layout::refused(&signed, "add this member", &answer));
     }
     members_page(
         &ui,
@@ -221,22 +207,18 @@ async fn set_role(
     signed: Signed,
     Path(name): Path<String>,
     body: Bytes,
-) -> Response {
+) -> Page {
     let pairs = form_pairs(body).await;
     let request = json!({ "role": field(&pairs, "role").unwrap_or("") });
     let path = format!("/v1/members/{}", urlencode(&name));
-    let answer = match ui
+    let answer = ui
         .api(&signed, Method::PATCH, &path, Some(&request), None)
-        .await
-    {
-        Ok(a) => a,
-        Err(page) => return page,
-    };
+        .await?;
     if answer.ok() {
-        return Redirect::to("/ui/settings/members").into_response();
+        return Ok(Redirect::to("/ui/settings/members").into_response());
     }
     if answer.status == StatusCode::FORBIDDEN {
-        return layout::refused(&signed, "change this role", &answer);
+        return Ok(layout::refused(&signed, "change this role", &answer));
     }
     members_page(
         &ui,
@@ -248,8 +230,8 @@ async fn set_role(
     .await
 }
 
-async fn remove_page(State(_ui): Shared, signed: Signed, Path(name): Path<String>) -> Response {
-    remove_form(&signed, &name, None)
+async fn remove_page(State(_ui): Shared, signed: Signed, Path(name): Path<String>) -> Page {
+    Ok(remove_form(&signed, &name, None))
 }
 
 fn remove_form(signed: &Signed, name: &str, error: Option<&str>) -> Response {
@@ -282,21 +264,16 @@ fn remove_form(signed: &Signed, name: &str, error: Option<&str>) -> Response {
     )
 }
 
-async fn remove(
-    State(ui): Shared,
-    signed: Signed,
-    Path(name): Path<String>,
-    body: Bytes,
-) -> Response {
+async fn remove(State(ui): Shared, signed: Signed, Path(name): Path<String>, body: Bytes) -> Page {
     let pairs = form_pairs(body).await;
     if field(&pairs, "confirm").map(str::trim) != Some(name.as_str()) {
-        return remove_form(
+        return Ok(remove_form(
             &signed,
             &name,
             Some(&format!("type the name `{name}` exactly to remove them")),
-        );
+        ));
     }
-    let answer = match ui
+    let answer = ui
         .api(
             &signed,
             Method::DELETE,
@@ -304,31 +281,24 @@ async fn remove(
             None,
             None,
         )
-        .await
-    {
-        Ok(a) => a,
-        Err(page) => return page,
-    };
+        .await?;
     if answer.status == StatusCode::FORBIDDEN {
-        return layout::refused(&signed, "remove this member", &answer);
+        return Ok(layout::refused(&signed, "remove this member", &answer));
     }
     if !answer.ok() {
-        return remove_form(&signed, &name, Some(answer.detail()));
+        return Ok(remove_form(&signed, &name, Some(answer.detail())));
     }
-    let removed: RemovedMember = match answer.into() {
-        Ok(r) => r,
-        Err(page) => return page,
-    };
+    let removed: RemovedMember = answer.into()?;
     let body = html! {
         h1 { (removed.name) " was removed" }
         p { "Revoked keys: " @if removed.revoked_keys.is_empty() { "none" } @else { @for (i, k) in removed.revoked_keys.iter().enumerate() { @if i > 0 { ", " } (k.name) " (" code { (k.id) } ")" } } "." }
         p { "Deleted personal secrets: " @if removed.deleted_secrets.is_empty() { "none" } @else { (removed.deleted_secrets.join(", ")) } "." }
         p { a href="/ui/settings/members" { "Back to members" } }
     };
-    layout::html_page(
+    Ok(layout::html_page(
         StatusCode::OK,
         &page("Member removed", Some(&signed), Section::Settings, &body),
-    )
+    ))
 }
 
 /// The raw key, shown once: copy, hide, and an explicit "I have copied it".
@@ -358,7 +328,7 @@ async fn key_list(ui: &Ui, signed: &Signed) -> Result<Vec<KeyInfo>, Response> {
     answer.into()
 }
 
-async fn keys(State(ui): Shared, signed: Signed) -> Response {
+async fn keys(State(ui): Shared, signed: Signed) -> Page {
     keys_page(&ui, &signed, None, None, StatusCode::OK).await
 }
 
@@ -379,11 +349,8 @@ async fn keys_page(
     created: Option<&CreatedKey>,
     error: Option<&str>,
     status: StatusCode,
-) -> Response {
-    let list = match key_list(ui, signed).await {
-        Ok(l) => l,
-        Err(page) => return page,
-    };
+) -> Page {
+    let list = key_list(ui, signed).await?;
     let all = signed.caller.allows(Action::ManageAllKeys);
     let team_keys = signed.caller.allows(Action::CreateTeamKey);
     let identities: Vec<ListInfo> = if team_keys {
@@ -393,7 +360,7 @@ async fn keys_page(
         {
             Ok(a) if a.ok() => a.into().unwrap_or_default(),
             Ok(_) => Vec::new(),
-            Err(page) => return page,
+            Err(page) => return Err(page),
         }
     } else {
         Vec::new()
@@ -477,13 +444,13 @@ async fn keys_page(
             div.actions { button type="submit" { "Create key" } }
         }
     };
-    layout::html_page(
+    Ok(layout::html_page(
         status,
         &page("API keys", Some(signed), Section::Settings, &body),
-    )
+    ))
 }
 
-async fn create_key(State(ui): Shared, signed: Signed, body: Bytes) -> Response {
+async fn create_key(State(ui): Shared, signed: Signed, body: Bytes) -> Page {
     let pairs = form_pairs(body).await;
     let mut request = json!({
         "name": field(&pairs, "name").unwrap_or("").trim(),
@@ -496,22 +463,15 @@ async fn create_key(State(ui): Shared, signed: Signed, body: Bytes) -> Response 
     } else {
         request["identity"] = json!(identity);
     }
-    let answer = match ui
+    let answer = ui
         .api(&signed, Method::POST, "/v1/api-keys", Some(&request), None)
-        .await
-    {
-        Ok(a) => a,
-        Err(page) => return page,
-    };
+        .await?;
     if answer.ok() {
-        let created: CreatedKey = match answer.into() {
-            Ok(c) => c,
-            Err(page) => return page,
-        };
+        let created: CreatedKey = answer.into()?;
         return keys_page(&ui, &signed, Some(&created), None, StatusCode::CREATED).await;
     }
     if answer.status == StatusCode::FORBIDDEN {
-        return layout::refused(&signed, "create this key", &answer);
+        return Ok(layout::refused(&signed, "create this key", &answer));
     }
     keys_page(
         &ui,
@@ -523,18 +483,15 @@ async fn create_key(State(ui): Shared, signed: Signed, body: Bytes) -> Response 
     .await
 }
 
-async fn revoke_page(State(ui): Shared, signed: Signed, Path(id): Path<String>) -> Response {
-    let list = match key_list(&ui, &signed).await {
-        Ok(l) => l,
-        Err(page) => return page,
-    };
+async fn revoke_page(State(ui): Shared, signed: Signed, Path(id): Path<String>) -> Page {
+    let list = key_list(&ui, &signed).await?;
     let Some(key) = list.iter().find(|k| k.id == id) else {
-        return layout::problem_page(
+        return Ok(layout::problem_page(
             Some(&signed),
             StatusCode::NOT_FOUND,
             "No such key",
             "No key you can see has this id.",
-        );
+        ));
     };
     let own = key.id == signed.caller.key_id.as_str();
     let body = html! {
@@ -550,14 +507,14 @@ async fn revoke_page(State(ui): Shared, signed: Signed, Path(id): Path<String>) 
             }
         }
     };
-    layout::html_page(
+    Ok(layout::html_page(
         StatusCode::OK,
         &page("Revoke key", Some(&signed), Section::Settings, &body),
-    )
+    ))
 }
 
-async fn revoke(State(ui): Shared, signed: Signed, Path(id): Path<String>) -> Response {
-    let answer = match ui
+async fn revoke(State(ui): Shared, signed: Signed, Path(id): Path<String>) -> Page {
+    let answer = ui
         .api(
             &signed,
             Method::DELETE,
@@ -565,24 +522,20 @@ async fn revoke(State(ui): Shared, signed: Signed, Path(id): Path<String>) -> Re
             None,
             None,
         )
-        .await
-    {
-        Ok(a) => a,
-        Err(page) => return page,
-    };
+        .await?;
     if answer.ok() {
         if id == signed.caller.key_id.as_str() {
-            return Redirect::to("/ui/login?reason=key").into_response();
+            return Ok(Redirect::to("/ui/login?reason=key").into_response());
         }
-        return Redirect::to("/ui/settings/api-keys").into_response();
+        return Ok(Redirect::to("/ui/settings/api-keys").into_response());
     }
     if answer.status == StatusCode::FORBIDDEN {
-        return layout::refused(&signed, "revoke this key", &answer);
+        return Ok(layout::refused(&signed, "revoke this key", &answer));
     }
-    layout::problem_page(
+    Ok(layout::problem_page(
         Some(&signed),
         StatusCode::UNPROCESSABLE_ENTITY,
         "Not revoked",
         &layout::sentence(answer.detail()),
-    )
+    ))
 }
