@@ -86,6 +86,7 @@ pub(super) fn routes(app: Arc<App>, api: Router) -> Router {
         .merge(activity::routes())
         .merge(settings::routes())
         .route("/ui/{*rest}", get(not_found).post(not_found))
+        .method_not_allowed_fallback(not_found)
         .layer(middleware::from_fn(same_origin))
         .layer(middleware::from_fn(headers))
         .with_state(ui)
@@ -315,7 +316,8 @@ async fn signed(parts: &Parts, ui: &Arc<Ui>, path: &str) -> Result<Signed, Resul
     })
 }
 
-/// Removes an ended session's row (no event: nobody acted).
+/// Removes an ended session's row (idle, past its end, or its key no longer valid), noted in
+/// the audit log as `ui.session_ended` with no actor: nobody acted.
 async fn end_quietly(app: &App, row: &SessionRow) {
     let event = crate::store::AuditEvent {
         team: Some(row.team),
