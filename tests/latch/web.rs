@@ -176,8 +176,20 @@ impl Browser {
         self.client.find(Locator::Css(css)).await.is_ok()
     }
 
+    /// The rendered text of the first element matching `css`, read in one step in the page (an
+    /// element htmx swaps meanwhile cannot go stale under it).
     pub(crate) async fn text(&self, css: &str) -> String {
-        self.find(css).await.text().await.expect("text")
+        let text = self
+            .client
+            .execute(
+                "const e = document.querySelector(arguments[0]); return e ? e.innerText : null",
+                vec![json!(css)],
+            )
+            .await
+            .expect("script runs");
+        text.as_str()
+            .unwrap_or_else(|| panic!("no {css}"))
+            .to_owned()
     }
 
     pub(crate) async fn js(&self, script: &str) -> Value {
