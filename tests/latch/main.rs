@@ -24,3 +24,4 @@ mod seal;
 mod server;
 mod web;
 mod webapp;
+mod webapp_http;
