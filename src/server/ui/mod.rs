@@ -364,7 +364,8 @@ impl Answer {
     /// The body as `T`, or a page saying the answer could not be read.
     pub(super) fn into<T: DeserializeOwned>(self) -> Result<T, Response> {
         serde_json::from_value(self.body).map_err(|e| {
-            tracing::error!(error = %e, "the web app cannot read an API answer");
+            // The category only: serde's message may quote what it could not read.
+            tracing::error!(category = ?e.classify(), "the web app cannot read an API answer");
             layout::problem_page(
                 None,
                 StatusCode::INTERNAL_SERVER_ERROR,
