@@ -128,21 +128,12 @@ async fn the_web_apps_headers_cookie_origin_check_and_limits_hold() {
     }
     assert!(!set.contains("Domain"), "{set}");
     let cookie = pair.to_owned();
+    let get = |path: &str| http.get(url(path)).header("cookie", &cookie).send();
 
     // The cookie counts under /ui only: /v1 stays bearer-only.
-    let page = http
-        .get(url("/ui/secrets"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("answers");
+    let page = get("/ui/secrets").await.expect("answers");
     assert_eq!(page.status(), StatusCode::OK);
-    let api = http
-        .get(url("/v1/whoami"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("answers");
+    let api = get("/v1/whoami").await.expect("answers");
     assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
     let forged = http
         .get(url("/ui/secrets"))
@@ -181,12 +172,7 @@ async fn the_web_apps_headers_cookie_origin_check_and_limits_hold() {
         .await
         .expect("answers");
     assert_eq!(out.status(), StatusCode::FORBIDDEN);
-    let page = http
-        .get(url("/ui/secrets"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("answers");
+    let page = get("/ui/secrets").await.expect("answers");
     assert_eq!(page.status(), StatusCode::OK);
 
     // Hostile input: markup is escaped, a forged sealed value is refused in words, the value
@@ -249,34 +235,16 @@ async fn the_web_apps_headers_cookie_origin_check_and_limits_hold() {
     if let Ok(answer) = oversized {
         assert_eq!(answer.status(), StatusCode::PAYLOAD_TOO_LARGE);
     }
-    let page = http
-        .get(url("/ui/secrets"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("answers");
+    let page = get("/ui/secrets").await.expect("answers");
     assert_eq!(page.status(), StatusCode::OK);
-    let missing = http
-        .get(url("/ui/secrets/team/%3Cb%3Ex%3C%2Fb%3E"))
-        .header("cookie", &cookie)
-        .send()
+    let missing = get("/ui/secrets/team/%3Cb%3Ex%3C%2Fb%3E")
         .await
         .expect("answers");
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     assert!(!missing.text().await.expect("html").contains("<b>x</b>"));
-    let nowhere = http
-        .get(url("/ui/no/such/page"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("answers");
+    let nowhere = get("/ui/no/such/page").await.expect("answers");
     assert_eq!(nowhere.status(), StatusCode::NOT_FOUND);
-    let nobody = http
-        .get(url("/ui/environments/nope"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("answers");
+    let nobody = get("/ui/environments/nope").await.expect("answers");
     assert_eq!(nobody.status(), StatusCode::NOT_FOUND);
 
     // Failed sign-ins count toward the address's limit like any failed authentication, and

@@ -183,6 +183,31 @@ pub(super) fn empty(what: &str, todo: &Markup) -> Markup {
     html! { div.empty { p { strong { (what) } } p { (todo) } } }
 }
 
+/// The form that confirms a destructive action by typing `name`: its button waits for the
+/// name (`ui.js`), and the handler checks it with [`super::typed`].
+pub(super) fn confirm_by_name(
+    action: &str,
+    name: &str,
+    button: &str,
+    cancel: &str,
+    error: Option<&str>,
+) -> Markup {
+    html! {
+        form.stack method="post" action=(action) {
+            div.field {
+                label for="confirm" { "Type " code { (name) } " to confirm" }
+                input #confirm type="text" name="confirm" required autocomplete="off" spellcheck="false"
+                    data-confirm-name=(name);
+            }
+            (form_error(error))
+            div.actions {
+                button.danger type="submit" { (button) }
+                a.button.secondary href=(cancel) { "Cancel" }
+            }
+        }
+    }
+}
+
 /// An inline problem for a form.
 pub(super) fn form_error(message: Option<&str>) -> Markup {
     html! {

@@ -15,8 +15,8 @@ use axum::routing::get;
 use maud::html;
 use serde_json::json;
 
-use super::layout::{self, Section, empty, form_error, page, time_at};
-use super::{Page, Routes, Shared, Signed, Ui, field, form_pairs, urlencode};
+use super::layout::{self, Section, confirm_by_name, empty, form_error, page, time_at};
+use super::{Page, Routes, Shared, Signed, Ui, field, form_pairs, typed, urlencode};
 use crate::api::{KeyInfo, ListInfo, SecretInfo};
 use crate::core::perm::Action;
 use crate::core::resolve::Scope;
@@ -671,17 +671,13 @@ async fn delete_form(
                     }
                 }
             }
-            form.stack method="post" action={ "/ui/" (kind.plural()) "/" (list.name) "/delete" } {
-                div.field {
-                    label for="confirm" { "Type " code { (list.name) } " to confirm" }
-                    input #confirm type="text" name="confirm" required autocomplete="off" data-confirm-name=(list.name);
-                }
-                (form_error(error))
-                div.actions {
-                    button.danger type="submit" { "Delete " (kind.one()) }
-                    a.button.secondary href={ "/ui/" (kind.plural()) "/" (list.name) } { "Cancel" }
-                }
-            }
+            (confirm_by_name(
+                &format!("/ui/{}/{}/delete", kind.plural(), list.name),
+                &list.name,
+                &format!("Delete {}", kind.one()),
+                &format!("/ui/{}/{}", kind.plural(), list.name),
+                error,
+            ))
         }
     };
     let status = if error.is_some() {
@@ -703,7 +699,7 @@ async fn delete(
     body: Bytes,
 ) -> Page {
     let pairs = form_pairs(body).await;
-    if field(&pairs, "confirm").map(str::trim) != Some(name.as_str()) {
+    if !typed(&pairs, &name) {
         return delete_form(
             &ui,
             &signed,

@@ -456,6 +456,11 @@ pub(super) async fn form_pairs(body: axum::body::Bytes) -> Vec<(String, String)>
     url::form_urlencoded::parse(&body).into_owned().collect()
 }
 
+/// Whether a confirmation form (`layout::confirm_by_name`) carries `name`, typed exactly.
+pub(super) fn typed(pairs: &[(String, String)], name: &str) -> bool {
+    field(pairs, "confirm").map(str::trim) == Some(name)
+}
+
 /// The first value of `name` in `pairs`.
 pub(super) fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
     pairs

@@ -14,8 +14,8 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::layout::{self, Section, empty, form_error, page, time_at};
-use super::{Page, Routes, Shared, Signed, Ui, field, form_pairs, urlencode};
+use super::layout::{self, Section, confirm_by_name, empty, form_error, page, time_at};
+use super::{Page, Routes, Shared, Signed, Ui, field, form_pairs, typed, urlencode};
 use crate::api::{ListInfo, SealKey, SecretInfo};
 use crate::core::perm::Action;
 use crate::core::resolve::Scope;
@@ -642,18 +642,13 @@ async fn delete_form(
             @if !reserved.is_empty() {
                 div.notice.warn { p { "Identities that reserve it: " strong { (reserved.join(", ")) } "." } }
             }
-            form.stack method="post" action={ "/ui/secrets/" (secret.scope) "/" (secret.name) "/delete" } {
-                div.field {
-                    label for="confirm" { "Type " code { (secret.name) } " to confirm" }
-                    input #confirm type="text" name="confirm" required autocomplete="off" spellcheck="false"
-                        data-confirm-name=(secret.name);
-                }
-                (form_error(error))
-                div.actions {
-                    button.danger type="submit" { "Delete secret" }
-                    a.button.secondary href="/ui/secrets" { "Cancel" }
-                }
-            }
+            (confirm_by_name(
+                &format!("/ui/secrets/{}/{}/delete", secret.scope, secret.name),
+                &secret.name,
+                "Delete secret",
+                "/ui/secrets",
+                error,
+            ))
         }
     };
     Ok(layout::html_page(
@@ -669,7 +664,7 @@ async fn delete(
     body: Bytes,
 ) -> Page {
     let pairs = form_pairs(body).await;
-    if field(&pairs, "confirm").map(str::trim) != Some(name.as_str()) {
+    if !typed(&pairs, &name) {
         let message = format!("type the name `{name}` exactly to delete it");
         return delete_form(
             &ui,

@@ -11,8 +11,8 @@ use axum::routing::{get, post};
 use maud::{Markup, html};
 use serde_json::json;
 
-use super::layout::{self, Section, empty, form_error, page, time_at, time_or};
-use super::{Page, Routes, Shared, Signed, Ui, field, form_pairs, urlencode};
+use super::layout::{self, Section, confirm_by_name, empty, form_error, page, time_at, time_or};
+use super::{Page, Routes, Shared, Signed, Ui, field, form_pairs, typed, urlencode};
 use crate::api::{AddedMember, CreatedKey, KeyInfo, ListInfo, MemberInfo, RemovedMember, Whoami};
 use crate::core::perm::Action;
 
@@ -240,17 +240,13 @@ fn remove_form(signed: &Signed, name: &str, error: Option<&str>) -> Response {
             h1 { "Remove " (name) "?" }
             p { "Removing a member is final: every personal key of theirs is revoked for good, their personal secrets are deleted, "
                 "and their runs and audit events stay readable. Adding the same name again creates a new user who inherits nothing." }
-            form.stack method="post" action={ "/ui/settings/members/" (name) "/remove" } {
-                div.field {
-                    label for="confirm" { "Type " code { (name) } " to confirm" }
-                    input #confirm type="text" name="confirm" required autocomplete="off" data-confirm-name=(name);
-                }
-                (form_error(error))
-                div.actions {
-                    button.danger type="submit" { "Remove member" }
-                    a.button.secondary href="/ui/settings/members" { "Cancel" }
-                }
-            }
+            (confirm_by_name(
+                &format!("/ui/settings/members/{name}/remove"),
+                name,
+                "Remove member",
+                "/ui/settings/members",
+                error,
+            ))
         }
     };
     let status = if error.is_some() {
@@ -266,7 +262,7 @@ fn remove_form(signed: &Signed, name: &str, error: Option<&str>) -> Response {
 
 async fn remove(State(ui): Shared, signed: Signed, Path(name): Path<String>, body: Bytes) -> Page {
     let pairs = form_pairs(body).await;
-    if field(&pairs, "confirm").map(str::trim) != Some(name.as_str()) {
+    if !typed(&pairs, &name) {
         return Ok(remove_form(
             &signed,
             &name,
